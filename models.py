@@ -1,0 +1,412 @@
+"""Normalised wire models: tracking updates and order events, their vocabularies, and validation.
+
+Events arrive as JSON bytes. ``parse_tracking_update`` / ``parse_order_event`` check every field and
+raise :class:`InvalidEvent` naming the field and the problem; the agents send such events to the
+dead-letter topic with that reason. Times on the wire are ISO 8601 with an explicit offset (or epoch
+seconds); inside, every time is UTC epoch seconds (float).
+
+The models are slotted dataclasses rather than ``faust.Record``: measured here, building a Record costs
+about 2.1 µs against 0.3 µs for a slotted dataclass, and the detector core is budgeted at 5 µs an event.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+# Event times before this or more than this far past "now" are rejected as absurd.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp()
+MAX_TEXT = 2000
+MAX_ID = 64
+
+
+class TrackingStatus(str, enum.Enum):
+    """Normalised parcel status; the order of ``STATUS_RANK`` is the forward-only lifecycle."""
+
+    INFO_RECEIVED = "info_received"  # waybill printed, no carrier scan yet
+    PICKED_UP = "picked_up"  # 揽收
+    IN_TRANSIT = "in_transit"  # 在途
+    ARRIVED_CITY = "arrived_city"  # 到达派件城市
+    OUT_FOR_DELIVERY = "out_for_delivery"  # 派件
+    AT_LOCKER = "at_locker"  # 投柜 / 驿站
+    SIGNED = "signed"  # 签收
+    EXCEPTION = "exception"  # carrier exception; see ExceptionReason
+
+
+STATUS_RANK: dict[str, int] = {
+    "info_received": 0,
+    "picked_up": 1,
+    "in_transit": 2,
+    "arrived_city": 3,
+    "out_for_delivery": 4,
+    "at_locker": 5,
+    "signed": 6,
+    "exception": -1,  # an exception does not move the parcel along; it is tracked on its own
+}
+
+
+class ExceptionReason(str, enum.Enum):
+    PROBLEM_PARCEL = "problem_parcel"  # 疑难件
+    OUT_OF_AREA = "out_of_area"  # 超区 / 超派
+    REFUSED = "refused"  # 拒收
+    RETURNED = "returned"  # 退回
+    LOST = "lost"  # 丢失
+    DAMAGED = "damaged"  # 破损
+    HELD = "held"  # 滞留
+    UNREACHABLE = "unreachable"  # 无法联系
+    DELIVERY_FAILED = "delivery_failed"  # 派送失败
+    CUSTOMS = "customs"  # 清关
+    OTHER = "other"
+
+
+class OrderEventKind(str, enum.Enum):
+    PAID = "paid"
+    SHIPPED = "shipped"
+    CONFIRMED = "confirmed"
+    RECEIPT_EXTENDED = "receipt_extended"
+    REFUNDED = "refunded"
+    CLOSED = "closed"
+
+
+class IssueKind(str, enum.Enum):
+    SHIP_OVERDUE = "ship_overdue"
+    PICKUP_OVERDUE = "pickup_overdue"
+    TRANSIT_OVERDUE = "transit_overdue"
+    TRACKING_STALE = "tracking_stale"
+    CONFIRMED_UNSIGNED = "confirmed_unsigned"
+    AUTOCONFIRM_IMMINENT = "autoconfirm_imminent"
+    LOCKER_UNCOLLECTED = "locker_uncollected"
+    CARRIER_EXCEPTION = "carrier_exception"
+
+
+class Severity(str, enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+SEVERITY_ORDER = ("low", "medium", "high", "critical")
+
+# Canonical carrier codes. Aggregator adapters map their own codes onto these.
+CARRIERS: dict[str, str] = {
+    "ZTO": "中通快递",
+    "YTO": "圆通速递",
+    "YUNDA": "韵达快递",
+    "STO": "申通快递",
+    "SF": "顺丰速运",
+    "JD": "京东物流",
+    "EMS": "中国邮政EMS",
+    "JTEXPRESS": "极兔速递",
+    "DEPPON": "德邦快递",
+    "YZPY": "邮政快递包裹",
+    "BESTEXP": "百世快递",
+    "CAINIAO": "菜鸟速递",
+}
+
+PLATFORMS = ("taobao", "tmall", "douyin", "pinduoduo", "jd", "kuaishou", "xiaohongshu", "other")
+
+# Province-level divisions by canonical short name, with the full official names accepted on input.
+PROVINCES: dict[str, tuple[str, ...]] = {
+    "北京": ("北京市",),
+    "天津": ("天津市",),
+    "上海": ("上海市",),
+    "重庆": ("重庆市",),
+    "河北": ("河北省",),
+    "山西": ("山西省",),
+    "辽宁": ("辽宁省",),
+    "吉林": ("吉林省",),
+    "黑龙江": ("黑龙江省",),
+    "江苏": ("江苏省",),
+    "浙江": ("浙江省",),
+    "安徽": ("安徽省",),
+    "福建": ("福建省",),
+    "江西": ("江西省",),
+    "山东": ("山东省",),
+    "河南": ("河南省",),
+    "湖北": ("湖北省",),
+    "湖南": ("湖南省",),
+    "广东": ("广东省",),
+    "海南": ("海南省",),
+    "四川": ("四川省",),
+    "贵州": ("贵州省",),
+    "云南": ("云南省",),
+    "陕西": ("陕西省",),
+    "甘肃": ("甘肃省",),
+    "青海": ("青海省",),
+    "台湾": ("台湾省",),
+    "内蒙古": ("内蒙古自治区",),
+    "广西": ("广西壮族自治区",),
+    "西藏": ("西藏自治区",),
+    "宁夏": ("宁夏回族自治区",),
+    "新疆": ("新疆维吾尔自治区",),
+    "香港": ("香港特别行政区",),
+    "澳门": ("澳门特别行政区",),
+}
+_PROVINCE_LOOKUP: dict[str, str] = {}
+for _short, _longs in PROVINCES.items():
+    _PROVINCE_LOOKUP[_short] = _short
+    for _long in _longs:
+        _PROVINCE_LOOKUP[_long] = _short
+
+_TRACKING_STATUSES = frozenset(s.value for s in TrackingStatus)
+_EXCEPTION_REASONS = frozenset(r.value for r in ExceptionReason)
+_ORDER_KINDS = frozenset(k.value for k in OrderEventKind)
+
+
+class InvalidEvent(ValueError):
+    """An event failed validation: ``field`` names the offending field, ``problem`` says what was wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+    @property
+    def reason_code(self) -> str:
+        """A bounded label for metrics: the field name (never the value)."""
+        return self.field
+
+
+def parcel_key(carrier: str, tracking_number: str) -> str:
+    return f"{carrier}:{tracking_number}"
+
+
+def normalise_province(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    return _PROVINCE_LOOKUP.get(value.strip())
+
+
+def format_time(epoch: float | None) -> str | None:
+    """UTC ISO 8601 with offset; how every time leaves the system."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: Any, field: str) -> float:
+    """ISO 8601 with an explicit offset, or epoch seconds -> UTC epoch seconds."""
+    if isinstance(value, bool):
+        raise InvalidEvent(field, "expected an ISO 8601 time with offset, got a boolean")
+    if isinstance(value, (int, float)):
+        ts = float(value)
+        if not math.isfinite(ts):
+            raise InvalidEvent(field, "is not a finite number")
+    elif isinstance(value, str):
+        if len(value) > 40:
+            raise InvalidEvent(field, "is too long to be a time")
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        except ValueError:
+            raise InvalidEvent(field, f"is not an ISO 8601 time: {value[:40]!r}") from None
+        if dt.tzinfo is None:
+            raise InvalidEvent(field, "has no timezone offset (write e.g. 2026-11-02T10:00:00+08:00)")
+        ts = dt.timestamp()
+    else:
+        raise InvalidEvent(field, f"expected an ISO 8601 time with offset, got {type(value).__name__}")
+    if not EARLIEST_EVENT_TIME <= ts < LATEST_EVENT_TIME:
+        raise InvalidEvent(field, f"is out of the plausible range 2000-2100: {format_time(ts) if math.isfinite(ts) else ts}")
+    return ts
+
+
+def _str(data: dict[str, Any], field: str, *, required: bool = True, max_len: int = MAX_ID) -> str | None:
+    value = data.get(field)
+    if value is None or value == "":
+        if required:
+            raise InvalidEvent(field, "is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(field, f"expected a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise InvalidEvent(field, f"is longer than {max_len} characters ({len(value)})")
+    return value
+
+
+def _carrier(data: dict[str, Any]) -> str:
+    carrier = _str(data, "carrier")
+    assert carrier is not None
+    carrier = carrier.upper()
+    if carrier not in CARRIERS:
+        raise InvalidEvent("carrier", f"unknown carrier code {carrier[:20]!r}; expected one of {', '.join(CARRIERS)}")
+    return carrier
+
+
+def _tracking_number(data: dict[str, Any]) -> str:
+    number = _str(data, "tracking_number", max_len=40)
+    assert number is not None
+    if not number.isascii() or not number.replace("-", "").isalnum():
+        raise InvalidEvent("tracking_number", "must be letters, digits and dashes only")
+    return number
+
+
+def _province(data: dict[str, Any], field: str, *, required: bool = False) -> str | None:
+    raw = _str(data, field, required=required, max_len=20)
+    if raw is None:
+        return None
+    province = normalise_province(raw)
+    if province is None:
+        raise InvalidEvent(field, f"unknown province {raw!r}")
+    return province
+
+
+def _decode(raw: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("$", f"not valid JSON (UTF-8): {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("$", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+@dataclass(slots=True)
+class TrackingUpdate:
+    """One carrier scan, normalised. Keyed on Kafka by the parcel key ``CARRIER:tracking_number``."""
+
+    event_id: str
+    carrier: str
+    tracking_number: str
+    status: str
+    event_time: float
+    exception_reason: str | None = None
+    province: str | None = None
+    city: str | None = None
+    raw_code: str | None = None
+    raw_text: str | None = None
+    source: str = "generic"
+
+    @property
+    def parcel_key(self) -> str:
+        return f"{self.carrier}:{self.tracking_number}"
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        d["event_time"] = format_time(self.event_time)
+        return orjson.dumps({k: v for k, v in d.items() if v is not None})
+
+
+@dataclass(slots=True)
+class OrderEvent:
+    """A fact about an order from the shop platform. Keyed on Kafka by ``order_id``."""
+
+    event_id: str
+    order_id: str
+    shop: str
+    platform: str
+    kind: str
+    event_time: float
+    carrier: str | None = None
+    tracking_number: str | None = None
+    origin_province: str | None = None
+    destination_province: str | None = None
+    destination_city: str | None = None
+    promised_ship_time: float | None = None
+    auto_confirm_deadline: float | None = None
+    order_value: float | None = None
+    category: str | None = None
+
+    @property
+    def parcel_key(self) -> str | None:
+        if self.carrier and self.tracking_number:
+            return f"{self.carrier}:{self.tracking_number}"
+        return None
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        for f in ("event_time", "promised_ship_time", "auto_confirm_deadline"):
+            d[f] = format_time(d[f])
+        return orjson.dumps({k: v for k, v in d.items() if v is not None})
+
+
+def parse_tracking_update(raw: bytes | dict[str, Any]) -> TrackingUpdate:
+    data = _decode(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+    event_id = _str(data, "event_id", max_len=128)
+    carrier = _carrier(data)
+    number = _tracking_number(data)
+    status = data.get("status")
+    if status not in _TRACKING_STATUSES:
+        raise InvalidEvent("status", f"unknown status {str(status)[:40]!r}; expected one of {', '.join(sorted(_TRACKING_STATUSES))}")
+    reason = data.get("exception_reason")
+    if status == "exception":
+        if reason is None:
+            reason = "other"
+        elif reason not in _EXCEPTION_REASONS:
+            raise InvalidEvent("exception_reason", f"unknown reason {str(reason)[:40]!r}; expected one of {', '.join(sorted(_EXCEPTION_REASONS))}")
+    elif reason is not None:
+        raise InvalidEvent("exception_reason", f"is only allowed with status 'exception', not {status!r}")
+    province = _province(data, "province")
+    return TrackingUpdate(
+        event_id=event_id,  # type: ignore[arg-type]
+        carrier=carrier,
+        tracking_number=number,
+        status=status,
+        event_time=parse_time(data.get("event_time"), "event_time"),
+        exception_reason=reason,
+        province=province,
+        city=_str(data, "city", required=False, max_len=40),
+        raw_code=_str(data, "raw_code", required=False, max_len=40),
+        raw_text=_str(data, "raw_text", required=False, max_len=MAX_TEXT),
+        source=_str(data, "source", required=False, max_len=32) or "generic",
+    )
+
+
+def parse_order_event(raw: bytes | dict[str, Any]) -> OrderEvent:
+    data = _decode(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+    event_id = _str(data, "event_id", max_len=128)
+    order_id = _str(data, "order_id")
+    shop = _str(data, "shop")
+    platform = _str(data, "platform", max_len=20)
+    assert platform is not None
+    if platform not in PLATFORMS:
+        raise InvalidEvent("platform", f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+    kind = data.get("kind")
+    if kind not in _ORDER_KINDS:
+        raise InvalidEvent("kind", f"unknown order event kind {str(kind)[:40]!r}; expected one of {', '.join(sorted(_ORDER_KINDS))}")
+    event_time = parse_time(data.get("event_time"), "event_time")
+    carrier = number = None
+    if kind == "shipped":
+        carrier = _carrier(data)
+        number = _tracking_number(data)
+    elif data.get("carrier") is not None or data.get("tracking_number") is not None:
+        # Post-shipping facts may name the parcel; when they do it must be valid.
+        carrier = _carrier(data)
+        number = _tracking_number(data)
+    value = data.get("order_value")
+    order_value: float | None = None
+    if value is not None:
+        if isinstance(value, bool):
+            raise InvalidEvent("order_value", "expected a number, got a boolean")
+        try:
+            order_value = float(value)
+        except (TypeError, ValueError):
+            raise InvalidEvent("order_value", f"expected a number, got {str(value)[:40]!r}") from None
+        if not math.isfinite(order_value) or order_value < 0:
+            raise InvalidEvent("order_value", f"must be a finite amount >= 0, got {order_value}")
+    promised = data.get("promised_ship_time")
+    deadline = data.get("auto_confirm_deadline")
+    if kind == "receipt_extended" and deadline is None:
+        raise InvalidEvent("auto_confirm_deadline", "is required on receipt_extended (the new deadline)")
+    return OrderEvent(
+        event_id=event_id,  # type: ignore[arg-type]
+        order_id=order_id,  # type: ignore[arg-type]
+        shop=shop,  # type: ignore[arg-type]
+        platform=platform,
+        kind=kind,
+        event_time=event_time,
+        carrier=carrier,
+        tracking_number=number,
+        origin_province=_province(data, "origin_province"),
+        destination_province=_province(data, "destination_province"),
+        destination_city=_str(data, "destination_city", required=False, max_len=40),
+        promised_ship_time=None if promised is None else parse_time(promised, "promised_ship_time"),
+        auto_confirm_deadline=None if deadline is None else parse_time(deadline, "auto_confirm_deadline"),
+        order_value=order_value,
+        category=_str(data, "category", required=False, max_len=40),
+    )
