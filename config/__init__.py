@@ -131,6 +131,8 @@ class Lanes:
 class Severity:
     high_value_order: float
     very_late_hours: float
+    # Levels to add for a destination in a remote region (may be negative: slow lanes there are normal).
+    remote_region_step: int
     base: dict[str, str]
 
     def validate(self, path: str) -> None:

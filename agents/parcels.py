@@ -1,0 +1,139 @@
+"""The parcel agent: tracking updates, order facts and ticks in; parcel state, issues and deliveries out.
+
+One agent consumes the three co-partitioned inputs so that every table write happens in the context of
+an event of the right partition (Faust writes a table's changelog to the current event's partition;
+timers cannot write tables, so the leader's timer turns wall-clock time into tick events instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import StreamT
+from mode import Service
+
+from detectors import LaneBaselines
+from models import InvalidEvent, parse_time, parse_tracking_update
+from processor import Output, Processor, decode_order_facts
+
+from . import telemetry as metrics
+from .base import (
+    T,
+    _cfg,
+    app,
+    deadline_index,
+    deliveries_topic,
+    issues_topic,
+    parcel_inputs,
+    parcel_state,
+    settings,
+    ticks_topic,
+)
+from .deadletter import dead_letter
+
+log = logging.getLogger("parcelwatch.parcels")
+
+baselines = LaneBaselines(settings.lanes)
+processor = Processor(settings, baselines, parcel_state, deadline_index)
+
+
+async def _emit(out: Output) -> None:
+    for issue in out.issues:
+        await issues_topic.send(key=issue["subject"], value=orjson.dumps(issue))
+        metrics.on_issue_event(issue)
+    for delivery in out.deliveries:
+        await deliveries_topic.send(key=f"{delivery['carrier']}", value=orjson.dumps(delivery))
+
+
+@app.agent(parcel_inputs)
+async def parcel_agent(stream: StreamT[bytes]) -> None:
+    async for event in stream.events():
+        msg = event.message
+        started = time.perf_counter()
+        topic = msg.topic
+        # One bad event must never kill the agent: everything per event is inside this try.
+        try:
+            raw: bytes = event.value
+            partition = msg.partition
+            if topic == T.tracking:
+                update = parse_tracking_update(raw)
+                now = time.time()
+                out = processor.on_tracking(partition, update, now)
+                metrics.observe_event(topic, "ok", now - update.event_time, time.perf_counter() - started)
+            elif topic == T.order_facts:
+                subject, facts, at = decode_order_facts(raw)
+                out = processor.on_order_facts(partition, subject, facts, at, time.time())
+                metrics.observe_event(topic, "ok", None, time.perf_counter() - started)
+            else:  # ticks
+                now = float(orjson.loads(raw)["now"])
+                out = processor.on_tick(partition, now)
+                metrics.observe_sweep(partition, time.perf_counter() - started, out.due, now, processor)
+            await _emit(out)
+        except InvalidEvent as exc:
+            reason = await dead_letter(event, exc)
+            metrics.observe_invalid(topic, reason)
+        except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the stream
+            log.exception("failed to process %s[%s]@%s", topic, msg.partition, msg.offset)
+            reason = await dead_letter(event, exc)
+            metrics.observe_invalid(topic, "processing_error")
+
+
+@app.timer(interval=_cfg.tick_interval_seconds, on_leader=True)
+async def tick() -> None:
+    """Turn wall-clock time into one tick per partition (the sweep runs in the parcel agent)."""
+    value = orjson.dumps({"now": time.time()})
+    for partition in range(_cfg.partitions):
+        await ticks_topic.send(key="tick", value=value, partition=partition)
+
+
+@app.service
+class LaneBaselineFeed(Service):
+    """Feeds the lane baselines from ALL partitions of the deliveries topic, on every worker, so every
+    worker gives the same baseline for a lane whichever partition a parcel is on."""
+
+    @Service.task
+    async def _feed(self) -> None:
+        bootstrap = ",".join(u.removeprefix("kafka://") for u in _cfg.broker.split(";"))
+        while not self.should_stop:
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+            try:
+                await consumer.start()
+                partitions = consumer.partitions_for_topic(T.deliveries)
+                if not partitions:
+                    await consumer.stop()
+                    await self.sleep(2)
+                    continue
+                tps = [TopicPartition(T.deliveries, p) for p in sorted(partitions)]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                while not self.should_stop:
+                    batch = await consumer.getmany(timeout_ms=1000)
+                    for msgs in batch.values():
+                        for m in msgs:
+                            _add_delivery(m.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep feeding after a broker hiccup
+                log.exception("lane baseline feed failed; retrying")
+                await self.sleep(2)
+            finally:
+                await consumer.stop()
+
+
+def _add_delivery(raw: bytes | None) -> None:
+    try:
+        d = orjson.loads(raw or b"")
+        baselines.add_delivery(
+            d["carrier"], d.get("origin_province"), d.get("destination_province"),
+            float(d["picked_up_at"]), float(d["signed_at"]),
+        )
+        metrics.observe_delivery(d)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("skipped a malformed delivery record")
+
+
+__all__ = ["parcel_agent", "tick", "baselines", "processor", "parse_time"]

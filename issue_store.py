@@ -1,0 +1,267 @@
+"""The issue queue in Redis: one issue per (subject, kind), idempotent writes, indexes for staff reads.
+
+Layout (prefix ``pw:`` by default; see README "Redis layout"):
+
+- ``pw:issue:{id}``                 JSON document of the issue (id = sha1 of ``subject|kind``, 16 hex).
+- ``pw:q:{shop}:{status}``         ZSET of ids, score = opened_at: a shop's queue per status, oldest first.
+- ``pw:qs:{shop}:{status}:{sev}``  ZSET of ids per severity, so "priority first" reads severity by severity.
+- ``pw:kind:{kind}:{status}``      ZSET of ids by kind (all shops), score = opened_at.
+- ``pw:opened:{shop}``             ZSET of ids by opened_at (every issue ever) — the daily queue's history.
+- ``pw:resolved:{shop}``           ZSET of ids by resolved_at (resolved or auto-resolved ones).
+- ``pw:counts``                    HASH ``{shop}|{kind}|{status}`` -> exact count, kept in step by the script.
+- ``pw:open``                      HASH ``{kind}|{severity}|{carrier}`` -> exact open+acknowledged count.
+- ``pw:shops``                     SET of shop names seen.
+
+Every write goes through one Lua script (atomic, one round trip). Stream events are applied
+idempotently: the input is at-least-once, so a redelivered event must change nothing. The rules:
+an ``open`` creates the issue or reopens a resolved one with a newer ``opened_at``; an ``update`` or
+``resolve`` applies only to the open period it names (same ``opened_at``); anything older is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+STATUSES = ("open", "acknowledged", "resolved", "auto_resolved")
+ACTIVE_STATUSES = ("open", "acknowledged")
+SEVERITIES_DESC = ("critical", "high", "medium", "low")
+
+
+def issue_id(issue_key: str) -> str:
+    return hashlib.sha1(issue_key.encode()).hexdigest()[:16]
+
+
+# KEYS: none (all keys derive from the prefix, which is ARGV[1]; this keeps one script for any layout).
+# ARGV: prefix, id, event JSON, opened_at epoch, at epoch.
+_APPLY_EVENT = """
+local prefix, id, ev_json = ARGV[1], ARGV[2], ARGV[3]
+local opened_at, at = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ev = cjson.decode(ev_json)
+local key = prefix .. 'issue:' .. id
+local raw = redis.call('GET', key)
+local doc = nil
+if raw then doc = cjson.decode(raw) end
+
+local function unindex(d)
+  redis.call('ZREM', prefix .. 'q:' .. d.shop .. ':' .. d.status, id)
+  redis.call('ZREM', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, id)
+  redis.call('ZREM', prefix .. 'kind:' .. d.kind .. ':' .. d.status, id)
+  redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, -1)
+  if d.status == 'open' or d.status == 'acknowledged' then
+    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. tostring(d.carrier), -1)
+  end
+end
+local function index(d)
+  redis.call('ZADD', prefix .. 'q:' .. d.shop .. ':' .. d.status, d.opened_ts, id)
+  redis.call('ZADD', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, d.opened_ts, id)
+  redis.call('ZADD', prefix .. 'kind:' .. d.kind .. ':' .. d.status, d.opened_ts, id)
+  redis.call('ZADD', prefix .. 'opened:' .. d.shop, d.opened_ts, id)
+  redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, 1)
+  if d.status == 'open' or d.status == 'acknowledged' then
+    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. tostring(d.carrier), 1)
+    redis.call('ZREM', prefix .. 'resolved:' .. d.shop, id)
+  else
+    redis.call('ZADD', prefix .. 'resolved:' .. d.shop, d.resolved_ts, id)
+  end
+  redis.call('SADD', prefix .. 'shops', d.shop)
+end
+local function copy_finding(d)
+  for _, f in ipairs({'reason', 'severity', 'evidence', 'evidence_data', 'suggested_action', 'exception_reason'}) do
+    if ev[f] ~= nil then d[f] = ev[f] end
+  end
+end
+local function copy_base(d)
+  for _, f in ipairs({'issue_key', 'kind', 'subject', 'parcel', 'carrier', 'tracking_number', 'order_id',
+                      'shop', 'platform', 'lane', 'origin_province', 'destination_province',
+                      'destination_city', 'order_value'}) do
+    if ev[f] ~= nil then d[f] = ev[f] end
+  end
+end
+local function push_history(d, what, extra)
+  local h = {at = ev.at, by = 'stream', action = what}
+  if extra then for k, v in pairs(extra) do h[k] = v end end
+  table.insert(d.history, h)
+end
+
+if ev.action == 'open' then
+  if doc == nil then
+    doc = {id = id, history = {}, reopened = 0, assignee = cjson.null, resolution_code = cjson.null,
+           note = cjson.null, resolved_at = cjson.null, resolved_ts = 0, resolution = cjson.null}
+    copy_base(doc)
+    copy_finding(doc)
+    doc.status = 'open'
+    doc.opened_at = ev.opened_at
+    doc.opened_ts = opened_at
+    doc.updated_at = ev.at
+    push_history(doc, 'opened', {severity = ev.severity, reason = ev.reason})
+    index(doc)
+    redis.call('SET', key, cjson.encode(doc))
+    return 'opened'
+  end
+  if opened_at <= doc.opened_ts then return 'duplicate' end
+  if doc.status == 'open' or doc.status == 'acknowledged' then
+    -- A newer open period while still open (the resolve was lost upstream): carry on as an update.
+    unindex(doc)
+    copy_finding(doc)
+    doc.updated_at = ev.at
+    index(doc)
+    redis.call('SET', key, cjson.encode(doc))
+    return 'updated'
+  end
+  unindex(doc)
+  copy_finding(doc)
+  doc.status = 'open'
+  doc.opened_at = ev.opened_at
+  doc.opened_ts = opened_at
+  doc.resolved_at = cjson.null
+  doc.resolved_ts = 0
+  doc.resolution = cjson.null
+  doc.resolution_code = cjson.null
+  doc.reopened = (doc.reopened or 0) + 1
+  doc.updated_at = ev.at
+  push_history(doc, 'reopened', {severity = ev.severity, reason = ev.reason})
+  index(doc)
+  redis.call('SET', key, cjson.encode(doc))
+  return 'reopened'
+end
+
+if doc == nil or opened_at ~= doc.opened_ts then return 'stale' end
+
+if ev.action == 'update' then
+  if doc.status ~= 'open' and doc.status ~= 'acknowledged' then return 'stale' end
+  -- Re-applying the same update gives the same document: idempotent without a duplicate check.
+  unindex(doc)
+  local before = doc.severity
+  copy_base(doc)
+  copy_finding(doc)
+  doc.updated_at = ev.at
+  if before ~= doc.severity then push_history(doc, 'severity_changed', {from = before, to = doc.severity}) end
+  index(doc)
+  redis.call('SET', key, cjson.encode(doc))
+  return 'updated'
+end
+
+if ev.action == 'resolve' then
+  if doc.status ~= 'open' and doc.status ~= 'acknowledged' then return 'duplicate' end
+  unindex(doc)
+  doc.status = 'auto_resolved'
+  doc.resolved_at = ev.resolved_at
+  doc.resolved_ts = at
+  doc.resolution = ev.resolution
+  doc.updated_at = ev.at
+  push_history(doc, 'auto_resolved', {resolution = ev.resolution})
+  index(doc)
+  redis.call('SET', key, cjson.encode(doc))
+  return 'auto_resolved'
+end
+return redis.error_reply('unknown action ' .. tostring(ev.action))
+"""
+
+
+class IssueStore:
+    """Async access to the issue queue. Staff-facing transitions live in ``queue`` (issue lifecycle)."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str = "pw:") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._apply = redis.register_script(_APPLY_EVENT)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "pw:") -> IssueStore:
+        return cls(aioredis.from_url(url, decode_responses=False, socket_timeout=5, socket_connect_timeout=2), prefix)
+
+    async def apply_event(self, event: dict[str, Any]) -> str:
+        """Apply one stream issue event idempotently; returns what happened (opened, duplicate, ...)."""
+        from models import parse_time  # local: models imports nothing from here, keep it that way
+
+        opened = parse_time(event["opened_at"], "opened_at")
+        at = parse_time(event["at"], "at")
+        result = await self._apply(
+            args=[self.prefix, issue_id(event["issue_key"]), orjson.dumps(event), repr(opened), repr(at)]
+        )
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def apply_events(self, events: list[dict[str, Any]]) -> list[str]:
+        """Apply a batch in one pipeline round trip (order kept: events of one subject stay in order)."""
+        from models import parse_time
+
+        pipe = self.redis.pipeline(transaction=False)
+        for event in events:
+            opened = parse_time(event["opened_at"], "opened_at")
+            at = parse_time(event["at"], "at")
+            await self._apply(
+                args=[self.prefix, issue_id(event["issue_key"]), orjson.dumps(event), repr(opened), repr(at)],
+                client=pipe,
+            )
+        results = await pipe.execute()
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in results]
+
+    async def get(self, id_: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"{self.prefix}issue:{id_}")
+        return None if raw is None else orjson.loads(raw)
+
+    async def get_many(self, ids: list[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        raws = await self.redis.mget([f"{self.prefix}issue:{i}" for i in ids])
+        return [orjson.loads(r) for r in raws if r is not None]
+
+    async def shops(self) -> list[str]:
+        return sorted(s.decode() for s in await self.redis.smembers(f"{self.prefix}shops"))
+
+    async def open_counts(self) -> dict[tuple[str, str, str], int]:
+        """Exact open (+acknowledged) counts by (kind, severity, carrier), for the metrics gauge."""
+        raw = await self.redis.hgetall(f"{self.prefix}open")
+        out: dict[tuple[str, str, str], int] = {}
+        for k, v in raw.items():
+            kind, sev, carrier = k.decode().split("|", 2)
+            if int(v):
+                out[(kind, sev, carrier)] = int(v)
+        return out
+
+    async def counts(self) -> dict[tuple[str, str, str], int]:
+        """Exact counts by (shop, kind, status)."""
+        raw = await self.redis.hgetall(f"{self.prefix}counts")
+        out: dict[tuple[str, str, str], int] = {}
+        for k, v in raw.items():
+            shop, kind, status = k.decode().split("|", 2)
+            if int(v):
+                out[(shop, kind, status)] = int(v)
+        return out
+
+    async def list(
+        self,
+        *,
+        shops: list[str],
+        statuses: tuple[str, ...] = ACTIVE_STATUSES,
+        kind: str | None = None,
+        severity: str | None = None,
+        order: str = "priority",
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Issues of ``shops`` in ``statuses``; priority order = severity then age, else oldest first."""
+        ids: list[tuple[int, float, str]] = []
+        sevs = (severity,) if severity else SEVERITIES_DESC
+        pipe = self.redis.pipeline(transaction=False)
+        slots = []
+        for shop in shops:
+            for status in statuses:
+                for sev in sevs:
+                    pipe.zrange(f"{self.prefix}qs:{shop}:{status}:{sev}", 0, -1, withscores=True)
+                    slots.append(SEVERITIES_DESC.index(sev))
+        for rank, members in zip(slots, await pipe.execute()):
+            ids.extend((rank, score, m.decode()) for m, score in members)
+        if order == "priority":
+            ids.sort(key=lambda x: (x[0], x[1]))
+        else:
+            ids.sort(key=lambda x: x[1])
+        docs = await self.get_many([i for _, _, i in ids])
+        if kind:
+            docs = [d for d in docs if d["kind"] == kind]
+        total = len(docs)
+        return docs[offset : offset + limit], total

@@ -1,0 +1,330 @@
+"""The stream's core: event in → parcel state → detectors → issue events, plus the deadline index.
+
+``Processor`` is independent of Faust: the live agents hand it the Faust tables (mutable mappings of
+bytes) and the replay command hands it dicts, so a replay and a live run execute the same code.
+
+Rules of the road:
+- Events update state and may *resolve* issues (at the event's time); they never open one. Opening
+  happens in the deadline sweep, which walks each due subject's timeline deadline by deadline
+  (``_advance``), so an issue opens at its deadline whatever the tick interval and however late the
+  sweep runs: a replay and a live run give the same ``opened_at`` and the same text.
+- The deadline index is lazy: a subject sits in the bucket of the earliest deadline it has had since it
+  was last swept; when its deadline moves later nothing is written, the early wake-up re-checks and
+  re-files it. A stale index entry is harmless.
+- The index is per partition (keys ``"{partition}:{bucket}"``) so that a tick on partition p touches only
+  subjects of partition p: sweep cost grows with what is due, not with what is tracked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from config import Settings
+from detectors import DetectorContext, Evaluation, evaluate
+from detectors.base import Finding, TransitBaseline
+from models import InvalidEvent, OrderEvent, TrackingUpdate, format_time
+from state import ORDER_SUBJECT_PREFIX, OrderFacts, ParcelState, order_subject
+
+BUCKET_SECONDS = 60
+# Guard against a rule whose next_at does not move forward (a bug must not hang the sweep).
+MAX_STEPS_PER_SWEEP = 64
+
+
+def bucket_of(t: float) -> int:
+    return int(t // BUCKET_SECONDS)
+
+
+@dataclass(slots=True)
+class Output:
+    """What one event or tick produced, for the caller to send on."""
+
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    due: int = 0  # subjects re-checked by a sweep
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: Settings,
+        baselines: TransitBaseline,
+        states: MutableMapping[str, bytes],
+        index: MutableMapping[str, bytes],
+    ) -> None:
+        self.settings = settings
+        self.ctx = DetectorContext(settings, baselines)
+        self.states = states
+        self.index = index
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def load(self, subject: str) -> ParcelState:
+        raw = self.states.get(subject)
+        return ParcelState() if raw is None else ParcelState.decode(raw)
+
+    def on_tracking(self, partition: int, update: TrackingUpdate, now: float) -> Output:
+        subject = update.parcel_key
+        state = self.load(subject)
+        state.apply_tracking(update)
+        out = Output()
+        self._after_event(partition, subject, state, update.event_time, now, out)
+        return out
+
+    def on_order_facts(self, partition: int, subject: str, facts: OrderFacts, at: float, now: float) -> Output:
+        """Apply an order snapshot to one of its subjects; ``at`` is the event time of the order event."""
+        state = self.load(subject)
+        state.apply_order(facts)
+        out = Output()
+        self._after_event(partition, subject, state, at, now, out)
+        return out
+
+    def _after_event(
+        self, partition: int, subject: str, state: ParcelState, at: float, now: float, out: Output
+    ) -> None:
+        ev = evaluate(subject, state, now, self.ctx)
+        for kind in [k for k in state.open_issues if k not in ev.findings]:
+            opened_at = state.open_issues[kind][0]
+            self._resolve(subject, state, kind, max(at, opened_at), out)
+        next_at = ev.next_at
+        context = _context(state)
+        for kind, (finding, sev) in ev.findings.items():
+            record = state.open_issues.get(kind)
+            if record is None or record[0] != finding.since or record[1] != sev or record[2] != context:
+                # Something to open or update: let the next sweep do it, at the finding's own time.
+                next_at = finding.since if next_at is None else min(next_at, finding.since)
+        if (
+            not state.delivery_reported
+            and state.signed_at is not None
+            and state.picked_up_at is not None
+            and not subject.startswith(ORDER_SUBJECT_PREFIX)
+        ):
+            state.delivery_reported = True
+            out.deliveries.append(self._delivery(subject, state))
+        state.next_check_at = next_at
+        self._file(partition, subject, state)
+        self.states[subject] = state.encode()
+
+    # -- deadline sweep -----------------------------------------------------------------------------
+
+    def on_tick(self, partition: int, now: float) -> Output:
+        """Re-check every subject of ``partition`` whose deadline is at or before ``now``."""
+        out = Output()
+        cursor_key = f"{partition}:cursor"
+        raw_cursor = self.index.get(cursor_key)
+        last = bucket_of(now)
+        if raw_cursor is None:
+            self.index[cursor_key] = str(last).encode()
+            return out
+        cursor = int(raw_cursor)
+        if cursor > last:
+            return out  # the clock went backwards (another leader's tick); nothing is due
+        for b in range(cursor, last + 1):
+            key = f"{partition}:{b}"
+            raw = self.index.get(key)
+            if raw is None:
+                continue
+            del self.index[key]
+            for subject in dict.fromkeys(raw.decode().split("\n")):
+                if not subject:
+                    continue
+                raw_state = self.states.get(subject)
+                if raw_state is None:
+                    continue
+                state = ParcelState.decode(raw_state)
+                if state.indexed_bucket != b:
+                    continue  # filed under another bucket since: that entry is the live one
+                state.indexed_bucket = None
+                out.due += 1
+                self._advance(subject, state, now, out)
+                self._file(partition, subject, state, cursor=last)
+                self.states[subject] = state.encode()
+        if cursor != last:
+            self.index[cursor_key] = str(last).encode()
+        return out
+
+    def _advance(self, subject: str, state: ParcelState, now: float, out: Output) -> None:
+        """Walk the subject's timeline from its due time to ``now``, one deadline at a time."""
+        t = state.next_check_at
+        if t is None or t > now:
+            return
+        ev: Evaluation | None = None
+        for _ in range(MAX_STEPS_PER_SWEEP):
+            ev = evaluate(subject, state, t, self.ctx)
+            self._reconcile(subject, state, ev, t, out)
+            if ev.next_at is None or ev.next_at > now or ev.next_at <= t:
+                break
+            t = ev.next_at
+        state.next_check_at = ev.next_at if ev is not None and ev.next_at is not None and ev.next_at > t else None
+
+    def _reconcile(self, subject: str, state: ParcelState, ev: Evaluation, t: float, out: Output) -> None:
+        for kind in [k for k in state.open_issues if k not in ev.findings]:
+            self._resolve(subject, state, kind, max(t, state.open_issues[kind][0]), out)
+        context = _context(state)
+        for kind, (finding, sev) in ev.findings.items():
+            record = state.open_issues.get(kind)
+            if record is None:
+                state.open_issues[kind] = [finding.since, sev, context]
+                out.issues.append(self._issue("open", subject, state, finding, sev, finding.since, finding.since))
+            elif record[0] != finding.since or record[1] != sev or record[2] != context:
+                # A new exception reason, a severity step, or order facts that arrived after the opening.
+                state.open_issues[kind] = [record[0], sev, context]
+                out.issues.append(self._issue("update", subject, state, finding, sev, record[0], t))
+
+    def _file(self, partition: int, subject: str, state: ParcelState, cursor: int | None = None) -> None:
+        """Put the subject in the deadline index if its next check is earlier than where it is filed."""
+        if state.next_check_at is None:
+            return
+        target = bucket_of(state.next_check_at)
+        if state.indexed_bucket is not None and state.indexed_bucket <= target:
+            return
+        if cursor is None:
+            raw_cursor = self.index.get(f"{partition}:cursor")
+            if raw_cursor is None:
+                # First filing on this partition: the sweep starts from here.
+                self.index[f"{partition}:cursor"] = str(target).encode()
+                cursor = target
+            else:
+                cursor = int(raw_cursor)
+        if target < cursor:
+            target = cursor  # already swept past: due at the next tick
+        key = f"{partition}:{target}"
+        self.index[key] = self.index.get(key, b"") + subject.encode() + b"\n"
+        state.indexed_bucket = target
+
+    # -- issue events -------------------------------------------------------------------------------
+
+    def _resolve(self, subject: str, state: ParcelState, kind: str, at: float, out: Output) -> None:
+        opened_at, sev = state.open_issues.pop(kind)[:2]
+        issue = self._base(subject, state)
+        issue.update(
+            action="resolve",
+            issue_key=f"{subject}|{kind}",
+            kind=kind,
+            severity=sev,
+            opened_at=format_time(opened_at),
+            at=format_time(at),
+            resolved_at=format_time(at),
+            resolution=_resolution(kind, state),
+        )
+        out.issues.append(issue)
+
+    def _issue(
+        self, action: str, subject: str, state: ParcelState, f: Finding, sev: str, opened_at: float, at: float
+    ) -> dict[str, Any]:
+        issue = self._base(subject, state)
+        issue.update(
+            action=action,
+            issue_key=f"{subject}|{f.kind}",
+            kind=f.kind,
+            reason=f.reason,
+            severity=sev,
+            evidence=f.evidence,
+            evidence_data=f.evidence_data,
+            suggested_action=f.suggested_action,
+            exception_reason=f.exception_reason,
+            opened_at=format_time(opened_at),
+            at=format_time(at),
+            resolved_at=None,
+            resolution=None,
+        )
+        return issue
+
+    def _base(self, subject: str, state: ParcelState) -> dict[str, Any]:
+        if subject.startswith(ORDER_SUBJECT_PREFIX):
+            carrier = number = parcel = None
+        else:
+            carrier, number = subject.split(":", 1)
+            parcel = subject
+        lane = (
+            f"{carrier} {state.origin_province or '?'}→{state.destination_province or '?'}" if carrier else None
+        )
+        return {
+            "subject": subject,
+            "parcel": parcel,
+            "carrier": carrier,
+            "tracking_number": number,
+            "order_id": state.order_id or (subject[len(ORDER_SUBJECT_PREFIX):] if parcel is None else None),
+            "shop": state.shop or "unknown",
+            "platform": state.platform or "other",
+            "lane": lane,
+            "origin_province": state.origin_province,
+            "destination_province": state.destination_province,
+            "destination_city": state.destination_city,
+            "order_value": state.order_value,
+        }
+
+    def _delivery(self, subject: str, state: ParcelState) -> dict[str, Any]:
+        return {
+            "carrier": subject.split(":", 1)[0],
+            "origin_province": state.origin_province,
+            "destination_province": state.destination_province,
+            "picked_up_at": state.picked_up_at,
+            "signed_at": state.signed_at,
+            "shop": state.shop,
+        }
+
+
+def _context(state: ParcelState) -> str:
+    """The order facts an open issue shows; when they change, the issue is updated."""
+    return f"{state.order_id}|{state.shop}|{state.platform}|{state.order_value}|{state.origin_province}|{state.destination_province}"
+
+
+def _resolution(kind: str, state: ParcelState) -> str:
+    """Why an issue ended by itself, in words staff can filter on."""
+    if state.closed_at is not None:
+        return f"order_{state.closed_kind or 'closed'}"
+    if state.signed_at is not None:
+        return "signed"
+    if kind == "ship_overdue" and state.shipped_at is not None:
+        return "shipped"
+    if kind == "pickup_overdue" and state.first_scan_at is not None:
+        return "picked_up"
+    if kind == "tracking_stale":
+        return "scanned_again"
+    if kind == "autoconfirm_imminent":
+        if state.confirmed_at is not None:
+            return "order_confirmed"
+        return "deadline_moved_or_passed"
+    if kind == "locker_uncollected":
+        return "collected"
+    return "condition_ended"
+
+
+class OrderRouter:
+    """Merges order events into order facts and says which subjects must get the new snapshot.
+
+    The subjects are the order itself (``order:<id>``, watched for ship-overdue until it ships) and each
+    of its parcels. A fact that arrives before the shipment is kept and reaches the parcel when the
+    shipment names it, because the whole snapshot is sent each time.
+    """
+
+    def __init__(self, orders: MutableMapping[str, bytes]) -> None:
+        self.orders = orders
+
+    def route(self, ev: OrderEvent) -> list[tuple[str, bytes]]:
+        """(subject, order-facts record) pairs to send on the order-facts topic, keyed by subject."""
+        raw = self.orders.get(ev.order_id)
+        facts = OrderFacts.from_json(raw) if raw is not None else OrderFacts(ev.order_id, ev.shop, ev.platform)
+        was_shipped = facts.shipped_at is not None
+        facts.apply(ev)
+        encoded = facts.to_json()
+        # Reassign (never mutate in place): a Faust table writes its changelog only on assignment.
+        self.orders[ev.order_id] = encoded
+        subjects = list(facts.parcels)
+        if not was_shipped or ev.kind in ("shipped", "refunded", "closed"):
+            subjects.append(order_subject(ev.order_id))
+        head = b'{"at":' + orjson.dumps(ev.event_time) + b',"facts":' + encoded + b',"subject":'
+        return [(s, head + orjson.dumps(s) + b"}") for s in subjects]
+
+
+def decode_order_facts(raw: bytes) -> tuple[str, OrderFacts, float]:
+    """The order-facts record -> (subject, facts, event time of the order event)."""
+    try:
+        doc = orjson.loads(raw)
+        return doc["subject"], OrderFacts(**doc["facts"]), float(doc["at"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidEvent("$", f"malformed order-facts record: {exc}") from None

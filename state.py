@@ -1,0 +1,242 @@
+"""Per-subject state: what parcelwatch knows about one parcel (or one not-yet-shipped order).
+
+A *subject* is a parcel (key ``CARRIER:tracking_number``) or, before an order ships, the order itself
+(key ``order:<order_id>``), so that "paid but not shipped" is watched by the same machinery.
+
+Every merge here is commutative and idempotent (first-milestone times take the minimum, "last" times
+the maximum, status only moves forward), so duplicated and reordered events give the same state. The
+state is stored in the Faust table as a compact positional JSON array (``encode`` / ``decode``) to keep
+memory per tracked parcel low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import orjson
+
+from models import STATUS_RANK, OrderEvent, TrackingUpdate
+
+ORDER_SUBJECT_PREFIX = "order:"
+
+
+def order_subject(order_id: str) -> str:
+    return ORDER_SUBJECT_PREFIX + order_id
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a <= b else b
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a >= b else b
+
+
+@dataclass(slots=True)
+class OrderFacts:
+    """Everything known about an order, merged from its events. Sent as a snapshot to its subjects."""
+
+    order_id: str
+    shop: str
+    platform: str
+    paid_at: float | None = None
+    promised_ship_at: float | None = None
+    shipped_at: float | None = None
+    confirmed_at: float | None = None
+    # The auto-confirm deadline and the event time of the event that set it (latest event wins, so a
+    # receipt extension moves it whatever order the events arrive in).
+    autoconfirm_deadline: float | None = None
+    autoconfirm_set_at: float | None = None
+    closed_at: float | None = None
+    closed_kind: str | None = None
+    order_value: float | None = None
+    category: str | None = None
+    origin_province: str | None = None
+    destination_province: str | None = None
+    destination_city: str | None = None
+    parcels: list[str] = field(default_factory=list)
+
+    def apply(self, ev: OrderEvent) -> None:
+        t = ev.event_time
+        self.shop = ev.shop
+        self.platform = ev.platform
+        if ev.kind == "paid":
+            self.paid_at = _min(self.paid_at, t)
+        elif ev.kind == "shipped":
+            self.shipped_at = _min(self.shipped_at, t)
+            key = ev.parcel_key
+            if key and key not in self.parcels:
+                self.parcels.append(key)
+                self.parcels.sort()
+        elif ev.kind == "confirmed":
+            self.confirmed_at = _min(self.confirmed_at, t)
+        elif ev.kind in ("refunded", "closed"):
+            if self.closed_at is None or t < self.closed_at:
+                self.closed_at = t
+                self.closed_kind = ev.kind
+        if ev.promised_ship_time is not None:
+            self.promised_ship_at = ev.promised_ship_time
+        if ev.auto_confirm_deadline is not None and (self.autoconfirm_set_at is None or t >= self.autoconfirm_set_at):
+            self.autoconfirm_deadline = ev.auto_confirm_deadline
+            self.autoconfirm_set_at = t
+        if ev.order_value is not None:
+            self.order_value = ev.order_value
+        for name in ("category", "origin_province", "destination_province", "destination_city"):
+            value = getattr(ev, name)
+            if value is not None:
+                setattr(self, name, value)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> OrderFacts:
+        return cls(**orjson.loads(raw))
+
+
+@dataclass(slots=True)
+class ParcelState:
+    """What is known about one subject (parcel or unshipped order) at its latest event."""
+
+    # Order facts (from the order's snapshot).
+    order_id: str | None = None
+    shop: str | None = None
+    platform: str | None = None
+    order_value: float | None = None
+    category: str | None = None
+    origin_province: str | None = None
+    destination_province: str | None = None
+    destination_city: str | None = None
+    paid_at: float | None = None
+    promised_ship_at: float | None = None
+    shipped_at: float | None = None
+    confirmed_at: float | None = None
+    autoconfirm_deadline: float | None = None
+    autoconfirm_set_at: float | None = None
+    closed_at: float | None = None
+    closed_kind: str | None = None
+    # Carrier milestones (from tracking updates).
+    status: str | None = None
+    status_at: float | None = None
+    info_received_at: float | None = None
+    picked_up_at: float | None = None
+    first_scan_at: float | None = None
+    last_scan_at: float | None = None
+    arrived_city_at: float | None = None
+    out_for_delivery_at: float | None = None
+    at_locker_at: float | None = None
+    signed_at: float | None = None
+    exception_reason: str | None = None
+    exception_at: float | None = None
+    last_province: str | None = None
+    last_city: str | None = None
+    # Bookkeeping: issues open on this subject (kind -> [opened_at, severity, order context]) and where the
+    # subject sits in the deadline index.
+    open_issues: dict[str, list[Any]] = field(default_factory=dict)
+    next_check_at: float | None = None
+    indexed_bucket: int | None = None
+    delivery_reported: bool = False
+
+    # -- merges ------------------------------------------------------------------------------------
+
+    def apply_tracking(self, up: TrackingUpdate) -> None:
+        t = up.event_time
+        status = up.status
+        if status == "exception":
+            # The latest exception wins; ties broken by reason so any arrival order gives one answer.
+            if self.exception_at is None or (t, up.exception_reason or "") > (self.exception_at, self.exception_reason or ""):
+                self.exception_at = t
+                self.exception_reason = up.exception_reason
+        elif status == "info_received":
+            self.info_received_at = _min(self.info_received_at, t)
+        else:
+            rank = STATUS_RANK[status]
+            current = STATUS_RANK[self.status] if self.status is not None else -1
+            # Status only moves forward: a late "in transit" never downgrades a signed parcel.
+            if rank > current or (rank == current and (self.status_at is None or t < self.status_at)):
+                self.status = status
+                self.status_at = t
+            if status == "picked_up":
+                self.picked_up_at = _min(self.picked_up_at, t)
+            elif status == "arrived_city":
+                self.arrived_city_at = _min(self.arrived_city_at, t)
+            elif status == "out_for_delivery":
+                self.out_for_delivery_at = _min(self.out_for_delivery_at, t)
+            elif status == "at_locker":
+                self.at_locker_at = _min(self.at_locker_at, t)
+            elif status == "signed":
+                self.signed_at = _min(self.signed_at, t)
+        if status != "info_received":
+            # Any carrier scan (an exception scan too) shows the carrier has the parcel.
+            if self.last_scan_at is None or t >= self.last_scan_at:
+                if up.province is not None:
+                    self.last_province = up.province
+                if up.city is not None:
+                    self.last_city = up.city
+            self.last_scan_at = _max(self.last_scan_at, t)
+            self.first_scan_at = _min(self.first_scan_at, t)
+
+    def apply_order(self, facts: OrderFacts) -> None:
+        self.order_id = facts.order_id
+        self.shop = facts.shop
+        self.platform = facts.platform
+        self.order_value = facts.order_value
+        self.category = facts.category
+        self.origin_province = facts.origin_province or self.origin_province
+        self.destination_province = facts.destination_province or self.destination_province
+        self.destination_city = facts.destination_city or self.destination_city
+        self.paid_at = _min(self.paid_at, facts.paid_at)
+        self.promised_ship_at = facts.promised_ship_at
+        self.shipped_at = _min(self.shipped_at, facts.shipped_at)
+        self.confirmed_at = _min(self.confirmed_at, facts.confirmed_at)
+        if facts.autoconfirm_set_at is not None and (
+            self.autoconfirm_set_at is None or facts.autoconfirm_set_at >= self.autoconfirm_set_at
+        ):
+            self.autoconfirm_deadline = facts.autoconfirm_deadline
+            self.autoconfirm_set_at = facts.autoconfirm_set_at
+        if facts.closed_at is not None and (self.closed_at is None or facts.closed_at <= self.closed_at):
+            self.closed_at = facts.closed_at
+            self.closed_kind = facts.closed_kind
+
+    # -- derived -----------------------------------------------------------------------------------
+
+    @property
+    def pickup_at(self) -> float | None:
+        """When the carrier first had the parcel: the pickup scan, else the first later-stage scan."""
+        return self.picked_up_at if self.picked_up_at is not None else self.first_scan_at
+
+    @property
+    def is_signed(self) -> bool:
+        return self.signed_at is not None
+
+    # -- encoding ----------------------------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        return orjson.dumps([getattr(self, name) for name in _FIELD_NAMES])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ParcelState:
+        values = orjson.loads(raw)
+        state = cls.__new__(cls)
+        for name, value in zip(_FIELD_NAMES, values):
+            object.__setattr__(state, name, value)
+        # Fields added after the state was written keep their defaults.
+        for name in _FIELD_NAMES[len(values):]:
+            object.__setattr__(state, name, _DEFAULTS[name]())
+        return state
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ParcelState))
+_DEFAULTS: dict[str, Any] = {
+    f.name: (f.default_factory if callable(f.default_factory) else (lambda v=f.default: v))  # type: ignore[misc]
+    for f in fields(ParcelState)
+}

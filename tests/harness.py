@@ -1,0 +1,148 @@
+"""Integration harness: a real Tansu broker, a real Redis server and real worker processes, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from embedded.process import free_port, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Worker:
+    """``python app.py worker`` as a child process with its own web port and data dir."""
+
+    def __init__(self, broker_url: str, redis_url: str, run_dir: Path, name: str = "w1", **env: str) -> None:
+        self.port = free_port()
+        self.run_dir = run_dir
+        self.name = name
+        self.log_path = run_dir / f"worker-{name}.log"
+        self.env = {
+            **os.environ,
+            "PARCELWATCH_BROKER_URL": broker_url,
+            "PARCELWATCH_BROKER_KIND": "embedded",
+            "PARCELWATCH_REDIS_URL": redis_url,
+            "PARCELWATCH_WEB_PORT": str(self.port),
+            "PARCELWATCH_DATA_DIR": str(run_dir / f"data-{name}"),
+            "PARCELWATCH_TICK_INTERVAL": "1",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True, timeout: float = 90) -> Worker:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "app.py", "worker", "-l", "info"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
+                body = resp.read()
+                ctype = resp.headers.get("content-type", "")
+                return resp.status, json.loads(body) if "json" in ctype else body
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            try:
+                return exc.code, json.loads(body)
+            except ValueError:
+                return exc.code, body
+
+    def wait_healthy(self, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                status, body = self.get("/healthz", timeout=5)
+                last = body
+                if status == 200:
+                    return body  # type: ignore[no-any-return]
+            except (OSError, ValueError) as exc:
+                last = exc
+            time.sleep(0.5)
+        raise TimeoutError(f"worker not healthy in {timeout} s (last: {last})\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=20)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
+    """Send (topic, key, value) records and wait until the broker acknowledged all of them."""
+
+    async def _run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            futures = [await producer.send(t, value=v, key=k) for t, k, v in records]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(_run())
+
+
+def consume_all(bootstrap: str, topic: str, timeout: float = 3.0) -> list[Any]:
+    """Every record currently in ``topic`` (all partitions), read from the beginning."""
+
+    async def _run() -> list[Any]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in parts]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            out: list[Any] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=300)
+                for msgs in batch.values():
+                    out.extend(msgs)
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(_run())
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
