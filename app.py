@@ -37,6 +37,15 @@ async def replay(self: object, events: str, until: str | None, out: str | None) 
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "worker" and settings.app.broker_kind == "embedded":
+        # The embedded broker keeps nothing across its restarts: local tables built against an older
+        # broker lifetime would disagree with the (now empty) changelogs.
+        from pathlib import Path
+
+        from embedded.tansu_compat import discard_stale_tables
+
+        bootstrap = settings.app.broker.split(";")[0].removeprefix("kafka://")
+        discard_stale_tables(bootstrap, Path(settings.app.data_dir))
     app.main()
 
 

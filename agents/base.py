@@ -81,13 +81,24 @@ parcel_inputs = app.topic(
 
 
 
-def _table(name: str, help: str) -> faust.Table:
-    table = app.Table(name, key_type=str, value_type=bytes, partitions=_cfg.partitions, help=help)
-    # Raw bytes in the store and the changelog: our own compact encoding, no JSON-over-JSON. Set before
-    # first use; Faust builds the store and the changelog topic lazily from these attributes.
-    table.key_serializer = "raw"
-    table.value_serializer = "raw"
-    return table
+class RawTable(faust.Table):
+    """A table whose store and changelog hold raw bytes: our own compact encoding, no JSON-over-JSON.
+
+    Faust derives a table's serializers from its key/value types ("json" for str and bytes), and the
+    store and the changelog recovery read them at construction; overriding the derivation is the one
+    place that covers all three.
+    """
+
+    def _serializer_from_type(self, typ: object) -> str:
+        return "raw"
+
+
+def _table(name: str, help: str) -> RawTable:
+    table = RawTable(
+        app, name=name, key_type=str, value_type=bytes, partitions=_cfg.partitions, help=help,
+        beacon=app.tables.beacon,
+    )
+    return app.tables.add(table)  # type: ignore[return-value]
 
 
 parcel_state = _table("parcel-state", "subject (parcel or unshipped order) -> ParcelState.encode()")

@@ -11,7 +11,7 @@ from faust import web
 from issue_store import ACTIVE_STATUSES, STATUSES
 
 from . import telemetry as metrics
-from .base import app
+from .base import app, parcel_state
 from .parcels import baselines
 from .sinks import redis_state, store
 
@@ -84,7 +84,12 @@ class HealthView(web.View):
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
         recovered = app.tables.recovery.completed.is_set() and not app.rebalancing
-        checks["tables"] = {"ok": recovered, "rebalancing": bool(app.rebalancing)}
+        checks["tables"] = {
+            "ok": recovered,
+            "rebalancing": bool(app.rebalancing),
+            # Subjects (parcels and unshipped orders) in this worker's store, all its partitions.
+            "subjects": len(parcel_state.data),
+        }
         ok = all(c["ok"] for c in checks.values())
         return self.json({"ok": ok, "checks": checks}, status=200 if ok else 503)
 
