@@ -50,7 +50,11 @@ class Worker:
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         if wait:
-            self.wait_healthy(timeout)
+            try:
+                self.wait_healthy(timeout)
+            except BaseException:
+                self.kill()  # never leave a half-started worker behind a failed test
+                raise
         return self
 
     def url(self, path: str) -> str:
