@@ -36,6 +36,52 @@ async def replay(self: object, events: str, until: str | None, out: str | None) 
         sys.exit(code)
 
 
+@app.command(
+    option("--shop", default=None, help="Only this shop (default: every shop)."),
+    option("--date", "day", default=None, help="The queue of this day, YYYY-MM-DD in China time (default: today)."),
+    option("--kind", default=None, help="Only this issue kind."),
+    option("--severity", default=None, help="Only this severity."),
+    option("--status", default=None, help="Comma-separated statuses (default: every status of the day)."),
+    option("--order", default="priority", help="priority (severity, then age) or age."),
+    option("--csv", "csv_path", default=None, help="Write the queue as Excel-friendly CSV to this file."),
+    option("--lang", default="zh", help="zh or en labels."),
+)
+async def queue(
+    self: object, shop: str | None, day: str | None, kind: str | None, severity: str | None,
+    status: str | None, order: str, csv_path: str | None, lang: str,
+) -> None:
+    """Print the day's problem-parcel queue as a table, or export it as CSV."""
+    import time
+    from pathlib import Path
+
+    from issue_queue import day_bounds, parse_day, table, to_csv, today
+    from issue_store import STATUSES, IssueStore
+
+    try:
+        the_day = parse_day(day) if day else today(time.time())
+    except ValueError as exc:
+        sys.exit(f"queue: --date: {exc}")
+    statuses = tuple(s for s in (status or "").split(",") if s) or None
+    for s in statuses or ():
+        if s not in STATUSES:
+            sys.exit(f"queue: --status: unknown status {s!r}; expected one of {', '.join(STATUSES)}")
+    if lang not in ("zh", "en"):
+        sys.exit("queue: --lang: expected zh or en")
+    store = IssueStore.from_url(settings.app.redis_url)
+    shops = [shop] if shop else await store.shops()
+    result = await store.query(
+        shops=shops, statuses=statuses, day=day_bounds(the_day), kind=kind, severity=severity,
+        order=order, limit=1_000_000,
+    )
+    if csv_path:
+        Path(csv_path).write_bytes(to_csv(result.issues, settings, lang))
+        print(f"wrote {result.total} issues to {csv_path}")
+    else:
+        print(f"{the_day.isoformat()}  {', '.join(shops) or '(no shops yet)'}  {result.total} issues")
+        print(table(result.issues, settings, lang))
+    await store.redis.aclose()
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker" and settings.app.broker_kind == "embedded":
         # The embedded broker keeps nothing across its restarts: local tables built against an older

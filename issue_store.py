@@ -21,6 +21,7 @@ an ``open`` creates the issue or reopens a resolved one with a newer ``opened_at
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,6 +30,10 @@ import redis.asyncio as aioredis
 STATUSES = ("open", "acknowledged", "resolved", "auto_resolved")
 ACTIVE_STATUSES = ("open", "acknowledged")
 SEVERITIES_DESC = ("critical", "high", "medium", "low")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def issue_id(issue_key: str) -> str:
@@ -162,6 +167,96 @@ return redis.error_reply('unknown action ' .. tostring(ev.action))
 """
 
 
+# Staff transitions. ARGV: prefix, id, action, payload JSON, now ISO, now epoch, allowed shops JSON ("*" = any).
+# Returns {ok, status|error, current}; errors are 'not_found', 'forbidden', 'conflict'.
+_STAFF_ACTION = """
+local prefix, id, action = ARGV[1], ARGV[2], ARGV[3]
+local p = cjson.decode(ARGV[4])
+local now_iso, now_ts = ARGV[5], tonumber(ARGV[6])
+local allowed = cjson.decode(ARGV[7])
+local key = prefix .. 'issue:' .. id
+local raw = redis.call('GET', key)
+if not raw then return cjson.encode({ok = false, error = 'not_found'}) end
+local d = cjson.decode(raw)
+local permitted = false
+for _, s in ipairs(allowed) do if s == '*' or s == d.shop then permitted = true end end
+-- Another shop's issue is reported as not found: a token must not learn what other shops have.
+if not permitted then return cjson.encode({ok = false, error = 'not_found'}) end
+
+local function unindex()
+  redis.call('ZREM', prefix .. 'q:' .. d.shop .. ':' .. d.status, id)
+  redis.call('ZREM', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, id)
+  redis.call('ZREM', prefix .. 'kind:' .. d.kind .. ':' .. d.status, id)
+  redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, -1)
+  if d.status == 'open' or d.status == 'acknowledged' then
+    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. tostring(d.carrier), -1)
+  end
+end
+local function index()
+  redis.call('ZADD', prefix .. 'q:' .. d.shop .. ':' .. d.status, d.opened_ts, id)
+  redis.call('ZADD', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, d.opened_ts, id)
+  redis.call('ZADD', prefix .. 'kind:' .. d.kind .. ':' .. d.status, d.opened_ts, id)
+  redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, 1)
+  if d.status == 'open' or d.status == 'acknowledged' then
+    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. tostring(d.carrier), 1)
+    redis.call('ZREM', prefix .. 'resolved:' .. d.shop, id)
+  else
+    redis.call('ZADD', prefix .. 'resolved:' .. d.shop, d.resolved_ts, id)
+  end
+end
+local function conflict(why)
+  return cjson.encode({ok = false, error = 'conflict', current = d.status, message = why})
+end
+local active = d.status == 'open' or d.status == 'acknowledged'
+local entry = {at = now_iso, by = p.by, action = action}
+
+if action == 'acknowledge' then
+  if d.status == 'acknowledged' then return cjson.encode({ok = true, status = d.status, unchanged = true}) end
+  if not active then return conflict('only an open issue can be acknowledged') end
+  unindex(); d.status = 'acknowledged'; index()
+elseif action == 'assign' then
+  if not active then return conflict('only an open or acknowledged issue can be assigned') end
+  if d.assignee == p.assignee then return cjson.encode({ok = true, status = d.status, unchanged = true}) end
+  entry.assignee = p.assignee
+  d.assignee = p.assignee
+elseif action == 'resolve' then
+  if d.status == 'resolved' and d.resolution_code == p.resolution_code then
+    return cjson.encode({ok = true, status = d.status, unchanged = true})
+  end
+  if not active then return conflict('the issue is already ' .. d.status .. '; it cannot be resolved again') end
+  unindex()
+  d.status = 'resolved'
+  d.resolution_code = p.resolution_code
+  d.resolved_at = now_iso
+  d.resolved_ts = now_ts
+  d.resolution = 'staff'
+  entry.resolution_code = p.resolution_code
+  index()
+else
+  return redis.error_reply('unknown staff action ' .. tostring(action))
+end
+if p.note ~= nil and p.note ~= cjson.null then d.note = p.note; entry.note = p.note end
+d.updated_at = now_iso
+table.insert(d.history, entry)
+redis.call('SET', key, cjson.encode(d))
+return cjson.encode({ok = true, status = d.status})
+"""
+
+# ARGV: prefix, shop, day start, day end (epoch). Issues opened before the end and not resolved before the start.
+_DAY_QUEUE = """
+local prefix, shop, s, e = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local ids = redis.call('ZRANGEBYSCORE', prefix .. 'opened:' .. shop, '-inf', '(' .. e)
+local out = {}
+for _, id in ipairs(ids) do
+  local r = redis.call('ZSCORE', prefix .. 'resolved:' .. shop, id)
+  if not r or tonumber(r) >= s then table.insert(out, id) end
+end
+return out
+"""
+
+RESOLUTION_CODES = ("contacted_buyer", "extended_receipt", "reshipped", "refunded", "carrier_claim", "other")
+
+
 class IssueStore:
     """Async access to the issue queue. Staff-facing transitions live in ``queue`` (issue lifecycle)."""
 
@@ -169,6 +264,8 @@ class IssueStore:
         self.redis = redis
         self.prefix = prefix
         self._apply = redis.register_script(_APPLY_EVENT)
+        self._staff = redis.register_script(_STAFF_ACTION)
+        self._day = redis.register_script(_DAY_QUEUE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "pw:") -> IssueStore:
@@ -200,6 +297,17 @@ class IssueStore:
         results = await pipe.execute()
         return [r.decode() if isinstance(r, bytes) else str(r) for r in results]
 
+    async def staff_action(
+        self, id_: str, action: str, payload: dict[str, Any], now: float, shops: list[str]
+    ) -> dict[str, Any]:
+        """Apply a staff transition atomically. ``shops`` are those the caller may touch (``["*"]`` = all)."""
+        from models import format_time
+
+        raw = await self._staff(
+            args=[self.prefix, id_, action, orjson.dumps(payload), format_time(now) or "", repr(now), orjson.dumps(shops)]
+        )
+        return orjson.loads(raw)  # type: ignore[no-any-return]
+
     async def get(self, id_: str) -> dict[str, Any] | None:
         raw = await self.redis.get(f"{self.prefix}issue:{id_}")
         return None if raw is None else orjson.loads(raw)
@@ -211,14 +319,14 @@ class IssueStore:
         return [orjson.loads(r) for r in raws if r is not None]
 
     async def shops(self) -> list[str]:
-        return sorted(s.decode() for s in await self.redis.smembers(f"{self.prefix}shops"))
+        return sorted(_text(s) for s in await self.redis.smembers(f"{self.prefix}shops"))
 
     async def open_counts(self) -> dict[tuple[str, str, str], int]:
         """Exact open (+acknowledged) counts by (kind, severity, carrier), for the metrics gauge."""
         raw = await self.redis.hgetall(f"{self.prefix}open")
         out: dict[tuple[str, str, str], int] = {}
         for k, v in raw.items():
-            kind, sev, carrier = k.decode().split("|", 2)
+            kind, sev, carrier = _text(k).split("|", 2)
             if int(v):
                 out[(kind, sev, carrier)] = int(v)
         return out
@@ -228,40 +336,67 @@ class IssueStore:
         raw = await self.redis.hgetall(f"{self.prefix}counts")
         out: dict[tuple[str, str, str], int] = {}
         for k, v in raw.items():
-            shop, kind, status = k.decode().split("|", 2)
+            shop, kind, status = _text(k).split("|", 2)
             if int(v):
                 out[(shop, kind, status)] = int(v)
         return out
 
-    async def list(
+    async def day_ids(self, shop: str, start: float, end: float) -> list[str]:
+        """Ids of ``shop``'s issues in the queue of the day [start, end): open at its start or opened during it."""
+        raw = await self._day(args=[self.prefix, shop, repr(start), repr(end)])
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+
+    async def query(
         self,
         *,
         shops: list[str],
-        statuses: tuple[str, ...] = ACTIVE_STATUSES,
+        statuses: tuple[str, ...] | None = ACTIVE_STATUSES,
+        day: tuple[float, float] | None = None,
         kind: str | None = None,
         severity: str | None = None,
+        carrier: str | None = None,
         order: str = "priority",
         offset: int = 0,
         limit: int = 100,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """Issues of ``shops`` in ``statuses``; priority order = severity then age, else oldest first."""
-        ids: list[tuple[int, float, str]] = []
-        sevs = (severity,) if severity else SEVERITIES_DESC
-        pipe = self.redis.pipeline(transaction=False)
-        slots = []
-        for shop in shops:
-            for status in statuses:
-                for sev in sevs:
-                    pipe.zrange(f"{self.prefix}qs:{shop}:{status}:{sev}", 0, -1, withscores=True)
-                    slots.append(SEVERITIES_DESC.index(sev))
-        for rank, members in zip(slots, await pipe.execute()):
-            ids.extend((rank, score, m.decode()) for m, score in members)
-        if order == "priority":
-            ids.sort(key=lambda x: (x[0], x[1]))
+    ) -> QueryResult:
+        """A page of issues, ordered by severity then age ("priority") or oldest first ("age").
+
+        Without ``day``: the issues now in ``statuses``, read from the per-shop status indexes. With
+        ``day``: that day's queue from the history (``statuses`` then filters it, None = all).
+        """
+        ids: list[str] = []
+        if day is not None:
+            for shop in shops:
+                ids.extend(await self.day_ids(shop, *day))
         else:
-            ids.sort(key=lambda x: x[1])
-        docs = await self.get_many([i for _, _, i in ids])
+            pipe = self.redis.pipeline(transaction=False)
+            for shop in shops:
+                for status in statuses or STATUSES:
+                    pipe.zrange(f"{self.prefix}q:{shop}:{status}", 0, -1)
+            for members in await pipe.execute():
+                ids.extend(m.decode() for m in members)
+        docs = await self.get_many(ids)
+        if statuses is not None:
+            docs = [d for d in docs if d["status"] in statuses]
+        if severity:
+            docs = [d for d in docs if d["severity"] == severity]
+        if carrier:
+            docs = [d for d in docs if d.get("carrier") == carrier]
+        by_kind: dict[str, int] = {}
+        for d in docs:
+            by_kind[d["kind"]] = by_kind.get(d["kind"], 0) + 1
         if kind:
             docs = [d for d in docs if d["kind"] == kind]
-        total = len(docs)
-        return docs[offset : offset + limit], total
+        if order == "priority":
+            docs.sort(key=lambda d: (SEVERITIES_DESC.index(d["severity"]), d["opened_ts"], d["id"]))
+        else:
+            docs.sort(key=lambda d: (d["opened_ts"], d["id"]))
+        return QueryResult(docs[offset : offset + limit], len(docs), by_kind)
+
+
+@dataclass(slots=True)
+class QueryResult:
+    issues: list[dict[str, Any]]
+    total: int
+    # Counts per kind over the whole filtered set before the kind filter (the page's header counts).
+    by_kind: dict[str, int]

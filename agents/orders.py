@@ -40,7 +40,7 @@ async def order_router(stream: StreamT[bytes]) -> None:
         except InvalidEvent as exc:
             reason = await dead_letter(event, exc)
             metrics.observe_invalid(T.orders, reason)
-        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the stream
+        except Exception as exc:
             log.exception("failed to route order event %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             await dead_letter(event, exc)
             metrics.observe_invalid(T.orders, "processing_error")

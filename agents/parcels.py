@@ -76,7 +76,7 @@ async def parcel_agent(stream: StreamT[bytes]) -> None:
         except InvalidEvent as exc:
             reason = await dead_letter(event, exc)
             metrics.observe_invalid(topic, reason)
-        except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the stream
+        except Exception as exc:
             log.exception("failed to process %s[%s]@%s", topic, msg.partition, msg.offset)
             reason = await dead_letter(event, exc)
             metrics.observe_invalid(topic, "processing_error")
@@ -117,7 +117,7 @@ class LaneBaselineFeed(Service):
                             _add_delivery(m.value)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep feeding after a broker hiccup
+            except Exception:
                 log.exception("lane baseline feed failed; retrying")
                 await self.sleep(2)
             finally:
@@ -136,4 +136,4 @@ def _add_delivery(raw: bytes | None) -> None:
         log.warning("skipped a malformed delivery record")
 
 
-__all__ = ["parcel_agent", "tick", "baselines", "processor", "parse_time"]
+__all__ = ["baselines", "parcel_agent", "parse_time", "processor", "tick"]

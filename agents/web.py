@@ -1,4 +1,9 @@
-"""Web views on the worker's web server: the issue list, health, lane baselines and metrics."""
+"""Web views on the worker's web server: the issue queue API, health, lane baselines and metrics.
+
+Errors are JSON ``{"error": ..., "field": ...}``: 401 without a valid token, 404 for an unknown issue
+(or another shop's: a token must not learn what other shops have), 409 for an illegal transition
+(with the current state), 422 for a malformed body or query naming the field.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,22 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from faust import web
 
-from issue_store import ACTIVE_STATUSES, STATUSES
+from issue_queue import Access, AccessDenied, day_bounds, label_issue, parse_day, to_csv, today, visible_shops
+from issue_store import ACTIVE_STATUSES, RESOLUTION_CODES, STATUSES
+from models import IssueKind, Severity
 
 from . import telemetry as metrics
-from .base import app, parcel_state
+from .base import app, parcel_state, settings
 from .parcels import baselines
 from .sinks import redis_state, store
 
 MAX_PAGE = 500
+MAX_BULK = 500
+MAX_NOTE = 1000
+access = Access(settings.access.tokens)
 
 
 class BadRequest(ValueError):
@@ -23,6 +34,14 @@ class BadRequest(ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+def _token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")  # type: ignore[attr-defined]
+    if header.startswith("Bearer "):
+        return str(header[7:].strip())
+    cookie = request.cookies.get("pw_token")  # type: ignore[attr-defined]
+    return str(cookie) if cookie else None
 
 
 def _int_param(query: Any, name: str, default: int, lo: int, hi: int) -> int:
@@ -38,32 +57,202 @@ def _int_param(query: Any, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def _choice(query: Any, name: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
+    raw = query.get(name) or default
+    if raw is not None and raw not in allowed:
+        raise BadRequest(name, f"unknown value {raw[:30]!r}; expected one of {', '.join(allowed)}")
+    return raw  # type: ignore[no-any-return]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()  # type: ignore[attr-defined]
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("$", "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("$", "body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], name: str, max_len: int, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(name, "is required")
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise BadRequest(name, "must be a non-empty string" if required else "must be a string")
+    if len(value) > max_len:
+        raise BadRequest(name, f"is longer than {max_len} characters")
+    return value
+
+
+async def query_params(view: web.View, request: web.Request) -> dict[str, Any]:
+    """Shared by the JSON list, the CSV export and the page: filters, day, order, pagination."""
+    q = request.query  # type: ignore[attr-defined]
+    scope = access.read_scope(_token(request))
+    status_param = q.get("status") or ""
+    statuses: tuple[str, ...] | None = tuple(s for s in status_param.split(",") if s) or None
+    for s in statuses or ():
+        if s not in STATUSES:
+            raise BadRequest("status", f"unknown status {s[:30]!r}; expected one of {', '.join(STATUSES)}")
+    day: tuple[float, float] | None = None
+    if q.get("date"):
+        try:
+            day = day_bounds(parse_day(q["date"]))
+        except ValueError as exc:
+            raise BadRequest("date", str(exc)) from None
+    elif q.get("today") in ("1", "true"):
+        day = day_bounds(today(time.time()))
+    if day is None and statuses is None:
+        statuses = ACTIVE_STATUSES
+
+    shops = visible_shops(scope, await store.shops(), q.get("shop") or None)
+    return {
+        "shops": shops,
+        "statuses": statuses,
+        "day": day,
+        "kind": _choice(q, "kind", tuple(k.value for k in IssueKind)),
+        "severity": _choice(q, "severity", tuple(s.value for s in Severity)),
+        "carrier": q.get("carrier") or None,
+        "order": _choice(q, "order", ("priority", "age"), "priority"),
+        "offset": _int_param(q, "offset", 0, 0, 10_000_000),
+        "limit": _int_param(q, "limit", 100, 1, MAX_PAGE),
+    }
+
+
+def _error(view: web.View, exc: Exception) -> web.Response:
+    if isinstance(exc, AccessDenied):
+        return view.json({"error": str(exc)}, status=401, headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, BadRequest):
+        return view.json({"error": str(exc), "field": exc.field}, status=422)
+    raise exc
+
+
 @app.page("/issues")
 class IssuesView(web.View):
-    """``GET /issues?kind=&shop=&status=&severity=&order=priority|age&offset=&limit=`` as JSON."""
+    """``GET /issues?shop=&kind=&severity=&carrier=&status=&date=YYYY-MM-DD&order=priority|age&offset=&limit=``."""
 
     async def get(self, request: web.Request) -> web.Response:
-        q = request.query  # type: ignore[attr-defined]
         try:
-            status_param = q.get("status") or ""
-            statuses = tuple(s for s in status_param.split(",") if s) or ACTIVE_STATUSES
-            for s in statuses:
-                if s not in STATUSES:
-                    raise BadRequest("status", f"unknown status {s!r}; expected one of {', '.join(STATUSES)}")
-            order = q.get("order") or "priority"
-            if order not in ("priority", "age"):
-                raise BadRequest("order", "expected priority or age")
-            limit = _int_param(q, "limit", 100, 1, MAX_PAGE)
-            offset = _int_param(q, "offset", 0, 0, 10_000_000)
-        except BadRequest as exc:
-            return self.json({"error": str(exc), "field": exc.field}, status=422)
-        shop = q.get("shop")
-        shops = [shop] if shop else await store.shops()
-        docs, total = await store.list(
-            shops=shops, statuses=statuses, kind=q.get("kind") or None, severity=q.get("severity") or None,
-            order=order, offset=offset, limit=limit,
-        )
-        return self.json({"total": total, "offset": offset, "limit": limit, "issues": docs})
+            params = await query_params(self, request)
+        except (AccessDenied, BadRequest) as exc:
+            return _error(self, exc)
+        result = await store.query(**params)
+        lang = request.query.get("lang")  # type: ignore[attr-defined]
+        # With ?lang=zh|en each issue also carries kind/severity/status labels in that language.
+        issues = [label_issue(i, settings, lang) for i in result.issues] if lang in ("zh", "en") else result.issues
+        return self.json({
+            "total": result.total, "offset": params["offset"], "limit": params["limit"],
+            "by_kind": result.by_kind, "issues": issues,
+        })
+
+
+@app.page("/issues.csv")
+class IssuesCsvView(web.View):
+    """The same filters as ``/issues``, all matching rows, as CSV that Excel opens with Chinese intact."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        try:
+            params = await query_params(self, request)
+            lang = _choice(request.query, "lang", ("zh", "en"), "zh")  # type: ignore[attr-defined]
+        except (AccessDenied, BadRequest) as exc:
+            return _error(self, exc)
+        params.update(offset=0, limit=10_000_000)
+        result = await store.query(**params)
+        body = to_csv(result.issues, settings, lang or "zh")
+        name = f"parcelwatch-issues-{time.strftime('%Y%m%d')}.csv"
+        # aiohttp refuses a charset inside content_type=; the full header goes in headers instead.
+        return self.bytes(body, content_type=None, headers={
+            "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@app.page("/issues/{issue_id}")
+class IssueView(web.View):
+    async def get(self, request: web.Request, issue_id: str) -> web.Response:
+        try:
+            scope = access.read_scope(_token(request))
+        except AccessDenied as exc:
+            return _error(self, exc)
+        doc = await store.get(issue_id)
+        if doc is None or ("*" not in scope and doc["shop"] not in scope):
+            return self.json({"error": f"no issue with id {issue_id[:40]!r}"}, status=404)
+        return self.json(doc)
+
+
+async def _staff(view: web.View, request: web.Request, issue_id: str, action: str) -> web.Response:
+    try:
+        token = _token(request)
+        scope = access.write_scope(token)
+        body = await _body(request)
+        by = _text(body, "by", 64) or Access.label(token or "")
+        payload: dict[str, Any] = {"by": by, "note": _text(body, "note", MAX_NOTE)}
+        if action == "assign":
+            payload["assignee"] = _text(body, "assignee", 64, required=True)
+        elif action == "resolve":
+            code = _text(body, "resolution_code", 32, required=True)
+            if code not in RESOLUTION_CODES:
+                raise BadRequest("resolution_code", f"unknown code {code!r}; expected one of {', '.join(RESOLUTION_CODES)}")
+            payload["resolution_code"] = code
+    except (AccessDenied, BadRequest) as exc:
+        return _error(view, exc)
+    result = await store.staff_action(issue_id, action, payload, time.time(), scope)
+    return _staff_response(view, issue_id, result)
+
+
+def _staff_response(view: web.View, issue_id: str, result: dict[str, Any]) -> web.Response:
+    if result.get("ok"):
+        return view.json({"id": issue_id, "status": result["status"], "unchanged": bool(result.get("unchanged"))})
+    if result["error"] == "not_found":
+        return view.json({"error": f"no issue with id {issue_id[:40]!r}"}, status=404)
+    return view.json({"error": result.get("message", "illegal transition"), "current_status": result.get("current")},
+                     status=409)
+
+
+@app.page("/issues/{issue_id}/acknowledge")
+class AcknowledgeView(web.View):
+    async def post(self, request: web.Request, issue_id: str) -> web.Response:
+        return await _staff(self, request, issue_id, "acknowledge")
+
+
+@app.page("/issues/{issue_id}/assign")
+class AssignView(web.View):
+    async def post(self, request: web.Request, issue_id: str) -> web.Response:
+        return await _staff(self, request, issue_id, "assign")
+
+
+@app.page("/issues/{issue_id}/resolve")
+class ResolveView(web.View):
+    async def post(self, request: web.Request, issue_id: str) -> web.Response:
+        return await _staff(self, request, issue_id, "resolve")
+
+
+@app.page("/bulk/acknowledge")
+class BulkAcknowledgeView(web.View):
+    """``POST {"ids": [...], "by": "...", "note": "..."}``: acknowledge each; per-id results."""
+
+    async def post(self, request: web.Request) -> web.Response:
+        try:
+            token = _token(request)
+            scope = access.write_scope(token)
+            body = await _body(request)
+            ids = body.get("ids")
+            if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and len(i) <= 40 for i in ids):
+                raise BadRequest("ids", "must be a non-empty list of issue ids")
+            if len(ids) > MAX_BULK:
+                raise BadRequest("ids", f"at most {MAX_BULK} ids per request")
+            payload = {"by": _text(body, "by", 64) or Access.label(token or ""), "note": _text(body, "note", MAX_NOTE)}
+        except (AccessDenied, BadRequest) as exc:
+            return _error(self, exc)
+        now = time.time()
+        results = {}
+        for issue_id in dict.fromkeys(ids):
+            r = await store.staff_action(issue_id, "acknowledge", payload, now, scope)
+            results[issue_id] = r.get("status") if r.get("ok") else r["error"]
+        return self.json({"results": results})
 
 
 @app.page("/healthz")
@@ -83,7 +272,7 @@ class HealthView(web.View):
             checks["redis"] = {"ok": True, "sink_writing": redis_state["up"]}
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
-        recovered = app.tables.recovery.completed.is_set() and not app.rebalancing
+        recovered = app.tables.recovery.completed.is_set() and not app.rebalancing  # type: ignore[attr-defined]
         checks["tables"] = {
             "ok": recovered,
             "rebalancing": bool(app.rebalancing),
@@ -118,4 +307,4 @@ class LanesView(web.View):
 class MetricsView(web.View):
     async def get(self, request: web.Request) -> web.Response:
         body, content_type = metrics.render()
-        return self.bytes(body, content_type=content_type)
+        return self.bytes(body, content_type=None, headers={"Content-Type": content_type})

@@ -74,7 +74,7 @@ def patch_highwaters(bootstrap: str) -> None:
     original = faust_aiokafka.AIOKafkaConsumerThread._highwaters
 
     async def _highwaters(self: Any, partitions: Iterable[TopicPartition]) -> Mapping[TopicPartition, int]:
-        reported = await original(self, partitions)
+        reported = await original(self, list(partitions))
         return await true_highwaters(bootstrap, reported)
 
     faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]

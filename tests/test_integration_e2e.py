@@ -93,7 +93,7 @@ def test_carrier_exception_reaches_redis_and_api_and_bad_event_is_dead_lettered(
 
 
 def test_pickup_overdue_fires_at_deadline_without_events_and_auto_resolves_on_first_scan(stack: Any) -> None:
-    broker, redis_server, worker = stack
+    broker, _redis_server, worker = stack
     now = time.time()
     # Shipped 24 h minus 8 s ago: the 24 h pickup window closes 8 s from now, with no further event.
     produce(broker.bootstrap, [shipped("TB2001", "7320001", now - 24 * 3600 + 8)])

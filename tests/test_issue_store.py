@@ -1,0 +1,219 @@
+"""The Redis issue queue against a real Redis server: idempotent stream writes, staff lifecycle,
+shop scoping, exact counts, the day's queue from history, and the Excel CSV."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any, TypeVar
+
+import pytest
+
+import config
+from embedded.redis_server import RedisServer
+from issue_queue import Access, AccessDenied, day_bounds, to_csv, visible_shops
+from issue_store import IssueStore, issue_id
+from models import format_time
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+DAY = date(2026, 11, 3)
+START, END = day_bounds(DAY)  # 2026-11-03 00:00 China time
+
+
+def run(redis_server: RedisServer, fn: Callable[[IssueStore], Awaitable[T]]) -> T:
+    async def go() -> T:
+        store = IssueStore.from_url(redis_server.url)
+        try:
+            return await fn(store)
+        finally:
+            await store.redis.aclose()
+
+    return asyncio.run(go())
+
+
+def event(action: str, opened: float, at: float | None = None, *, key: str = "ZTO:7310001|pickup_overdue",
+          shop: str = "shop-a", severity: str = "medium", **extra: Any) -> dict[str, Any]:
+    subject, kind = key.split("|")
+    return {
+        "action": action, "issue_key": key, "kind": kind, "subject": subject, "parcel": subject,
+        "carrier": subject.split(":")[0], "tracking_number": subject.split(":")[1], "order_id": "TB1",
+        "shop": shop, "platform": "taobao", "lane": "ZTO 广东→新疆", "reason": "no carrier scan 24.0 h after shipping",
+        "severity": severity, "evidence": "shipped 2026-11-02 10:00", "suggested_action": "push the carrier",
+        "opened_at": format_time(opened), "at": format_time(at if at is not None else opened),
+        "resolved_at": format_time(at) if action == "resolve" else None,
+        "resolution": "picked_up" if action == "resolve" else None, "order_value": 129.0, **extra,
+    }
+
+
+def test_redelivered_stream_events_change_nothing(redis_server: RedisServer) -> None:
+    t = START + 3600
+    evs = [event("open", t), event("update", t, t + 100, severity="high"), event("resolve", t, t + 200)]
+
+    async def go(store: IssueStore) -> tuple[list[str], list[str], dict[str, Any] | None, Any]:
+        first = await store.apply_events(evs)
+        again = await store.apply_events(evs + evs[:1])  # at-least-once: all of it again
+        return first, again, await store.get(issue_id(evs[0]["issue_key"])), await store.counts()
+
+    first, again, doc, counts = run(redis_server, go)
+    assert first == ["opened", "updated", "auto_resolved"]
+    assert again == ["duplicate", "stale", "duplicate", "duplicate"]
+    assert doc is not None and doc["status"] == "auto_resolved" and doc["severity"] == "high"
+    assert [h["action"] for h in doc["history"]] == ["opened", "severity_changed", "auto_resolved"]
+    assert counts == {("shop-a", "pickup_overdue", "auto_resolved"): 1}
+
+
+def test_condition_returning_reopens_the_same_issue_with_history(redis_server: RedisServer) -> None:
+    t = START + 3600
+
+    async def go(store: IssueStore) -> dict[str, Any] | None:
+        await store.apply_events([event("open", t), event("resolve", t, t + 60), event("open", t + 7200)])
+        return await store.get(issue_id("ZTO:7310001|pickup_overdue"))
+
+    doc = run(redis_server, go)
+    assert doc is not None and doc["status"] == "open" and doc["reopened"] == 1
+    assert doc["opened_at"] == format_time(t + 7200)
+    assert [h["action"] for h in doc["history"]] == ["opened", "auto_resolved", "reopened"]
+
+
+def test_staff_lifecycle_and_illegal_transitions(redis_server: RedisServer) -> None:
+    t = START + 3600
+    iid = issue_id("ZTO:7310001|pickup_overdue")
+    other = issue_id("ZTO:7310002|carrier_exception")
+
+    async def go(store: IssueStore) -> list[dict[str, Any]]:
+        await store.apply_events([event("open", t), event("open", t, key="ZTO:7310002|carrier_exception")])
+        out = [
+            await store.staff_action(iid, "acknowledge", {"by": "xiaoli"}, t + 10, ["shop-a"]),
+            await store.staff_action(iid, "assign", {"by": "xiaoli", "assignee": "xiaoli"}, t + 20, ["shop-a"]),
+            await store.staff_action(iid, "resolve", {"by": "xiaoli", "resolution_code": "contacted_buyer",
+                                                      "note": "buyer informed"}, t + 30, ["shop-a"]),
+            await store.staff_action(iid, "resolve", {"by": "xiaoli", "resolution_code": "refunded"}, t + 40, ["shop-a"]),
+            await store.staff_action("0000000000000000", "acknowledge", {"by": "x"}, t, ["*"]),
+            await store.staff_action(other, "acknowledge", {"by": "x"}, t, ["shop-b"]),  # another shop's issue
+        ]
+        # An auto-resolved issue cannot be resolved by staff.
+        await store.apply_events([event("resolve", t, t + 50, key="ZTO:7310002|carrier_exception")])
+        out.append(await store.staff_action(other, "resolve", {"by": "x", "resolution_code": "other"}, t + 60, ["*"]))
+        doc = await store.get(iid)
+        assert doc is not None
+        out.append(doc)
+        return out
+
+    ack, assign, resolve, again, missing, foreign, auto, doc = run(redis_server, go)
+    assert ack == {"ok": True, "status": "acknowledged"}
+    assert assign["ok"] and resolve == {"ok": True, "status": "resolved"}
+    assert again["error"] == "conflict" and again["current"] == "resolved"
+    assert missing["error"] == "not_found"
+    assert foreign["error"] == "not_found"  # a token for shop-b learns nothing about shop-a
+    assert auto["error"] == "conflict" and auto["current"] == "auto_resolved"
+    assert doc["assignee"] == "xiaoli" and doc["resolution_code"] == "contacted_buyer" and doc["note"] == "buyer informed"
+    assert [(h["action"], h["by"]) for h in doc["history"]] == [
+        ("opened", "stream"), ("acknowledge", "xiaoli"), ("assign", "xiaoli"), ("resolve", "xiaoli")]
+
+
+def test_stream_resolution_after_staff_resolution_keeps_staff_decision(redis_server: RedisServer) -> None:
+    t = START + 3600
+    iid = issue_id("ZTO:7310001|pickup_overdue")
+
+    async def go(store: IssueStore) -> tuple[str, dict[str, Any] | None]:
+        await store.apply_events([event("open", t)])
+        await store.staff_action(iid, "resolve", {"by": "x", "resolution_code": "reshipped"}, t + 5, ["*"])
+        result = await store.apply_event(event("resolve", t, t + 60))
+        return result, await store.get(iid)
+
+    result, doc = run(redis_server, go)
+    assert result == "duplicate"
+    assert doc is not None and doc["status"] == "resolved" and doc["resolution_code"] == "reshipped"
+
+
+def test_queue_order_filters_and_exact_counts(redis_server: RedisServer) -> None:
+    t = START + 3600
+    evs = [
+        event("open", t + 300, key="ZTO:1|pickup_overdue", severity="low"),
+        event("open", t + 200, key="ZTO:2|carrier_exception", severity="critical"),
+        event("open", t + 100, key="ZTO:3|pickup_overdue", severity="medium"),
+        event("open", t, key="ZTO:4|tracking_stale", severity="medium", shop="shop-b"),
+    ]
+
+    async def go(store: IssueStore) -> Any:
+        await store.apply_events(evs)
+        prio = await store.query(shops=["shop-a"])
+        age = await store.query(shops=["shop-a"], order="age")
+        kind = await store.query(shops=["shop-a", "shop-b"], kind="pickup_overdue")
+        page = await store.query(shops=["shop-a"], offset=1, limit=1)
+        return prio, age, kind, page, await store.open_counts(), await store.shops()
+
+    prio, age, kind, page, open_counts, shops = run(redis_server, go)
+    assert [i["subject"] for i in prio.issues] == ["ZTO:2", "ZTO:3", "ZTO:1"]  # severity, then age
+    assert [i["subject"] for i in age.issues] == ["ZTO:3", "ZTO:2", "ZTO:1"]
+    assert kind.total == 2 and kind.by_kind == {"pickup_overdue": 2, "carrier_exception": 1, "tracking_stale": 1}
+    assert page.total == 3 and [i["subject"] for i in page.issues] == ["ZTO:3"]
+    assert open_counts[("pickup_overdue", "medium", "ZTO")] == 1
+    assert sum(open_counts.values()) == 4
+    assert shops == ["shop-a", "shop-b"]
+
+
+def test_daily_queue_for_a_past_day_from_history(redis_server: RedisServer) -> None:
+    evs = [
+        # open before the day, resolved during it: in the day's queue
+        event("open", START - 86400, key="ZTO:1|tracking_stale"),
+        event("resolve", START - 86400, START + 3600, key="ZTO:1|tracking_stale"),
+        # resolved before the day: not in it
+        event("open", START - 86400, key="ZTO:2|tracking_stale"),
+        event("resolve", START - 86400, START - 60, key="ZTO:2|tracking_stale"),
+        # opened during the day, still open: in it
+        event("open", START + 7200, key="ZTO:3|carrier_exception"),
+        # opened the next day: not in it
+        event("open", END + 60, key="ZTO:4|carrier_exception"),
+        # open since before the day, never resolved: in it
+        event("open", START - 3 * 86400, key="ZTO:5|pickup_overdue"),
+    ]
+
+    async def go(store: IssueStore) -> list[str]:
+        await store.apply_events(evs)
+        result = await store.query(shops=["shop-a"], statuses=None, day=(START, END), order="age")
+        return [i["subject"] for i in result.issues]
+
+    assert run(redis_server, go) == ["ZTO:5", "ZTO:1", "ZTO:3"]
+
+
+def test_csv_opens_in_excel_with_chinese_headers_and_safe_cells(settings: config.Settings) -> None:
+    issue = {
+        "id": "abc", "shop": "店铺A", "platform": "taobao", "order_id": "=HYPERLINK(\"x\")",
+        "carrier": "ZTO", "tracking_number": "73100012345678", "lane": "ZTO 广东→新疆", "kind": "pickup_overdue",
+        "reason": "揽收超时 30 h", "severity": "high", "evidence": "发货 2026-11-02 10:00", "suggested_action": "催揽收",
+        "status": "acknowledged", "assignee": "小李", "opened_at": "2026-11-03T02:00:00Z",
+        "updated_at": "2026-11-03T03:00:00Z", "resolution_code": None, "note": None,
+    }
+    body = to_csv([issue], settings, "zh")
+    assert body.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel reads the Chinese text right
+    rows = list(csv.reader(io.StringIO(body[3:].decode("utf-8"))))
+    assert rows[0][:6] == ["问题编号", "店铺", "平台", "订单号", "快递公司", "运单号"]
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert row["问题类型"] == "揽收超时" and row["严重程度"] == "高" and row["状态"] == "处理中"
+    assert row["运单号"] == '="73100012345678"'  # stays text, not 7.31E+13
+    assert row["订单号"].startswith("'=")  # never a formula
+    assert row["发现时间"] == "2026-11-03 10:00"  # China time
+    en = list(csv.reader(io.StringIO(to_csv([issue], settings, "en")[3:].decode())))
+    assert en[0][0] == "Issue id" and en[1][en[0].index("Kind")] == "Pickup overdue"
+
+
+def test_tokens_are_scoped_to_shops() -> None:
+    access = Access({"tok-a": ["shop-a"], "tok-all": ["*"]})
+    assert access.read_scope("tok-a") == ["shop-a"]
+    assert visible_shops(access.read_scope("tok-a"), ["shop-a", "shop-b"], None) == ["shop-a"]
+    assert visible_shops(access.read_scope("tok-a"), ["shop-a", "shop-b"], "shop-b") == []
+    assert visible_shops(access.read_scope("tok-all"), ["shop-a", "shop-b"], None) == ["shop-a", "shop-b"]
+    with pytest.raises(AccessDenied):
+        access.write_scope("wrong")
+    with pytest.raises(AccessDenied):
+        access.read_scope(None)
+    with pytest.raises(AccessDenied):
+        Access({}).write_scope("anything")  # no tokens configured: no writes at all
+    assert Access({}).read_scope(None) == ["*"]
+    assert "tok-a" not in Access.label("tok-a")
