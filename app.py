@@ -83,16 +83,35 @@ async def queue(
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "worker" and settings.app.broker_kind == "embedded":
-        # The embedded broker keeps nothing across its restarts: local tables built against an older
-        # broker lifetime would disagree with the (now empty) changelogs.
-        from pathlib import Path
-
-        from embedded.tansu_compat import discard_stale_tables
-
-        bootstrap = settings.app.broker.split(";")[0].removeprefix("kafka://")
-        discard_stale_tables(bootstrap, Path(settings.app.data_dir))
+    argv = sys.argv[1:]
+    if "worker" in argv and "--help" not in argv:
+        if not any(a in ("-L", "--loop") or a.startswith("--loop=") for a in argv):
+            sys.argv[1:1] = ["--loop", "uvloop"]  # measured faster than asyncio's loop for this workload
+        if settings.app.broker_kind == "embedded":
+            _discard_stale_tables()
     app.main()
+
+
+def _discard_stale_tables() -> None:
+    """The embedded broker keeps nothing across its restarts: local tables built against an older
+    broker lifetime would disagree with the (now empty) changelogs, so they go first."""
+    import time
+    from pathlib import Path
+
+    from aiokafka.errors import KafkaConnectionError
+
+    from embedded.tansu_compat import discard_stale_tables
+
+    bootstrap = settings.app.broker.split(";")[0].removeprefix("kafka://")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            discard_stale_tables(bootstrap, Path(settings.app.data_dir))
+            return
+        except KafkaConnectionError:
+            if time.monotonic() > deadline:
+                sys.exit(f"parcelwatch: cannot reach the broker at {bootstrap} (is it running? `make run` starts one)")
+            time.sleep(1)
 
 
 if __name__ == "__main__":
