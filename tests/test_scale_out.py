@@ -1,0 +1,61 @@
+"""Two workers in one consumer group on the same broker and Redis."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from embedded.broker import TansuBroker
+from embedded.redis_server import RedisServer
+
+from .harness import Worker, produce, wait_for
+from .test_faults import all_issues
+from .test_integration_e2e import scan, shipped
+
+pytestmark = pytest.mark.integration
+
+
+def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
+    tmp_path: Path, broker: TansuBroker, redis_server: RedisServer
+) -> None:
+    w1 = Worker(broker.url, redis_server.url, tmp_path, name="w1").start()
+    w2 = Worker(broker.url, redis_server.url, tmp_path, name="w2").start()
+    try:
+        # Both serve a share of the partitions once the group has settled.
+        def split() -> bool:
+            counts = [w.get("/healthz")[1]["checks"]["tables"]["subjects"] for w in (w1, w2)]
+            return all(c > 0 for c in counts)
+
+        now = time.time()
+        records = [shipped(f"TB8{i:03d}", f"781{i:04d}", now - 3600) for i in range(80)]
+        records += [scan(f"781{i:04d}", "exception", now - 60, exception_reason="refused") for i in range(80)]
+        produce(broker.bootstrap, records)
+        wait_for(lambda: sum(i["kind"] == "carrier_exception" for i in all_issues(redis_server.url)) == 80,
+                 90, "80 exception issues from two workers")
+        wait_for(split, 30, "both workers to own parcels")
+        issues = all_issues(redis_server.url)
+        assert len(issues) == 80
+        assert all([h["action"] for h in i["history"]] == ["opened"] for i in issues)
+
+        # Stop one: the other takes over its partitions, recovers their state from the changelogs and
+        # keeps raising (and resolving) the right issues for every parcel.
+        w1.stop()
+        now = time.time()
+        produce(broker.bootstrap,
+                [scan(f"781{i:04d}", "signed", now) for i in range(40)]
+                + [shipped(f"TB9{i:03d}", f"791{i:04d}", now - 3600) for i in range(40)]
+                + [scan(f"791{i:04d}", "exception", now - 5, exception_reason="lost") for i in range(40)])
+
+        def settled() -> list[dict] | None:
+            got = all_issues(redis_server.url)
+            resolved = sum(1 for i in got if i["status"] == "auto_resolved")
+            return got if len(got) == 120 and resolved == 40 else None
+
+        issues = wait_for(settled, 120, "takeover: 40 resolved, 40 new")
+        assert {i["resolution"] for i in issues if i["status"] == "auto_resolved"} == {"signed"}
+        assert w2.get("/healthz")[1]["checks"]["tables"]["subjects"] >= 80 + 40 + 80  # all parcels + orders
+    finally:
+        w1.stop()
+        w2.stop()
