@@ -142,6 +142,15 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 3.0) -> list[Any]:
     return asyncio.run(_run())
 
 
+def all_issues(redis_url: str) -> list[dict[str, Any]]:
+    """Every issue document in the Redis queue."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    keys = list(r.scan_iter("pw:issue:*", count=1000))
+    return [json.loads(v) for v in r.mget(keys) if v is not None] if keys else []
+
+
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -10,8 +10,7 @@ import pytest
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 
-from .harness import Worker, produce, wait_for
-from .test_faults import all_issues
+from .harness import Worker, all_issues, produce, wait_for
 from .test_integration_e2e import scan, shipped
 
 pytestmark = pytest.mark.integration
