@@ -15,6 +15,7 @@ import sys
 
 from faust.cli import argument, option
 
+import agents.alerts
 import agents.orders
 import agents.parcels
 import agents.sinks

@@ -212,7 +212,11 @@ def parse_time(value: Any, field: str) -> float:
     else:
         raise InvalidEvent(field, f"expected an ISO 8601 time with offset, got {type(value).__name__}")
     if not EARLIEST_EVENT_TIME <= ts < LATEST_EVENT_TIME:
-        raise InvalidEvent(field, f"is out of the plausible range 2000-2100: {format_time(ts) if math.isfinite(ts) else ts}")
+        try:
+            shown = format_time(ts)
+        except (ValueError, OverflowError, OSError):  # beyond what datetime can show (year 0, 1e20 ...)
+            shown = repr(value)[:40]
+        raise InvalidEvent(field, f"is out of the plausible range 2000-2100: {shown}")
     return ts
 
 
@@ -331,13 +335,13 @@ def parse_tracking_update(raw: bytes | dict[str, Any]) -> TrackingUpdate:
     carrier = _carrier(data)
     number = _tracking_number(data)
     status = data.get("status")
-    if status not in _TRACKING_STATUSES:
+    if not isinstance(status, str) or status not in _TRACKING_STATUSES:
         raise InvalidEvent("status", f"unknown status {str(status)[:40]!r}; expected one of {', '.join(sorted(_TRACKING_STATUSES))}")
     reason = data.get("exception_reason")
     if status == "exception":
         if reason is None:
             reason = "other"
-        elif reason not in _EXCEPTION_REASONS:
+        elif not isinstance(reason, str) or reason not in _EXCEPTION_REASONS:
             raise InvalidEvent("exception_reason", f"unknown reason {str(reason)[:40]!r}; expected one of {', '.join(sorted(_EXCEPTION_REASONS))}")
     elif reason is not None:
         raise InvalidEvent("exception_reason", f"is only allowed with status 'exception', not {status!r}")
@@ -367,7 +371,7 @@ def parse_order_event(raw: bytes | dict[str, Any]) -> OrderEvent:
     if platform not in PLATFORMS:
         raise InvalidEvent("platform", f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
     kind = data.get("kind")
-    if kind not in _ORDER_KINDS:
+    if not isinstance(kind, str) or kind not in _ORDER_KINDS:
         raise InvalidEvent("kind", f"unknown order event kind {str(kind)[:40]!r}; expected one of {', '.join(sorted(_ORDER_KINDS))}")
     event_time = parse_time(data.get("event_time"), "event_time")
     carrier = number = None

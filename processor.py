@@ -93,9 +93,11 @@ class Processor:
         context = _context(state)
         for kind, (finding, sev) in ev.findings.items():
             record = state.open_issues.get(kind)
-            if record is None or record[0] != finding.since or record[1] != sev or record[2] != context:
-                # Something to open or update: let the next sweep do it, at the finding's own time.
-                next_at = finding.since if next_at is None else min(next_at, finding.since)
+            if record is None or _last_since(record) != finding.since or record[1] != sev or record[2] != context:
+                # Something to open or update: let the next sweep do it (it opens at the finding's own
+                # time). Due now, not at ``finding.since``: a walk restarted in the past would re-evaluate
+                # issues opened later than that and resolve then reopen them (the sink drops the reopen).
+                next_at = now if next_at is None else min(next_at, now)
         if (
             not state.delivery_reported
             and state.signed_at is not None
@@ -105,7 +107,7 @@ class Processor:
             state.delivery_reported = True
             out.deliveries.append(self._delivery(subject, state))
         state.next_check_at = next_at
-        self._file(partition, subject, state)
+        self._file(partition, subject, state, now=now)
         self.states[subject] = state.encode()
 
     # -- deadline sweep -----------------------------------------------------------------------------
@@ -162,19 +164,24 @@ class Processor:
 
     def _reconcile(self, subject: str, state: ParcelState, ev: Evaluation, t: float, out: Output) -> None:
         for kind in [k for k in state.open_issues if k not in ev.findings]:
-            self._resolve(subject, state, kind, max(t, state.open_issues[kind][0]), out)
+            if t >= state.open_issues[kind][0]:
+                # (Before its opening the walk has not reached the issue yet: absent there is not ended.)
+                self._resolve(subject, state, kind, t, out)
         context = _context(state)
         for kind, (finding, sev) in ev.findings.items():
             record = state.open_issues.get(kind)
             if record is None:
-                state.open_issues[kind] = [finding.since, sev, context]
+                state.open_issues[kind] = [finding.since, sev, context, finding.since]
                 out.issues.append(self._issue("open", subject, state, finding, sev, finding.since, finding.since))
-            elif record[0] != finding.since or record[1] != sev or record[2] != context:
+            elif _last_since(record) != finding.since or record[1] != sev or record[2] != context:
                 # A new exception reason, a severity step, or order facts that arrived after the opening.
-                state.open_issues[kind] = [record[0], sev, context]
+                # The finding's own time is kept too, so the same finding is not reported again.
+                state.open_issues[kind] = [record[0], sev, context, finding.since]
                 out.issues.append(self._issue("update", subject, state, finding, sev, record[0], t))
 
-    def _file(self, partition: int, subject: str, state: ParcelState, cursor: int | None = None) -> None:
+    def _file(
+        self, partition: int, subject: str, state: ParcelState, cursor: int | None = None, now: float | None = None
+    ) -> None:
         """Put the subject in the deadline index if its next check is earlier than where it is filed."""
         if state.next_check_at is None:
             return
@@ -184,9 +191,10 @@ class Processor:
         if cursor is None:
             raw_cursor = self.index.get(f"{partition}:cursor")
             if raw_cursor is None:
-                # First filing on this partition: the sweep starts from here.
-                self.index[f"{partition}:cursor"] = str(target).encode()
-                cursor = target
+                # First filing on this partition: the sweep starts from here, and no later than now (a
+                # cursor in the future would hold back every earlier deadline filed after this one).
+                cursor = target if now is None else min(target, bucket_of(now))
+                self.index[f"{partition}:cursor"] = str(cursor).encode()
             else:
                 cursor = int(raw_cursor)
         if target < cursor:
@@ -266,6 +274,12 @@ class Processor:
             "signed_at": state.signed_at,
             "shop": state.shop,
         }
+
+
+def _last_since(record: list[Any]) -> float:
+    """The finding time an open-issue record last reported ([opened_at, severity, context, since]; older
+    records have no fourth element and reported their opening time)."""
+    return record[3] if len(record) > 3 else record[0]
 
 
 def _context(state: ParcelState) -> str:

@@ -110,6 +110,8 @@ def read_events(lines: Iterable[bytes]) -> Iterator[tuple[int, OrderEvent | Trac
                 raise InvalidEvent("$", "expected a JSON object per line")
             topic = doc.get("topic")
             value = doc.get("value", doc) if topic is not None else doc
+            if not isinstance(value, dict):
+                raise InvalidEvent("value", f"expected a JSON object, got {type(value).__name__}")
             if topic is None:
                 topic = "orders" if "order_id" in value and "kind" in value else "tracking"
             if topic in ("orders", "order"):
@@ -197,7 +199,11 @@ def summary(result: ReplayResult, settings: Settings) -> str:
 def main_replay(settings: Settings, path: str, until: str | None, out: str | None) -> int:
     from models import format_time, parse_time
 
-    until_ts = parse_time(until, "--until") if until else None
+    try:
+        until_ts = parse_time(until, "--until") if until else None
+    except InvalidEvent as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
     src = Path(path)
     if not src.is_file():
         print(f"replay: {path}: no such file", file=sys.stderr)

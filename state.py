@@ -139,8 +139,8 @@ class ParcelState:
     exception_at: float | None = None
     last_province: str | None = None
     last_city: str | None = None
-    # Bookkeeping: issues open on this subject (kind -> [opened_at, severity, order context]) and where the
-    # subject sits in the deadline index.
+    # Bookkeeping: issues open on this subject (kind -> [opened_at, severity, order context, finding time
+    # last reported]) and where the subject sits in the deadline index.
     open_issues: dict[str, list[Any]] = field(default_factory=dict)
     next_check_at: float | None = None
     indexed_bucket: int | None = None
@@ -189,13 +189,15 @@ class ParcelState:
         self.order_id = facts.order_id
         self.shop = facts.shop
         self.platform = facts.platform
-        self.order_value = facts.order_value
-        self.category = facts.category
+        # A snapshot never retracts a fact (None = not known yet), so an older, re-delivered snapshot must not
+        # erase what a newer one said: keep the known value.
+        self.order_value = facts.order_value if facts.order_value is not None else self.order_value
+        self.category = facts.category or self.category
         self.origin_province = facts.origin_province or self.origin_province
         self.destination_province = facts.destination_province or self.destination_province
         self.destination_city = facts.destination_city or self.destination_city
         self.paid_at = _min(self.paid_at, facts.paid_at)
-        self.promised_ship_at = facts.promised_ship_at
+        self.promised_ship_at = facts.promised_ship_at if facts.promised_ship_at is not None else self.promised_ship_at
         self.shipped_at = _min(self.shipped_at, facts.shipped_at)
         self.confirmed_at = _min(self.confirmed_at, facts.confirmed_at)
         if facts.autoconfirm_set_at is not None and (

@@ -67,6 +67,8 @@ ticks_topic = _topic(T.ticks)
 issues_topic = _topic(T.issues)
 dead_letter_topic = _topic(T.dead_letter)
 deliveries_topic = _topic(T.deliveries)
+alert_routing_topic = _topic(T.alert_routing)
+notifications_topic = _topic(T.notifications)
 
 # One channel over the three co-partitioned inputs of the parcel state.
 parcel_inputs = app.topic(

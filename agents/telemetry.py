@@ -37,3 +37,7 @@ def render() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def watch_alert_router(router: Any) -> None:
+    pass

@@ -7,12 +7,14 @@ typo in a deployment file stops the worker at start-up instead of silently using
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -81,6 +83,8 @@ class Topics:
     issues: str
     dead_letter: str
     deliveries: str
+    alert_routing: str
+    notifications: str
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,11 @@ class Lanes:
             _positive(f"{path}.region_sla_hours.{k}", v)
         if "remote" not in self.region_sla_hours:
             raise ConfigError(f"{path}.region_sla_hours.remote", "is required")
+        from models import PROVINCES  # destinations are normalised to these short names
+
+        for i, name in enumerate(self.remote_provinces):
+            if name not in PROVINCES:
+                raise ConfigError(f"{path}.remote_provinces[{i}]", f"unknown province {name!r}; use the short name (e.g. 新疆)")
 
 
 @dataclass(frozen=True)
@@ -252,6 +261,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            # NaN passes every "> 0" check and would make each deadline comparison false.
+            raise ConfigError(key, f"expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

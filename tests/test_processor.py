@@ -1,0 +1,763 @@
+"""The stream core without a broker: events, the deadline sweep, the lazy index, the order router."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import config
+from detectors import LaneBaselines
+from models import InvalidEvent, OrderEvent, TrackingUpdate, format_time
+from processor import BUCKET_SECONDS, OrderRouter, Output, Processor, bucket_of, decode_order_facts
+from state import OrderFacts, ParcelState
+
+S = config.load(env={})
+H = 3600.0
+D = 24 * H
+T0 = 1_793_584_800.0  # 2026-11-02T02:00:00Z
+
+
+def iso(t: float) -> str:
+    out = format_time(t)
+    assert out is not None
+    return out
+
+
+class Rig:
+    """A Processor and an OrderRouter over dicts, the way the live agents wire them (one partition)."""
+
+    def __init__(self, partition: int = 0) -> None:
+        self.states: dict[str, bytes] = {}
+        self.index: dict[str, bytes] = {}
+        self.orders: dict[str, bytes] = {}
+        self.p = Processor(S, LaneBaselines(S.lanes), self.states, self.index)
+        self.router = OrderRouter(self.orders)
+        self.partition = partition
+        self.log: list[dict[str, Any]] = []
+
+    def _keep(self, out: Output) -> Output:
+        self.log.extend(out.issues)
+        return out
+
+    def scan(self, status: str, t: float, now: float | None = None, number: str = "1", reason: str | None = None) -> Output:
+        if status == "exception" and reason is None:
+            reason = "other"
+        up = TrackingUpdate(f"scan-{number}-{status}-{t}", "ZTO", number, status, t, exception_reason=reason)
+        return self._keep(self.p.on_tracking(self.partition, up, t if now is None else now))
+
+    def order(self, ev: OrderEvent, now: float | None = None) -> Output:
+        """Route an order event and apply every resulting snapshot; returns the combined output."""
+        out = Output()
+        for _subject, record in self.router.route(ev):
+            subject, facts, at = decode_order_facts(record)
+            o = self.p.on_order_facts(self.partition, subject, facts, at, ev.event_time if now is None else now)
+            out.issues += o.issues
+            out.deliveries += o.deliveries
+        return self._keep(out)
+
+    def tick(self, now: float, partition: int | None = None) -> Output:
+        return self._keep(self.p.on_tick(self.partition if partition is None else partition, now))
+
+    def state(self, subject: str) -> ParcelState:
+        return ParcelState.decode(self.states[subject])
+
+    def open_issues(self) -> dict[tuple[str, str], float]:
+        """(subject, kind) -> opened_at, from the state table."""
+        return {(s, k): rec[0] for s, raw in self.states.items() for k, rec in ParcelState.decode(raw).open_issues.items()}
+
+
+def oev(kind: str, t: float, order_id: str = "TB1", **kw: Any) -> OrderEvent:
+    return OrderEvent(f"{order_id}-{kind}-{t}", order_id, "shop-a", "taobao", kind, t, **kw)
+
+
+def shipped(t: float, number: str = "1", order_id: str = "TB1", **kw: Any) -> OrderEvent:
+    kw.setdefault("origin_province", "广东")
+    kw.setdefault("destination_province", "浙江")
+    return oev("shipped", t, order_id, carrier="ZTO", tracking_number=number, **kw)
+
+
+def brief(out: Output | list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(action, kind, opened_at, at) per issue event."""
+    issues = out.issues if isinstance(out, Output) else out
+    return [(i["action"], i["kind"], i["opened_at"], i["at"]) for i in issues]
+
+
+# -- events never open issues; sweeps do, at the deadline -------------------------------------------------
+
+
+def test_events_never_open_issues() -> None:
+    r = Rig()
+    out = r.scan("exception", T0, reason="lost")
+    assert out.issues == []
+    assert r.state("ZTO:1").open_issues == {}
+    out = r.tick(T0 + 5)
+    assert brief(out) == [("open", "carrier_exception", iso(T0), iso(T0))]
+    issue = out.issues[0]
+    assert issue["exception_reason"] == "lost"
+    assert issue["reason"] == "carrier exception: Lost"
+    assert issue["severity"] == "high"
+
+
+def test_an_event_past_a_deadline_still_waits_for_the_sweep() -> None:
+    r = Rig()
+    r.tick(T0)
+    # Shipped at T0, but the event is only processed 30 h later: pickup is already overdue.
+    out = r.order(shipped(T0), now=T0 + 30 * H)
+    assert out.issues == []
+    out = r.tick(T0 + 30 * H + 1)
+    assert brief(out) == [("open", "pickup_overdue", iso(T0 + 24 * H), iso(T0 + 24 * H))]
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.0, 59.0, 37 * 60.0, 5 * H, 47 * H])
+def test_opened_at_is_the_deadline_whatever_the_tick_time(delay: float) -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0))
+    deadline = T0 + 24 * H
+    assert r.tick(deadline - 1).issues == []
+    out = r.tick(deadline + delay)
+    assert brief(out) == [("open", "pickup_overdue", iso(deadline), iso(deadline))]
+    issue = out.issues[0]
+    assert issue["severity"] == "medium"
+    assert issue["reason"] == "no carrier scan 24.0 h after shipping (limit 24 h)"
+
+
+def test_issue_event_fields() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(oev("paid", T0 - H, order_value=88.0))
+    r.order(shipped(T0))
+    issue = r.tick(T0 + 25 * H).issues[0]
+    assert {k: issue[k] for k in issue if k not in ("reason", "evidence", "evidence_data", "suggested_action")} == {
+        "action": "open",
+        "subject": "ZTO:1",
+        "issue_key": "ZTO:1|pickup_overdue",
+        "kind": "pickup_overdue",
+        "parcel": "ZTO:1",
+        "carrier": "ZTO",
+        "tracking_number": "1",
+        "order_id": "TB1",
+        "shop": "shop-a",
+        "platform": "taobao",
+        "lane": "ZTO 广东→浙江",
+        "origin_province": "广东",
+        "destination_province": "浙江",
+        "destination_city": None,
+        "order_value": 88.0,
+        "severity": "medium",
+        "exception_reason": None,
+        "opened_at": iso(T0 + 24 * H),
+        "at": iso(T0 + 24 * H),
+        "resolved_at": None,
+        "resolution": None,
+    }
+    assert issue["evidence_data"] == {"shipped_at": T0, "window_hours": 24.0, "deadline": T0 + 24 * H}
+    orjson.dumps(issue)  # every issue event is JSON-serialisable as it is
+
+
+def test_a_parcel_without_order_facts_is_reported_with_placeholders() -> None:
+    r = Rig()
+    r.scan("exception", T0, reason="held")
+    issue = r.tick(T0 + 1).issues[0]
+    assert (issue["order_id"], issue["shop"], issue["platform"], issue["lane"]) == (None, "unknown", "other", "ZTO ?→?")
+
+
+# -- resolution by the ending event ---------------------------------------------------------------------
+
+
+def test_resolve_on_the_ending_event_at_its_event_time() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0))
+    r.tick(T0 + 25 * H)
+    # The first scan happens at T0 + 30 h and reaches us ten minutes later.
+    out = r.scan("picked_up", T0 + 30 * H, now=T0 + 30 * H + 600)
+    assert brief(out) == [("resolve", "pickup_overdue", iso(T0 + 24 * H), iso(T0 + 30 * H))]
+    issue = out.issues[0]
+    assert (issue["resolved_at"], issue["resolution"], issue["severity"]) == (iso(T0 + 30 * H), "picked_up", "medium")
+    assert r.state("ZTO:1").open_issues == {}
+
+
+@pytest.mark.parametrize(
+    ("setup", "kind", "end", "resolution"),
+    [
+        (["picked_up"], "tracking_stale", ("scan", "in_transit"), "scanned_again"),
+        (["picked_up", "at_locker"], "locker_uncollected", ("scan", "signed"), "signed"),
+        (["picked_up", "exception"], "carrier_exception", ("scan", "signed"), "signed"),
+        (["picked_up", "exception"], "carrier_exception", ("order", "refunded"), "order_refunded"),
+        (["picked_up", "confirmed"], "confirmed_unsigned", ("scan", "signed"), "signed"),
+        (["picked_up", "confirmed"], "confirmed_unsigned", ("order", "closed"), "order_closed"),
+    ],
+)
+def test_each_issue_ends_with_its_condition(setup: list[str], kind: str, end: tuple[str, str], resolution: str) -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0, auto_confirm_deadline=T0 + 30 * D))
+    for i, step in enumerate(setup):
+        t = T0 + (i + 1) * H
+        if step == "confirmed":
+            r.order(oev("confirmed", t))
+        else:
+            r.scan(step, t)
+    r.tick(T0 + 50 * H)
+    assert ("ZTO:1", kind) in r.open_issues()
+    t_end = T0 + 55 * H
+    how, what = end
+    out = r.scan(what, t_end) if how == "scan" else r.order(oev(what, t_end))
+    resolved = [i for i in out.issues if i["kind"] == kind]
+    assert [(i["action"], i["resolved_at"], i["resolution"]) for i in resolved] == [("resolve", iso(t_end), resolution)]
+    assert ("ZTO:1", kind) not in r.open_issues()
+
+
+def test_autoconfirm_imminent_resolves_when_the_receipt_is_extended() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0, auto_confirm_deadline=T0 + 10 * D))
+    r.scan("picked_up", T0 + H)
+    r.scan("in_transit", T0 + 8 * D + H)  # keep tracking fresh
+    out = r.tick(T0 + 8 * D + 2 * H)
+    assert ("open", "autoconfirm_imminent", iso(T0 + 8 * D), iso(T0 + 8 * D)) in brief(out)
+    # The seller extends the receipt by 5 days.
+    out = r.order(oev("receipt_extended", T0 + 9 * D, auto_confirm_deadline=T0 + 15 * D))
+    assert brief(out) == [("resolve", "autoconfirm_imminent", iso(T0 + 8 * D), iso(T0 + 9 * D))]
+    assert out.issues[0]["resolution"] == "deadline_moved_or_passed"
+    # It comes back 48 h before the new deadline, and at the new deadline confirmed_unsigned takes over.
+    r.scan("in_transit", T0 + 12 * D)
+    out = r.tick(T0 + 15 * D + H)
+    assert [b for b in brief(out) if b[1] in ("autoconfirm_imminent", "confirmed_unsigned")] == [
+        ("open", "autoconfirm_imminent", iso(T0 + 13 * D), iso(T0 + 13 * D)),
+        ("resolve", "autoconfirm_imminent", iso(T0 + 13 * D), iso(T0 + 15 * D)),
+        ("open", "confirmed_unsigned", iso(T0 + 15 * D), iso(T0 + 15 * D)),
+    ]
+
+
+def test_autoconfirm_imminent_ends_when_the_buyer_confirms() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0))  # taobao default: deadline T0 + 10 d
+    r.tick(T0 + 8 * D + 1)
+    assert ("ZTO:1", "autoconfirm_imminent") in r.open_issues()
+    out = r.order(oev("confirmed", T0 + 9 * D))
+    acts = {(i["action"], i["kind"], i.get("resolution")) for i in out.issues}
+    assert ("resolve", "autoconfirm_imminent", "order_confirmed") in acts
+    out = r.tick(T0 + 9 * D + 1)
+    assert ("open", "confirmed_unsigned", iso(T0 + 9 * D), iso(T0 + 9 * D)) in brief(out)
+
+
+# -- severity updates ----------------------------------------------------------------------------------
+
+
+def test_severity_update_when_very_late() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0))
+    r.scan("picked_up", T0 + H)
+    out = r.tick(T0 + 49 * H + 1)  # tracking stale: low
+    assert [(b[0], b[1]) for b in brief(out)] == [("open", "tracking_stale")]
+    assert out.issues[0]["severity"] == "low"
+    # At pickup + 96 h transit is overdue, and stale tracking (due at + 48 h) is 48 h late: very late.
+    assert r.tick(T0 + 97 * H - 1).issues == []
+    out = r.tick(T0 + 97 * H + 1)
+    assert brief(out) == [
+        ("open", "transit_overdue", iso(T0 + 97 * H), iso(T0 + 97 * H)),
+        ("update", "tracking_stale", iso(T0 + 49 * H), iso(T0 + 97 * H)),
+    ]
+    assert {i["kind"]: i["severity"] for i in out.issues} == {"tracking_stale": "medium", "transit_overdue": "medium"}
+    # Nothing more until transit is very late too, and then only that one update.
+    assert r.tick(T0 + 140 * H).issues == []
+    out = r.tick(T0 + 146 * H)
+    assert brief(out) == [("update", "transit_overdue", iso(T0 + 97 * H), iso(T0 + 145 * H))]
+    assert out.issues[0]["severity"] == "high"
+    assert r.tick(T0 + 8 * D - 1).issues == []
+
+
+def test_order_facts_after_the_opening_update_the_issue_once_at_its_current_severity() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0))
+    r.tick(T0 + 72 * H + 1)  # pickup overdue: opened medium, very late (high) at T0 + 72 h
+    assert [(i["action"], i["severity"]) for i in r.log] == [("open", "medium"), ("update", "high")]
+    r.log.clear()
+    r.order(oev("paid", T0 - H, order_value=900.0), now=T0 + 80 * H)
+    r.tick(T0 + 80 * H + 1)
+    r.tick(T0 + 90 * H)
+    assert [(i["action"], i["kind"], i["severity"], i["at"], i["order_value"]) for i in r.log] == [
+        ("update", "pickup_overdue", "critical", iso(T0 + 80 * H), 900.0)
+    ]
+
+
+# -- regression: what a sweep must not do ----------------------------------------------------------------
+
+
+def test_a_new_exception_reason_is_one_update_not_an_update_per_event() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.scan("picked_up", T0)
+    r.scan("exception", T0 + H, reason="held")
+    r.tick(T0 + H + 1)
+    r.scan("exception", T0 + 2 * H, reason="lost")
+    out = r.tick(T0 + 2 * H + 1)
+    assert brief(out) == [("update", "carrier_exception", iso(T0 + H), iso(T0 + 2 * H))]
+    assert (out.issues[0]["exception_reason"], out.issues[0]["reason"]) == ("lost", "carrier exception: Lost")
+    r.log.clear()
+    for k in range(3, 8):
+        r.scan("in_transit", T0 + k * H)
+        r.tick(T0 + k * H + 1)
+    assert [i for i in r.log if i["kind"] == "carrier_exception"] == []
+
+
+def test_a_late_event_does_not_resolve_and_reopen_later_issues() -> None:
+    """A re-check for a finding that started in the past must not walk back over issues opened since:
+    a resolve followed by an open of the same period is dropped as a duplicate by the issue sink."""
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0))
+    r.scan("picked_up", T0 + H)
+    for h in range(2, 52):
+        r.tick(T0 + h * H)
+    assert r.open_issues() == {("ZTO:1", "tracking_stale"): T0 + 49 * H}
+    r.log.clear()
+    # The buyer confirmed at T0 + 47 h; the event reaches us at T0 + 55 h.
+    r.order(oev("confirmed", T0 + 47 * H), now=T0 + 55 * H)
+    r.tick(T0 + 55 * H + 60)
+    assert brief(r.log) == [("open", "confirmed_unsigned", iso(T0 + 47 * H), iso(T0 + 47 * H))]
+    assert r.open_issues() == {("ZTO:1", "tracking_stale"): T0 + 49 * H, ("ZTO:1", "confirmed_unsigned"): T0 + 47 * H}
+
+
+def test_a_first_filing_in_the_future_does_not_hold_back_earlier_deadlines() -> None:
+    r = Rig()
+    # The first event on the partition has its deadline two days out ...
+    r.order(oev("paid", T0))
+    # ... and the next one is due at once.
+    r.scan("exception", T0 + H, number="2", reason="lost")
+    out = r.tick(T0 + H + 60)
+    assert brief(out) == [("open", "carrier_exception", iso(T0 + H), iso(T0 + H))]
+    assert out.due == 1
+    out = r.tick(T0 + 48 * H)
+    assert brief(out) == [("open", "ship_overdue", iso(T0 + 48 * H), iso(T0 + 48 * H))]
+
+
+# -- the lazy deadline index ------------------------------------------------------------------------------
+
+
+def index_entries(r: Rig) -> dict[int, list[str]]:
+    return {int(k.split(":")[1]): v.decode().split() for k, v in r.index.items() if not k.endswith(":cursor")}
+
+
+def test_deadline_moved_later_is_refiled_at_wake_up() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.scan("picked_up", T0)
+    first = bucket_of(T0 + 48 * H)  # tracking stale
+    assert index_entries(r) == {first: ["ZTO:1"]}
+    # A new scan moves the deadline later: nothing is written to the index.
+    r.scan("in_transit", T0 + 10 * H)
+    assert index_entries(r) == {first: ["ZTO:1"]}
+    assert r.state("ZTO:1").indexed_bucket == first
+    assert r.state("ZTO:1").next_check_at == T0 + 58 * H
+    # The early wake-up re-checks and re-files it, and opens nothing.
+    out = r.tick(T0 + 48 * H)
+    assert (out.issues, out.due) == ([], 1)
+    assert index_entries(r) == {bucket_of(T0 + 58 * H): ["ZTO:1"]}
+    assert r.state("ZTO:1").indexed_bucket == bucket_of(T0 + 58 * H)
+    out = r.tick(T0 + 58 * H)
+    assert brief(out) == [("open", "tracking_stale", iso(T0 + 58 * H), iso(T0 + 58 * H))]
+
+
+def test_a_stale_index_entry_is_harmless() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.scan("picked_up", T0)  # filed at T0 + 48 h
+    r.scan("exception", T0 + H, reason="held")  # due now: filed earlier as well
+    assert index_entries(r) == {bucket_of(T0 + 48 * H): ["ZTO:1"], bucket_of(T0 + H): ["ZTO:1"]}
+    out = r.tick(T0 + H + 1)
+    assert (brief(out), out.due) == ([("open", "carrier_exception", iso(T0 + H), iso(T0 + H))], 1)
+    # Re-filed for stale tracking at T0 + 49 h; the old T0 + 48 h entry is skipped, not re-checked.
+    out = r.tick(T0 + 48 * H + 30)
+    assert (out.issues, out.due) == ([], 0)
+    out = r.tick(T0 + 49 * H)
+    assert (brief(out), out.due) == ([("open", "tracking_stale", iso(T0 + 49 * H), iso(T0 + 49 * H))], 1)
+
+
+def test_a_subject_due_in_an_already_swept_bucket_is_picked_up_by_the_next_tick() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.tick(T0 + 10 * H)  # swept up to T0 + 10 h
+    # An event processed with a clock behind the sweep (another worker's clock) is due in a swept bucket.
+    r.scan("exception", T0 + 2 * H, now=T0 + 3 * H, reason="lost")
+    assert index_entries(r) == {bucket_of(T0 + 10 * H): ["ZTO:1"]}
+    out = r.tick(T0 + 10 * H + 5)
+    assert brief(out) == [("open", "carrier_exception", iso(T0 + 2 * H), iso(T0 + 2 * H))]
+
+
+def test_sweep_cost_is_what_is_due_not_what_is_tracked() -> None:
+    r = Rig()
+    r.tick(T0)
+    for n in range(200):
+        r.scan("picked_up", T0, number=f"P{n}")  # 200 parcels, all next due at T0 + 48 h
+    for n in range(3):
+        r.scan("exception", T0 + H, number=f"P{n}", reason="lost")
+    out = r.tick(T0 + H + 1)
+    assert out.due == 3
+    assert sorted(i["subject"] for i in out.issues) == ["ZTO:P0", "ZTO:P1", "ZTO:P2"]
+    assert r.tick(T0 + 2 * H).due == 0
+    out = r.tick(T0 + 48 * H + 1)
+    assert out.due == 197  # the three re-checked at T0 + H are now filed at T0 + 49 h
+    assert len(out.issues) == 197
+
+
+def test_ticks_touch_only_their_partition() -> None:
+    r = Rig(partition=1)
+    r.tick(T0)
+    r.scan("exception", T0, reason="lost")
+    assert r.tick(T0 + 60, partition=0).issues == []
+    assert len(r.tick(T0 + 60, partition=1).issues) == 1
+
+
+def test_first_tick_sets_the_cursor_and_a_backwards_clock_is_ignored() -> None:
+    r = Rig()
+    assert r.tick(T0).due == 0
+    assert r.index == {"0:cursor": str(bucket_of(T0)).encode()}
+    r.scan("exception", T0 + 10 * H, reason="lost")
+    r.tick(T0 + 10 * H + 1)
+    out = r.tick(T0)  # another leader's clock, behind
+    assert (out.issues, out.due) == ([], 0)
+    assert r.index["0:cursor"] == str(bucket_of(T0 + 10 * H + 1)).encode()
+
+
+# -- catch-up after a long gap -------------------------------------------------------------------------
+
+
+def test_catch_up_fires_every_missed_deadline_with_the_right_opened_at() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0, number="A"))  # never picked up
+    r.order(shipped(T0, number="B", order_id="TB2"))
+    r.scan("picked_up", T0 + H, number="B")  # then nothing
+    out = r.tick(T0 + 20 * D)  # the first tick in twenty days
+    got = {(i["subject"], *b) for i, b in zip(out.issues, brief(out), strict=True)}
+    assert got == {
+        ("ZTO:A", "open", "pickup_overdue", iso(T0 + 24 * H), iso(T0 + 24 * H)),
+        ("ZTO:A", "update", "pickup_overdue", iso(T0 + 24 * H), iso(T0 + 72 * H)),
+        ("ZTO:A", "open", "autoconfirm_imminent", iso(T0 + 8 * D), iso(T0 + 8 * D)),
+        ("ZTO:A", "resolve", "autoconfirm_imminent", iso(T0 + 8 * D), iso(T0 + 10 * D)),
+        ("ZTO:A", "open", "confirmed_unsigned", iso(T0 + 10 * D), iso(T0 + 10 * D)),
+        ("ZTO:B", "open", "tracking_stale", iso(T0 + 49 * H), iso(T0 + 49 * H)),
+        ("ZTO:B", "update", "tracking_stale", iso(T0 + 49 * H), iso(T0 + 97 * H)),
+        ("ZTO:B", "open", "transit_overdue", iso(T0 + 97 * H), iso(T0 + 97 * H)),
+        ("ZTO:B", "update", "transit_overdue", iso(T0 + 97 * H), iso(T0 + 145 * H)),
+        ("ZTO:B", "open", "autoconfirm_imminent", iso(T0 + 8 * D), iso(T0 + 8 * D)),
+        ("ZTO:B", "resolve", "autoconfirm_imminent", iso(T0 + 8 * D), iso(T0 + 10 * D)),
+        ("ZTO:B", "open", "confirmed_unsigned", iso(T0 + 10 * D), iso(T0 + 10 * D)),
+    }
+    assert len(out.issues) == len(got)
+    # Each subject's own events come out in time order.
+    for subject in ("ZTO:A", "ZTO:B"):
+        ats = [i["at"] for i in out.issues if i["subject"] == subject]
+        assert ats == sorted(ats)
+    assert out.due == 2
+    # Caught up: the next tick has nothing left to do.
+    assert r.tick(T0 + 20 * D + 60).issues == []
+
+
+def test_catch_up_in_small_ticks_gives_the_same_issues() -> None:
+    def run(step: float) -> list[tuple[str, str, str, str]]:
+        r = Rig()
+        r.tick(T0)
+        r.order(shipped(T0))
+        t = T0
+        while t < T0 + 12 * D:
+            t += step
+            r.tick(t)
+        return sorted(brief(r.log))
+
+    assert run(5 * 60.0) == run(7 * H) == run(12 * D)
+
+
+# -- the order subject and the router ------------------------------------------------------------------
+
+
+def test_router_sends_the_order_subject_until_shipped() -> None:
+    r = Rig()
+    assert [s for s, _ in r.router.route(oev("paid", T0))] == ["order:TB1"]
+    assert [s for s, _ in r.router.route(shipped(T0 + H, number="X"))] == ["ZTO:X", "order:TB1"]
+    assert [s for s, _ in r.router.route(shipped(T0 + 2 * H, number="A"))] == ["ZTO:A", "ZTO:X", "order:TB1"]
+    assert [s for s, _ in r.router.route(oev("confirmed", T0 + 3 * D))] == ["ZTO:A", "ZTO:X"]
+    assert [s for s, _ in r.router.route(oev("refunded", T0 + 4 * D))] == ["ZTO:A", "ZTO:X", "order:TB1"]
+    facts = OrderFacts.from_json(r.orders["TB1"])
+    assert (facts.paid_at, facts.shipped_at, facts.parcels, facts.closed_kind) == (T0, T0 + H, ["ZTO:A", "ZTO:X"], "refunded")
+
+
+def test_order_facts_record_round_trip_and_errors() -> None:
+    r = Rig()
+    ((_, record),) = r.router.route(oev("paid", T0, order_value=5.0))
+    subj, facts, at = decode_order_facts(record)
+    assert (subj, at, facts.order_value, facts.paid_at) == ("order:TB1", T0, 5.0, T0)
+    for bad in (b"{", b"[]", b'{"subject": "x"}', b'{"subject": "x", "facts": {"nope": 1}, "at": 1}'):
+        with pytest.raises(InvalidEvent) as info:
+            decode_order_facts(bad)
+        assert info.value.field == "$"
+
+
+def test_ship_overdue_on_the_order_subject_resolved_by_shipping() -> None:
+    r = Rig()
+    r.tick(T0)
+    assert r.order(oev("paid", T0, order_value=50.0)).issues == []
+    assert r.tick(T0 + 48 * H - 1).issues == []
+    out = r.tick(T0 + 48 * H + 30)
+    assert brief(out) == [("open", "ship_overdue", iso(T0 + 48 * H), iso(T0 + 48 * H))]
+    issue = out.issues[0]
+    assert (issue["subject"], issue["issue_key"], issue["parcel"], issue["carrier"], issue["lane"]) == (
+        "order:TB1",
+        "order:TB1|ship_overdue",
+        None,
+        None,
+        None,
+    )
+    assert (issue["order_id"], issue["shop"], issue["severity"]) == ("TB1", "shop-a", "medium")
+    out = r.order(shipped(T0 + 50 * H, number="9"))
+    assert [(i["subject"], i["action"], i["kind"], i["resolved_at"], i["resolution"]) for i in out.issues] == [
+        ("order:TB1", "resolve", "ship_overdue", iso(T0 + 50 * H), "shipped")
+    ]
+    assert r.open_issues() == {}
+    # The parcel is watched from now on; the order subject is not.
+    out = r.tick(T0 + 50 * H + 24 * H)
+    assert [(i["subject"], i["kind"]) for i in out.issues] == [("ZTO:9", "pickup_overdue")]
+
+
+def test_ship_overdue_uses_the_promise_and_ends_on_refund() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.order(oev("paid", T0, promised_ship_time=T0 + 20 * H))
+    assert brief(r.tick(T0 + 20 * H)) == [("open", "ship_overdue", iso(T0 + 20 * H), iso(T0 + 20 * H))]
+    out = r.order(oev("refunded", T0 + 30 * H))
+    assert [(i["action"], i["resolution"], i["resolved_at"]) for i in out.issues] == [("resolve", "order_refunded", iso(T0 + 30 * H))]
+
+
+def test_the_order_subject_issue_carries_the_orders_shop_and_platform() -> None:
+    r = Rig()
+    r.tick(T0)
+    r.p.on_order_facts(0, "order:X9", OrderFacts("X9", "shop-b", "jd", paid_at=T0), T0, T0)
+    issue = r.tick(T0 + 49 * H).issues[0]
+    assert (issue["order_id"], issue["shop"], issue["platform"]) == ("X9", "shop-b", "jd")
+
+
+# -- deliveries for the lane baselines -----------------------------------------------------------------
+
+
+def test_a_delivery_is_reported_once_when_signed_after_pickup() -> None:
+    r = Rig()
+    r.order(shipped(T0))
+    r.scan("picked_up", T0 + H)
+    out = r.scan("signed", T0 + 30 * H)
+    assert out.deliveries == [
+        {
+            "carrier": "ZTO",
+            "origin_province": "广东",
+            "destination_province": "浙江",
+            "picked_up_at": T0 + H,
+            "signed_at": T0 + 30 * H,
+            "shop": "shop-a",
+        }
+    ]
+    assert r.scan("signed", T0 + 30 * H).deliveries == []
+    assert r.scan("in_transit", T0 + 31 * H).deliveries == []
+
+
+def test_no_delivery_without_a_pickup_scan() -> None:
+    r = Rig()
+    r.scan("in_transit", T0)
+    assert r.scan("signed", T0 + 20 * H).deliveries == []
+    # ... until the pickup scan arrives (late).
+    assert len(r.scan("picked_up", T0 - H).deliveries) == 1
+
+
+# -- hypothesis: duplicated and reordered delivery converge ---------------------------------------------
+
+LIFECYCLE = ("info_received", "picked_up", "in_transit", "arrived_city", "out_for_delivery", "at_locker", "signed")
+REASONS = ("held", "lost", "refused", "out_of_area", "delivery_failed")
+
+
+@st.composite
+def stories(draw: st.DrawFn) -> list[OrderEvent | TrackingUpdate]:
+    """One order with one parcel: order events and carrier scans at distinct times (hours from T0)."""
+    times = iter(draw(st.lists(st.integers(0, 24 * 25), min_size=16, max_size=16, unique=True).map(sorted)))
+    value = draw(st.sampled_from([None, 80.0, 800.0]))
+    category = draw(st.sampled_from([None, "apparel", "fresh"]))
+    dest = draw(st.sampled_from(["浙江", "新疆"]))
+    promise = draw(st.sampled_from([None, 20.0, 60.0]))
+    events: list[OrderEvent | TrackingUpdate] = []
+
+    def t() -> float:
+        return T0 + next(times) * H
+
+    paid = t()
+    events.append(oev("paid", paid, promised_ship_time=None if promise is None else paid + promise * H))
+    if draw(st.booleans()):
+        ship_t = t()
+        deadline = draw(st.sampled_from([None, 7.0, 10.0]))
+        events.append(
+            shipped(
+                ship_t,
+                number="1",
+                destination_province=dest,
+                auto_confirm_deadline=None if deadline is None else ship_t + deadline * D,
+            )
+        )
+        n_scans = draw(st.integers(0, len(LIFECYCLE)))
+        stages = draw(st.lists(st.sampled_from(LIFECYCLE), min_size=n_scans, max_size=n_scans))
+        for status in stages:
+            events.append(TrackingUpdate(f"s-{status}", "ZTO", "1", status, t(), province=dest, city=f"{status}-city"))
+        for _ in range(draw(st.integers(0, 2))):
+            events.append(TrackingUpdate("x", "ZTO", "1", "exception", t(), exception_reason=draw(st.sampled_from(REASONS))))
+        if draw(st.booleans()):
+            events.append(oev("confirmed", t()))
+        if draw(st.booleans()):
+            at = t()
+            events.append(oev("receipt_extended", at, auto_confirm_deadline=at + draw(st.sampled_from([3, 5, 10])) * D))
+    if draw(st.booleans()):
+        events.append(oev(draw(st.sampled_from(["refunded", "closed"])), t()))
+    # The order's value and category come with one of its events (not always the first one).
+    orders = [i for i, e in enumerate(events) if isinstance(e, OrderEvent)]
+    for i in draw(st.lists(st.sampled_from(orders), min_size=1, max_size=2, unique=True)):
+        events[i] = dataclasses.replace(events[i], order_value=value, category=category)  # type: ignore[type-var]
+    events.sort(key=lambda e: e.event_time)
+    return events
+
+
+def deliver(r: Rig, events: list[OrderEvent | TrackingUpdate], clock: str) -> None:
+    now = 0.0
+    for ev in events:
+        now = ev.event_time if clock == "event" else max(now, ev.event_time)
+        if isinstance(ev, OrderEvent):
+            r.order(ev, now=now)
+        else:
+            r._keep(r.p.on_tracking(0, ev, now))
+
+
+def final(r: Rig, end: float) -> tuple[Output, dict[str, ParcelState]]:
+    out = r.tick(end)
+    states = {}
+    for subject in r.states:
+        s = r.state(subject)
+        s.indexed_bucket = None  # where a stale entry sits may differ; everything else must not ...
+        # ... except the last known place, which depends on arrival order (see the xfail test below).
+        s.last_province = s.last_city = None
+        states[subject] = s
+    return out, states
+
+
+def per_subject(out: Output) -> dict[str, list[tuple[str, str, str, str, str]]]:
+    """Each subject's issue events in order (subjects may sit in different buckets of the index)."""
+    result: dict[str, list[tuple[str, str, str, str, str]]] = {}
+    for i in out.issues:
+        result.setdefault(i["subject"], []).append((i["action"], i["kind"], i["opened_at"], i["at"], i["severity"]))
+    return result
+
+
+def open_kinds(r: Rig) -> dict[tuple[str, str], tuple[float, str]]:
+    return {(s, k): (rec[0], rec[1]) for s, raw in r.states.items() for k, rec in ParcelState.decode(raw).open_issues.items()}
+
+
+PROPERTY = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(story=stories(), data=st.data())
+def test_shuffled_and_duplicated_events_give_the_same_state_and_issues(story: list[OrderEvent | TrackingUpdate], data: st.DataObject) -> None:
+    end = T0 + 60 * D
+    ordered = Rig()
+    deliver(ordered, story, clock="event")
+    want_out, want_states = final(ordered, end)
+
+    dups = data.draw(st.lists(st.sampled_from(story), max_size=6), label="duplicates")
+    shuffled_events = data.draw(st.permutations(story + dups), label="arrival order")
+    shuffled = Rig()
+    deliver(shuffled, shuffled_events, clock="max")
+    got_out, got_states = final(shuffled, end)
+
+    assert got_states.get("ZTO:1") == want_states.get("ZTO:1")
+    assert open_kinds(shuffled) == open_kinds(ordered)
+    assert per_subject(got_out) == per_subject(want_out)
+
+
+@PROPERTY
+@given(story=stories(), data=st.data())
+def test_reordered_order_snapshots_converge(story: list[OrderEvent | TrackingUpdate], data: st.DataObject) -> None:
+    """The snapshots themselves re-delivered in any order and any number of times (at-least-once)."""
+    end = T0 + 60 * D
+    router = OrderRouter({})
+    deliveries: list[tuple[str, OrderFacts, float] | TrackingUpdate] = []
+    for ev in story:
+        if isinstance(ev, OrderEvent):
+            deliveries += [decode_order_facts(rec) for subject, rec in router.route(ev) if subject == "ZTO:1"]
+        else:
+            deliveries.append(ev)
+
+    def run(items: list[tuple[str, OrderFacts, float] | TrackingUpdate]) -> Rig:
+        r = Rig()
+        now = 0.0
+        for item in items:
+            if isinstance(item, TrackingUpdate):
+                now = max(now, item.event_time)
+                r.p.on_tracking(0, item, now)
+            else:
+                subject, facts, at = item
+                now = max(now, at)
+                r.p.on_order_facts(0, subject, facts, at, now)
+        return r
+
+    want = run(deliveries)
+    want_out, want_states = final(want, end)
+    extra = data.draw(st.lists(st.sampled_from(deliveries), max_size=6), label="duplicates") if deliveries else []
+    got = run(data.draw(st.permutations(deliveries + extra), label="arrival order"))
+    got_out, got_states = final(got, end)
+    assert got_states == want_states
+    assert per_subject(got_out) == per_subject(want_out)
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(story=stories(), data=st.data())
+def test_live_like_sweeps_between_events_converge_on_the_same_open_issues(story: list[OrderEvent | TrackingUpdate], data: st.DataObject) -> None:
+    """With a sweep before every event (as live), reordering may change *when* an issue was first seen
+    (opened_at is kept from the first opening), but not which issues are open at the end, nor how severe."""
+
+    def run(events: list[OrderEvent | TrackingUpdate], clock: str) -> dict[tuple[str, str], str]:
+        r = Rig()
+        now = 0.0
+        for ev in events:
+            now = ev.event_time if clock == "event" else max(now, ev.event_time)
+            r.tick(now)
+            if isinstance(ev, OrderEvent):
+                r.order(ev, now=now)
+            else:
+                r.p.on_tracking(0, ev, now)
+        r.tick(T0 + 60 * D)
+        return {k: sev for k, (_, sev) in open_kinds(r).items() if k[0] == "ZTO:1"}
+
+    shuffled = data.draw(st.permutations(story + data.draw(st.lists(st.sampled_from(story), max_size=4))))
+    assert run(shuffled, "max") == run(story, "event")
+
+
+@pytest.mark.xfail(strict=True, reason="last_province/last_city follow arrival order, not event time (known, left alone)")
+def test_last_known_place_does_not_depend_on_arrival_order() -> None:
+    with_place = TrackingUpdate("a", "ZTO", "1", "picked_up", T0, province="浙江", city="杭州市")
+    without_place = TrackingUpdate("b", "ZTO", "1", "exception", T0 + H, exception_reason="held")
+    places = []
+    for ups in ([with_place, without_place], [without_place, with_place]):
+        s = ParcelState()
+        for up in ups:
+            s.apply_tracking(up)
+        places.append((s.last_province, s.last_city))
+    assert places[0] == places[1] == ("浙江", "杭州市")
+
+
+def test_bucket_of() -> None:
+    assert bucket_of(T0) == int(T0 // BUCKET_SECONDS)
+    assert bucket_of(T0 + 59.999) == bucket_of(T0)
+    assert bucket_of(T0 + 60) == bucket_of(T0) + 1
