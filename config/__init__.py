@@ -245,7 +245,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return None
         return _coerce(args[0], value, key)
     if origin is dict:
-        key_tp, val_tp = get_args(tp)
+        _key_tp, val_tp = get_args(tp)
         if value is None:
             return {}
         if not isinstance(value, Mapping):
