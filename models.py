@@ -14,14 +14,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 # Event times before this or more than this far past "now" are rejected as absurd.
-EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
-LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp()
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
 MAX_TEXT = 2000
 MAX_ID = 64
 
@@ -188,7 +188,7 @@ def format_time(epoch: float | None) -> str | None:
     """UTC ISO 8601 with offset; how every time leaves the system."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_time(value: Any, field: str) -> float:
