@@ -138,7 +138,9 @@ def _set(rule: dict[str, Any], name: str, key: str, allowed: tuple[str, ...] | N
 
 def load_rules(path: Path | str | None = None) -> NotificationRules:
     """Load and validate the notification rules; errors name the exact key."""
-    p = Path(path) if path else DEFAULT_PATH
+    import os
+
+    p = Path(path or os.environ.get("PARCELWATCH_NOTIFICATIONS") or DEFAULT_PATH)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:

@@ -27,6 +27,7 @@ from config import Settings
 from detectors import DetectorContext, Evaluation, evaluate
 from detectors.base import Finding, TransitBaseline
 from models import InvalidEvent, OrderEvent, TrackingUpdate, format_time
+from notifications import NotificationRules
 from state import ORDER_SUBJECT_PREFIX, OrderFacts, ParcelState, order_subject
 
 BUCKET_SECONDS = 60
@@ -44,6 +45,7 @@ class Output:
 
     issues: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
     due: int = 0  # subjects re-checked by a sweep
 
 
@@ -54,11 +56,13 @@ class Processor:
         baselines: TransitBaseline,
         states: MutableMapping[str, bytes],
         index: MutableMapping[str, bytes],
+        notification_rules: NotificationRules | None = None,
     ) -> None:
         self.settings = settings
         self.ctx = DetectorContext(settings, baselines)
         self.states = states
         self.index = index
+        self.notification_rules = notification_rules
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -106,6 +110,9 @@ class Processor:
         ):
             state.delivery_reported = True
             out.deliveries.append(self._delivery(subject, state))
+        pending = self._notify(subject, state, now, now, out)
+        if pending is not None:
+            next_at = pending if next_at is None else min(next_at, pending)
         state.next_check_at = next_at
         self._file(partition, subject, state, now=now)
         self.states[subject] = state.encode()
@@ -153,14 +160,16 @@ class Processor:
         t = state.next_check_at
         if t is None or t > now:
             return
-        ev: Evaluation | None = None
+        nxt: float | None = None
         for _ in range(MAX_STEPS_PER_SWEEP):
             ev = evaluate(subject, state, t, self.ctx)
             self._reconcile(subject, state, ev, t, out)
-            if ev.next_at is None or ev.next_at > now or ev.next_at <= t:
+            pending = self._notify(subject, state, t, now, out)
+            nxt = ev.next_at if pending is None else pending if ev.next_at is None else min(ev.next_at, pending)
+            if nxt is None or nxt > now or nxt <= t:
                 break
-            t = ev.next_at
-        state.next_check_at = ev.next_at if ev is not None and ev.next_at is not None and ev.next_at > t else None
+            t = nxt
+        state.next_check_at = nxt if nxt is not None and nxt > t else None
 
     def _reconcile(self, subject: str, state: ParcelState, ev: Evaluation, t: float, out: Output) -> None:
         for kind in [k for k in state.open_issues if k not in ev.findings]:
@@ -202,6 +211,46 @@ class Processor:
         key = f"{partition}:{target}"
         self.index[key] = self.index.get(key, b"") + subject.encode() + b"\n"
         state.indexed_bucket = target
+
+    # -- buyer notifications ------------------------------------------------------------------------
+
+    def _notify(self, subject: str, state: ParcelState, t: float, now: float, out: Output) -> float | None:
+        """Emit each newly reached stage's notification once; returns the earliest deferred send time.
+
+        ``t`` is the time the timeline is evaluated at, ``now`` the processing clock (for the age limit).
+        """
+        rules = self.notification_rules
+        if rules is None or subject.startswith(ORDER_SUBJECT_PREFIX) or state.order_id is None:
+            # No order facts yet (they travel through the order router): nobody to tell, and the
+            # rules cannot be matched. The stages are notified when the facts arrive.
+            return None
+        earliest: float | None = None
+        for stage, reached in _stages(state):
+            if reached is None or reached > t:
+                continue
+            record = state.notified.get(stage)
+            if record is None:
+                if state.is_signed or state.closed_at is not None or now - reached > rules.max_age_seconds:
+                    state.notified[stage] = [reached, reached, 1.0]  # too late to be useful: skipped
+                    continue
+                note = rules.build(subject, stage, reached, _facts(state))
+                if note is None:
+                    state.notified[stage] = [reached, reached, 1.0]  # no rule for this parcel
+                    continue
+                record = state.notified[stage] = [reached, note["send_at"], 0.0]
+            if record[2]:
+                continue
+            if record[1] <= t:
+                if state.is_signed or state.closed_at is not None:
+                    record[2] = 1.0  # delivered while the message waited for quiet hours to end
+                    continue
+                note = rules.build(subject, stage, record[0], _facts(state))
+                if note is not None:
+                    out.notifications.append(note)
+                record[2] = 1.0
+            elif earliest is None or record[1] < earliest:
+                earliest = record[1]
+        return earliest
 
     # -- issue events -------------------------------------------------------------------------------
 
@@ -280,6 +329,31 @@ def _last_since(record: list[Any]) -> float:
     """The finding time an open-issue record last reported ([opened_at, severity, context, since]; older
     records have no fourth element and reported their opening time)."""
     return record[3] if len(record) > 3 else record[0]
+
+
+def _stages(state: ParcelState) -> tuple[tuple[str, float | None], ...]:
+    """Each notification stage and when the parcel reached it (None: not reached)."""
+    issues = state.open_issues
+    delayed = [issues[k][0] for k in ("transit_overdue", "tracking_stale") if k in issues]
+    return (
+        ("picked_up", state.pickup_at),
+        ("arrived_city", state.arrived_city_at),
+        ("out_for_delivery", state.out_for_delivery_at),
+        ("exception", state.exception_at),
+        ("delayed", min(delayed) if delayed else None),
+        ("locker_uncollected", issues["locker_uncollected"][0] if "locker_uncollected" in issues else None),
+    )
+
+
+def _facts(state: ParcelState) -> dict[str, Any]:
+    delay = None
+    if "transit_overdue" in state.open_issues or "tracking_stale" in state.open_issues:
+        delay = "晚到"
+    return {
+        "order_id": state.order_id, "shop": state.shop, "platform": state.platform, "order_value": state.order_value,
+        "city": state.destination_city or state.last_city, "province": state.destination_province,
+        "exception_reason": state.exception_reason, "expected_delay": delay,
+    }
 
 
 def _context(state: ParcelState) -> str:

@@ -28,6 +28,7 @@ from models import (
     parse_order_event,
     parse_tracking_update,
 )
+from notifications import load_rules
 from processor import OrderRouter, Output, Processor, decode_order_facts
 
 # One in-process partition: the index and cursor are per partition, and a replay needs only one.
@@ -39,6 +40,7 @@ class ReplayResult:
     issues: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: int = 0
     invalid: list[tuple[int, str]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
     clock: float | None = None
 
 
@@ -51,7 +53,7 @@ class Engine:
         self.states: dict[str, bytes] = {}
         self.index: dict[str, bytes] = {}
         self.orders: dict[str, bytes] = {}
-        self.processor = Processor(settings, self.baselines, self.states, self.index)
+        self.processor = Processor(settings, self.baselines, self.states, self.index, load_rules())
         self.router = OrderRouter(self.orders)
         self.result = ReplayResult()
 
@@ -68,6 +70,7 @@ class Engine:
             self._collect(self.processor.on_order_facts(PARTITION, subject, facts, at, now))
 
     def _collect(self, out: Output) -> None:
+        self.result.notifications.extend(out.notifications)
         for d in out.deliveries:
             self.baselines.add_delivery(
                 d["carrier"], d["origin_province"], d["destination_province"], d["picked_up_at"], d["signed_at"]
@@ -192,6 +195,11 @@ def summary(result: ReplayResult, settings: Settings) -> str:
         lines.append(f"{kind_name:<22}{zh}{' ' * pad}{raised:>8}{open_:>8}{resolved:>10}")
     total = len(result.issues)
     lines.append(f"{'total':<34}{total:>8}{sum(1 for i in result.issues.values() if i['resolved_at'] is None):>8}")
+    stages: dict[str, int] = {}
+    for n in result.notifications:
+        stages[n["stage"]] = stages.get(n["stage"], 0) + 1
+    if stages:
+        lines.append("buyer notifications: " + ", ".join(f"{k} {v}" for k, v in sorted(stages.items())))
     lines.append(f"events processed: {result.events}; invalid lines: {len(result.invalid)}")
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from mode import Service
 
 from detectors import LaneBaselines
 from models import InvalidEvent, parse_time, parse_tracking_update
+from notifications import load_rules
 from processor import Output, Processor, decode_order_facts
 
 from . import telemetry as metrics
@@ -28,6 +29,7 @@ from .base import (
     deadline_index,
     deliveries_topic,
     issues_topic,
+    notifications_topic,
     parcel_inputs,
     parcel_state,
     settings,
@@ -38,13 +40,17 @@ from .deadletter import dead_letter
 log = logging.getLogger("parcelwatch.parcels")
 
 baselines = LaneBaselines(settings.lanes)
-processor = Processor(settings, baselines, parcel_state, deadline_index)
+notification_rules = load_rules()
+processor = Processor(settings, baselines, parcel_state, deadline_index, notification_rules)
 
 
 async def _emit(out: Output) -> None:
     for issue in out.issues:
         await issues_topic.send(key=issue["subject"], value=orjson.dumps(issue))
         metrics.on_issue_event(issue)
+    for note in out.notifications:
+        await notifications_topic.send(key=note["parcel"], value=orjson.dumps(note))
+        metrics.on_notification(note)
     for delivery in out.deliveries:
         await deliveries_topic.send(key=f"{delivery['carrier']}", value=orjson.dumps(delivery))
 

@@ -41,3 +41,7 @@ def render() -> tuple[bytes, str]:
 
 def watch_alert_router(router: Any) -> None:
     pass
+
+
+def on_notification(note: dict[str, Any]) -> None:
+    pass

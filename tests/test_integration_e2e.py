@@ -174,3 +174,34 @@ def test_local_tables_are_discarded_when_the_embedded_broker_is_a_new_lifetime(t
         assert discard_stale_tables(second.bootstrap, data_dir) is True
         assert not (data_dir / "v1").exists()
         assert (data_dir / "broker-incarnation").exists()
+
+
+def test_buyer_notifications_reach_their_topic_once(tmp_path: Path, broker: TansuBroker,
+                                                    redis_server: RedisServer) -> None:
+    rules = tmp_path / "notifications.yaml"
+    rules.write_text("""
+quiet_hours: {start: "00:00", end: "00:00"}
+rules:
+  - {name: picked_up, stage: picked_up, template: "{carrier_name} 已揽收 {tracking_number}"}
+  - {name: exception, stage: exception, template: "异常：{reason}"}
+""", encoding="utf-8")
+    worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_NOTIFICATIONS=str(rules)).start()
+    try:
+        now = time.time()
+        pickup = scan("7350001", "picked_up", now - 600)
+        produce(broker.bootstrap, [shipped("TB4001", "7350001", now - 3600), pickup, pickup,
+                                   scan("7350001", "exception", now - 60, exception_reason="damaged"), pickup])
+
+        def notes() -> list[Any]:
+            got = [json.loads(m.value) for m in consume_all(broker.bootstrap, "parcelwatch-notifications", 1)]
+            return got if len(got) >= 2 else []
+
+        got = wait_for(notes, 40, "two notifications")
+        time.sleep(3)
+        got = [json.loads(m.value) for m in consume_all(broker.bootstrap, "parcelwatch-notifications", 1)]
+        assert sorted(n["stage"] for n in got) == ["exception", "picked_up"]  # duplicates did not re-send
+        texts = {n["stage"]: n["text"] for n in got}
+        assert texts == {"picked_up": "中通快递 已揽收 7350001", "exception": "异常：破损"}
+        assert all(n["order_id"] == "TB4001" for n in got)
+    finally:
+        worker.stop()

@@ -82,3 +82,84 @@ def test_bad_rules_name_the_key(tmp_path: Path, body: str, key: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_rules(path)
     assert err.value.key == key
+
+
+# -- through the processor (the same code the live worker and replay run) ------------------------------
+
+import itertools  # noqa: E402
+
+import config  # noqa: E402
+from models import TrackingUpdate  # noqa: E402
+from replay import Engine  # noqa: E402
+from state import OrderFacts  # noqa: E402
+
+
+def engine_with_order(value: float = 129.0) -> Engine:
+    eng = Engine(config.load(env={}))
+    facts = OrderFacts(order_id="TB1", shop="shop-a", platform="taobao", shipped_at=at(9), order_value=value,
+                       origin_province="广东", destination_province="浙江", destination_city="杭州市",
+                       parcels=["ZTO:7310001"])
+    eng._collect(eng.processor.on_order_facts(0, "ZTO:7310001", facts, at(9), at(9)))
+    return eng
+
+
+def scan_at(status: str, t: float, **kw: str) -> TrackingUpdate:
+    return TrackingUpdate(f"e-{status}-{t}", "ZTO", "7310001", status, t, **kw)  # type: ignore[arg-type]
+
+
+def feed(eng: Engine, updates: list[TrackingUpdate], clock: float) -> None:
+    for u in updates:
+        eng.tick(u.event_time)
+        eng.tracking(u, u.event_time)
+    eng.tick(clock)
+
+
+def test_each_stage_notifies_once_despite_duplicates() -> None:
+    eng = engine_with_order()
+    pickup = scan_at("picked_up", at(10))
+    feed(eng, [pickup, pickup, scan_at("in_transit", at(12)), pickup], at(13))
+    stages = [n["stage"] for n in eng.result.notifications]
+    assert stages == ["picked_up"]
+    assert eng.result.notifications[0]["send_at"] == at(10)
+
+
+def test_quiet_hours_defer_until_the_sweep_reaches_their_end() -> None:
+    eng = engine_with_order()
+    feed(eng, [scan_at("picked_up", at(23))], at(23, 30))
+    assert eng.result.notifications == []  # deferred, not yet sent
+    eng.tick(at(7, 59, day=4))
+    assert eng.result.notifications == []
+    eng.tick(at(8, 0, day=4))
+    assert [(n["stage"], n["send_at"], n["deferred"]) for n in eng.result.notifications] == [
+        ("picked_up", at(8, 0, day=4), True)]
+
+
+def test_value_threshold_for_arrived_city() -> None:
+    cheap, dear = engine_with_order(129.0), engine_with_order(800.0)
+    for eng in (cheap, dear):
+        feed(eng, [scan_at("picked_up", at(10)), scan_at("arrived_city", at(15), city="杭州市")], at(16))
+    assert [n["stage"] for n in cheap.result.notifications] == ["picked_up"]
+    assert [n["stage"] for n in dear.result.notifications] == ["picked_up", "arrived_city"]
+
+
+def test_a_deferred_message_is_dropped_when_the_parcel_is_signed_first() -> None:
+    eng = engine_with_order()
+    feed(eng, [scan_at("picked_up", at(10)), scan_at("exception", at(22), exception_reason="held")], at(22, 30))
+    feed(eng, [scan_at("signed", at(7, day=4))], at(9, day=4))
+    assert [n["stage"] for n in eng.result.notifications] == ["picked_up"]
+
+
+def test_reordered_events_give_the_same_notifications() -> None:
+    updates = [scan_at("picked_up", at(10)), scan_at("in_transit", at(14)),
+               scan_at("exception", at(16), exception_reason="damaged")]
+    results = set()
+    for perm in itertools.permutations(updates):
+        eng = engine_with_order()
+        for u in perm:
+            eng.tracking(u, at(17))
+        eng.tick(at(17))
+        # Each stage once with the same text; when it went out may differ (a stage is notified when it
+        # is first seen, and a late earlier scan does not send it again).
+        results.add(tuple(sorted((n["stage"], n["text"]) for n in eng.result.notifications)))
+    assert len(results) == 1
+    assert [s for s, _ in next(iter(results))] == ["exception", "picked_up"]
