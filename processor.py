@@ -46,6 +46,8 @@ class Output:
     issues: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    # (shop, shipped_at, picked_up_at or None): a parcel shipped, or its pickup, each reported once.
+    milestones: list[tuple[str | None, float, float | None]] = field(default_factory=list)
     due: int = 0  # subjects re-checked by a sweep
 
 
@@ -110,6 +112,13 @@ class Processor:
         ):
             state.delivery_reported = True
             out.deliveries.append(self._delivery(subject, state))
+        if not subject.startswith(ORDER_SUBJECT_PREFIX) and state.shipped_at is not None:
+            if not state.shipment_reported:
+                state.shipment_reported = True
+                out.milestones.append((state.shop, state.shipped_at, None))
+            if not state.pickup_reported and state.pickup_at is not None:
+                state.pickup_reported = True
+                out.milestones.append((state.shop, state.shipped_at, state.pickup_at))
         pending = self._notify(subject, state, now, now, out)
         if pending is not None:
             next_at = pending if next_at is None else min(next_at, pending)

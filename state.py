@@ -155,6 +155,9 @@ class ParcelState:
     next_check_at: float | None = None
     indexed_bucket: int | None = None
     delivery_reported: bool = False
+    # Logistics-experience counts (shipments, pickup within 24/48 h) are reported once per parcel.
+    shipment_reported: bool = False
+    pickup_reported: bool = False
     # Buyer notifications by stage: [reached_at, send_at, sent (0/1)]. A stage is here once handled
     # (sent, waiting for quiet hours to end, or skipped), so it is never notified twice.
     notified: dict[str, list[float]] = field(default_factory=dict)

@@ -51,6 +51,11 @@ async def _emit(out: Output) -> None:
     for note in out.notifications:
         await notifications_topic.send(key=note["parcel"], value=orjson.dumps(note))
         metrics.on_notification(note)
+    for shop, shipped_at, picked_up_at in out.milestones:
+        if picked_up_at is None:
+            metrics.observe_shipment(shop)
+        else:
+            metrics.observe_pickup(shop, shipped_at, picked_up_at)
     for delivery in out.deliveries:
         await deliveries_topic.send(key=f"{delivery['carrier']}", value=orjson.dumps(delivery))
 

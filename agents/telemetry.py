@@ -1,47 +1,108 @@
-"""What the stream observes, recorded in the Prometheus metrics of ``metrics.py``."""
+"""What the stream observes, recorded in the Prometheus metrics of ``metrics.py``.
+
+Labelled children are bound once and cached, so the per-event cost is a dict lookup and an increment.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import metrics
+from models import CARRIERS, SEVERITY_ORDER, IssueKind
+
+from .base import T, settings
+
+_SHOPS = frozenset(settings.access.metric_shops)
+_consumed: dict[tuple[str, str], Any] = {}
+_processing: dict[str, Any] = {}
+_last_sweep_clock = [0.0]
+
+metrics.init_label_sets(
+    kinds=[k.value for k in IssueKind], severities=SEVERITY_ORDER, carriers=CARRIERS,
+    topics=[T.tracking, T.orders, T.order_facts],
+    stages=("picked_up", "arrived_city", "out_for_delivery", "delayed", "exception", "locker_uncollected"),
+)
+metrics.REDIS_UP.set(1)
+metrics.SWEEP_LAG.set_function(lambda: max(0.0, time.time() - _last_sweep_clock[0]) if _last_sweep_clock[0] else 0.0)
 
 
 def observe_event(topic: str, outcome: str, lag_seconds: float | None, seconds: float) -> None:
-    pass
+    child = _consumed.get((topic, outcome))
+    if child is None:
+        child = _consumed[(topic, outcome)] = metrics.EVENTS_CONSUMED.labels(topic=topic, outcome=outcome)
+    child.inc()
+    hist = _processing.get(topic)
+    if hist is None:
+        hist = _processing[topic] = metrics.PROCESSING.labels(topic=topic)
+    hist.observe(seconds)
+    if lag_seconds is not None:
+        metrics.EVENT_LAG.observe(max(0.0, lag_seconds))
 
 
 def observe_invalid(topic: str, reason: str) -> None:
-    pass
+    observe_event(topic, "invalid", None, 0.0)
+    metrics.DEAD_LETTERS.labels(topic=topic, reason=metrics.dead_letter_reason(reason)).inc()
 
 
 def observe_sweep(partition: int, seconds: float, due: int, now: float, processor: Any) -> None:
-    pass
+    metrics.SWEEP.observe(seconds)
+    if due:
+        metrics.DUE.inc(due)
+    _last_sweep_clock[0] = max(_last_sweep_clock[0], now)
 
 
 def observe_delivery(delivery: dict[str, Any]) -> None:
-    pass
+    region = metrics.province_region(delivery.get("destination_province"))
+    carrier = delivery["carrier"]
+    metrics.TRANSIT.labels(carrier=carrier, region=region).observe(delivery["signed_at"] - delivery["picked_up_at"])
+    metrics.LANE_SAMPLES.labels(carrier=carrier, region=region).inc()
+
+
+def observe_pickup(shop: str | None, shipped_at: float, picked_up_at: float) -> None:
+    hours = (picked_up_at - shipped_at) / 3600
+    within = "24h" if hours <= 24 else "48h" if hours <= 48 else "later"
+    metrics.PICKUPS.labels(shop=metrics.shop_label(shop, _SHOPS), within=within).inc()
+
+
+def observe_shipment(shop: str | None) -> None:
+    metrics.SHIPMENTS.labels(shop=metrics.shop_label(shop, _SHOPS)).inc()
 
 
 def on_issue_event(issue: dict[str, Any]) -> None:
-    pass
+    if issue["action"] == "open":
+        metrics.ISSUES_OPENED.labels(kind=issue["kind"], severity=issue["severity"]).inc()
+    elif issue["action"] == "resolve":
+        metrics.ISSUES_RESOLVED.labels(kind=issue["kind"], resolution="auto").inc()
 
 
-def set_redis_up(up: bool) -> None:
-    pass
-
-
-def redis_retry() -> None:
-    pass
-
-
-def render() -> tuple[bytes, str]:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    return generate_latest(), CONTENT_TYPE_LATEST
-
-
-def watch_alert_router(router: Any) -> None:
-    pass
+def on_staff_resolution(kind: str) -> None:
+    metrics.ISSUES_RESOLVED.labels(kind=kind, resolution="staff").inc()
 
 
 def on_notification(note: dict[str, Any]) -> None:
-    pass
+    metrics.NOTIFICATIONS.labels(stage=note["stage"]).inc()
+
+
+def set_redis_up(up: bool) -> None:
+    metrics.REDIS_UP.set(1 if up else 0)
+
+
+def redis_retry() -> None:
+    metrics.REDIS_RETRIES.inc()
+
+
+def watch_alert_router(router: Any) -> None:
+    router.on_sent = lambda r, d: metrics.ALERTS_SENT.labels(route=r, destination=d).inc()
+    router.on_failed = lambda r, d: metrics.ALERTS_FAILED.labels(route=r, destination=d).inc()
+    router.on_incident = lambda carrier: metrics.LANE_INCIDENTS.labels(carrier=carrier).inc()
+    for route in router.route_names:
+        metrics.ALERTS_PENDING.labels(route=route).set_function(_pending(router, route))
+
+
+def _pending(router: Any, route: str) -> Any:
+    return lambda: float(router.pending(route))
+
+
+def render() -> tuple[bytes, str]:
+    return metrics.render()

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from faust import web
 
+import metrics as _metrics
 from issue_queue import Access, AccessDenied, day_bounds, label_issue, parse_day, to_csv, today, visible_shops
 from issue_store import ACTIVE_STATUSES, RESOLUTION_CODES, STATUSES
 from models import IssueKind, Severity
@@ -200,6 +201,10 @@ async def _staff(view: web.View, request: web.Request, issue_id: str, action: st
     except (AccessDenied, BadRequest) as exc:
         return _error(view, exc)
     result = await store.staff_action(issue_id, action, payload, time.time(), scope)
+    if action == "resolve" and result.get("ok") and not result.get("unchanged"):
+        doc = await store.get(issue_id)
+        if doc is not None:
+            metrics.on_staff_resolution(doc["kind"])
     return _staff_response(view, issue_id, result)
 
 
@@ -253,6 +258,36 @@ class BulkAcknowledgeView(web.View):
             r = await store.staff_action(issue_id, "acknowledge", payload, now, scope)
             results[issue_id] = r.get("status") if r.get("ok") else r["error"]
         return self.json({"results": results})
+
+
+_open_counts: list[tuple[tuple[str, str, str], int]] = []
+
+
+@app.timer(interval=15.0)
+async def refresh_open_issue_counts() -> None:
+    """Read the exact open counts from Redis for the scrape-time gauge (the collector cannot await)."""
+    try:
+        _open_counts[:] = list((await store.open_counts()).items())
+    except Exception:  # noqa: BLE001 - Redis away: keep the last figures; /healthz reports the outage
+        pass
+
+
+def _consumer_lag() -> list[tuple[str, float]]:
+    consumer = app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    lag: dict[str, float] = {}
+    for tp in consumer.assignment():
+        hw = consumer.highwater(tp)
+        if hw is None:
+            continue
+        done = committed.get(tp)
+        lag[tp.topic] = lag.get(tp.topic, 0.0) + max(0, hw - (done + 1 if done is not None else 0))
+    return sorted(lag.items())
+
+
+_metrics.set_open_issue_source(lambda: list(_open_counts))
+_metrics.set_parcels_tracked_source(lambda: float(len(parcel_state.data)))
+_metrics.set_consumer_lag_source(_consumer_lag)
 
 
 @app.page("/healthz")

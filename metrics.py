@@ -1,0 +1,169 @@
+"""Prometheus metrics of parcelwatch, on a registry of its own (not the process-global default).
+
+Naming: ``parcelwatch_`` prefix, base units (seconds), ``_total`` on counters, bounded labels only —
+kind, reason, severity, carrier, platform, topic, outcome, and shop only through ``shop_label`` (shops
+listed in config ``access.metric_shops``; every other shop is "other"). Never parcel, order or tracking ids.
+
+Gauges that describe the whole product (open issues, parcels tracked, consumer lag) are filled at
+scrape time from callables the app sets, so they are exact when scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# Reasons a record is dead-lettered, as bounded labels: the field names validation can name.
+DEAD_LETTER_REASONS = (
+    "$", "event_id", "carrier", "tracking_number", "status", "exception_reason", "event_time", "province",
+    "city", "raw_code", "raw_text", "source", "order_id", "shop", "platform", "kind", "order_value",
+    "promised_ship_time", "auto_confirm_deadline", "origin_province", "destination_province",
+    "destination_city", "category", "processing_error", "other",
+)
+REGIONS = ("east", "north", "south", "central", "northeast", "southwest", "northwest", "remote", "unknown")
+_REGION_OF = {
+    **dict.fromkeys(("上海", "江苏", "浙江", "安徽", "福建", "江西", "山东"), "east"),
+    **dict.fromkeys(("北京", "天津", "河北", "山西"), "north"),
+    **dict.fromkeys(("广东", "广西", "海南", "香港", "澳门"), "south"),
+    **dict.fromkeys(("河南", "湖北", "湖南"), "central"),
+    **dict.fromkeys(("辽宁", "吉林", "黑龙江"), "northeast"),
+    **dict.fromkeys(("重庆", "四川", "贵州", "云南"), "southwest"),
+    **dict.fromkeys(("陕西", "甘肃", "宁夏", "台湾"), "northwest"),
+    **dict.fromkeys(("新疆", "西藏", "青海", "内蒙古"), "remote"),
+}
+
+EVENTS_CONSUMED = Counter("parcelwatch_events_consumed_total", "Input events consumed, by topic and outcome.",
+                          ["topic", "outcome"], registry=REGISTRY)
+DEAD_LETTERS = Counter("parcelwatch_dead_letters_total", "Events sent to the dead-letter topic, by invalid field.",
+                       ["topic", "reason"], registry=REGISTRY)
+ISSUES_OPENED = Counter("parcelwatch_issues_opened_total", "Issues opened by the detectors.", ["kind", "severity"],
+                        registry=REGISTRY)
+ISSUES_RESOLVED = Counter("parcelwatch_issues_resolved_total", "Issues resolved, by how (auto or staff).",
+                          ["kind", "resolution"], registry=REGISTRY)
+EVENT_LAG = Histogram("parcelwatch_event_lag_seconds", "Processing time minus event time.",
+                      buckets=(1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400),
+                      registry=REGISTRY)
+PROCESSING = Histogram("parcelwatch_processing_seconds", "Time to process one input event.", ["topic"],
+                       buckets=(5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05, 0.25, 1),
+                       registry=REGISTRY)
+SWEEP = Histogram("parcelwatch_deadline_sweep_seconds", "Duration of one partition's deadline sweep.",
+                  buckets=(1e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=REGISTRY)
+DUE = Counter("parcelwatch_deadline_due_total", "Subjects re-checked by deadline sweeps.", registry=REGISTRY)
+SWEEP_LAG = Gauge("parcelwatch_deadline_sweep_lag_seconds", "Wall clock minus the clock of the last sweep.",
+                  registry=REGISTRY)
+LANE_SAMPLES = Gauge("parcelwatch_lane_baseline_samples", "Deliveries learned per carrier and destination region.",
+                     ["carrier", "region"], registry=REGISTRY)
+SHIPMENTS = Counter("parcelwatch_shipments_total", "Parcels shipped (waybill issued), by shop.", ["shop"],
+                    registry=REGISTRY)
+PICKUPS = Counter("parcelwatch_pickups_total", "Parcels picked up, by shop and time from shipping (24h|48h|later).",
+                  ["shop", "within"], registry=REGISTRY)
+TRANSIT = Histogram("parcelwatch_transit_seconds", "Pickup to signature, by carrier and destination region.",
+                    ["carrier", "region"],
+                    buckets=tuple(h * 3600 for h in (6, 12, 24, 36, 48, 72, 96, 120, 168, 240, 360)),
+                    registry=REGISTRY)
+INGEST_REQUESTS = Counter("parcelwatch_ingest_requests_total", "Aggregator pushes, by source and outcome.",
+                          ["source", "outcome"], registry=REGISTRY)
+INGEST_UNKNOWN = Counter("parcelwatch_ingest_unknown_codes_total", "Aggregator status codes not in our tables.",
+                         ["source"], registry=REGISTRY)
+ALERTS_SENT = Counter("parcelwatch_alerts_sent_total", "Alert messages delivered.", ["route", "destination"],
+                      registry=REGISTRY)
+ALERTS_FAILED = Counter("parcelwatch_alerts_failed_total", "Alert messages that used up their retries (kept).",
+                        ["route", "destination"], registry=REGISTRY)
+ALERTS_PENDING = Gauge("parcelwatch_alerts_pending", "Issues waiting to be sent, per route.", ["route"],
+                       registry=REGISTRY)
+LANE_INCIDENTS = Counter("parcelwatch_lane_incidents_total", "Lane incidents opened.", ["carrier"],
+                         registry=REGISTRY)
+REDIS_RETRIES = Counter("parcelwatch_redis_retries_total", "Retried Redis writes of the issue sink.",
+                        registry=REGISTRY)
+REDIS_UP = Gauge("parcelwatch_redis_up", "1 when the issue sink's last Redis write succeeded.", registry=REGISTRY)
+NOTIFICATIONS = Counter("parcelwatch_notifications_total", "Buyer notifications emitted, by stage.", ["stage"],
+                        registry=REGISTRY)
+
+
+class _CallableGauges(Collector):
+    """Gauges read at scrape time from callables set by the app."""
+
+    def __init__(self) -> None:
+        self.open_issues: Callable[[], Iterable[tuple[tuple[str, str, str], int]]] | None = None
+        self.parcels_tracked: Callable[[], float] | None = None
+        self.consumer_lag: Callable[[], Iterable[tuple[str, float]]] | None = None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        g = GaugeMetricFamily("parcelwatch_open_issues", "Open and acknowledged issues (exact, from Redis).",
+                              labels=["kind", "severity", "carrier"])
+        if self.open_issues is not None:
+            for (kind, severity, carrier), count in self.open_issues():
+                g.add_metric([kind, severity, carrier], count)
+        yield g
+        t = GaugeMetricFamily("parcelwatch_parcels_tracked", "Subjects in this worker's parcel state.")
+        if self.parcels_tracked is not None:
+            t.add_metric([], self.parcels_tracked())
+        yield t
+        lag = GaugeMetricFamily("parcelwatch_consumer_lag_messages", "Messages not yet consumed, by topic.",
+                                labels=["topic"])
+        if self.consumer_lag is not None:
+            for topic, value in self.consumer_lag():
+                lag.add_metric([topic], value)
+        yield lag
+
+
+CALLABLES = _CallableGauges()
+REGISTRY.register(CALLABLES)
+
+
+def set_open_issue_source(fn: Callable[[], Iterable[tuple[tuple[str, str, str], int]]]) -> None:
+    """Only one scrape target should export this (it is global, read from Redis): the app sets it on
+    workers with ``export_open_issues`` (all by default; dashboards use max(), not sum())."""
+    CALLABLES.open_issues = fn
+
+
+def set_parcels_tracked_source(fn: Callable[[], float]) -> None:
+    CALLABLES.parcels_tracked = fn
+
+
+def set_consumer_lag_source(fn: Callable[[], Iterable[tuple[str, float]]]) -> None:
+    CALLABLES.consumer_lag = fn
+
+
+def province_region(province: str | None) -> str:
+    return _REGION_OF.get(province or "", "unknown")
+
+
+def shop_label(shop: str | None, allowed: set[str] | frozenset[str]) -> str:
+    return shop if shop and shop in allowed else "other"
+
+
+def init_label_sets(kinds: Iterable[str], severities: Iterable[str], carriers: Iterable[str],
+                    topics: Iterable[str], stages: Iterable[str] = ()) -> None:
+    """Touch every known label combination so labelled counters start at zero."""
+    kinds, severities = list(kinds), list(severities)
+    for topic in topics:
+        for outcome in ("ok", "invalid"):
+            EVENTS_CONSUMED.labels(topic=topic, outcome=outcome)
+        PROCESSING.labels(topic=topic)
+        for reason in DEAD_LETTER_REASONS:
+            DEAD_LETTERS.labels(topic=topic, reason=reason)
+    for kind in kinds:
+        for severity in severities:
+            ISSUES_OPENED.labels(kind=kind, severity=severity)
+        for resolution in ("auto", "staff"):
+            ISSUES_RESOLVED.labels(kind=kind, resolution=resolution)
+    for carrier in carriers:
+        LANE_INCIDENTS.labels(carrier=carrier)
+    for stage in stages:
+        NOTIFICATIONS.labels(stage=stage)
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def dead_letter_reason(field: str) -> str:
+    return field if field in DEAD_LETTER_REASONS else "other"
+

@@ -1,0 +1,53 @@
+"""Metric naming conventions and behaviour, read off the registry itself."""
+
+from __future__ import annotations
+
+import re
+
+import metrics
+
+FORBIDDEN_LABELS = {"parcel", "order_id", "tracking_number", "subject", "issue_key", "id", "buyer", "phone"}
+
+
+def families() -> list:
+    return list(metrics.REGISTRY.collect())
+
+
+def test_names_prefix_units_and_bounded_labels() -> None:
+    for fam in families():
+        assert fam.name.startswith("parcelwatch_"), fam.name
+        if fam.type == "counter":
+            # prometheus_client strips _total from the family name and adds it to the samples.
+            assert all(s.name.endswith(("_total", "_created")) for s in fam.samples), fam.name
+        if fam.type == "histogram":
+            assert fam.name.endswith("_seconds"), fam.name
+        for sample in fam.samples:
+            assert not FORBIDDEN_LABELS & set(sample.labels), (fam.name, sample.labels)
+
+
+def test_labelled_counters_start_at_zero() -> None:
+    metrics.init_label_sets(kinds=["pickup_overdue"], severities=["high"], carriers=["ZTO"], topics=["t"],
+                            stages=["picked_up"])
+    body = metrics.render()[0].decode()
+    assert 'parcelwatch_issues_opened_total{kind="pickup_overdue",severity="high"} 0.0' in body
+    assert 'parcelwatch_events_consumed_total{outcome="invalid",topic="t"} 0.0' in body
+    assert 'parcelwatch_dead_letters_total{reason="carrier",topic="t"} 0.0' in body
+
+
+def test_callable_gauges_render_exact_values_at_scrape() -> None:
+    counts = {("carrier_exception", "high", "ZTO"): 3}
+    metrics.set_open_issue_source(lambda: list(counts.items()))
+    metrics.set_parcels_tracked_source(lambda: 42.0)
+    body = metrics.render()[0].decode()
+    assert 'parcelwatch_open_issues{carrier="ZTO",kind="carrier_exception",severity="high"} 3.0' in body
+    counts[("carrier_exception", "high", "ZTO")] = 5
+    assert re.search(r'parcelwatch_open_issues\{[^}]*\} 5\.0', metrics.render()[0].decode())
+    assert "parcelwatch_parcels_tracked 42.0" in metrics.render()[0].decode()
+
+
+def test_shop_label_and_regions_are_bounded() -> None:
+    assert metrics.shop_label("shop-a", {"shop-a"}) == "shop-a"
+    assert metrics.shop_label("some new shop", {"shop-a"}) == "other"
+    assert metrics.province_region("新疆") == "remote" and metrics.province_region("浙江") == "east"
+    assert metrics.province_region(None) == "unknown"
+    assert metrics.dead_letter_reason("made-up field") == "other"
