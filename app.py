@@ -84,6 +84,28 @@ async def queue(
     await store.redis.aclose()
 
 
+@app.command(
+    option("--parcels", type=int, default=2000, help="Parcels to simulate."),
+    option("--rate", type=float, default=None, help="At most this many events per second."),
+    option("--days-back", type=float, default=3.0, help="The simulated clock starts this many days ago."),
+    option("--seed", type=int, default=7, help="Random seed (same seed, same traffic)."),
+    option("--bootstrap", default=None, help="host:port of the broker (default: from config)."),
+    option("--jsonl", default=None, help="Write the events to this JSON Lines file instead of the broker."),
+)
+async def simulate(self: object, parcels: int, rate: float | None, days_back: float, seed: int,
+                   bootstrap: str | None, jsonl: str | None) -> None:
+    """Demo traffic: realistic orders and tracking updates with a share of problem parcels."""
+    import argparse
+    import asyncio
+
+    import simulator
+
+    args = argparse.Namespace(parcels=parcels, rate=rate, days_back=days_back, seed=seed, bootstrap=bootstrap,
+                              jsonl=jsonl)
+    # The simulator runs its own event loop (aiokafka producer); keep it off Faust's loop.
+    await asyncio.get_running_loop().run_in_executor(None, simulator.run, args)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if "worker" in argv and "--help" not in argv:
