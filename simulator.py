@@ -250,7 +250,7 @@ async def produce(bootstrap: str, records: Iterator[Record], rate: float | None,
     started = time.monotonic()
     last_report = started
     try:
-        pending = []
+        pending: list[Any] = []
         for kind, key, event in records:
             if not allow_future:
                 wait = event.event_time - time.time()
