@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_simulator:
             sim_log = run_dir / "simulator.log"
             sim_cmd = [
-                sys.executable, "app.py", "simulate",
+                sys.executable, "-m", "simulator",
                 "--bootstrap", broker.bootstrap,
                 "--parcels", str(args.parcels),
                 "--days-back", str(args.days_back),
