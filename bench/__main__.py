@@ -1,0 +1,27 @@
+"""``make bench``: every benchmark with small defaults (a few minutes on a 2-core machine)."""
+
+from __future__ import annotations
+
+import sys
+
+from . import ceiling, detector_core, memory, redis_sink, sweep
+
+
+def main() -> None:
+    steps = [
+        ("detector core", lambda: detector_core.main(["--parcels", "10000"])),
+        ("deadline sweep", lambda: sweep.main(["--large", "1000000"])),
+        ("memory", lambda: memory.main(["--parcels", "1000000", "--rocksdb-parcels", "5000000"])),
+        ("redis sink", lambda: redis_sink.main([])),
+        ("ceiling vs product", lambda: ceiling.main(["--events", "20000"])),
+    ]
+    only = set(sys.argv[1:])
+    for name, run in steps:
+        if only and name.split()[0] not in only:
+            continue
+        print(f"== {name}", flush=True)
+        run()
+
+
+if __name__ == "__main__":
+    main()

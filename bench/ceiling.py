@@ -1,0 +1,174 @@
+"""Ceiling vs product, side by side on one embedded broker, the same N simulated events each:
+
+  (a) a bare aiokafka consumer that only decodes them with orjson  — the Python ceiling
+  (b) an empty Faust agent that iterates them and does nothing       — the framework ceiling
+  (c) the parcelwatch worker processing them fully (state, all detectors, issues to Redis)
+
+Each consumer starts after all N events are in the broker and is timed from its first event to its
+last. Prints the three rates and the ratios c/b and c/a. Run: ``.venv/bin/python -m bench.ceiling``
+(``--events N``, default 20000; ``--workers 2`` runs (c) with two workers in one group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from embedded.broker import TansuBroker
+from embedded.process import free_port, stop
+from embedded.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 4
+
+
+def simulated_events(n: int) -> list[tuple[str, bytes, bytes]]:
+    """N events of the simulator's realistic mix, as (topic kind, key, value), in event-time order."""
+    from simulator import Simulator
+
+    sim = Simulator(seed=11, start_time=time.time() - 12 * 86400)
+    out: list[tuple[str, bytes, bytes]] = []
+    for kind, key, event in sim.events(max(1, n // 8), start_time=time.time() - 12 * 86400):
+        out.append((kind, key, event.to_json()))
+        if len(out) == n:
+            break
+    return out
+
+
+async def _create(bootstrap: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics])
+    finally:
+        await admin.close()
+
+
+async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=value, key=key) for topic, key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="bench-bare",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        seen = 0
+        started = 0.0
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for msgs in batch.values():
+                for m in msgs:
+                    if seen == 0:
+                        started = time.perf_counter()
+                    orjson.loads(m.value)
+                    seen += 1
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+def empty_agent(broker: TansuBroker, topic: str, n: int) -> float:
+    with tempfile.TemporaryDirectory() as datadir:
+        env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_TOPIC": topic, "BENCH_EVENTS": str(n),
+               "BENCH_DATADIR": datadir, "BENCH_PARTITIONS": str(PARTITIONS)}
+        proc = subprocess.run([sys.executable, "-m", "bench.empty_agent", "-L", "uvloop", "worker", "-l", "warn"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        for line in proc.stdout.splitlines():
+            if line.startswith("DONE"):
+                return float(line.split()[2])
+        raise RuntimeError(f"empty agent did not finish:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+def _consumed(port: int) -> float:
+    """Events the worker has consumed (ok or invalid) on the two input topics, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("parcelwatch_events_consumed_total{") and (
+            "parcelwatch-tracking" in line or "parcelwatch-orders" in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def parcelwatch_workers(broker: TansuBroker, redis: RedisServer, n: int, workers: int, run_dir: Path) -> float:
+    procs = []
+    ports = []
+    try:
+        for i in range(workers):
+            port = free_port()
+            env = {**os.environ, "PARCELWATCH_BROKER_URL": broker.url, "PARCELWATCH_REDIS_URL": redis.url,
+                   "PARCELWATCH_WEB_PORT": str(port), "PARCELWATCH_DATA_DIR": str(run_dir / f"data-{i}"),
+                   "PARCELWATCH_PARTITIONS": str(PARTITIONS)}
+            log = (run_dir / f"worker-{i}.log").open("wb")
+            procs.append(subprocess.Popen([sys.executable, "app.py", "worker", "-l", "warn"], cwd=ROOT, env=env,
+                                          stdout=log, stderr=subprocess.STDOUT))
+            ports.append(port)
+        first = last = 0.0
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            try:
+                done = sum(_consumed(p) for p in ports)
+            except OSError:
+                done = 0.0
+            now = time.perf_counter()
+            if done > 0 and not first:
+                first = now
+            if done >= n:
+                last = now
+                break
+            time.sleep(0.05)
+        if not last:
+            raise RuntimeError(f"parcelwatch consumed only {done} of {n} events")
+        return last - first
+    finally:
+        for p in procs:
+            stop(p, timeout=20)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    records = simulated_events(args.events)
+    n = len(records)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        with TansuBroker(run_dir / "broker") as broker, RedisServer(run_dir / "redis") as redis:
+            bench_topic = "bench-events"
+            asyncio.run(_create(broker.bootstrap, [bench_topic, "parcelwatch-orders", "parcelwatch-tracking"]))
+            asyncio.run(_produce(broker.bootstrap, [(bench_topic, k, v) for _, k, v in records]))
+            asyncio.run(_produce(broker.bootstrap, [(f"parcelwatch-{kind}", k, v) for kind, k, v in records]))
+            a = asyncio.run(bare_consumer(broker.bootstrap, bench_topic, n))
+            b = empty_agent(broker, bench_topic, n)
+            c = parcelwatch_workers(broker, redis, n, args.workers, run_dir)
+    ra, rb, rc = n / a, n / b, n / c
+    print(f"events: {n} simulated (orders + tracking), {PARTITIONS} partitions, embedded Tansu broker")
+    print(f"(a) bare aiokafka + orjson decode : {ra:10,.0f} events/s")
+    print(f"(b) empty Faust agent (uvloop)    : {rb:10,.0f} events/s")
+    print(f"(c) parcelwatch, {args.workers} worker(s)       : {rc:10,.0f} events/s")
+    print(f"c/b = {rc / rb:.0%}   c/a = {rc / ra:.1%}   (target c/b >= 60% on one core)")
+
+
+if __name__ == "__main__":
+    main()
