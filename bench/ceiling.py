@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -91,9 +92,10 @@ def empty_agent(broker: TansuBroker, topic: str, n: int) -> float:
                "BENCH_DATADIR": datadir, "BENCH_PARTITIONS": str(PARTITIONS)}
         proc = subprocess.run([sys.executable, "-m", "bench.empty_agent", "-L", "uvloop", "worker", "-l", "warn"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-        for line in proc.stdout.splitlines():
-            if line.startswith("DONE"):
-                return float(line.split()[2])
+        # Faust routes a worker's stdout through its logger: find the line wherever it starts.
+        found = re.search(r"DONE (\d+) ([0-9.]+)", proc.stdout + proc.stderr)
+        if found:
+            return float(found.group(2))
         raise RuntimeError(f"empty agent did not finish:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
 
