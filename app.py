@@ -16,6 +16,7 @@ import sys
 from faust.cli import argument, option
 
 import agents.alerts
+import agents.ingest
 import agents.notify
 import agents.orders
 import agents.parcels

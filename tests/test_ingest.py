@@ -1,0 +1,141 @@
+"""Ingest adapters: mapping tables, signatures, China time, and the endpoints on a live worker."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from embedded.broker import TansuBroker
+from embedded.redis_server import RedisServer
+from ingest import BadSignature, PushError, aftership, kuaidi100, seventeentrack
+
+from .harness import Worker, consume_all, wait_for
+
+CN = timezone(timedelta(hours=8))
+
+
+def k100_param(scans: list[tuple[str, str, str]], com: str = "zhongtong", nu: str = "73100012345678",
+               state: str = "0", **top: Any) -> str:
+    data = [{"context": text, "ftime": t, "time": t, "statusCode": code, "areaName": "杭州市"}
+            for t, code, text in scans]
+    return json.dumps({"status": "polling", "message": "", **top,
+                       "lastResult": {"state": state, "ischeck": "0", "com": com, "nu": nu, "data": data}},
+                      ensure_ascii=False)
+
+
+def test_kuaidi100_states_map_and_times_are_china_time() -> None:
+    param = k100_param([
+        ("2026-11-03 09:00:00", "501", "已投柜，取件码 1234"),
+        ("2026-11-02 20:00:00", "1001", "到达杭州"),
+        ("2026-11-01 10:00:00", "103", "已揽收"),
+        ("2026-11-02 22:00:00", "207", "超区，请自提"),
+    ])
+    parsed = kuaidi100.parse(param)
+    statuses = [(u.status, u.exception_reason) for u in parsed.updates]
+    assert statuses == [("picked_up", None), ("arrived_city", None), ("exception", "out_of_area"), ("at_locker", None)]
+    first = parsed.updates[0]
+    assert first.carrier == "ZTO" and first.raw_code == "103" and first.source == "kuaidi100"
+    assert first.event_time == datetime(2026, 11, 1, 10, tzinfo=CN).timestamp()  # China time, no zone given
+    assert kuaidi100.parse(param).updates[0].event_id == first.event_id  # stable ids
+
+
+def test_every_documented_kuaidi100_code_is_mapped() -> None:
+    documented = ["1", "101", "102", "103", "0", "1001", "1002", "1003", "5", "501", "3", "301", "302", "303",
+                  "304", "6", "4", "401", "14", "7", "2", "201", "202", "203", "204", "205", "206", "207", "208",
+                  "209", "210", "8", "10", "11", "12", "13"]
+    assert set(documented) <= set(kuaidi100.STATE)
+    signed = {c for c, (s, _) in kuaidi100.STATE.items() if s == "signed"}
+    assert signed == {"3", "301", "302", "303", "304"}
+
+
+def test_free_text_never_decides_signed_and_unknown_codes_are_counted() -> None:
+    seen: list[tuple[str, str]] = []
+    parsed = kuaidi100.parse(k100_param([("2026-11-03 09:00:00", "999", "无法签收，已签收请勿理会")]),
+                             lambda s, c: seen.append((s, c)))
+    assert parsed.updates[0].status == "in_transit"
+    assert seen == [("kuaidi100", "999")] and parsed.unknown_codes == ["999"]
+
+
+def test_kuaidi100_signature_and_carrier_correction() -> None:
+    param = k100_param([("2026-11-03 09:00:00", "0", "在途")], autoCheck="1", comOld="yuantong", comNew="zhongtong")
+    sign = hashlib.md5((param + "salt").encode()).hexdigest().upper()
+    kuaidi100.verify(param, sign, "salt")
+    with pytest.raises(BadSignature):
+        kuaidi100.verify(param, "0" * 32, "salt")
+    with pytest.raises(BadSignature):
+        kuaidi100.verify(param, None, "salt")
+    assert kuaidi100.parse(param).carrier_correction == ("YTO", "ZTO")
+    with pytest.raises(PushError) as err:
+        kuaidi100.parse(k100_param([("yesterday", "0", "x")]))
+    assert err.value.field == "param.lastResult.data[0].ftime"
+
+
+def test_aftership_and_17track() -> None:
+    body = json.dumps({"event": "tracking_update", "msg": {"tracking_number": "SF1234567890123", "slug": "sf-express",
+                       "checkpoints": [
+                           {"checkpoint_time": "2026-11-02T10:00:00+08:00", "tag": "InTransit", "subtag": "InTransit_002"},
+                           {"checkpoint_time": "2026-11-03T10:00:00+08:00", "tag": "Exception", "subtag": "Exception_013"},
+                       ]}}).encode()
+    secret = "s3cret"
+    header = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    aftership.verify(body, header, secret)
+    with pytest.raises(BadSignature):
+        aftership.verify(body + b" ", header, secret)
+    ups = aftership.parse(body).updates
+    assert [(u.carrier, u.status, u.exception_reason) for u in ups] == [("SF", "picked_up", None), ("SF", "exception", "lost")]
+    body17 = json.dumps({"event": "TRACKING_UPDATED", "data": {"number": "73100012345678", "carrier": 190271,
+                         "track_info": {"tracking": {"providers": [{"events": [
+                             {"time_iso": "2026-11-03T10:00:00+08:00", "sub_status": "Exception_Rejected"},
+                             {"time_iso": "2026-11-02T10:00:00+08:00", "sub_status": "InTransit_PickedUp"}]}]}}}}).encode()
+    seventeentrack.verify(body17, hashlib.sha256(body17 + b"/key").hexdigest(), "key")
+    ups = seventeentrack.parse(body17).updates
+    assert [(u.carrier, u.status, u.exception_reason) for u in ups] == [("ZTO", "picked_up", None), ("ZTO", "exception", "refused")]
+
+
+def post(url: str, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": ctype, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=25) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.mark.integration
+def test_ingest_endpoints_on_a_live_worker(tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
+    worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_KUAIDI100_SALT="salt").start()
+    try:
+        now = datetime.now(CN)
+        scans = [((now - timedelta(hours=h)).strftime("%Y-%m-%d %H:%M:%S"), code, text)
+                 for h, code, text in ((30, "103", "已揽收"), (5, "0", "运输中"), (1, "209", "包裹破损"))]
+        param = k100_param(scans, nu="7399000001")
+        form = urllib.parse.urlencode({"param": param, "sign": hashlib.md5((param + "salt").encode()).hexdigest()})
+        url = worker.url("/ingest/kuaidi100")
+        status, body = post(url, form.encode(), "application/x-www-form-urlencoded")
+        assert (status, body) == (200, {"result": True, "returnCode": "200", "message": "成功"})
+        assert post(url, form.encode(), "application/x-www-form-urlencoded")[0] == 200  # duplicate push
+        bad = urllib.parse.urlencode({"param": param, "sign": "0" * 32}).encode()
+        assert post(url, bad, "application/x-www-form-urlencoded")[0] == 401
+        status, body = post(url, urllib.parse.urlencode({"param": "{oops", "sign": "x"}).encode(),
+                            "application/x-www-form-urlencoded")
+        assert status == 401 or (status == 400 and body["result"] is False)
+        assert post(worker.url("/ingest/generic"), b"x" * (2 << 20), "application/json")[0] == 413
+        status, body = post(worker.url("/ingest/generic"), b'{"carrier": "ZTO"}', "application/json")
+        assert status == 400 and "event_id" in body["message"]
+        got = wait_for(lambda: (lambda m: m if len(m) >= 3 else None)(
+            consume_all(broker.bootstrap, "parcelwatch-tracking", 2)), 20, "three scans on the topic")
+        assert len(got) == 3  # the duplicate push produced nothing new
+        found = wait_for(lambda: worker.get("/issues?kind=carrier_exception")[1]["issues"], 40, "the exception issue")
+        assert found[0]["parcel"] == "ZTO:7399000001" and found[0]["exception_reason"] == "damaged"
+    finally:
+        worker.stop()
