@@ -24,6 +24,7 @@ COPY --chown=parcelwatch:parcelwatch detectors/ detectors/
 COPY --chown=parcelwatch:parcelwatch config/ config/
 COPY --chown=parcelwatch:parcelwatch embedded/ embedded/
 COPY --chown=parcelwatch:parcelwatch alerting/ alerting/
+COPY --chown=parcelwatch:parcelwatch ingest/ ingest/
 
 USER parcelwatch
 VOLUME ["/data"]
