@@ -25,6 +25,7 @@ COPY --chown=parcelwatch:parcelwatch config/ config/
 COPY --chown=parcelwatch:parcelwatch embedded/ embedded/
 COPY --chown=parcelwatch:parcelwatch alerting/ alerting/
 COPY --chown=parcelwatch:parcelwatch ingest/ ingest/
+COPY --chown=parcelwatch:parcelwatch web/ web/
 
 USER parcelwatch
 VOLUME ["/data"]

@@ -19,6 +19,7 @@ import agents.alerts
 import agents.ingest
 import agents.notify
 import agents.orders
+import agents.page
 import agents.parcels
 import agents.sinks
 import agents.web  # noqa: F401 - importing registers the views

@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             "PARCELWATCH_DATA_DIR": str(data_dir),
             "PYTHONUNBUFFERED": "1",
         }
+        # A demo token for every shop, so the queue page and the write API work out of the box.
+        env.setdefault("PARCELWATCH_TOKENS", "demo-token=*")
         worker_log = run_dir / "worker.log"
         worker = subprocess.Popen(
             [sys.executable, "app.py", "worker", "-l", "info"],
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{web_port}"
         print()
         print(f"  issue queue (JSON)  {base}/issues")
-        print(f"  queue page          {base}/queue")
+        demo = env["PARCELWATCH_TOKENS"].split("=", 1)[0] if env["PARCELWATCH_TOKENS"].startswith("demo-token=") else None
+        print(f"  queue page          {base}/queue" + (f"   (sign in with token: {demo})" if demo else ""))
         print(f"  metrics             {base}/metrics")
         print(f"  health              {base}/healthz")
         print(f"  lane baselines      {base}/lanes")
