@@ -42,15 +42,9 @@ def issue_id(issue_key: str) -> str:
 
 # KEYS: none (all keys derive from the prefix, which is ARGV[1]; this keeps one script for any layout).
 # ARGV: prefix, id, event JSON, opened_at epoch, at epoch.
-_APPLY_EVENT = """
-local prefix, id, ev_json = ARGV[1], ARGV[2], ARGV[3]
-local opened_at, at = tonumber(ARGV[4]), tonumber(ARGV[5])
-local ev = cjson.decode(ev_json)
-local key = prefix .. 'issue:' .. id
-local raw = redis.call('GET', key)
-local doc = nil
-if raw then doc = cjson.decode(raw) end
-
+# Index maintenance shared by both write scripts: every status change moves the id between the zsets
+# and keeps the exact counts in step. Needs `prefix` and `id` defined by the script before it.
+_LUA_INDEXES = """
 local function unindex(d)
   redis.call('ZREM', prefix .. 'q:' .. d.shop .. ':' .. d.status, id)
   redis.call('ZREM', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, id)
@@ -74,6 +68,18 @@ local function index(d)
   end
   redis.call('SADD', prefix .. 'shops', d.shop)
 end
+"""
+
+_APPLY_EVENT = """
+local prefix, id, ev_json = ARGV[1], ARGV[2], ARGV[3]
+local opened_at, at = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ev = cjson.decode(ev_json)
+local key = prefix .. 'issue:' .. id
+local raw = redis.call('GET', key)
+local doc = nil
+if raw then doc = cjson.decode(raw) end
+
+--INDEXES--
 local function copy_finding(d)
   for _, f in ipairs({'reason', 'severity', 'evidence', 'evidence_data', 'suggested_action', 'exception_reason'}) do
     if ev[f] ~= nil then d[f] = ev[f] end
@@ -164,7 +170,7 @@ if ev.action == 'resolve' then
   return 'auto_resolved'
 end
 return redis.error_reply('unknown action ' .. tostring(ev.action))
-"""
+""".replace("--INDEXES--", _LUA_INDEXES)
 
 
 # Staff transitions. ARGV: prefix, id, action, payload JSON, now ISO, now epoch, allowed shops JSON ("*" = any).
@@ -183,27 +189,7 @@ for _, s in ipairs(allowed) do if s == '*' or s == d.shop then permitted = true 
 -- Another shop's issue is reported as not found: a token must not learn what other shops have.
 if not permitted then return cjson.encode({ok = false, error = 'not_found'}) end
 
-local function unindex()
-  redis.call('ZREM', prefix .. 'q:' .. d.shop .. ':' .. d.status, id)
-  redis.call('ZREM', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, id)
-  redis.call('ZREM', prefix .. 'kind:' .. d.kind .. ':' .. d.status, id)
-  redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, -1)
-  if d.status == 'open' or d.status == 'acknowledged' then
-    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. tostring(d.carrier), -1)
-  end
-end
-local function index()
-  redis.call('ZADD', prefix .. 'q:' .. d.shop .. ':' .. d.status, d.opened_ts, id)
-  redis.call('ZADD', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, d.opened_ts, id)
-  redis.call('ZADD', prefix .. 'kind:' .. d.kind .. ':' .. d.status, d.opened_ts, id)
-  redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, 1)
-  if d.status == 'open' or d.status == 'acknowledged' then
-    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. tostring(d.carrier), 1)
-    redis.call('ZREM', prefix .. 'resolved:' .. d.shop, id)
-  else
-    redis.call('ZADD', prefix .. 'resolved:' .. d.shop, d.resolved_ts, id)
-  end
-end
+--INDEXES--
 local function conflict(why)
   return cjson.encode({ok = false, error = 'conflict', current = d.status, message = why})
 end
@@ -213,7 +199,7 @@ local entry = {at = now_iso, by = p.by, action = action}
 if action == 'acknowledge' then
   if d.status == 'acknowledged' then return cjson.encode({ok = true, status = d.status, unchanged = true}) end
   if not active then return conflict('only an open issue can be acknowledged') end
-  unindex(); d.status = 'acknowledged'; index()
+  unindex(d); d.status = 'acknowledged'; index(d)
 elseif action == 'assign' then
   if not active then return conflict('only an open or acknowledged issue can be assigned') end
   if d.assignee == p.assignee then return cjson.encode({ok = true, status = d.status, unchanged = true}) end
@@ -224,14 +210,14 @@ elseif action == 'resolve' then
     return cjson.encode({ok = true, status = d.status, unchanged = true})
   end
   if not active then return conflict('the issue is already ' .. d.status .. '; it cannot be resolved again') end
-  unindex()
+  unindex(d)
   d.status = 'resolved'
   d.resolution_code = p.resolution_code
   d.resolved_at = now_iso
   d.resolved_ts = now_ts
   d.resolution = 'staff'
   entry.resolution_code = p.resolution_code
-  index()
+  index(d)
 else
   return redis.error_reply('unknown staff action ' .. tostring(action))
 end
@@ -240,7 +226,7 @@ d.updated_at = now_iso
 table.insert(d.history, entry)
 redis.call('SET', key, cjson.encode(d))
 return cjson.encode({ok = true, status = d.status})
-"""
+""".replace("--INDEXES--", _LUA_INDEXES)
 
 # ARGV: prefix, shop, day start, day end (epoch). Issues opened before the end and not resolved before the start.
 _DAY_QUEUE = """
