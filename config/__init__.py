@@ -359,7 +359,14 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
         override_path = Path(override)
         if not override_path.is_file():
             raise ConfigError("PARCELWATCH_CONFIG", f"file {override_path} does not exist")
-        data = _merge(data, _read_yaml(override_path))
+        override_data = _read_yaml(override_path)
+        if (override_data.get("access") or {}).get("tokens") and override_path.stat().st_mode & 0o077:
+            # Tokens are secrets: a file others can read would leak every shop's queue.
+            raise ConfigError(
+                "PARCELWATCH_CONFIG",
+                f"{override_path} holds access tokens but can be read by other users; chmod 600 it",
+            )
+        data = _merge(data, override_data)
         sources.append(str(override_path))
     for var, (section, key, tp) in ENV_OVERRIDES.items():
         if var in env:

@@ -14,6 +14,7 @@ from config import ConfigError
 def write(tmp_path: Path, text: str, name: str = "override.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)  # deployment files holding tokens must be private (checked by the loader)
     return path
 
 
@@ -258,3 +259,14 @@ def test_labels_lookup() -> None:
     assert labels.kind("no_such_kind") == "no_such_kind"
     assert labels.reason("out_of_area", "en") == "Outside delivery area"
     assert labels.reason("weird") == "weird"
+
+
+def test_a_config_file_with_tokens_must_not_be_readable_by_others(tmp_path: Path) -> None:
+    path = tmp_path / "prod.yaml"
+    path.write_text("access:\n  tokens:\n    secret-token: [shop-a]\n", encoding="utf-8")
+    path.chmod(0o644)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path, env={})
+    assert "chmod 600" in err.value.problem and "secret-token" not in str(err.value)
+    path.chmod(0o600)
+    assert config.load(path, env={}).access.tokens == {"secret-token": ["shop-a"]}
