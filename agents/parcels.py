@@ -36,21 +36,31 @@ from .base import (
     ticks_topic,
 )
 from .deadletter import dead_letter
+from .staging import StagedWrites
 
 log = logging.getLogger("parcelwatch.parcels")
 
 baselines = LaneBaselines(settings.lanes)
 notification_rules = load_rules()
-processor = Processor(settings, baselines, parcel_state, deadline_index, notification_rules)
+staged_states = StagedWrites(parcel_state)
+staged_index = StagedWrites(deadline_index)
+processor = Processor(settings, baselines, staged_states, staged_index, notification_rules)
 
 
 async def _emit(out: Output) -> None:
+    # Issue events and notifications first, acknowledged by the broker, then the state that records
+    # them (see agents/staging.py): a crash in between repeats them instead of losing them.
+    acks = []
     for issue in out.issues:
-        await issues_topic.send(key=issue["subject"], value=orjson.dumps(issue))
+        acks.append(await issues_topic.send(key=issue["subject"], value=orjson.dumps(issue)))
         metrics.on_issue_event(issue)
     for note in out.notifications:
-        await notifications_topic.send(key=note["parcel"], value=orjson.dumps(note))
+        acks.append(await notifications_topic.send(key=note["parcel"], value=orjson.dumps(note)))
         metrics.on_notification(note)
+    if acks:
+        await asyncio.gather(*acks)
+    staged_states.flush()
+    staged_index.flush()
     for shop, shipped_at, picked_up_at in out.milestones:
         if picked_up_at is None:
             metrics.observe_shipment(shop)
@@ -85,9 +95,13 @@ async def parcel_agent(stream: StreamT[bytes]) -> None:
                 metrics.observe_sweep(partition, time.perf_counter() - started, out.due, now, processor)
             await _emit(out)
         except InvalidEvent as exc:
+            staged_states.discard()
+            staged_index.discard()
             reason = await dead_letter(event, exc)
             metrics.observe_invalid(topic, reason)
         except Exception as exc:
+            staged_states.discard()
+            staged_index.discard()
             log.exception("failed to process %s[%s]@%s", topic, msg.partition, msg.offset)
             reason = await dead_letter(event, exc)
             metrics.observe_invalid(topic, "processing_error")

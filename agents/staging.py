@@ -1,0 +1,62 @@
+"""Table writes held back until the issue events they imply are acknowledged by the broker.
+
+Without this, a ``kill -9`` could leave the parcel state's changelog saying "issue open" while the issue
+event itself never reached the broker: after the restart the state would not raise it again and the
+queue would miss it (seen in the kill -9 fault test). With it, the order is: issue events sent and
+acknowledged, then the state written. A crash in between re-processes the event (its offset was not
+committed) and re-sends the issue, which the Redis sink ignores as a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+
+_DELETED = object()
+
+
+class StagedWrites(MutableMapping[str, bytes]):
+    """A view of ``base`` whose writes and deletes are kept aside until ``flush`` (or ``discard``)."""
+
+    def __init__(self, base: MutableMapping[str, bytes]) -> None:
+        self.base = base
+        self._pending: dict[str, object] = {}
+
+    def __getitem__(self, key: str) -> bytes:
+        value = self._pending.get(key)
+        if value is _DELETED:
+            raise KeyError(key)
+        if value is not None:
+            return value  # type: ignore[return-value]
+        return self.base[key]
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        value = self._pending.get(key)
+        if value is _DELETED:
+            return default
+        if value is not None:
+            return value  # type: ignore[return-value]
+        return self.base.get(key, default)
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self._pending[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._pending[key] = _DELETED
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def flush(self) -> None:
+        # Each assignment writes one changelog record (reassign, never mutate: a Faust table lesson).
+        for key, value in self._pending.items():
+            if value is _DELETED:
+                self.base.pop(key, None)
+            else:
+                self.base[key] = value  # type: ignore[assignment]
+        self._pending.clear()
+
+    def discard(self) -> None:
+        self._pending.clear()
