@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from models import TrackingUpdate
 
@@ -27,6 +30,18 @@ class Parsed:
     updates: list[TrackingUpdate] = field(default_factory=list)
     unknown_codes: list[str] = field(default_factory=list)
     carrier_correction: tuple[str, str] | None = None  # (declared, corrected)
+
+
+def json_section(body: bytes, name: str) -> dict[str, Any]:
+    """The JSON object ``body[name]`` of a webhook body, or a PushError naming what is wrong."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PushError("$", f"not valid JSON: {exc}") from None
+    section = doc.get(name) if isinstance(doc, dict) else None
+    if not isinstance(section, dict):
+        raise PushError(name, "is required (an object)")
+    return section
 
 
 def event_id(source: str, carrier: str, number: str, t: float, code: str, text: str) -> str:

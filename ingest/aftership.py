@@ -7,11 +7,9 @@ import hashlib
 import hmac
 from typing import Any
 
-import orjson
-
 from models import TrackingUpdate, parse_time
 
-from . import BadSignature, Parsed, PushError, event_id
+from . import BadSignature, Parsed, PushError, event_id, json_section
 from .carriers import AFTERSHIP, canonical
 
 SOURCE = "aftership"
@@ -46,13 +44,7 @@ def verify(body: bytes, header: str | None, secret: str | None) -> None:
 
 
 def parse(body: bytes, on_unknown: Any = None) -> Parsed:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise PushError("$", f"not valid JSON: {exc}") from None
-    msg = doc.get("msg") if isinstance(doc, dict) else None
-    if not isinstance(msg, dict):
-        raise PushError("msg", "is required (an object)")
+    msg = json_section(body, "msg")
     carrier = canonical(AFTERSHIP, msg.get("slug"))
     if carrier is None:
         raise PushError("msg.slug", f"unknown carrier slug {str(msg.get('slug'))[:30]!r}")

@@ -6,11 +6,9 @@ import hashlib
 import hmac
 from typing import Any
 
-import orjson
-
 from models import TrackingUpdate, parse_time
 
-from . import BadSignature, Parsed, PushError, event_id
+from . import BadSignature, Parsed, PushError, event_id, json_section
 from .carriers import SEVENTEENTRACK, canonical
 
 SOURCE = "17track"
@@ -37,13 +35,7 @@ def verify(body: bytes, sign: str | None, key: str | None) -> None:
 
 
 def parse(body: bytes, on_unknown: Any = None) -> Parsed:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise PushError("$", f"not valid JSON: {exc}") from None
-    data = doc.get("data") if isinstance(doc, dict) else None
-    if not isinstance(data, dict):
-        raise PushError("data", "is required (an object)")
+    data = json_section(body, "data")
     carrier = canonical(SEVENTEENTRACK, data.get("carrier"))
     if carrier is None:
         raise PushError("data.carrier", f"unknown carrier {str(data.get('carrier'))[:20]!r}")
