@@ -20,7 +20,7 @@ from issue_store import ACTIVE_STATUSES, RESOLUTION_CODES, STATUSES
 from models import IssueKind, Severity
 
 from . import telemetry as metrics
-from .base import app, parcel_state, settings
+from .base import app, deadline_index, parcel_state, settings
 from .parcels import baselines
 from .sinks import redis_state, store
 
@@ -272,17 +272,79 @@ async def refresh_open_issue_counts() -> None:
         pass
 
 
+def _is_changelog(topic: str) -> bool:
+    # Table changelogs are read only to restore state, never committed: their "lag" means nothing.
+    return topic in app.tables._changelogs  # type: ignore[attr-defined]
+
+
 def _consumer_lag() -> list[tuple[str, float]]:
     consumer = app.consumer
     committed = getattr(consumer, "_committed_offset", {})
     lag: dict[str, float] = {}
     for tp in consumer.assignment():
+        if _is_changelog(tp.topic):
+            continue
         hw = consumer.highwater(tp)
         if hw is None:
             continue
         done = committed.get(tp)
         lag[tp.topic] = lag.get(tp.topic, 0.0) + max(0, hw - (done + 1 if done is not None else 0))
     return sorted(lag.items())
+
+
+STALL_SECONDS = 60.0
+
+
+def _stream_partitions(now: float) -> dict[str, Any]:
+    """Each assigned stream partition with records waiting: fetch position, high watermark, last fetch.
+
+    A partition whose position stays behind its high watermark while nothing is fetched for it is
+    stalled (a consumer that silently stopped fetching after a rebalance); on-call sees it here.
+    """
+    consumer: Any = app.consumer
+    try:
+        assignment = consumer._thread._ensure_consumer()._fetcher._subscriptions.subscription.assignment
+    except Exception:  # noqa: BLE001 - not started / rebalancing: nothing to report
+        return {"ok": True, "behind": [], "stalled": []}
+    behind: list[dict[str, Any]] = []
+    for tp in sorted(consumer.assignment()):
+        if _is_changelog(tp.topic) or assignment is None:
+            continue
+        state = assignment.state_value(tp)
+        if state is None or state.highwater is None or not state.has_valid_position:
+            continue
+        if state.position >= state.highwater:
+            continue
+        last_fetch = state.timestamp / 1000 if state.timestamp else None
+        behind.append({
+            "topic": tp.topic, "partition": tp.partition, "position": state.position, "highwater": state.highwater,
+            "paused": state.paused, "seconds_since_fetch": None if last_fetch is None else round(now - last_fetch, 1),
+            "committed": consumer._committed_offset.get(tp), "read": consumer._read_offset.get(tp),
+        })
+    stalled = [b for b in behind if b["seconds_since_fetch"] is None or b["seconds_since_fetch"] > STALL_SECONDS]
+    return {"ok": not stalled, "behind": behind, "stalled": [f"{b['topic']}[{b['partition']}]" for b in stalled]}
+
+
+def _deadline_partitions(now: float) -> dict[str, Any]:
+    """Per partition of the deadline index: how far the sweep has got and what is filed (for on-call)."""
+    from processor import BUCKET_SECONDS
+
+    parts: dict[int, dict[str, Any]] = {}
+    for key, value in list(deadline_index.data.items()):
+        partition, _, rest = str(key).partition(":")
+        if not partition.isdigit():
+            continue
+        entry = parts.setdefault(int(partition), {"cursor_age_seconds": None, "buckets": 0, "filed": 0,
+                                                   "earliest_due_in_seconds": None})
+        if rest == "cursor":
+            entry["cursor_age_seconds"] = round(now - int(value) * BUCKET_SECONDS)
+        elif rest.lstrip("-").isdigit():
+            entry["buckets"] += 1
+            entry["filed"] += bytes(value).count(b"\n")
+            due_in = round(int(rest) * BUCKET_SECONDS - now)
+            if entry["earliest_due_in_seconds"] is None or due_in < entry["earliest_due_in_seconds"]:
+                entry["earliest_due_in_seconds"] = due_in
+    return {str(p): parts[p] for p in sorted(parts)}
 
 
 _metrics.set_open_issue_source(lambda: list(_open_counts))
@@ -314,8 +376,11 @@ class HealthView(web.View):
             # Subjects (parcels and unshipped orders) in this worker's store, all its partitions.
             "subjects": len(parcel_state.data),
         }
+        if recovered:
+            checks["streams"] = _stream_partitions(time.time())
+        deadlines = _deadline_partitions(time.time())
         ok = all(c["ok"] for c in checks.values())
-        return self.json({"ok": ok, "checks": checks}, status=200 if ok else 503)
+        return self.json({"ok": ok, "checks": checks, "deadline_index": deadlines}, status=200 if ok else 503)
 
 
 @app.page("/lanes")

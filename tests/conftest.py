@@ -28,3 +28,13 @@ def broker(tmp_path: Path) -> Iterator[TansuBroker]:
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     with RedisServer(tmp_path / "redis") as r:
         yield r
+
+
+@pytest.fixture(autouse=True)
+def _forget_workers() -> Iterator[None]:
+    """Each test's timeout report lists only the workers that test started."""
+    from .harness import Worker
+
+    Worker.live.clear()
+    yield
+    Worker.live.clear()

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class Worker:
     """``python app.py worker`` as a child process with its own web port and data dir."""
+
+    # Workers started by the current test, so that a timeout can report what each one was doing.
+    live: ClassVar[list[Worker]] = []
 
     def __init__(self, broker_url: str, redis_url: str, run_dir: Path, name: str = "w1", **env: str) -> None:
         self.port = free_port()
@@ -50,6 +53,7 @@ class Worker:
             [sys.executable, "app.py", "worker", "-l", "info"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
+        Worker.live.append(self)
         if wait:
             try:
                 self.wait_healthy(timeout)
@@ -89,6 +93,24 @@ class Worker:
                 last = exc
             time.sleep(0.5)
         raise TimeoutError(f"worker not healthy in {timeout} s (last: {last})\n{self.log_tail()}")
+
+    def diagnosis(self) -> str:
+        """What this worker was doing: health, input counters, and the end of its log (tables folded)."""
+        parts = [f"--- worker {self.name} (pid {self.proc.pid if self.proc else None}, "
+                 f"exit {self.proc.poll() if self.proc else None})"]
+        try:
+            parts.append(f"healthz: {self.get('/healthz', timeout=3)}")
+            metrics = self.get("/metrics", timeout=3)[1]
+            text = metrics.decode() if isinstance(metrics, bytes) else str(metrics)
+            parts += [line for line in text.splitlines()
+                      if line.startswith(("parcelwatch_events_consumed_total{", "parcelwatch_redis_",
+                                          "parcelwatch_issues_opened_total{", "parcelwatch_consumer_lag", "parcelwatch_deadline_"))
+                      and not line.rstrip().endswith(" 0.0")]
+        except (OSError, ValueError) as exc:
+            parts.append(f"web: {type(exc).__name__}: {exc}")
+        lines = [ln for ln in self.log_tail(200_000).splitlines() if ln.strip() and not ln.startswith(("|", "+"))]
+        parts += lines[-60:]
+        return "\n".join(parts)
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
@@ -162,4 +184,5 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -
         if value:
             return value
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+    report = "\n".join(w.diagnosis() for w in Worker.live if w.proc is not None and w.proc.poll() is None)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}\n{report}")
