@@ -17,7 +17,7 @@ RUN pip install --no-cache-dir -r requirements.txt \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin parcelwatch \
     && mkdir -p /data && chown parcelwatch /data
 
-COPY --chown=parcelwatch:parcelwatch app.py models.py state.py processor.py replay.py issue_store.py \
+COPY --chown=parcelwatch:parcelwatch app.py models.py state.py processor.py kafka_tools.py replay.py issue_store.py \
      issue_queue.py notifications.py metrics.py simulator.py ./
 COPY --chown=parcelwatch:parcelwatch agents/ agents/
 COPY --chown=parcelwatch:parcelwatch detectors/ detectors/

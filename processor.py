@@ -13,6 +13,12 @@ Rules of the road:
   re-files it. A stale index entry is harmless.
 - The index is per partition (keys ``"{partition}:{bucket}"``) so that a tick on partition p touches only
   subjects of partition p: sweep cost grows with what is due, not with what is tracked.
+- The index and the state are two tables: a ``kill -9`` can land one write and lose the other. Two
+  rules keep a subject from falling out of the index. (1) Each filing records the processor's
+  ``epoch`` (new for every worker process); a filing from another epoch is not trusted: the next event
+  files the subject again, and a sweep that meets it re-checks it. (2) A sweep's removals (swept
+  buckets, the cursor) are written only after its re-filings and states are acknowledged
+  (``Output.index_removals``; the live agent flushes the producer in between).
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ class Output:
     # (shop, shipped_at, picked_up_at or None): a parcel shipped, or its pickup, each reported once.
     milestones: list[tuple[str | None, float, float | None]] = field(default_factory=list)
     due: int = 0  # subjects re-checked by a sweep
+    # Index writes that must wait until everything else this output wrote is durable: the keys of swept
+    # buckets (None: delete) and the sweep cursor. ``Processor`` applies them itself when told to.
+    index_removals: dict[str, bytes | None] = field(default_factory=dict)
 
 
 class Processor:
@@ -59,12 +68,18 @@ class Processor:
         states: MutableMapping[str, bytes],
         index: MutableMapping[str, bytes],
         notification_rules: NotificationRules | None = None,
+        epoch: int = 0,
+        defer_index_removals: bool = False,
     ) -> None:
         self.settings = settings
         self.ctx = DetectorContext(settings, baselines)
         self.states = states
         self.index = index
         self.notification_rules = notification_rules
+        self.epoch = epoch
+        # Live: the caller writes ``Output.index_removals`` once the rest is acknowledged. Replay and
+        # tests (dicts, no crash between writes): applied at once.
+        self.defer_index_removals = defer_index_removals
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -108,6 +123,9 @@ class Processor:
             not state.delivery_reported
             and state.signed_at is not None
             and state.picked_up_at is not None
+            # The sample belongs to a lane: wait for the order facts that name it (they travel through
+            # the order router and may arrive after the signature).
+            and state.destination_province is not None
             and not subject.startswith(ORDER_SUBJECT_PREFIX)
         ):
             state.delivery_reported = True
@@ -140,12 +158,14 @@ class Processor:
         cursor = int(raw_cursor)
         if cursor > last:
             return out  # the clock went backwards (another leader's tick); nothing is due
+        removals = out.index_removals
         for b in range(cursor, last + 1):
             key = f"{partition}:{b}"
             raw = self.index.get(key)
             if raw is None:
                 continue
-            del self.index[key]
+            removals[key] = None
+            filed_before = len(raw)
             for subject in dict.fromkeys(raw.decode().split("\n")):
                 if not subject:
                     continue
@@ -153,16 +173,30 @@ class Processor:
                 if raw_state is None:
                     continue
                 state = ParcelState.decode(raw_state)
-                if state.indexed_bucket != b:
+                if state.indexed_bucket != b and state.index_epoch == self.epoch:
                     continue  # filed under another bucket since: that entry is the live one
                 state.indexed_bucket = None
                 out.due += 1
                 self._advance(subject, state, now, out)
                 self._file(partition, subject, state, cursor=last)
                 self.states[subject] = state.encode()
+            if len(self.index.get(key, b"")) != filed_before:
+                # Subjects re-filed into the bucket being swept (due later this same minute): keep the
+                # key for the next tick (its swept entries are then stale, skipped or re-checked).
+                del removals[key]
         if cursor != last:
-            self.index[cursor_key] = str(last).encode()
+            removals[cursor_key] = str(last).encode()
+        if not self.defer_index_removals:
+            self.apply_index_removals(out)
         return out
+
+    def apply_index_removals(self, out: Output) -> None:
+        for key, value in out.index_removals.items():
+            if value is None:
+                self.index.pop(key, None)
+            else:
+                self.index[key] = value
+        out.index_removals.clear()
 
     def _advance(self, subject: str, state: ParcelState, now: float, out: Output) -> None:
         """Walk the subject's timeline from its due time to ``now``, one deadline at a time."""
@@ -204,7 +238,7 @@ class Processor:
         if state.next_check_at is None:
             return
         target = bucket_of(state.next_check_at)
-        if state.indexed_bucket is not None and state.indexed_bucket <= target:
+        if state.indexed_bucket is not None and state.indexed_bucket <= target and state.index_epoch == self.epoch:
             return
         if cursor is None:
             raw_cursor = self.index.get(f"{partition}:cursor")
@@ -220,6 +254,7 @@ class Processor:
         key = f"{partition}:{target}"
         self.index[key] = self.index.get(key, b"") + subject.encode() + b"\n"
         state.indexed_bucket = target
+        state.index_epoch = self.epoch
 
     # -- buyer notifications ------------------------------------------------------------------------
 

@@ -162,6 +162,9 @@ class ParcelState:
     # Buyer notifications by stage: [reached_at, send_at, sent (0/1)]. A stage is here once handled
     # (sent, waiting for quiet hours to end, or skipped), so it is never notified twice.
     notified: dict[str, list[float]] = field(default_factory=dict)
+    # Which processor incarnation filed ``indexed_bucket``. A crash can lose the index write while the
+    # state write lands; a filing from another incarnation is therefore not trusted (see processor.py).
+    index_epoch: int = 0
 
     # -- merges ------------------------------------------------------------------------------------
 

@@ -8,18 +8,23 @@ table, the deadline index and the ticks are co-partitioned.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import faust
 
 import config
+from kafka_tools import patch_seek_to_committed
 
 log = logging.getLogger("parcelwatch")
 
 settings = config.load()
 _cfg = settings.app
 embedded = _cfg.broker_kind == "embedded"
+
+patch_seek_to_committed()  # aiokafka#1003: never-committed partitions must be re-read, not skipped
 
 if embedded:
     from embedded.tansu_compat import patch_highwaters
@@ -93,6 +98,27 @@ class RawTable(faust.Table):
 
     def _serializer_from_type(self, typ: object) -> str:
         return "raw"
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        # Keep each changelog write's future so a caller can wait for the broker's acknowledgement of
+        # exactly its own writes (``app.producer.flush()`` from inside an agent never returns here).
+        fut = super().send_changelog(*args, **kwargs)
+        self.unacked.append(fut)
+        return fut
+
+    @property
+    def unacked(self) -> list[Any]:
+        try:
+            return self._unacked  # type: ignore[has-type,no-any-return]
+        except AttributeError:
+            self._unacked: list[Any] = []
+            return self._unacked
+
+    async def wait_acked(self) -> None:
+        """Wait until every changelog write sent so far is acknowledged by the broker."""
+        pending, self._unacked = self.unacked, []
+        if pending:
+            await asyncio.gather(*pending)
 
 
 def _table(name: str, help: str) -> RawTable:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 
 import orjson
@@ -17,6 +18,7 @@ from faust.types import StreamT
 from mode import Service
 
 from detectors import LaneBaselines
+from kafka_tools import stop_consumer
 from models import InvalidEvent, parse_time, parse_tracking_update
 from notifications import load_rules
 from processor import Output, Processor, decode_order_facts
@@ -44,7 +46,10 @@ baselines = LaneBaselines(settings.lanes)
 notification_rules = load_rules()
 staged_states = StagedWrites(parcel_state)
 staged_index = StagedWrites(deadline_index)
-processor = Processor(settings, baselines, staged_states, staged_index, notification_rules)
+# A new index epoch for every worker process: filings made by an earlier process (which may have died
+# between its state and index writes) are re-checked instead of trusted (see processor.py).
+processor = Processor(settings, baselines, staged_states, staged_index, notification_rules,
+                      epoch=secrets.randbits(31) | 1, defer_index_removals=True)
 
 
 async def _emit(out: Output) -> None:
@@ -61,6 +66,15 @@ async def _emit(out: Output) -> None:
         await asyncio.gather(*acks)
     staged_states.flush()
     staged_index.flush()
+    if out.index_removals:
+        # A sweep's removals go last: only once its re-filings and states are acknowledged can the
+        # swept buckets and the old cursor go without risking a subject that is filed nowhere.
+        await asyncio.gather(parcel_state.wait_acked(), deadline_index.wait_acked())
+        processor.apply_index_removals(out)
+        staged_index.flush()
+    else:
+        parcel_state.unacked.clear()
+        deadline_index.unacked.clear()
     for shop, shipped_at, picked_up_at in out.milestones:
         if picked_up_at is None:
             metrics.observe_shipment(shop)
@@ -129,8 +143,7 @@ class LaneBaselineFeed(Service):
                 await consumer.start()
                 partitions = consumer.partitions_for_topic(T.deliveries)
                 if not partitions:
-                    await consumer.stop()
-                    await self.sleep(2)
+                    await self.sleep(2)  # no delivery yet (the topic is created by the first one)
                     continue
                 tps = [TopicPartition(T.deliveries, p) for p in sorted(partitions)]
                 consumer.assign(tps)
@@ -146,7 +159,7 @@ class LaneBaselineFeed(Service):
                 log.exception("lane baseline feed failed; retrying")
                 await self.sleep(2)
             finally:
-                await consumer.stop()
+                await stop_consumer(consumer)
 
 
 def _add_delivery(raw: bytes | None) -> None:

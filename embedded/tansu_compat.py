@@ -29,6 +29,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from kafka_tools import stop_consumer
+
 log = logging.getLogger(__name__)
 
 INCARNATION_TOPIC = "__parcelwatch-broker-incarnation"
@@ -60,7 +62,7 @@ async def true_highwaters(bootstrap: str, reported: Mapping[TopicPartition, int]
         if pending:
             log.warning("could not confirm the high watermark of %s; using the broker's ListOffsets figure", pending)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return result
 
 
@@ -103,7 +105,7 @@ async def broker_incarnation(bootstrap: str) -> str:
             for msg in msgs:
                 return bytes(msg.value or b"").decode()
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     new_id = uuid.uuid4().hex
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()

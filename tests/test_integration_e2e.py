@@ -205,3 +205,23 @@ rules:
         assert all(n["order_id"] == "TB4001" for n in got)
     finally:
         worker.stop()
+
+
+def test_delivered_parcels_teach_the_live_worker_its_lane_baseline(stack: Any) -> None:
+    broker, _redis, worker = stack
+    now = time.time()
+    records = []
+    for i in range(12):
+        number = f"66{i:05d}"
+        records += [shipped(f"TB66{i:03d}", number, now - 5 * 86400),
+                    scan(number, "picked_up", now - 4 * 86400),
+                    scan(number, "signed", now - 4 * 86400 + (40 + i) * 3600)]
+    produce(broker.bootstrap, records)
+
+    def lane() -> dict[str, Any] | None:
+        lanes = worker.get("/lanes")[1]["lanes"]
+        return next((entry for entry in lanes if entry["lane"].startswith("ZTO") and entry["samples"] >= 12), None)
+
+    learned = wait_for(lane, 60, "12 deliveries in the ZTO 广东→浙江 baseline")
+    assert learned["lane"] == "ZTO 广东→浙江"
+    assert 40 <= learned["p50_hours"] <= 52

@@ -430,6 +430,84 @@ def test_first_tick_sets_the_cursor_and_a_backwards_clock_is_ignored() -> None:
     assert r.index["0:cursor"] == str(bucket_of(T0 + 10 * H + 1)).encode()
 
 
+# -- crash safety of the index: epochs and deferred removals ------------------------------------------------
+
+
+def restarted(r: Rig, epoch: int, defer: bool = False) -> Rig:
+    """The same tables under a new worker process (a new index epoch)."""
+    r.p = Processor(S, LaneBaselines(S.lanes), r.states, r.index, epoch=epoch, defer_index_removals=defer)
+    return r
+
+
+def test_a_filing_lost_in_a_crash_is_redone_when_the_event_is_processed_again() -> None:
+    r = restarted(Rig(), epoch=7)
+    r.tick(T0)
+    r.scan("exception", T0, reason="lost")
+    assert index_entries(r) == {bucket_of(T0): ["ZTO:1"]}
+    # kill -9: the state write landed, the index write did not; the event's offset was not committed.
+    r.index.pop(f"0:{bucket_of(T0)}")
+    restarted(r, epoch=8)
+    r.scan("exception", T0, reason="lost")  # re-delivered
+    assert index_entries(r) == {bucket_of(T0): ["ZTO:1"]}
+    assert brief(r.tick(T0 + 60)) == [("open", "carrier_exception", iso(T0), iso(T0))]
+
+
+def test_the_same_process_trusts_its_own_filing() -> None:
+    r = restarted(Rig(), epoch=7)
+    r.tick(T0)
+    r.scan("exception", T0, reason="lost")
+    r.index.pop(f"0:{bucket_of(T0)}")  # (cannot happen without a crash: shown to pin the rule down)
+    r.scan("exception", T0, reason="lost")
+    assert index_entries(r) == {}
+
+
+def test_a_sweep_rechecks_a_stale_looking_entry_filed_by_another_process() -> None:
+    r = restarted(Rig(), epoch=7)
+    r.tick(T0)
+    r.scan("picked_up", T0)  # filed at T0 + 48 h (tracking stale)
+    r.scan("exception", T0 + H, reason="held")  # and at T0 + 1 h
+    # A crash during the T0 + 1 h sweep kept the state's re-filing (T0 + 49 h) but lost the index write.
+    state = r.state("ZTO:1")
+    state.indexed_bucket = bucket_of(T0 + 49 * H)
+    r.states["ZTO:1"] = state.encode()
+    restarted(r, epoch=8)
+    # The T0 + 48 h entry now looks stale (the state says 49 h), but it was filed by another process:
+    # the sweep re-checks the parcel instead of trusting a filing that may never have been written.
+    out = r.tick(T0 + 48 * H + 1)
+    assert out.due == 1
+    assert brief(out) == [("open", "carrier_exception", iso(T0 + H), iso(T0 + H))]
+    assert (r.state("ZTO:1").indexed_bucket, r.state("ZTO:1").index_epoch) == (bucket_of(T0 + 49 * H), 8)
+    assert index_entries(r) == {bucket_of(T0 + 49 * H): ["ZTO:1"]}
+    assert brief(r.tick(T0 + 49 * H)) == [("open", "tracking_stale", iso(T0 + 49 * H), iso(T0 + 49 * H))]
+
+
+def test_sweep_removals_wait_until_the_caller_applies_them() -> None:
+    r = restarted(Rig(), epoch=7, defer=True)
+    r.tick(T0)
+    r.scan("exception", T0 + 10, reason="lost")
+    out = r.tick(T0 + 120)
+    assert [i["kind"] for i in out.issues] == ["carrier_exception"]
+    swept = f"0:{bucket_of(T0)}"
+    assert out.index_removals == {swept: None, "0:cursor": str(bucket_of(T0 + 120)).encode()}
+    assert swept in r.index and r.index["0:cursor"] == str(bucket_of(T0)).encode()  # nothing removed yet
+    r.p.apply_index_removals(out)
+    assert swept not in r.index and r.index["0:cursor"] == str(bucket_of(T0 + 120)).encode()
+    assert out.index_removals == {}
+
+
+def test_a_bucket_refilled_while_it_is_swept_is_kept_for_the_next_tick() -> None:
+    r = Rig()
+    r.tick(T0)
+    # A rule due 30 s after the sweep, in the same minute bucket as the sweep itself.
+    r.scan("exception", T0 + 20, reason="lost")
+    r.scan("picked_up", T0 + 15 - 48 * H, number="2")  # tracking stale at T0 + 15 s
+    due_bucket = bucket_of(T0)
+    out = r.tick(T0 + 16)
+    assert out.index_removals == {}
+    assert f"0:{due_bucket}" in r.index  # the exception parcel, due at T0 + 20 s, re-filed here
+    assert brief(r.tick(T0 + 21)) == [("open", "carrier_exception", iso(T0 + 20), iso(T0 + 20))]
+
+
 # -- catch-up after a long gap -------------------------------------------------------------------------
 
 
@@ -571,10 +649,20 @@ def test_a_delivery_is_reported_once_when_signed_after_pickup() -> None:
 
 def test_no_delivery_without_a_pickup_scan() -> None:
     r = Rig()
+    r.order(shipped(T0 - 2 * H))
     r.scan("in_transit", T0)
     assert r.scan("signed", T0 + 20 * H).deliveries == []
     # ... until the pickup scan arrives (late).
     assert len(r.scan("picked_up", T0 - H).deliveries) == 1
+
+
+def test_a_delivery_waits_for_the_order_facts_that_name_its_lane() -> None:
+    r = Rig()
+    r.scan("picked_up", T0)
+    assert r.scan("signed", T0 + 20 * H).deliveries == []  # lane unknown: no sample for "ZTO ?→?"
+    out = r.order(shipped(T0 - H))
+    assert [(d["origin_province"], d["destination_province"]) for d in out.deliveries] == [("广东", "浙江")]
+    assert r.order(shipped(T0 - H)).deliveries == []  # once
 
 
 # -- hypothesis: duplicated and reordered delivery converge ---------------------------------------------

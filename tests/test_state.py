@@ -218,6 +218,7 @@ def full_state() -> ParcelState:
     s.open_issues = {"carrier_exception": [T0 + 3 * H, "high", "ctx", T0 + 3 * H]}
     s.next_check_at = T0 + 51.25 * H
     s.indexed_bucket = 29_893_080
+    s.index_epoch = 1_234_567
     s.delivery_reported = True
     return s
 

@@ -1,0 +1,61 @@
+"""Small helpers around aiokafka clients shared by the worker's side consumers and the embedded tools."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer``; a CancelledError that aiokafka raises from its own tasks is not ours to obey.
+
+    Measured with aiokafka 0.14: stopping a consumer that never fetched awaits its cancelled
+    committed-offsets task and re-raises that task's CancelledError. Left alone, it ends the caller's
+    task as if the caller had been cancelled (the live lane-baseline feed died at start-up this way).
+    A real cancellation of the calling task is still raised.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
+_seek_patched = False
+
+
+def patch_seek_to_committed() -> None:
+    """Make Faust's "seek stream partitions to committed offsets" also rewind partitions with no commit.
+
+    aiokafka's ``seek_to_committed`` seeks only partitions whose committed offset is above 0
+    (aio-libs/aiokafka#1003, open). A partition nothing was ever committed on keeps whatever position
+    the fetcher reached while Faust held its records back during recovery, and Faust drops those held
+    records: seen here as two tracking events lost when they arrived while a second worker joined.
+    Rewinding such partitions to the start (Faust's ``consumer_auto_offset_reset`` is "earliest")
+    re-reads them; the sinks are idempotent, so a re-read is harmless and a skip is not.
+    """
+    global _seek_patched
+    if _seek_patched:
+        return
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    async def _seek(consumer: AIOKafkaConsumer, changelogs: set[str]) -> dict[Any, Any]:
+        committed: dict[Any, Any] = await consumer.seek_to_committed()
+        # Stream partitions only: table changelogs are positioned by Faust's recovery, never committed.
+        fresh = [tp for tp, offset in committed.items()
+                 if (offset is None or offset <= 0) and tp.topic not in changelogs]
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
+        return committed
+
+    async def seek_to_committed(self: Any) -> Any:
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return await self.call_thread(self._ensure_consumer().seek_to_committed)
+        changelogs = set(self.app.tables.changelog_topics)
+        return await self.call_thread(_seek, self._ensure_consumer(), changelogs)
+
+    faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    _seek_patched = True
