@@ -99,11 +99,15 @@ class RawTable(faust.Table):
     def _serializer_from_type(self, typ: object) -> str:
         return "raw"
 
+    # Tables whose writes a caller waits on (see ``wait_acked``); the others keep no futures.
+    track_acks = False
+
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         # Keep each changelog write's future so a caller can wait for the broker's acknowledgement of
         # exactly its own writes (``app.producer.flush()`` from inside an agent never returns here).
         fut = super().send_changelog(*args, **kwargs)
-        self.unacked.append(fut)
+        if self.track_acks:
+            self.unacked.append(fut)
         return fut
 
     @property
@@ -133,4 +137,7 @@ parcel_state = _table("parcel-state", "subject (parcel or unshipped order) -> Pa
 deadline_index = _table(
     "deadline-index", '"{partition}:{bucket}" -> newline-separated subjects; "{partition}:cursor" -> bucket'
 )
+# The parcel agent waits for these two before a sweep's removals (agents/parcels.py) and clears them
+# after every event.
+parcel_state.track_acks = deadline_index.track_acks = True
 order_table = _table("orders", "order id -> OrderFacts.to_json()")
