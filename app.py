@@ -24,6 +24,7 @@ import agents.parcels
 import agents.sinks
 import agents.web  # noqa: F401 - importing registers the views
 from agents import app, settings
+from kafka_tools import disable_worker_spinner
 
 
 @app.command(
@@ -115,6 +116,7 @@ def main() -> None:
             sys.argv[1:1] = ["--loop", "uvloop"]  # measured faster than asyncio's loop for this workload
         if settings.app.broker_kind == "embedded":
             _discard_stale_tables()
+        disable_worker_spinner()
     app.main()
 
 

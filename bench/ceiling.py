@@ -5,8 +5,10 @@
   (c) the parcelwatch worker processing them fully (state, all detectors, issues to Redis)
 
 Each consumer starts after all N events are in the broker and is timed from its first event to its
-last. Prints the three rates and the ratios c/b and c/a. Run: ``.venv/bin/python -m bench.ceiling``
-(``--events N``, default 20000; ``--workers 2`` runs (c) with two workers in one group).
+last; for (c) "last" is when the order facts the order router re-keyed to parcels (one more Faust
+message per order subject) have also gone through the parcel agent. Prints the three rates and the
+ratios c/b and c/a. Run: ``.venv/bin/python -m bench.ceiling`` (``--events N``, default 20000;
+``--workers 2`` runs (c) with two workers in one group).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import urllib.request
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from embedded.broker import TansuBroker
 from embedded.process import free_port, stop
 from embedded.redis_server import RedisServer
+from kafka_tools import stop_consumer
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
@@ -99,17 +102,25 @@ def empty_agent(broker: TansuBroker, topic: str, n: int) -> float:
         raise RuntimeError(f"empty agent did not finish:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
 
-def _consumed(port: int) -> float:
-    """Events the worker has consumed (ok or invalid) on the two input topics, from its /metrics."""
+def _consumed(port: int, topics: tuple[str, ...] = ("parcelwatch-tracking", "parcelwatch-orders")) -> float:
+    """Events the worker has consumed (ok or invalid) on ``topics``, from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("parcelwatch_events_consumed_total{") and (
-            "parcelwatch-tracking" in line or "parcelwatch-orders" in line
-        ):
+        if line.startswith("parcelwatch_events_consumed_total{") and any(f'topic="{t}"' in line for t in topics):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
+    finally:
+        await stop_consumer(consumer)
 
 
 def parcelwatch_workers(broker: TansuBroker, redis: RedisServer, n: int, workers: int, run_dir: Path) -> float:
@@ -127,20 +138,27 @@ def parcelwatch_workers(broker: TansuBroker, redis: RedisServer, n: int, workers
             ports.append(port)
         first = last = 0.0
         deadline = time.monotonic() + 900
+        facts_total: int | None = None  # order-facts records the router produced, known once it is done
+        done = 0.0
         while time.monotonic() < deadline:
             try:
                 done = sum(_consumed(p) for p in ports)
+                facts = sum(_consumed(p, ("parcelwatch-order-facts",)) for p in ports)
             except OSError:
-                done = 0.0
+                done = facts = 0.0
             now = time.perf_counter()
             if done > 0 and not first:
                 first = now
-            if done >= n:
+            if done >= n and facts_total is None:
+                # Every input is consumed; an order is processed fully only when its facts, re-keyed to
+                # its parcels through the order-facts topic, have gone through the parcel agent too.
+                facts_total = asyncio.run(_end_offsets(broker.bootstrap, "parcelwatch-order-facts"))
+            if facts_total is not None and facts >= facts_total:
                 last = now
                 break
             time.sleep(0.05)
         if not last:
-            raise RuntimeError(f"parcelwatch consumed only {done} of {n} events")
+            raise RuntimeError(f"parcelwatch consumed only {done} of {n} events (order facts: {facts_total})")
         return last - first
     finally:
         for p in procs:

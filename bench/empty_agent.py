@@ -43,4 +43,7 @@ async def count(stream: faust.StreamT[bytes]) -> None:
 
 
 if __name__ == "__main__":
+    from kafka_tools import disable_worker_spinner
+
+    disable_worker_spinner()  # the same worker setup as parcelwatch's (see kafka_tools)
     app.main()
