@@ -75,3 +75,46 @@ def disable_worker_spinner() -> None:
         self.spinner = None
 
     Worker.on_setup_root_logger = on_setup_root_logger  # type: ignore[method-assign]
+
+
+_flush_patched = False
+
+
+def patch_producer_buffer_flush() -> None:
+    """Make Faust's producer flush wait until its buffer of table writes is really empty.
+
+    Faust writes every table change to the changelog through a buffer (``send_soon``) and flushes the
+    producer before it commits consumer offsets: the commit must not get ahead of the state it
+    describes. But ``ProducerBuffer.flush`` gives up after 0.1 s without progress and returns with
+    records still buffered (under load the buffer holds 100+). An offset could then be committed while
+    the state change of that event was still in memory, and a ``kill -9`` lost the change for good: seen
+    here as carrier exceptions whose scans were committed but never reached the parcel state. Patched
+    flush: wait until the buffer is empty (warning every 10 s while it is not); while the buffer
+    service is stopping, Faust's own bounded flush is kept so that shutdown cannot hang.
+    """
+    global _flush_patched
+    if _flush_patched:
+        return
+    import logging
+    import time
+
+    from faust.transport.producer import ProducerBuffer
+
+    log = logging.getLogger("parcelwatch.kafka")
+    bounded_flush = ProducerBuffer.flush
+
+    async def flush(self: Any) -> None:
+        started = last_warning = time.monotonic()
+        while self.size and not self.should_stop:
+            self.message_sent.clear()
+            try:
+                await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+            except TimeoutError:
+                if time.monotonic() - last_warning >= 10:
+                    last_warning = time.monotonic()
+                    log.warning("producer buffer still holds %d records after %.0f s of flushing",
+                                self.size, last_warning - started)
+        await bounded_flush(self)
+
+    ProducerBuffer.flush = flush  # type: ignore[method-assign]
+    _flush_patched = True

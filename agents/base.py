@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 import config
-from kafka_tools import patch_seek_to_committed
+from kafka_tools import patch_producer_buffer_flush, patch_seek_to_committed
 
 log = logging.getLogger("parcelwatch")
 
@@ -25,6 +25,7 @@ _cfg = settings.app
 embedded = _cfg.broker_kind == "embedded"
 
 patch_seek_to_committed()  # aiokafka#1003: never-committed partitions must be re-read, not skipped
+patch_producer_buffer_flush()  # offsets are committed only after the table writes they cover
 
 if embedded:
     from embedded.tansu_compat import patch_highwaters

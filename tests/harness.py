@@ -186,3 +186,29 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -
         time.sleep(interval)
     report = "\n".join(w.diagnosis() for w in Worker.live if w.proc is not None and w.proc.poll() is None)
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}\n{report}")
+
+
+def explain_subjects(bootstrap: str, subjects: Iterable[str]) -> str:
+    """For a test that timed out waiting for issues: what the changelogs say about each subject (its
+    state's partition, milestones, open issues and filing) and which index buckets hold it."""
+    from state import ParcelState
+
+    latest: dict[str, tuple[int, int, bytes | None]] = {}
+    for m in consume_all(bootstrap, "parcelwatch-parcel-state-changelog"):
+        latest[m.key.decode()] = (m.partition, m.offset, m.value)
+    buckets: dict[str, bytes] = {}
+    for m in consume_all(bootstrap, "parcelwatch-deadline-index-changelog"):
+        buckets[m.key.decode()] = m.value or b""
+    lines = [f"index cursors: { {k: v.decode() for k, v in buckets.items() if k.endswith(':cursor')} }"]
+    for subject in sorted(subjects):
+        partition, offset, raw = latest.get(subject, (None, None, None))
+        if raw is None:
+            lines.append(f"{subject}: no state in the changelog")
+            continue
+        s = ParcelState.decode(raw)
+        held_in = [k for k, v in buckets.items() if not k.endswith(":cursor") and subject.encode() in v.split(b"\n")]
+        lines.append(
+            f"{subject}: partition {partition} offset {offset}, shipped {s.shipped_at}, exception {s.exception_at}, "
+            f"open {sorted(s.open_issues)}, next check {s.next_check_at}, filed {s.indexed_bucket} "
+            f"(epoch {s.index_epoch}), in index keys {held_in}")
+    return "\n".join(lines)

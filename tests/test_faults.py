@@ -11,7 +11,7 @@ import pytest
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 
-from .harness import Worker, all_issues, produce, wait_for
+from .harness import Worker, all_issues, explain_subjects, produce, wait_for
 from .test_integration_e2e import scan, shipped
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,13 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_fires_missed_deadlines
                 return issues
             return None
 
-        issues = wait_for(settled, 90, "all 120 issues after the restart")
+        try:
+            issues = wait_for(settled, 90, "all 120 issues after the restart")
+        except TimeoutError as exc:
+            have = {(i["subject"], i["kind"]) for i in all_issues(redis_server.url)}
+            missing = {f"ZTO:751{i:04d}" for i in range(60) if (f"ZTO:751{i:04d}", "pickup_overdue") not in have}
+            missing |= {f"ZTO:761{i:04d}" for i in range(60) if (f"ZTO:761{i:04d}", "carrier_exception") not in have}
+            raise TimeoutError(f"{exc}\nmissing:\n{explain_subjects(broker.bootstrap, missing)}") from None
         assert len(issues) == 120  # one per (parcel, kind): nothing twice
         for issue in issues:
             assert [h["action"] for h in issue["history"]] == ["opened"], issue["issue_key"]
