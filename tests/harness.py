@@ -199,11 +199,15 @@ def explain_subjects(bootstrap: str, subjects: Iterable[str]) -> str:
     buckets: dict[str, bytes] = {}
     for m in consume_all(bootstrap, "parcelwatch-deadline-index-changelog"):
         buckets[m.key.decode()] = m.value or b""
+    facts: dict[str, list[tuple[int, int]]] = {}
+    for m in consume_all(bootstrap, "parcelwatch-order-facts"):
+        facts.setdefault(m.key.decode(), []).append((m.partition, m.offset))
     lines = [f"index cursors: { {k: v.decode() for k, v in buckets.items() if k.endswith(':cursor')} }"]
     for subject in sorted(subjects):
         partition, offset, raw = latest.get(subject, (None, None, None))
         if raw is None:
-            lines.append(f"{subject}: no state in the changelog")
+            lines.append(f"{subject}: no state in the changelog; order-facts records (partition, offset) "
+                         f"for it: {facts.get(subject, [])}")
             continue
         s = ParcelState.decode(raw)
         held_in = [k for k, v in buckets.items() if not k.endswith(":cursor") and subject.encode() in v.split(b"\n")]
@@ -212,3 +216,4 @@ def explain_subjects(bootstrap: str, subjects: Iterable[str]) -> str:
             f"open {sorted(s.open_issues)}, next check {s.next_check_at}, filed {s.indexed_bucket} "
             f"(epoch {s.index_epoch}), in index keys {held_in}")
     return "\n".join(lines)
+
