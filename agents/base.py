@@ -136,7 +136,9 @@ def _table(name: str, help: str) -> RawTable:
 
 parcel_state = _table("parcel-state", "subject (parcel or unshipped order) -> ParcelState.encode()")
 deadline_index = _table(
-    "deadline-index", '"{partition}:{bucket}" -> newline-separated subjects; "{partition}:cursor" -> bucket'
+    "deadline-index",
+    '"{partition}:{bucket}[:{n}]" -> newline-separated subjects (chunks); "{partition}:{bucket}:tail" -> n; '
+    '"{partition}:cursor" -> bucket',
 )
 # The parcel agent waits for these two before a sweep's removals (agents/parcels.py) and clears them
 # after every event.

@@ -336,12 +336,13 @@ def _deadline_partitions(now: float) -> dict[str, Any]:
             continue
         entry = parts.setdefault(int(partition), {"cursor_age_seconds": None, "buckets": 0, "filed": 0,
                                                    "earliest_due_in_seconds": None})
+        bucket, _, chunk = rest.partition(":")  # "{bucket}", "{bucket}:{n}" or "{bucket}:tail" (processor.py)
         if rest == "cursor":
             entry["cursor_age_seconds"] = round(now - int(value) * BUCKET_SECONDS)
-        elif rest.lstrip("-").isdigit():
-            entry["buckets"] += 1
+        elif bucket.lstrip("-").isdigit() and chunk != "tail":
+            entry["buckets"] += 0 if chunk else 1
             entry["filed"] += bytes(value).count(b"\n")
-            due_in = round(int(rest) * BUCKET_SECONDS - now)
+            due_in = round(int(bucket) * BUCKET_SECONDS - now)
             if entry["earliest_due_in_seconds"] is None or due_in < entry["earliest_due_in_seconds"]:
                 entry["earliest_due_in_seconds"] = due_in
     return {str(p): parts[p] for p in sorted(parts)}
