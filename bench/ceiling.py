@@ -2,13 +2,16 @@
 
   (a) a bare aiokafka consumer that only decodes them with orjson  — the Python ceiling
   (b) an empty Faust agent that iterates them and does nothing       — the framework ceiling
+  (b1) the same agent writing one table key per event                — the least a stateful app pays
   (c) the parcelwatch worker processing them fully (state, all detectors, issues to Redis)
 
 Each consumer starts after all N events are in the broker and is timed from its first event to its
 last; for (c) "last" is when the order facts the order router re-keyed to parcels (one more Faust
-message per order subject) have also gone through the parcel agent. Prints the three rates and the
-ratios c/b and c/a. Run: ``.venv/bin/python -m bench.ceiling`` (``--events N``, default 20000;
-``--workers 2`` runs (c) with two workers in one group).
+message per order subject) have also gone through the parcel agent. Prints the rates and the ratios
+c/b, c/b1 and c/a; then (b) and (b1) again over records that carry ``--batch`` events each (the
+proposal for getting past Faust's per-record cost). Run: ``.venv/bin/python -m bench.ceiling``
+(``--events N``, default 20000; ``--workers 2`` runs (c) with two workers in one group; ``--batch 0``
+skips the batched runs).
 """
 
 from __future__ import annotations
@@ -90,10 +93,12 @@ async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-def empty_agent(broker: TansuBroker, topic: str, n: int) -> float:
+def empty_agent(broker: TansuBroker, topic: str, n: int, table_writes: bool = False, batched: bool = False) -> float:
+    """Seconds the framework-ceiling agent (bench.empty_agent) takes for ``n`` events."""
     with tempfile.TemporaryDirectory() as datadir:
         env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_TOPIC": topic, "BENCH_EVENTS": str(n),
-               "BENCH_DATADIR": datadir, "BENCH_PARTITIONS": str(PARTITIONS)}
+               "BENCH_DATADIR": datadir, "BENCH_PARTITIONS": str(PARTITIONS),
+               "BENCH_TABLE_WRITES": "1" if table_writes else "0", "BENCH_BATCHED": "1" if batched else "0"}
         proc = subprocess.run([sys.executable, "-m", "bench.empty_agent", "-L", "uvloop", "worker", "-l", "warn"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         # Faust routes a worker's stdout through its logger: find the line wherever it starts.
@@ -101,6 +106,20 @@ def empty_agent(broker: TansuBroker, topic: str, n: int) -> float:
         if found:
             return float(found.group(2))
         raise RuntimeError(f"empty agent did not finish:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+async def _produce_batched(bootstrap: str, topic: str, records: list[tuple[str, bytes, bytes]], size: int) -> None:
+    """The same events, ``size`` to a record (a JSON array of [key, event] pairs), spread over the partitions."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(0, len(records), size):
+            pairs = [[k.decode(), orjson.loads(v)] for _, k, v in records[i:i + size]]
+            futures.append(await producer.send(topic, value=orjson.dumps(pairs), partition=(i // size) % PARTITIONS))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
 
 
 def _consumed(port: int) -> dict[str, float]:
@@ -193,26 +212,39 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=50,
+                        help="also measure the framework ceiling with this many events per record (0: skip)")
     args = parser.parse_args(argv)
     records = simulated_events(args.events)
     n = len(records)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         with TansuBroker(run_dir / "broker") as broker, RedisServer(run_dir / "redis") as redis:
-            bench_topic = "bench-events"
-            asyncio.run(_create(broker.bootstrap, [bench_topic, "parcelwatch-orders", "parcelwatch-tracking"]))
+            bench_topic, batched_topic = "bench-events", "bench-batched"
+            asyncio.run(_create(broker.bootstrap, [bench_topic, batched_topic, "parcelwatch-orders", "parcelwatch-tracking"]))
             asyncio.run(_produce(broker.bootstrap, [(bench_topic, k, v) for _, k, v in records]))
             asyncio.run(_produce(broker.bootstrap, [(f"parcelwatch-{kind}", k, v) for kind, k, v in records]))
+            if args.batch:
+                asyncio.run(_produce_batched(broker.bootstrap, batched_topic, records, args.batch))
             a = asyncio.run(bare_consumer(broker.bootstrap, bench_topic, n))
             b = empty_agent(broker, bench_topic, n)
+            b1 = empty_agent(broker, bench_topic, n, table_writes=True)
             c, c_cpu = parcelwatch_workers(broker, redis, n, args.workers, run_dir)
-    ra, rb, rc = n / a, n / b, n / c
+            if args.batch:
+                bb = empty_agent(broker, batched_topic, n, batched=True)
+                bb1 = empty_agent(broker, batched_topic, n, table_writes=True, batched=True)
+    ra, rb, rb1, rc = n / a, n / b, n / b1, n / c
     print(f"events: {n} simulated (orders + tracking), {PARTITIONS} partitions, embedded Tansu broker")
-    print(f"(a) bare aiokafka + orjson decode : {ra:10,.0f} events/s")
-    print(f"(b) empty Faust agent (uvloop)    : {rb:10,.0f} events/s")
-    print(f"(c) parcelwatch, {args.workers} worker(s)       : {rc:10,.0f} events/s"
+    print(f"(a)  bare aiokafka + orjson decode           : {ra:10,.0f} events/s")
+    print(f"(b)  empty Faust agent (uvloop)              : {rb:10,.0f} events/s")
+    print(f"(b1) Faust agent, one table write per event  : {rb1:10,.0f} events/s   (b1/b = {rb1 / rb:.0%})")
+    print(f"(c)  parcelwatch, {args.workers} worker(s)                : {rc:10,.0f} events/s"
           f"   (worker CPU {c_cpu:.1f} s in {c:.1f} s wall: {c_cpu / c:.0%} of one core)")
-    print(f"c/b = {rc / rb:.0%}   c/a = {rc / ra:.1%}   (target c/b >= 60% on one core)")
+    print(f"c/b = {rc / rb:.0%}   c/b1 = {rc / rb1:.0%}   c/a = {rc / ra:.1%}   (target c/b >= 60% on one core)")
+    if args.batch:
+        print(f"records of {args.batch} events (what batching on the ingest side would give the framework):")
+        print(f"(b*)  empty Faust agent                      : {n / bb:10,.0f} events/s   ({b / bb:.1f}x b)")
+        print(f"(b1*) one table write per event              : {n / bb1:10,.0f} events/s   ({b1 / bb1:.1f}x b1)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
-"""The framework ceiling: a Faust agent that iterates raw events and does nothing else.
+"""The framework ceiling: a Faust agent that iterates raw events and does (almost) nothing else.
 
 Started by ``bench.ceiling`` as ``python -m bench.empty_agent -L uvloop worker``; it prints
 ``DONE <events> <seconds>`` once it has seen ``BENCH_EVENTS`` events (timed from the first one).
+
+``BENCH_TABLE_WRITES=1``: one raw-bytes table write per event (the event's key -> its value), the least
+a stateful Faust app does per event (each write is one changelog record). ``BENCH_BATCHED=1``: each
+record carries a JSON array of ``[key, event]`` pairs instead of one event (events are counted, not
+records), to measure what batching records on the ingest side would give.
 """
 
 from __future__ import annotations
@@ -11,12 +16,17 @@ import sys
 import time
 
 import faust
+import orjson
 
 TOPIC = os.environ["BENCH_TOPIC"]
 EXPECTED = int(os.environ["BENCH_EVENTS"])
+TABLE_WRITES = os.environ.get("BENCH_TABLE_WRITES") == "1"
+BATCHED = os.environ.get("BENCH_BATCHED") == "1"
 
 app = faust.App(
-    "bench-empty-agent",
+    # A consumer group of its own per run: a group that an earlier run committed offsets in would start
+    # part-way through the topic and never see all the events.
+    f"bench-empty-agent-{os.getpid()}",
     broker=os.environ["BENCH_BROKER"],
     store="memory://",
     datadir=os.environ.get("BENCH_DATADIR", "/tmp/bench-empty-agent"),
@@ -24,22 +34,51 @@ app = faust.App(
     broker_session_timeout=10,
     broker_heartbeat_interval=1,
     topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "4")),
+    producer_linger=0.005,  # as parcelwatch's default
 )
 topic = app.topic(TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-@app.agent(topic)
-async def count(stream: faust.StreamT[bytes]) -> None:
+class RawTable(faust.Table):
+    """Raw bytes in the store and the changelog, as parcelwatch's tables (agents/base.py)."""
+
+    def _serializer_from_type(self, typ: object) -> str:
+        return "raw"
+
+
+table = RawTable(app, name="bench-state", key_type=bytes, value_type=bytes,
+                 partitions=int(os.environ.get("BENCH_PARTITIONS", "4")), beacon=app.tables.beacon)
+app.tables.add(table)
+
+
+class Counter:
     seen = 0
     started = 0.0
-    async for _value in stream:
-        if seen == 0:
-            started = time.perf_counter()
-        seen += 1
-        if seen == EXPECTED:
-            print(f"DONE {seen} {time.perf_counter() - started:.6f}", flush=True)
+
+    @classmethod
+    def add(cls, n: int) -> None:
+        if cls.seen == 0:
+            cls.started = time.perf_counter()
+        cls.seen += n
+        if cls.seen >= EXPECTED:
+            print(f"DONE {cls.seen} {time.perf_counter() - cls.started:.6f}", flush=True)
             sys.stdout.flush()
             os._exit(0)
+
+
+@app.agent(topic)
+async def count(stream: faust.StreamT[bytes]) -> None:
+    async for event in stream.events():
+        if BATCHED:
+            pairs = orjson.loads(event.value)
+            if TABLE_WRITES:
+                for key, value in pairs:
+                    table[key.encode()] = orjson.dumps(value)
+            Counter.add(len(pairs))
+        else:
+            if TABLE_WRITES:
+                table[event.key] = event.value
+            Counter.add(1)
 
 
 if __name__ == "__main__":
