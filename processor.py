@@ -133,36 +133,44 @@ class Processor:
 
     def on_tracking(self, partition: int, update: TrackingUpdate, now: float) -> Output:
         subject = update.parcel_key
-        state = self.load(subject)
+        raw = self.states.get(subject)
+        state = ParcelState() if raw is None else ParcelState.decode(raw)
         state.apply_tracking(update)
         out = Output()
-        self._after_event(partition, subject, state, update.event_time, now, out)
+        self._after_event(partition, subject, state, raw, update.event_time, now, out)
         return out
 
     def on_order_facts(self, partition: int, subject: str, facts: OrderFacts, at: float, now: float) -> Output:
         """Apply an order snapshot to one of its subjects; ``at`` is the event time of the order event."""
-        state = self.load(subject)
+        raw = self.states.get(subject)
+        state = ParcelState() if raw is None else ParcelState.decode(raw)
         state.apply_order(facts)
         out = Output()
-        self._after_event(partition, subject, state, at, now, out)
+        self._after_event(partition, subject, state, raw, at, now, out)
         return out
 
     def _after_event(
-        self, partition: int, subject: str, state: ParcelState, at: float, now: float, out: Output
+        self, partition: int, subject: str, state: ParcelState, raw: bytes | None, at: float, now: float, out: Output
     ) -> None:
+        """``raw``: the stored state the event was applied to (None: a new subject)."""
         ev = evaluate(subject, state, now, self.ctx)
-        for kind in [k for k in state.open_issues if k not in ev.findings]:
-            opened_at = state.open_issues[kind][0]
-            self._resolve(subject, state, kind, max(at, opened_at), out)
+        findings = ev.findings
+        open_issues = state.open_issues
+        if open_issues:
+            for kind in [k for k in open_issues if k not in findings]:
+                opened_at = open_issues[kind][0]
+                self._resolve(subject, state, kind, max(at, opened_at), out)
         next_at = ev.next_at
-        context = _context(state)
-        for kind, (finding, sev) in ev.findings.items():
-            record = state.open_issues.get(kind)
-            if record is None or _last_since(record) != finding.since or record[1] != sev or record[2] != context:
-                # Something to open or update: let the next sweep do it (it opens at the finding's own
-                # time). Due now, not at ``finding.since``: a walk restarted in the past would re-evaluate
-                # issues opened later than that and resolve then reopen them (the sink drops the reopen).
-                next_at = now if next_at is None else min(next_at, now)
+        if findings:
+            context = _context(state)
+            for kind, (finding, sev) in findings.items():
+                record = open_issues.get(kind)
+                if record is None or _last_since(record) != finding.since or record[1] != sev or record[2] != context:
+                    # Something to open or update: let the next sweep do it (it opens at the finding's own
+                    # time). Due now, not at ``finding.since``: a walk restarted in the past would re-evaluate
+                    # issues opened later than that and resolve then reopen them (the sink drops the reopen).
+                    next_at = now if next_at is None else min(next_at, now)
+        is_order = subject.startswith(ORDER_SUBJECT_PREFIX)
         if (
             not state.delivery_reported
             and state.signed_at is not None
@@ -170,23 +178,28 @@ class Processor:
             # The sample belongs to a lane: wait for the order facts that name it (they travel through
             # the order router and may arrive after the signature).
             and state.destination_province is not None
-            and not subject.startswith(ORDER_SUBJECT_PREFIX)
+            and not is_order
         ):
             state.delivery_reported = True
             out.deliveries.append(self._delivery(subject, state))
-        if not subject.startswith(ORDER_SUBJECT_PREFIX) and state.shipped_at is not None:
+        if not is_order and state.shipped_at is not None:
             if not state.shipment_reported:
                 state.shipment_reported = True
                 out.milestones.append((state.shop, state.shipped_at, None))
             if not state.pickup_reported and state.pickup_at is not None:
                 state.pickup_reported = True
                 out.milestones.append((state.shop, state.shipped_at, state.pickup_at))
-        pending = self._notify(subject, state, now, now, out)
-        if pending is not None:
-            next_at = pending if next_at is None else min(next_at, pending)
+        if not is_order and state.order_id is not None and self.notification_rules is not None:
+            pending = self._notify(subject, state, now, now, out)
+            if pending is not None:
+                next_at = pending if next_at is None else min(next_at, pending)
         state.next_check_at = next_at
         self._file(partition, subject, state, now=now)
-        self.states[subject] = state.encode()
+        encoded = state.encode()
+        if encoded != raw:
+            # A re-delivered event that changed nothing is not written again: in the live worker every
+            # table write is a changelog record.
+            self.states[subject] = encoded
 
     # -- deadline sweep -----------------------------------------------------------------------------
 
@@ -225,7 +238,9 @@ class Processor:
                 out.due += 1
                 self._advance(subject, state, now, out)
                 self._file(partition, subject, state, cursor=last)
-                self.states[subject] = state.encode()
+                encoded = state.encode()
+                if encoded != raw_state:
+                    self.states[subject] = encoded
             if _bucket_chunks(self.index, key) != chunks:
                 # Subjects re-filed into the bucket being swept (due later this same minute): keep the
                 # bucket for the next tick (its swept entries are then stale, skipped or re-checked).
@@ -282,9 +297,10 @@ class Processor:
         self, partition: int, subject: str, state: ParcelState, cursor: int | None = None, now: float | None = None
     ) -> None:
         """Put the subject in the deadline index if its next check is earlier than where it is filed."""
-        if state.next_check_at is None:
+        next_check_at = state.next_check_at
+        if next_check_at is None:
             return
-        target = bucket_of(state.next_check_at)
+        target = int(next_check_at // BUCKET_SECONDS)  # bucket_of, inlined: once per event
         if state.indexed_bucket is not None and state.indexed_bucket <= target and state.index_epoch == self.epoch:
             return
         if cursor is None:
@@ -315,26 +331,30 @@ class Processor:
             # rules cannot be matched. The stages are notified when the facts arrive.
             return None
         earliest: float | None = None
+        notified = state.notified
         for stage, reached in _stages(state):
             if reached is None or reached > t:
                 continue
-            record = state.notified.get(stage)
+            record = notified.get(stage)
+            note = None
             if record is None:
-                if state.is_signed or state.closed_at is not None or now - reached > rules.max_age_seconds:
-                    state.notified[stage] = [reached, reached, 1.0]  # too late to be useful: skipped
+                if state.signed_at is not None or state.closed_at is not None or now - reached > rules.max_age_seconds:
+                    notified[stage] = [reached, reached, 1.0]  # too late to be useful: skipped
                     continue
                 note = rules.build(subject, stage, reached, _facts(state))
                 if note is None:
-                    state.notified[stage] = [reached, reached, 1.0]  # no rule for this parcel
+                    notified[stage] = [reached, reached, 1.0]  # no rule for this parcel
                     continue
-                record = state.notified[stage] = [reached, note["send_at"], 0.0]
-            if record[2]:
+                record = notified[stage] = [reached, note["send_at"], 0.0]
+            elif record[2]:
                 continue
             if record[1] <= t:
-                if state.is_signed or state.closed_at is not None:
+                if state.signed_at is not None or state.closed_at is not None:
                     record[2] = 1.0  # delivered while the message waited for quiet hours to end
                     continue
-                note = rules.build(subject, stage, record[0], _facts(state))
+                if note is None:
+                    note = rules.build(subject, stage, record[0], _facts(state))
+                # (else: built just above from the same stage, time and facts; the same note.)
                 if note is not None:
                     out.notifications.append(note)
                 record[2] = 1.0
@@ -347,14 +367,15 @@ class Processor:
     def _resolve(self, subject: str, state: ParcelState, kind: str, at: float, out: Output) -> None:
         opened_at, sev = state.open_issues.pop(kind)[:2]
         issue = self._base(subject, state)
+        resolved = format_time(at)
         issue.update(
             action="resolve",
             issue_key=f"{subject}|{kind}",
             kind=kind,
             severity=sev,
             opened_at=format_time(opened_at),
-            at=format_time(at),
-            resolved_at=format_time(at),
+            at=resolved,
+            resolved_at=resolved,
             resolution=_resolution(kind, state),
         )
         out.issues.append(issue)
@@ -363,18 +384,20 @@ class Processor:
         self, action: str, subject: str, state: ParcelState, f: Finding, sev: str, opened_at: float, at: float
     ) -> dict[str, Any]:
         issue = self._base(subject, state)
+        reason, evidence, suggested_action, evidence_data = f.texts()
+        opened = format_time(opened_at)
         issue.update(
             action=action,
             issue_key=f"{subject}|{f.kind}",
             kind=f.kind,
-            reason=f.reason,
+            reason=reason,
             severity=sev,
-            evidence=f.evidence,
-            evidence_data=f.evidence_data,
-            suggested_action=f.suggested_action,
+            evidence=evidence,
+            evidence_data=evidence_data,
+            suggested_action=suggested_action,
             exception_reason=f.exception_reason,
-            opened_at=format_time(opened_at),
-            at=format_time(at),
+            opened_at=opened,
+            at=opened if at == opened_at else format_time(at),  # an opening is at its own time
             resolved_at=None,
             resolution=None,
         )
@@ -424,14 +447,26 @@ def _last_since(record: list[Any]) -> float:
 def _stages(state: ParcelState) -> tuple[tuple[str, float | None], ...]:
     """Each notification stage and when the parcel reached it (None: not reached)."""
     issues = state.open_issues
-    delayed = [issues[k][0] for k in ("transit_overdue", "tracking_stale") if k in issues]
+    delayed: float | None = None
+    locker: float | None = None
+    if issues:
+        transit = issues.get("transit_overdue")
+        stale = issues.get("tracking_stale")
+        if transit is not None:
+            # min() of the two opening times, the transit one first on a tie
+            delayed = stale[0] if stale is not None and stale[0] < transit[0] else transit[0]
+        elif stale is not None:
+            delayed = stale[0]
+        record = issues.get("locker_uncollected")
+        if record is not None:
+            locker = record[0]
     return (
-        ("picked_up", state.pickup_at),
+        ("picked_up", state.picked_up_at if state.picked_up_at is not None else state.first_scan_at),
         ("arrived_city", state.arrived_city_at),
         ("out_for_delivery", state.out_for_delivery_at),
         ("exception", state.exception_at),
-        ("delayed", min(delayed) if delayed else None),
-        ("locker_uncollected", issues["locker_uncollected"][0] if "locker_uncollected" in issues else None),
+        ("delayed", delayed),
+        ("locker_uncollected", locker),
     )
 
 
@@ -503,6 +538,6 @@ def decode_order_facts(raw: bytes) -> tuple[str, OrderFacts, float]:
     """The order-facts record -> (subject, facts, event time of the order event)."""
     try:
         doc = orjson.loads(raw)
-        return doc["subject"], OrderFacts(**doc["facts"]), float(doc["at"])
+        return doc["subject"], OrderFacts.from_dict(doc["facts"]), float(doc["at"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidEvent("$", f"malformed order-facts record: {exc}") from None

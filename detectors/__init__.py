@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from state import ORDER_SUBJECT_PREFIX, ParcelState
 
-from .base import Check, DetectorContext, Finding, severity
+from .base import DetectorContext, Finding, severity
 from .lanes import LaneBaselines
 from .rules import (
     autoconfirm_imminent,
@@ -36,25 +36,40 @@ class Evaluation:
 
 def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext) -> Evaluation:
     if subject.startswith(ORDER_SUBJECT_PREFIX):
-        checks: tuple[Check, ...] = (ship_overdue(state, now, ctx),)
+        checks = [ship_overdue(state, now, ctx)]
+    elif state.signed_at is not None or state.closed_at is not None:
+        # Signed or closed: every parcel rule starts with this check and is silent, nothing is pending.
+        return Evaluation({}, None)
     else:
-        carrier = subject.split(":", 1)[0]
-        checks = (
-            pickup_overdue(state, now, ctx),
-            transit_overdue(state, now, ctx, carrier),
-            tracking_stale(state, now, ctx),
-            confirmed_unsigned(state, now, ctx),
-            autoconfirm_imminent(state, now, ctx),
-            locker_uncollected(state, now, ctx),
-            carrier_exception(state, now, ctx),
-        )
+        # Each rule is called only when the one field it cannot do without is known: a rule skipped here
+        # would have answered NO_CHECK at its first line. The order is the rules' order (it is the order
+        # of the findings, hence of the issue events).
+        checks = []
+        if state.first_scan_at is None:
+            checks.append(pickup_overdue(state, now, ctx))
+        if state.picked_up_at is not None or state.first_scan_at is not None:
+            checks.append(transit_overdue(state, now, ctx, subject.split(":", 1)[0]))
+        if state.last_scan_at is not None:
+            checks.append(tracking_stale(state, now, ctx))
+        if state.shipped_at is not None:
+            checks.append(confirmed_unsigned(state, now, ctx))
+            if state.confirmed_at is None:
+                checks.append(autoconfirm_imminent(state, now, ctx))
+        if state.at_locker_at is not None:
+            checks.append(locker_uncollected(state, now, ctx))
+        if state.exception_at is not None:
+            checks.append(carrier_exception(state, now, ctx))
     findings: dict[str, tuple[Finding, str]] = {}
     next_at: float | None = None
-    remote = state.destination_province is not None and state.destination_province in ctx.settings.lanes.remote_provinces
+    remote: bool | None = None
     for check in checks:
-        if check.finding is not None:
-            f = check.finding
+        f = check.finding
+        if f is not None:
+            if remote is None:  # only needed for a finding's severity
+                dest = state.destination_province
+                remote = dest is not None and dest in ctx.settings.lanes.remote_provinces
             findings[f.kind] = (f, severity(ctx, f.kind, f, state.order_value, remote))
-        if check.next_at is not None and (next_at is None or check.next_at < next_at):
-            next_at = check.next_at
+        t = check.next_at
+        if t is not None and (next_at is None or t < next_at):
+            next_at = t
     return Evaluation(findings, next_at)

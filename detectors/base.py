@@ -6,7 +6,8 @@ Detectors are pure: they read a ``ParcelState``, an injected ``now`` (UTC epoch 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -17,22 +18,102 @@ HOUR = 3600.0
 CHINA_TZ = timezone(timedelta(hours=8))
 
 
-@dataclass(slots=True)
-class Finding:
-    """One problem a detector sees on a subject right now."""
+# What a deferred finding's texts are rendered from: a rule's text function and the values it read.
+Texts = tuple[str, str, str, dict[str, Any]]  # reason, evidence, suggested_action, evidence_data
+TextRenderer = Callable[[tuple[Any, ...]], Texts]
 
-    kind: str
-    # When the condition began (a deadline, or the event that caused it). Derived from the data, never
-    # from the clock, so a replay and a live run open the issue at the same instant.
-    since: float
-    reason: str
-    evidence: str
-    suggested_action: str
-    # Hours past the threshold at ``now``; drives severity escalation.
-    late_hours: float = 0.0
-    # Structured evidence for tools: the times and the baseline used.
-    evidence_data: dict[str, Any] = field(default_factory=dict)
-    exception_reason: str | None = None
+
+class Finding:
+    """One problem a detector sees on a subject right now.
+
+    ``kind``, ``since``, ``late_hours`` and ``exception_reason`` are plain values. The texts (``reason``,
+    ``evidence``, ``suggested_action``, ``evidence_data``) may be deferred (``Finding.deferred``): most
+    findings only decide whether an issue is due (kind, time, severity), and an issue event is built for
+    few of them, so a rule hands over the values it read and the texts are rendered on first access.
+    """
+
+    __slots__ = ("_args", "_render", "_texts", "exception_reason", "kind", "late_hours", "since")
+
+    def __init__(
+        self,
+        kind: str,
+        # When the condition began (a deadline, or the event that caused it). Derived from the data, never
+        # from the clock, so a replay and a live run open the issue at the same instant.
+        since: float,
+        reason: str,
+        evidence: str,
+        suggested_action: str,
+        # Hours past the threshold at ``now``; drives severity escalation.
+        late_hours: float = 0.0,
+        # Structured evidence for tools: the times and the baseline used.
+        evidence_data: dict[str, Any] | None = None,
+        exception_reason: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.since = since
+        self.late_hours = late_hours
+        self.exception_reason = exception_reason
+        self._texts: Texts | None = (reason, evidence, suggested_action, {} if evidence_data is None else evidence_data)
+        self._render: TextRenderer | None = None
+        self._args: tuple[Any, ...] = ()
+
+    @classmethod
+    def deferred(
+        cls, kind: str, since: float, render: TextRenderer, args: tuple[Any, ...], exception_reason: str | None = None
+    ) -> Finding:
+        """A finding whose texts are ``render(args)``, computed when first read. ``args`` must hold values
+        (never the mutable parcel state), so the texts are those of the moment the rule ran."""
+        f = cls.__new__(cls)
+        f.kind = kind
+        f.since = since
+        f.late_hours = 0.0
+        f.exception_reason = exception_reason
+        f._texts = None
+        f._render = render
+        f._args = args
+        return f
+
+    def texts(self) -> Texts:
+        texts = self._texts
+        if texts is None:
+            assert self._render is not None
+            texts = self._texts = self._render(self._args)
+        return texts
+
+    @property
+    def reason(self) -> str:
+        return self.texts()[0]
+
+    @property
+    def evidence(self) -> str:
+        return self.texts()[1]
+
+    @property
+    def suggested_action(self) -> str:
+        return self.texts()[2]
+
+    @property
+    def evidence_data(self) -> dict[str, Any]:
+        return self.texts()[3]
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.kind, self.since, *self.texts(), self.late_hours, self.exception_reason)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Finding)
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        reason, evidence, action, data = self.texts()
+        return (
+            f"Finding(kind={self.kind!r}, since={self.since!r}, reason={reason!r}, evidence={evidence!r}, "
+            f"suggested_action={action!r}, late_hours={self.late_hours!r}, evidence_data={data!r}, "
+            f"exception_reason={self.exception_reason!r})"
+        )
 
 
 @dataclass(slots=True)
@@ -75,14 +156,19 @@ def hours(seconds: float) -> str:
 def severity(ctx: DetectorContext, kind: str, finding: Finding, order_value: float | None, remote: bool) -> str:
     """Base severity per kind, one level up for a high-value order, for very late, for remote regions."""
     rules = ctx.settings.severity
-    level = SEVERITY_ORDER.index(rules.base[kind])
+    level = _SEVERITY_LEVEL[rules.base[kind]]
     if order_value is not None and order_value >= rules.high_value_order:
         level += 1
     if finding.late_hours >= rules.very_late_hours:
         level += 1
     if remote:
         level += rules.remote_region_step
-    return SEVERITY_ORDER[max(0, min(level, len(SEVERITY_ORDER) - 1))]
+    return SEVERITY_ORDER[max(0, min(level, _TOP_LEVEL))]
+
+
+# Level of each severity name (a dict lookup: this runs for every finding of every event).
+_SEVERITY_LEVEL = {name: level for level, name in enumerate(SEVERITY_ORDER)}
+_TOP_LEVEL = len(SEVERITY_ORDER) - 1
 
 
 def severity_escalation_at(ctx: DetectorContext, finding: Finding, deadline: float) -> float:

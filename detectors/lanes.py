@@ -32,6 +32,15 @@ class _Samples:
     # Cache of the last quantile: (lo index, hi index) -> seconds.
     cached_span: tuple[int, int] = (-1, -1)
     cached_value: float = 0.0
+    # Cache of the last window located (``locate``): its (lo, hi) indexes hold while
+    # ``since_above < now - window <= since_upto`` and ``now_above < now <= now_upto`` (the neighbouring
+    # samples, exactly what bisect compares with). Emptied (since_above = inf) when the samples change.
+    lo: int = 0
+    hi: int = 0
+    since_above: float = math.inf
+    since_upto: float = -math.inf
+    now_above: float = math.inf
+    now_upto: float = -math.inf
 
     def add(self, signed_at: float, transit_seconds: float) -> None:
         i = bisect.bisect_right(self.signed_at, signed_at)
@@ -41,6 +50,25 @@ class _Samples:
             del self.signed_at[0]
             del self.transit[0]
         self.cached_span = (-1, -1)
+        self.since_above = math.inf
+
+    def locate(self, now: float, since: float) -> None:
+        """Set ``lo``, ``hi`` to the samples signed in ``[since, now)`` and the range they hold for."""
+        times = self.signed_at
+        n = len(times)
+        lo = self.lo = bisect.bisect_left(times, since)
+        hi = self.hi = bisect.bisect_left(times, now)
+        self.since_above = times[lo - 1] if lo > 0 else -math.inf
+        self.since_upto = times[lo] if lo < n else math.inf
+        self.now_above = times[hi - 1] if hi > 0 else -math.inf
+        self.now_upto = times[hi] if hi < n else math.inf
+
+    def window(self, now: float, since: float) -> tuple[int, int]:
+        """(lo, hi) of the samples signed in ``[since, now)``, located again only when ``since`` or ``now``
+        crossed a neighbouring sample (exactly what bisect compares with)."""
+        if not (self.since_above < since <= self.since_upto and self.now_above < now <= self.now_upto):
+            self.locate(now, since)
+        return self.lo, self.hi
 
     def span(self, now: float, window: float) -> tuple[int, int]:
         return bisect.bisect_left(self.signed_at, now - window), bisect.bisect_left(self.signed_at, now)
@@ -60,6 +88,7 @@ class _Samples:
             del self.signed_at[:cut]
             del self.transit[:cut]
             self.cached_span = (-1, -1)
+            self.since_above = math.inf
 
 
 @dataclass(slots=True)
@@ -101,18 +130,17 @@ class LaneBaselines:
     def transit_limit(
         self, carrier: str, origin: str | None, destination: str | None, now: float
     ) -> tuple[float, str, int]:
-        q = self.cfg.quantile
-        need = self.cfg.min_samples
-        samples = self._lanes.get((carrier, origin, destination))
-        if samples is not None:
-            lo, hi = samples.span(now, self.window)
-            if hi - lo >= need:
-                return samples.quantile(lo, hi, q) / HOUR, "lane", hi - lo
-        samples = self._carrier_dest.get((carrier, destination))
-        if samples is not None:
-            lo, hi = samples.span(now, self.window)
-            if hi - lo >= need:
-                return samples.quantile(lo, hi, q) / HOUR, "carrier_destination", hi - lo
+        # Asked for every scanned parcel on every event: the window located last time is reused while
+        # ``now`` stays between the same samples (``_Samples.window``), and so is the last quantile.
+        since = now - self.window
+        for samples, source in (
+            (self._lanes.get((carrier, origin, destination)), "lane"),
+            (self._carrier_dest.get((carrier, destination)), "carrier_destination"),
+        ):
+            if samples is not None:
+                lo, hi = samples.window(now, since)
+                if hi - lo >= self.cfg.min_samples:
+                    return samples.quantile(lo, hi, self.cfg.quantile) / HOUR, source, hi - lo
         limit, source = self.region_sla_hours(destination)
         return limit, source, 0
 

@@ -2,14 +2,31 @@
 could that answer next change (``Check.next_at``)? Thresholds: ../shared/reference/domain.md.
 
 Each rule treats its deadline as inclusive: at exactly the deadline the issue is raised.
+
+Each rule decides the finding's kind, time and next check itself and hands its texts over deferred
+(``Finding.deferred``): a ``_*_texts`` function over the values the rule read renders them on first use.
+Most findings only tell the processor that nothing changed, so their texts are never needed; those
+that become issue events get exactly the texts of the moment the rule ran.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from models import IssueKind
 from state import ParcelState
 
-from .base import HOUR, NO_CHECK, Check, DetectorContext, Finding, china_time, hours, severity_escalation_at
+from .base import HOUR, NO_CHECK, Check, DetectorContext, Finding, Texts, china_time, hours, severity_escalation_at
+
+# The kinds as plain strings (an enum member's ``.value`` is a lookup per finding).
+SHIP_OVERDUE = IssueKind.SHIP_OVERDUE.value
+PICKUP_OVERDUE = IssueKind.PICKUP_OVERDUE.value
+TRANSIT_OVERDUE = IssueKind.TRANSIT_OVERDUE.value
+TRACKING_STALE = IssueKind.TRACKING_STALE.value
+CONFIRMED_UNSIGNED = IssueKind.CONFIRMED_UNSIGNED.value
+AUTOCONFIRM_IMMINENT = IssueKind.AUTOCONFIRM_IMMINENT.value
+LOCKER_UNCOLLECTED = IssueKind.LOCKER_UNCOLLECTED.value
+CARRIER_EXCEPTION = IssueKind.CARRIER_EXCEPTION.value
 
 
 def _overdue(ctx: DetectorContext, finding: Finding, deadline: float, now: float) -> Check:
@@ -27,91 +44,109 @@ def ship_overdue(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
     deadline = s.promised_ship_at if s.promised_ship_at is not None else s.paid_at + limit_h * HOUR
     if now < deadline:
         return Check(None, deadline)
-    promise = (
-        f"promised ship time {china_time(deadline)}"
-        if s.promised_ship_at is not None
-        else f"limit {limit_h:g} h after payment"
+    args = (now, s.paid_at, deadline, s.promised_ship_at is not None, limit_h)
+    return _overdue(ctx, Finding.deferred(SHIP_OVERDUE, deadline, _ship_overdue_texts, args), deadline, now)
+
+
+def _ship_overdue_texts(args: tuple[Any, ...]) -> Texts:
+    now, paid_at, deadline, promised, limit_h = args
+    promise = f"promised ship time {china_time(deadline)}" if promised else f"limit {limit_h:g} h after payment"
+    return (
+        f"not shipped {hours(now - paid_at)} after payment ({promise})",
+        f"paid {china_time(paid_at)}, {promise}, now {hours(now - paid_at)} since payment",
+        "ship now or contact the buyer about the delay before the platform penalises late shipping",
+        {"paid_at": paid_at, "deadline": deadline},
     )
-    finding = Finding(
-        kind=IssueKind.SHIP_OVERDUE.value,
-        since=deadline,
-        reason=f"not shipped {hours(now - s.paid_at)} after payment ({promise})",
-        evidence=f"paid {china_time(s.paid_at)}, {promise}, now {hours(now - s.paid_at)} since payment",
-        suggested_action="ship now or contact the buyer about the delay before the platform penalises late shipping",
-        evidence_data={"paid_at": s.paid_at, "deadline": deadline},
-    )
-    return _overdue(ctx, finding, deadline, now)
 
 
 def pickup_overdue(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
     """Waybill issued, no carrier scan in time (24 h; 48 h for configured categories)."""
     shipped = s.shipped_at if s.shipped_at is not None else s.info_received_at
-    if shipped is None or s.first_scan_at is not None or s.closed_at is not None or s.is_signed:
+    if shipped is None or s.first_scan_at is not None or s.closed_at is not None or s.signed_at is not None:
         return NO_CHECK
     th = ctx.settings.thresholds
-    window_h = th.pickup_overdue_hours_by_category.get(s.category or "", th.pickup_overdue_hours)
+    by_category = th.pickup_overdue_hours_by_category
+    window_h = by_category.get(s.category or "", th.pickup_overdue_hours)
     deadline = shipped + window_h * HOUR
     if now < deadline:
         return Check(None, deadline)
-    finding = Finding(
-        kind=IssueKind.PICKUP_OVERDUE.value,
-        since=deadline,
-        reason=f"no carrier scan {hours(now - shipped)} after shipping (limit {window_h:g} h)",
-        evidence=f"shipped {china_time(shipped)}, pickup window {window_h:g} h"
-        + (f" for category {s.category}" if s.category in th.pickup_overdue_hours_by_category else "")
+    args = (now, shipped, window_h, deadline, s.category, s.category in by_category)
+    return _overdue(ctx, Finding.deferred(PICKUP_OVERDUE, deadline, _pickup_overdue_texts, args), deadline, now)
+
+
+def _pickup_overdue_texts(args: tuple[Any, ...]) -> Texts:
+    now, shipped, window_h, deadline, category, own_window = args
+    return (
+        f"no carrier scan {hours(now - shipped)} after shipping (limit {window_h:g} h)",
+        f"shipped {china_time(shipped)}, pickup window {window_h:g} h"
+        + (f" for category {category}" if own_window else "")
         + f", no scan as of {china_time(now)}",
-        suggested_action="push the carrier's outlet to collect the parcel, or re-issue the waybill with another carrier",
-        evidence_data={"shipped_at": shipped, "window_hours": window_h, "deadline": deadline},
+        "push the carrier's outlet to collect the parcel, or re-issue the waybill with another carrier",
+        {"shipped_at": shipped, "window_hours": window_h, "deadline": deadline},
     )
-    return _overdue(ctx, finding, deadline, now)
 
 
 def transit_overdue(s: ParcelState, now: float, ctx: DetectorContext, carrier: str) -> Check:
     """Picked up, not signed, past the lane's normal transit time (learned p90, else fallback SLA)."""
-    pickup = s.pickup_at
-    if pickup is None or s.is_signed or s.closed_at is not None:
+    pickup = s.picked_up_at if s.picked_up_at is not None else s.first_scan_at  # s.pickup_at, inlined
+    if pickup is None or s.signed_at is not None or s.closed_at is not None:
         return NO_CHECK
-    limit_h, source, samples = ctx.baselines.transit_limit(carrier, s.origin_province, s.destination_province, now)
+    origin = s.origin_province
+    destination = s.destination_province
+    limit_h, source, samples = ctx.baselines.transit_limit(carrier, origin, destination, now)
     deadline = pickup + limit_h * HOUR
     if now < deadline:
         return Check(None, deadline)
-    lane = f"{carrier} {s.origin_province or '?'}→{s.destination_province or '?'}"
-    q = round(ctx.settings.lanes.quantile * 100)
+    args = (now, pickup, carrier, origin, destination, ctx.settings.lanes.quantile, limit_h, source, samples)
+    return _overdue(ctx, Finding.deferred(TRANSIT_OVERDUE, deadline, _transit_overdue_texts, args), deadline, now)
+
+
+def _transit_overdue_texts(args: tuple[Any, ...]) -> Texts:
+    now, pickup, carrier, origin, destination, quantile, limit_h, source, samples = args
+    lane = f"{carrier} {origin or '?'}→{destination or '?'}"
+    q = round(quantile * 100)
     basis = f"lane {lane} p{q} = {hours(limit_h * HOUR)}" if source == "lane" else f"{lane} {source} {hours(limit_h * HOUR)}"
-    finding = Finding(
-        kind=IssueKind.TRANSIT_OVERDUE.value,
-        since=deadline,
-        reason=f"not signed {hours(now - pickup)} after pickup; normal transit {hours(limit_h * HOUR)}",
-        evidence=f"picked up {china_time(pickup)}, {basis}, now {hours(now - pickup)}",
-        suggested_action="ask the carrier where the parcel is and tell the buyer before they ask",
-        evidence_data={"picked_up_at": pickup, "limit_hours": limit_h, "baseline_source": source, "samples": samples},
+    return (
+        f"not signed {hours(now - pickup)} after pickup; normal transit {hours(limit_h * HOUR)}",
+        f"picked up {china_time(pickup)}, {basis}, now {hours(now - pickup)}",
+        "ask the carrier where the parcel is and tell the buyer before they ask",
+        {"picked_up_at": pickup, "limit_hours": limit_h, "baseline_source": source, "samples": samples},
     )
-    return _overdue(ctx, finding, deadline, now)
 
 
 def tracking_stale(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
     """In transit with no new scan for too long (shorter once out for delivery)."""
-    if s.last_scan_at is None or s.pickup_at is None or s.is_signed or s.closed_at is not None:
+    last_scan = s.last_scan_at
+    if (
+        last_scan is None
+        or (s.picked_up_at is None and s.first_scan_at is None)  # s.pickup_at is None, inlined
+        or s.signed_at is not None
+        or s.closed_at is not None
+    ):
         return NO_CHECK
-    if s.status == "at_locker":
+    status = s.status
+    if status == "at_locker":
         return NO_CHECK  # waiting for the buyer, watched by locker_uncollected instead
     th = ctx.settings.thresholds
-    delivering = s.status == "out_for_delivery"
+    delivering = status == "out_for_delivery"
     limit_h = th.tracking_stale_out_for_delivery_hours if delivering else th.tracking_stale_hours
-    deadline = s.last_scan_at + limit_h * HOUR
+    deadline = last_scan + limit_h * HOUR
     if now < deadline:
         return Check(None, deadline)
-    where = " ".join(x for x in (s.last_province, s.last_city) if x)
+    args = (now, last_scan, limit_h, delivering, s.last_province, s.last_city, status)
+    return _overdue(ctx, Finding.deferred(TRACKING_STALE, deadline, _tracking_stale_texts, args), deadline, now)
+
+
+def _tracking_stale_texts(args: tuple[Any, ...]) -> Texts:
+    now, last_scan, limit_h, delivering, last_province, last_city, status = args
+    where = " ".join(x for x in (last_province, last_city) if x)
     stage = "out for delivery" if delivering else "in transit"
-    finding = Finding(
-        kind=IssueKind.TRACKING_STALE.value,
-        since=deadline,
-        reason=f"no new scan for {hours(now - s.last_scan_at)} while {stage} (limit {limit_h:g} h)",
-        evidence=f"last scan {china_time(s.last_scan_at)}" + (f" at {where}" if where else "") + f", status {s.status}",
-        suggested_action="ask the carrier to trace the parcel; if lost, file a claim and re-ship",
-        evidence_data={"last_scan_at": s.last_scan_at, "limit_hours": limit_h, "stage": stage},
+    return (
+        f"no new scan for {hours(now - last_scan)} while {stage} (limit {limit_h:g} h)",
+        f"last scan {china_time(last_scan)}" + (f" at {where}" if where else "") + f", status {status}",
+        "ask the carrier to trace the parcel; if lost, file a claim and re-ship",
+        {"last_scan_at": last_scan, "limit_hours": limit_h, "stage": stage},
     )
-    return _overdue(ctx, finding, deadline, now)
 
 
 def autoconfirm_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
@@ -126,32 +161,41 @@ def autoconfirm_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
 
 def confirmed_unsigned(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
     """Confirmed received (by the buyer, or by the platform at its deadline) though not signed."""
-    if s.is_signed or s.closed_at is not None or s.shipped_at is None:
+    if s.signed_at is not None or s.closed_at is not None or s.shipped_at is None:
         return NO_CHECK
     deadline = autoconfirm_deadline(s, ctx)
-    candidates = [t for t in (s.confirmed_at, deadline) if t is not None]
-    if not candidates:
-        return NO_CHECK
-    since = min(candidates)
+    confirmed = s.confirmed_at
+    # The earlier of the two known times (on a tie the buyer's confirmation, as ``min`` would pick).
+    if deadline is None:
+        if confirmed is None:
+            return NO_CHECK
+        since = confirmed
+    elif confirmed is None or deadline < confirmed:
+        since = deadline
+    else:
+        since = confirmed
     if now < since:
         return Check(None, since)
-    by_buyer = s.confirmed_at is not None and s.confirmed_at <= since
+    by_buyer = confirmed is not None and confirmed <= since
+    args = (since, by_buyer, s.status, s.last_scan_at)
+    return Check(Finding.deferred(CONFIRMED_UNSIGNED, since, _confirmed_unsigned_texts, args), None)
+
+
+def _confirmed_unsigned_texts(args: tuple[Any, ...]) -> Texts:
+    since, by_buyer, status, last_scan_at = args
     how = "confirmed received by the buyer" if by_buyer else "auto-confirmed by the platform at its deadline"
-    finding = Finding(
-        kind=IssueKind.CONFIRMED_UNSIGNED.value,
-        since=since,
-        reason=f"{how}, parcel not signed",
-        evidence=f"{how} {china_time(since)}; carrier status {s.status or 'no scan'}"
-        + (f", last scan {china_time(s.last_scan_at)}" if s.last_scan_at is not None else ""),
-        suggested_action="check with the buyer that the parcel arrived; if not, push the carrier or re-ship",
-        evidence_data={"confirmed_at": since, "by_buyer": by_buyer},
+    return (
+        f"{how}, parcel not signed",
+        f"{how} {china_time(since)}; carrier status {status or 'no scan'}"
+        + (f", last scan {china_time(last_scan_at)}" if last_scan_at is not None else ""),
+        "check with the buyer that the parcel arrived; if not, push the carrier or re-ship",
+        {"confirmed_at": since, "by_buyer": by_buyer},
     )
-    return Check(finding, None)
 
 
 def autoconfirm_imminent(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
     """The auto-confirm deadline is near (48 h) and the parcel is not signed."""
-    if s.is_signed or s.closed_at is not None or s.confirmed_at is not None or s.shipped_at is None:
+    if s.signed_at is not None or s.closed_at is not None or s.confirmed_at is not None or s.shipped_at is None:
         return NO_CHECK
     deadline = autoconfirm_deadline(s, ctx)
     if deadline is None:
@@ -162,58 +206,66 @@ def autoconfirm_imminent(s: ParcelState, now: float, ctx: DetectorContext) -> Ch
         return Check(None, warn_at)
     if now >= deadline:
         return NO_CHECK  # past the deadline the order is confirmed: confirmed_unsigned takes over
-    source = "order deadline" if s.autoconfirm_deadline is not None else f"{s.platform or 'platform'} default"
-    finding = Finding(
-        kind=IssueKind.AUTOCONFIRM_IMMINENT.value,
-        since=warn_at,
-        reason=f"auto-confirm at {china_time(deadline)} ({source}); parcel not signed",
-        evidence=f"auto-confirm deadline {china_time(deadline)} ({source}), warning {warn_h:g} h before; "
-        f"carrier status {s.status or 'no scan'}",
-        suggested_action="extend the receipt deadline (延长收货) so the buyer is not confirmed before delivery",
-        evidence_data={"deadline": deadline, "source": source},
+    args = (deadline, s.autoconfirm_deadline is not None, s.platform, warn_h, s.status)
+    return Check(Finding.deferred(AUTOCONFIRM_IMMINENT, warn_at, _autoconfirm_imminent_texts, args), deadline)
+
+
+def _autoconfirm_imminent_texts(args: tuple[Any, ...]) -> Texts:
+    deadline, order_deadline, platform, warn_h, status = args
+    source = "order deadline" if order_deadline else f"{platform or 'platform'} default"
+    return (
+        f"auto-confirm at {china_time(deadline)} ({source}); parcel not signed",
+        f"auto-confirm deadline {china_time(deadline)} ({source}), warning {warn_h:g} h before; "
+        f"carrier status {status or 'no scan'}",
+        "extend the receipt deadline (延长收货) so the buyer is not confirmed before delivery",
+        {"deadline": deadline, "source": source},
     )
-    return Check(finding, deadline)
 
 
 def locker_uncollected(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
     """Put into a locker or parcel station and not collected in time."""
-    if s.at_locker_at is None or s.is_signed or s.closed_at is not None:
+    at_locker = s.at_locker_at
+    if at_locker is None or s.signed_at is not None or s.closed_at is not None:
         return NO_CHECK
     limit_h = ctx.settings.thresholds.locker_uncollected_hours
-    deadline = s.at_locker_at + limit_h * HOUR
+    deadline = at_locker + limit_h * HOUR
     if now < deadline:
         return Check(None, deadline)
-    finding = Finding(
-        kind=IssueKind.LOCKER_UNCOLLECTED.value,
-        since=deadline,
-        reason=f"waiting at locker/station for {hours(now - s.at_locker_at)} (limit {limit_h:g} h)",
-        evidence=f"put into locker/station {china_time(s.at_locker_at)}"
-        + (f" in {s.last_city}" if s.last_city else ""),
-        suggested_action="remind the buyer to collect the parcel with the pickup code",
-        evidence_data={"at_locker_at": s.at_locker_at, "limit_hours": limit_h},
+    args = (now, at_locker, limit_h, s.last_city)
+    return _overdue(ctx, Finding.deferred(LOCKER_UNCOLLECTED, deadline, _locker_uncollected_texts, args), deadline, now)
+
+
+def _locker_uncollected_texts(args: tuple[Any, ...]) -> Texts:
+    now, at_locker, limit_h, last_city = args
+    return (
+        f"waiting at locker/station for {hours(now - at_locker)} (limit {limit_h:g} h)",
+        f"put into locker/station {china_time(at_locker)}" + (f" in {last_city}" if last_city else ""),
+        "remind the buyer to collect the parcel with the pickup code",
+        {"at_locker_at": at_locker, "limit_hours": limit_h},
     )
-    return _overdue(ctx, finding, deadline, now)
 
 
 def carrier_exception(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
     """The carrier reported an exception (problem parcel, refused, lost ...) and the parcel is not signed."""
-    if s.exception_at is None or s.is_signed or s.closed_at is not None:
+    exception_at = s.exception_at
+    if exception_at is None or s.signed_at is not None or s.closed_at is not None:
         return NO_CHECK
-    if now < s.exception_at:
-        return Check(None, s.exception_at)
+    if now < exception_at:
+        return Check(None, exception_at)
     reason_code = s.exception_reason or "other"
+    args = (ctx, reason_code, exception_at, s.last_city)
+    return Check(Finding.deferred(CARRIER_EXCEPTION, exception_at, _carrier_exception_texts, args, reason_code), None)
+
+
+def _carrier_exception_texts(args: tuple[Any, ...]) -> Texts:
+    ctx, reason_code, exception_at, last_city = args
     label = ctx.settings.labels.reason(reason_code, "en")
-    finding = Finding(
-        kind=IssueKind.CARRIER_EXCEPTION.value,
-        since=s.exception_at,
-        reason=f"carrier exception: {label}",
-        evidence=f"carrier reported {reason_code} at {china_time(s.exception_at)}"
-        + (f" in {s.last_city}" if s.last_city else ""),
-        suggested_action=_EXCEPTION_ACTIONS.get(reason_code, "contact the carrier about the exception"),
-        evidence_data={"exception_at": s.exception_at, "exception_reason": reason_code},
-        exception_reason=reason_code,
+    return (
+        f"carrier exception: {label}",
+        f"carrier reported {reason_code} at {china_time(exception_at)}" + (f" in {last_city}" if last_city else ""),
+        _EXCEPTION_ACTIONS.get(reason_code, "contact the carrier about the exception"),
+        {"exception_at": exception_at, "exception_reason": reason_code},
     )
-    return Check(finding, None)
 
 
 _EXCEPTION_ACTIONS = {

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import config
 from detectors import DetectorContext, LaneBaselines, evaluate
@@ -611,3 +615,156 @@ def test_evidence_formatting_helpers() -> None:
     assert hours(47.9 * H) == "47.9 h"
     assert hours(48 * H) == "2.0 d"
     assert hours(30 * 60) == "0.5 h"
+
+
+# -- evaluate == every rule, texts rendered on demand --------------------------------------------------------
+
+_TIMES = st.one_of(st.none(), st.sampled_from([T0 + k * 6 * H for k in range(-4, 40)]))
+_STATES = st.builds(
+    ParcelState,
+    order_id=st.sampled_from([None, "TB1"]),
+    platform=st.sampled_from([None, "taobao", "pinduoduo"]),
+    order_value=st.sampled_from([None, 20.0, 5000.0]),
+    category=st.sampled_from([None, "fresh", "beauty"]),
+    origin_province=st.sampled_from([None, "广东"]),
+    destination_province=st.sampled_from([None, "浙江", "新疆"]),
+    paid_at=_TIMES,
+    promised_ship_at=_TIMES,
+    shipped_at=_TIMES,
+    confirmed_at=_TIMES,
+    autoconfirm_deadline=_TIMES,
+    closed_at=st.one_of(st.none(), st.just(T0 + 200 * H)),
+    status=st.sampled_from([None, "picked_up", "in_transit", "out_for_delivery", "at_locker", "signed"]),
+    info_received_at=_TIMES,
+    picked_up_at=_TIMES,
+    first_scan_at=_TIMES,
+    last_scan_at=_TIMES,
+    at_locker_at=_TIMES,
+    signed_at=st.one_of(st.none(), st.just(T0 + 100 * H)),
+    exception_reason=st.sampled_from([None, "lost", "held"]),
+    exception_at=_TIMES,
+    last_province=st.sampled_from([None, "江西"]),
+    last_city=st.sampled_from([None, "南昌市"]),
+)
+
+
+def _every_rule(subject: str, state: ParcelState, now: float, ctx: DetectorContext) -> list[Check]:
+    """Every rule, as evaluate ran them before it skipped the ones that cannot apply."""
+    if subject.startswith("order:"):
+        return [ship_overdue(state, now, ctx)]
+    carrier = subject.split(":", 1)[0]
+    return [
+        pickup_overdue(state, now, ctx),
+        transit_overdue(state, now, ctx, carrier),
+        tracking_stale(state, now, ctx),
+        confirmed_unsigned(state, now, ctx),
+        autoconfirm_imminent(state, now, ctx),
+        locker_uncollected(state, now, ctx),
+        carrier_exception(state, now, ctx),
+    ]
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(state=_STATES, now=st.sampled_from([T0 + k * 5 * H for k in range(-2, 50)]), order=st.booleans())
+def test_evaluate_equals_every_rule_in_order(state: ParcelState, now: float, order: bool) -> None:
+    """The rules evaluate skips (signed, closed, or the field a rule needs unknown) find nothing and
+    have nothing pending; the findings come in the rules' order with the same texts and severity."""
+    subject = "order:TB1" if order else "ZTO:731"
+    checks = _every_rule(subject, state, now, CTX)
+    ev = evaluate(subject, state, now, CTX)
+    remote = state.destination_province in S.lanes.remote_provinces
+    expected = [(c.finding, severity(CTX, c.finding.kind, c.finding, state.order_value, remote)) for c in checks if c.finding]
+    assert [(f, sev) for f, sev in ev.findings.values()] == expected
+    assert list(ev.findings) == [f.kind for f, _ in expected]
+    pending = [c.next_at for c in checks if c.next_at is not None]
+    assert ev.next_at == (min(pending) if pending else None)
+
+
+def test_finding_texts_are_rendered_once_from_the_values_the_rule_read() -> None:
+    s = parcel(picked_up_at=T0 + H, first_scan_at=T0 + H, last_scan_at=T0 + 5 * H, status="in_transit",
+               last_province="江西", last_city="南昌市")
+    check = tracking_stale(s, T0 + 53 * H, CTX)
+    assert check.finding is not None
+    # The state moves on before anyone reads the texts: they still describe the moment of the rule.
+    s.last_city = "九江市"
+    s.status = "out_for_delivery"
+    f = check.finding
+    assert f.reason == "no new scan for 2.0 d while in transit (limit 48 h)"
+    assert f.evidence == f"last scan {china_time(T0 + 5 * H)} at 江西 南昌市, status in_transit"
+    assert f.texts() is f.texts()  # rendered once
+    eager = Finding(f.kind, f.since, f.reason, f.evidence, f.suggested_action, f.late_hours, dict(f.evidence_data))
+    assert f == eager
+    assert repr(f) == repr(eager)
+    assert f != Finding(f.kind, f.since, "another reason", f.evidence, f.suggested_action, f.late_hours, f.evidence_data)
+
+
+def test_an_eager_finding_keeps_its_texts() -> None:
+    f = Finding("transit_overdue", T0, "r", "e", "a")
+    assert (f.reason, f.evidence, f.suggested_action, f.evidence_data, f.late_hours, f.exception_reason) == ("r", "e", "a", {}, 0.0, None)
+    f.late_hours = 3.0
+    assert f.late_hours == 3.0
+
+
+# -- lane baselines: the located window is reused only while it is exact --------------------------------------
+
+
+def _transit_limit_from_scratch(lanes: LaneBaselines, carrier: str, origin: str, dest: str, now: float) -> tuple[float, str, int]:
+    """The answer with no cache at all: bisect and sort every time."""
+    need = lanes.cfg.min_samples
+    for samples, source in ((lanes._lanes.get((carrier, origin, dest)), "lane"), (lanes._carrier_dest.get((carrier, dest)), "carrier_destination")):
+        if samples is not None:
+            lo, hi = samples.span(now, lanes.window)
+            if hi - lo >= need:
+                values = sorted(samples.transit[lo:hi])
+                return values[max(1, math.ceil(lanes.cfg.quantile * len(values))) - 1] / H, source, hi - lo
+    limit, source = lanes.region_sla_hours(dest)
+    return limit, source, 0
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.sampled_from(["浙江", "浙江", "新疆"]), st.integers(0, 72), st.integers(1, 100)),
+            # On a sample's own time, on the window's edge (now - window == a sample), or a second off.
+            st.tuples(st.sampled_from(["ask", "ask_edge"]), st.sampled_from(["浙江", "浙江", "新疆"]), st.integers(0, 72), st.integers(-1, 1)),
+            st.tuples(st.just("prune"), st.just("浙江"), st.integers(40, 120), st.just(0)),
+        ),
+        max_size=80,
+    )
+)
+def test_transit_limit_with_cached_windows_equals_from_scratch(steps: list[tuple[str, str, int, int]]) -> None:
+    lanes = LaneBaselines(dataclasses.replace(S.lanes, min_samples=2, window_days=2))
+    for op, dest, hour, extra in steps:
+        if op == "add":
+            lanes.add_delivery("ZTO", "广东", dest, T0 + hour * H - extra * H, T0 + hour * H)
+        elif op == "prune":
+            lanes.prune(T0 + hour * H)
+        else:
+            now = T0 + hour * H + extra + (lanes.window if op == "ask_edge" else 0)
+            assert lanes.transit_limit("ZTO", "广东", dest, now) == _transit_limit_from_scratch(lanes, "ZTO", "广东", dest, now)
+
+
+def test_transit_limit_after_a_delivery_inside_the_located_window() -> None:
+    lanes = LaneBaselines(dataclasses.replace(S.lanes, min_samples=3, window_days=2))
+    for hour in (10, 20, 30):
+        lanes.add_delivery("ZTO", "广东", "浙江", T0 + (hour - 5) * H, T0 + hour * H)
+    assert lanes.transit_limit("ZTO", "广东", "浙江", T0 + 40 * H) == (5.0, "lane", 3)
+    lanes.add_delivery("ZTO", "广东", "浙江", T0 - 35 * H, T0 + 15 * H)
+    assert lanes.transit_limit("ZTO", "广东", "浙江", T0 + 40 * H) == (50.0, "lane", 4)
+    lanes.prune(T0 + 12 * H + lanes.window)
+    assert lanes.transit_limit("ZTO", "广东", "浙江", T0 + 40 * H) == (50.0, "lane", 3)
+
+
+def test_transit_limit_on_the_exact_edges_of_a_located_window() -> None:
+    """A sample signed exactly at ``now`` is not in the window yet; one signed exactly at ``now - window`` is."""
+    lanes = LaneBaselines(dataclasses.replace(S.lanes, min_samples=2, window_days=2))
+    for hour in (10, 20):
+        lanes.add_delivery("ZTO", "广东", "浙江", T0 + (hour - 5) * H, T0 + hour * H)
+    signed = T0 + 20 * H
+    assert lanes.transit_limit("ZTO", "广东", "浙江", signed + 1)[1:] == ("lane", 2)
+    assert lanes.transit_limit("ZTO", "广东", "浙江", signed)[1:] == ("default_sla", 0)  # the 20 h sample: not yet
+    oldest = T0 + 10 * H
+    assert lanes.transit_limit("ZTO", "广东", "浙江", oldest + lanes.window + 1)[1:] == ("default_sla", 0)
+    assert lanes.transit_limit("ZTO", "广东", "浙江", oldest + lanes.window)[1:] == ("lane", 2)  # still in
+    assert lanes.transit_limit("ZTO", "广东", "浙江", oldest + lanes.window + 1)[1:] == ("default_sla", 0)

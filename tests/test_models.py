@@ -353,3 +353,47 @@ def test_receipt_extended_without_deadline_message() -> None:
 
 def test_zero_order_value_is_valid() -> None:
     assert parse_order_event(order(order_value=0)).order_value == 0.0
+
+
+# -- optional fields: absent, null and empty all mean "not given"; a present value is still checked -------------
+
+
+@pytest.mark.parametrize("missing", [..., None, ""])
+def test_optional_tracking_fields_absent_null_or_empty_are_none(missing: Any) -> None:
+    up = parse_tracking_update(orjson.dumps(tracking(province=missing, city=missing, raw_code=missing, raw_text=missing, source=missing)))
+    assert (up.province, up.city, up.raw_code, up.raw_text, up.source) == (None, None, None, None, "generic")
+
+
+@pytest.mark.parametrize("missing", [..., None, ""])
+def test_optional_order_fields_absent_null_or_empty_are_none(missing: Any) -> None:
+    ev = parse_order_event(orjson.dumps(order(
+        origin_province=missing, destination_province=missing, destination_city=missing, category=missing,
+    )))
+    assert (ev.origin_province, ev.destination_province, ev.destination_city, ev.category) == (None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "problem"),
+    [
+        ({"city": 5}, "city", "expected a string, got int"),
+        ({"source": ["x"]}, "source", "expected a string, got list"),
+        ({"raw_code": "x" * 41}, "raw_code", "is longer than 40 characters (41)"),
+        ({"province": "火星"}, "province", "unknown province '火星'"),
+    ],
+)
+def test_present_optional_tracking_fields_are_still_validated(over: dict[str, Any], field: str, problem: str) -> None:
+    err = tracking_error(**over)
+    assert (err.field, err.problem) == (field, problem)
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "problem"),
+    [
+        ({"category": 1.5}, "category", "expected a string, got float"),
+        ({"destination_city": "x" * 41}, "destination_city", "is longer than 40 characters (41)"),
+        ({"origin_province": "火星"}, "origin_province", "unknown province '火星'"),
+    ],
+)
+def test_present_optional_order_fields_are_still_validated(over: dict[str, Any], field: str, problem: str) -> None:
+    err = order_error(**over)
+    assert (err.field, err.problem) == (field, problem)

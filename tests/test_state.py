@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import fields
 
@@ -257,3 +258,34 @@ def test_decode_of_longer_newer_encoding_ignores_extra_values() -> None:
     s = full_state()
     values = [*orjson.loads(s.encode()), "from-a-newer-version"]
     assert ParcelState.decode(orjson.dumps(values)) == s
+
+
+# -- order facts encoding ----------------------------------------------------------------------------------
+
+
+def _facts() -> OrderFacts:
+    return OrderFacts(
+        "TB1", "shop-a", "taobao", paid_at=T0, shipped_at=T0 + H, order_value=99.5, category="beauty",
+        origin_province="广东", destination_province="浙江", destination_city="杭州市", parcels=["ZTO:731"],
+    )
+
+
+def test_order_facts_json_is_an_object_of_every_field_in_order() -> None:
+    facts = _facts()
+    doc = orjson.loads(facts.to_json())
+    assert list(doc) == [f.name for f in fields(OrderFacts)]
+    assert doc["destination_city"] == "杭州市"
+    assert OrderFacts.from_json(facts.to_json()) == facts
+
+
+def test_order_facts_from_reordered_or_shorter_json() -> None:
+    """Records written by another version (fields reordered, fields missing) still decode by name."""
+    facts = _facts()
+    doc = orjson.loads(facts.to_json())
+    reordered = dict(reversed(list(doc.items())))
+    assert OrderFacts.from_json(orjson.dumps(reordered)) == facts
+    shorter = {k: v for k, v in doc.items() if k not in ("destination_city", "parcels")}
+    assert OrderFacts.from_json(orjson.dumps(shorter)) == dataclasses.replace(facts, destination_city=None, parcels=[])
+    with pytest.raises(TypeError):
+        OrderFacts.from_dict({**doc, "from_a_newer_version": 1})
+
