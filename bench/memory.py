@@ -59,7 +59,8 @@ def rocksdb_store(parcels: int) -> list[tuple[int, int]]:
     from rocksdict import Rdict
 
     sample_state = OrderFacts(order_id="TB000000000001", shop="shop-1", platform="taobao").to_json()
-    samples: list[tuple[int, int]] = []
+    # RSS before the first write: the process may still hold what the memory-store run allocated.
+    samples: list[tuple[int, int]] = [(0, rss())]
     tmp = Path(tempfile.mkdtemp(prefix="pw-rocks-"))
     try:
         db = Rdict(str(tmp / "parcel-state"))
