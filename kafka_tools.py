@@ -118,3 +118,64 @@ def patch_producer_buffer_flush() -> None:
 
     ProducerBuffer.flush = flush  # type: ignore[method-assign]
     _flush_patched = True
+
+
+class SendFailed(Exception):
+    """A record the worker produced was not accepted by the broker: no offset may be committed now."""
+
+
+# The first failed sends since this process started ("topic: error"), kept for /healthz and the error.
+send_failures: list[str] = []
+_MAX_KEPT = 10
+_send_guard_patched = False
+
+
+def raise_if_a_send_failed() -> None:
+    """Refuse to go on committing once any record failed to send (see ``patch_send_failure_guard``)."""
+    if send_failures:
+        raise SendFailed(f"{len(send_failures)}+ record(s) failed to send, first: {send_failures[0]}; "
+                         "offsets are no longer committed, restart the worker to re-process from the last commit")
+
+
+def patch_send_failure_guard() -> None:
+    """Never commit an offset past a record that failed to send.
+
+    Faust only logs a warning when the broker rejects or times out a record sent without waiting
+    (``Topic._on_published``): table changelog writes and the order router's order facts are sent that
+    way. Its next commit then flushes the producer (the failed batch counts as done) and commits the
+    input offsets that record depended on, so the state change or the order facts are lost for good,
+    silently. Guarded: a failed send is recorded, every later producer flush (Faust flushes before each
+    commit) raises, so nothing is committed any more, and ``/healthz`` turns red so that the worker is
+    restarted and re-processes from its last good commit (at-least-once, as everywhere else).
+    """
+    global _send_guard_patched
+    if _send_guard_patched:
+        return
+    import logging
+
+    from faust.topics import Topic
+    from faust.transport.drivers.aiokafka import Producer
+
+    log = logging.getLogger("parcelwatch.kafka")
+    on_published = Topic._on_published
+    flush = Producer.flush
+
+    def _on_published(self: Any, fut: asyncio.Future[Any], message: Any, producer: Any, state: Any) -> None:
+        on_published(self, fut, message, producer, state)
+        if fut.cancelled() or fut.exception() is None:
+            return
+        failure = f"{self.get_topic_name()}: {type(fut.exception()).__name__}: {fut.exception()}"[:300]
+        if len(send_failures) < _MAX_KEPT:
+            send_failures.append(failure)
+        log.error("a record failed to send (%s): offsets are no longer committed; restart the worker", failure)
+
+    async def checked_flush(self: Any) -> None:
+        await flush(self)
+        # The batches just delivered resolve their futures first and run their send callbacks after:
+        # give those callbacks their turn before looking for failures.
+        await asyncio.sleep(0)
+        raise_if_a_send_failed()
+
+    Topic._on_published = _on_published  # type: ignore[method-assign]
+    Producer.flush = checked_flush  # type: ignore[method-assign]
+    _send_guard_patched = True

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 import config
-from kafka_tools import patch_producer_buffer_flush, patch_seek_to_committed
+from kafka_tools import patch_producer_buffer_flush, patch_seek_to_committed, patch_send_failure_guard
 
 log = logging.getLogger("parcelwatch")
 
@@ -26,6 +26,7 @@ embedded = _cfg.broker_kind == "embedded"
 
 patch_seek_to_committed()  # aiokafka#1003: never-committed partitions must be re-read, not skipped
 patch_producer_buffer_flush()  # offsets are committed only after the table writes they cover
+patch_send_failure_guard()  # ... and never past a record the broker did not accept
 
 if embedded:
     from embedded.tansu_compat import patch_highwaters

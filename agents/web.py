@@ -17,6 +17,7 @@ from faust import web
 import metrics as _metrics
 from issue_queue import Access, AccessDenied, day_bounds, label_issue, parse_day, to_csv, today, visible_shops
 from issue_store import ACTIVE_STATUSES, RESOLUTION_CODES, STATUSES
+from kafka_tools import send_failures
 from models import IssueKind, Severity
 
 from . import telemetry as metrics
@@ -370,6 +371,9 @@ class HealthView(web.View):
             checks["redis"] = {"ok": True, "sink_writing": redis_state["up"]}
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+        # A record the broker did not accept stops all commits (kafka_tools.patch_send_failure_guard):
+        # the worker must be restarted to re-process from its last commit.
+        checks["producer"] = {"ok": not send_failures, "failed_sends": list(send_failures)}
         recovered = app.tables.recovery.completed.is_set() and not app.rebalancing  # type: ignore[attr-defined]
         checks["tables"] = {
             "ok": recovered,

@@ -45,3 +45,66 @@ def test_a_real_cancellation_of_the_caller_still_propagates() -> None:
         return task.cancelled()
 
     assert asyncio.run(main()) is True
+
+
+# -- a record that failed to send stops every later commit ------------------------------------------------
+
+
+@pytest.fixture
+def guarded() -> Any:
+    import kafka_tools
+
+    kafka_tools.patch_send_failure_guard()
+    kafka_tools.send_failures.clear()
+    yield kafka_tools
+    kafka_tools.send_failures.clear()
+
+
+async def _published(topic: Any, error: BaseException | None) -> Any:
+    """Run Faust's send callback the way aiokafka's delivery does, with a result or an error."""
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+    message = topic.as_future_message(key=b"ZTO:1", value=b"{}")
+    topic._on_published(fut, message, producer=None, state=None)
+    return message
+
+
+class _Buffer:
+    async def flush(self) -> None:
+        return None
+
+
+class _ProducerStub:
+    """What Faust's aiokafka Producer.flush touches: its buffer, no aiokafka producer yet."""
+
+    def __init__(self) -> None:
+        self.buffer = _Buffer()
+        self._producer = None
+        self._transaction_producers: dict[str, Any] = {}
+
+
+def test_a_failed_send_makes_every_later_flush_refuse_so_nothing_is_committed(guarded: Any) -> None:
+    import faust
+    from aiokafka.errors import KafkaTimeoutError
+    from faust.transport.drivers.aiokafka import Producer
+
+    async def scenario() -> None:
+        app = faust.App("test-send-guard", broker="kafka://127.0.0.1:9", store="memory://")
+        topic = app.topic("parcelwatch-order-facts", key_type=bytes, value_type=bytes)
+
+        await _published(topic, None)
+        await Producer.flush(_ProducerStub())  # type: ignore[arg-type]  # all delivered: commits go ahead
+        assert guarded.send_failures == []
+
+        failed = await _published(topic, KafkaTimeoutError("batch expired"))
+        assert isinstance(failed.exception(), KafkaTimeoutError)  # Faust's own handling is kept
+        assert len(guarded.send_failures) == 1
+        assert guarded.send_failures[0].startswith("parcelwatch-order-facts: KafkaTimeoutError")
+        for _ in range(2):  # not once: every commit after the failure is refused
+            with pytest.raises(guarded.SendFailed, match="parcelwatch-order-facts"):
+                await Producer.flush(_ProducerStub())  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
