@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from . import ceiling, detector_core, memory, redis_sink, sweep
+from . import ceiling, detector_core, memory, records, redis_sink, sweep
 
 
 def main() -> None:
     steps = [
         ("detector core", lambda: detector_core.main(["--parcels", "10000"])),
+        # One sweep per 5,000 events: about what the ceiling's worker does (a tick every 5 s at ~1k/s).
+        ("records per event", lambda: records.main(["--events", "20000", "--tick-every", "5000"])),
         ("deadline sweep", lambda: sweep.main(["--large", "1000000"])),
         ("memory", lambda: memory.main(["--parcels", "1000000", "--rocksdb-parcels", "5000000"])),
         ("redis sink", lambda: redis_sink.main([])),

@@ -1,0 +1,99 @@
+"""Records per input event: what the worker's tables and topics would carry for a backlog, in process.
+
+The ceiling benchmark's simulated events (twelve days of traffic) go through the same processor and
+order router as the worker's, with dicts for tables that count every write and its bytes, and a clock
+at the wall-clock time as a worker catching up on that backlog has it (sweeps every ``--tick-every``
+events). Prints, per input event, the table writes (each one changelog record), the order-facts records,
+issue events and deliveries produced, and the Faust messages the worker would consume.
+Run: ``.venv/bin/python -m bench.records [--events 20000] [--tick-every 500]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import zlib
+from collections.abc import Iterator, MutableMapping
+
+import config
+from bench.ceiling import PARTITIONS, simulated_events
+from detectors import LaneBaselines
+from models import parse_order_event, parse_tracking_update
+from notifications import load_rules
+from processor import OrderRouter, Output, Processor, decode_order_facts
+
+
+class CountingTable(MutableMapping[str, bytes]):
+    """A dict that counts writes and the bytes written (in a Faust table, each write is a changelog record)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.writes = 0
+        self.bytes = 0
+
+    def __getitem__(self, key: str) -> bytes:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.writes += 1
+        self.bytes += len(key) + len(value)
+        self.data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.writes += 1  # a tombstone
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--tick-every", type=int, default=500, help="input events between two sweeps")
+    args = parser.parse_args(argv)
+    settings = config.load(env={})
+    states, index, orders = CountingTable(), CountingTable(), CountingTable()
+    processor = Processor(settings, LaneBaselines(settings.lanes), states, index, load_rules(), epoch=1)
+    router = OrderRouter(orders)
+    records = simulated_events(args.events)
+    now = time.time()
+    facts = issues = deliveries = 0
+
+    def collect(out: Output) -> None:
+        nonlocal issues, deliveries
+        issues += len(out.issues) + len(out.notifications)
+        deliveries += len(out.deliveries)
+
+    def partition(key: str) -> int:
+        return zlib.crc32(key.encode()) % PARTITIONS  # any stable spread will do for counting
+
+    for i, (kind, _key, value) in enumerate(records, 1):
+        if kind == "orders":
+            for subject, record in router.route(parse_order_event(value)):
+                facts += 1
+                s, f, at = decode_order_facts(record)
+                collect(processor.on_order_facts(partition(subject), s, f, at, now))
+        else:
+            update = parse_tracking_update(value)
+            collect(processor.on_tracking(partition(update.parcel_key), update, now))
+        if i % args.tick_every == 0:
+            for p in range(PARTITIONS):
+                collect(processor.on_tick(p, now + i / 1000))
+    n = len(records)
+    produced = states.writes + index.writes + orders.writes + facts + issues + deliveries
+    print(f"records: {n:,} input events of a twelve-day backlog, a sweep every {args.tick_every} events")
+    print(f"  parcel-state writes : {states.writes / n:5.2f} per event ({states.bytes / 2**20:6.1f} MiB)")
+    print(f"  deadline-index writes: {index.writes / n:5.2f} per event ({index.bytes / 2**20:6.1f} MiB)")
+    print(f"  orders writes       : {orders.writes / n:5.2f} per event ({orders.bytes / 2**20:6.1f} MiB)")
+    print(f"  order-facts records : {facts / n:5.2f} per event")
+    print(f"  issue events + notifications: {issues / n:5.2f} per event; deliveries {deliveries / n:5.2f}")
+    print(f"  records produced    : {produced / n:5.2f} per event; Faust messages consumed "
+          f"{(n + facts + issues) / n:5.2f} per event (inputs, order facts, issue events)")
+
+
+if __name__ == "__main__":
+    main()
