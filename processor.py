@@ -128,14 +128,14 @@ class Processor:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def load(self, subject: str) -> ParcelState:
+    def load(self, subject: str) -> tuple[bytes | None, ParcelState]:
+        """The stored bytes (None: a new subject) and the state decoded from them."""
         raw = self.states.get(subject)
-        return ParcelState() if raw is None else ParcelState.decode(raw)
+        return raw, ParcelState() if raw is None else ParcelState.decode(raw)
 
     def on_tracking(self, partition: int, update: TrackingUpdate, now: float) -> Output:
         subject = update.parcel_key
-        raw = self.states.get(subject)
-        state = ParcelState() if raw is None else ParcelState.decode(raw)
+        raw, state = self.load(subject)
         state.apply_tracking(update)
         out = Output()
         self._after_event(partition, subject, state, raw, update.event_time, now, out)
@@ -143,8 +143,7 @@ class Processor:
 
     def on_order_facts(self, partition: int, subject: str, facts: OrderFacts, at: float, now: float) -> Output:
         """Apply an order snapshot to one of its subjects; ``at`` is the event time of the order event."""
-        raw = self.states.get(subject)
-        state = ParcelState() if raw is None else ParcelState.decode(raw)
+        raw, state = self.load(subject)
         state.apply_order(facts)
         out = Output()
         self._after_event(partition, subject, state, raw, at, now, out)
@@ -190,10 +189,9 @@ class Processor:
             if not state.pickup_reported and state.pickup_at is not None:
                 state.pickup_reported = True
                 out.milestones.append((state.shop, state.shipped_at, state.pickup_at))
-        if not is_order and state.order_id is not None and self.notification_rules is not None:
-            pending = self._notify(subject, state, now, now, out)
-            if pending is not None:
-                next_at = pending if next_at is None else min(next_at, pending)
+        pending = self._notify(subject, state, now, now, out)
+        if pending is not None:
+            next_at = pending if next_at is None else min(next_at, pending)
         state.next_check_at = next_at
         self._file(partition, subject, state, now=now)
         encoded = state.encode()
@@ -301,7 +299,7 @@ class Processor:
         next_check_at = state.next_check_at
         if next_check_at is None:
             return
-        target = int(next_check_at // BUCKET_SECONDS)  # bucket_of, inlined: once per event
+        target = bucket_of(next_check_at)
         if state.indexed_bucket is not None and state.indexed_bucket <= target and state.index_epoch == self.epoch:
             return
         if cursor is None:
@@ -454,7 +452,7 @@ def _stages(state: ParcelState) -> tuple[tuple[str, float | None], ...]:
         transit = issues.get("transit_overdue")
         stale = issues.get("tracking_stale")
         if transit is not None:
-            # min() of the two opening times, the transit one first on a tie
+            # the earlier of the two openings
             delayed = stale[0] if stale is not None and stale[0] < transit[0] else transit[0]
         elif stale is not None:
             delayed = stale[0]
