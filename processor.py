@@ -159,6 +159,11 @@ class Processor:
         if open_issues:
             for kind in [k for k in open_issues if k not in findings]:
                 opened_at = open_issues[kind][0]
+                if now < opened_at:
+                    # Judged before the issue's opening (a clock behind the sweep that opened it, e.g. a
+                    # new leader's): absent there is not ended, and ending it here would be followed by a
+                    # re-opening of the same period, which the issue sink drops as a duplicate.
+                    continue
                 self._resolve(subject, state, kind, max(at, opened_at), out)
         next_at = ev.next_at
         if findings:
