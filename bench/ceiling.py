@@ -3,12 +3,13 @@
   (a) a bare aiokafka consumer that only decodes them with orjson  — the Python ceiling
   (b) an empty Faust agent that iterates them and does nothing       — the framework ceiling
   (b1) the same agent writing one table key per event                — the least a stateful app pays
+  (b1d) the same writes through changelog_writer (batched changelog)  — what a cheaper write path gives
   (c) the parcelwatch worker processing them fully (state, all detectors, issues to Redis)
 
 Each consumer starts after all N events are in the broker and is timed from its first event to its
 last; for (c) "last" is when the order facts the order router re-keyed to parcels (one more Faust
 message per order subject) have also gone through the parcel agent. Prints the rates and the ratios
-c/b, c/b1 and c/a; then (b) and (b1) again over records that carry ``--batch`` events each (the
+c/b, c/b1 and c/a; then (b), (b1) and (b1d) again over records that carry ``--batch`` events each (the
 proposal for getting past Faust's per-record cost). Run: ``.venv/bin/python -m bench.ceiling``
 (``--events N``, default 20000; ``--workers 2`` runs (c) with two workers in one group; ``--batch 0``
 skips the batched runs).
@@ -93,12 +94,14 @@ async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-def empty_agent(broker: TansuBroker, topic: str, n: int, table_writes: bool = False, batched: bool = False) -> float:
-    """Seconds the framework-ceiling agent (bench.empty_agent) takes for ``n`` events."""
+def empty_agent(broker: TansuBroker, topic: str, n: int, table_writes: bool | str = False, batched: bool = False) -> float:
+    """Seconds the framework-ceiling agent (bench.empty_agent) takes for ``n`` events (``table_writes``:
+    False, True for Faust table writes, or "direct" for the same writes through changelog_writer)."""
+    writes = table_writes if isinstance(table_writes, str) else "1" if table_writes else "0"
     with tempfile.TemporaryDirectory() as datadir:
         env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_TOPIC": topic, "BENCH_EVENTS": str(n),
                "BENCH_DATADIR": datadir, "BENCH_PARTITIONS": str(PARTITIONS),
-               "BENCH_TABLE_WRITES": "1" if table_writes else "0", "BENCH_BATCHED": "1" if batched else "0"}
+               "BENCH_TABLE_WRITES": writes, "BENCH_BATCHED": "1" if batched else "0"}
         proc = subprocess.run([sys.executable, "-m", "bench.empty_agent", "-L", "uvloop", "worker", "-l", "warn"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         # Faust routes a worker's stdout through its logger: find the line wherever it starts.
@@ -229,15 +232,18 @@ def main(argv: list[str] | None = None) -> None:
             a = asyncio.run(bare_consumer(broker.bootstrap, bench_topic, n))
             b = empty_agent(broker, bench_topic, n)
             b1 = empty_agent(broker, bench_topic, n, table_writes=True)
+            b1d = empty_agent(broker, bench_topic, n, table_writes="direct")
             c, c_cpu = parcelwatch_workers(broker, redis, n, args.workers, run_dir)
             if args.batch:
                 bb = empty_agent(broker, batched_topic, n, batched=True)
                 bb1 = empty_agent(broker, batched_topic, n, table_writes=True, batched=True)
-    ra, rb, rb1, rc = n / a, n / b, n / b1, n / c
+                bb1d = empty_agent(broker, batched_topic, n, table_writes="direct", batched=True)
+    ra, rb, rb1, rb1d, rc = n / a, n / b, n / b1, n / b1d, n / c
     print(f"events: {n} simulated (orders + tracking), {PARTITIONS} partitions, embedded Tansu broker")
     print(f"(a)  bare aiokafka + orjson decode           : {ra:10,.0f} events/s")
     print(f"(b)  empty Faust agent (uvloop)              : {rb:10,.0f} events/s")
     print(f"(b1) Faust agent, one table write per event  : {rb1:10,.0f} events/s   (b1/b = {rb1 / rb:.0%})")
+    print(f"(b1d) the same writes, changelog_writer      : {rb1d:10,.0f} events/s   (b1d/b = {rb1d / rb:.0%}, b1d/b1 = {rb1d / rb1:.1f}x)")
     print(f"(c)  parcelwatch, {args.workers} worker(s)                : {rc:10,.0f} events/s"
           f"   (worker CPU {c_cpu:.1f} s in {c:.1f} s wall: {c_cpu / c:.0%} of one core)")
     print(f"c/b = {rc / rb:.0%}   c/b1 = {rc / rb1:.0%}   c/a = {rc / ra:.1%}   (target c/b >= 60% on one core)")
@@ -245,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"records of {args.batch} events (what batching on the ingest side would give the framework):")
         print(f"(b*)  empty Faust agent                      : {n / bb:10,.0f} events/s   ({b / bb:.1f}x b)")
         print(f"(b1*) one table write per event              : {n / bb1:10,.0f} events/s   ({b1 / bb1:.1f}x b1)")
+        print(f"(b1d*) the same writes, changelog_writer     : {n / bb1d:10,.0f} events/s   ({b1d / bb1d:.1f}x b1d)")
 
 
 if __name__ == "__main__":

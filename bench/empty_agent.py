@@ -4,9 +4,11 @@ Started by ``bench.ceiling`` as ``python -m bench.empty_agent -L uvloop worker``
 ``DONE <events> <seconds>`` once it has seen ``BENCH_EVENTS`` events (timed from the first one).
 
 ``BENCH_TABLE_WRITES=1``: one raw-bytes table write per event (the event's key -> its value), the least
-a stateful Faust app does per event (each write is one changelog record). ``BENCH_BATCHED=1``: each
-record carries a JSON array of ``[key, event]`` pairs instead of one event (events are counted, not
-records), to measure what batching records on the ingest side would give.
+a stateful Faust app does per event (each write is one changelog record). ``BENCH_TABLE_WRITES=direct``:
+the same writes through ``changelog_writer.ChangelogWriter`` (the store, and changelog records appended
+to aiokafka record batches: no Faust message per record). ``BENCH_BATCHED=1``: each record carries a
+JSON array of ``[key, event]`` pairs instead of one event (events are counted, not records), to measure
+what batching records on the ingest side would give.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import orjson
 
 TOPIC = os.environ["BENCH_TOPIC"]
 EXPECTED = int(os.environ["BENCH_EVENTS"])
-TABLE_WRITES = os.environ.get("BENCH_TABLE_WRITES") == "1"
+TABLE_WRITES_MODE = os.environ.get("BENCH_TABLE_WRITES", "0")
+TABLE_WRITES = TABLE_WRITES_MODE in ("1", "direct")
+DIRECT = TABLE_WRITES_MODE == "direct"
 BATCHED = os.environ.get("BENCH_BATCHED") == "1"
 
 app = faust.App(
@@ -50,6 +54,18 @@ table = RawTable(app, name="bench-state", key_type=bytes, value_type=bytes,
                  partitions=int(os.environ.get("BENCH_PARTITIONS", "4")), beacon=app.tables.beacon)
 app.tables.add(table)
 
+if DIRECT:
+    from changelog_writer import ChangelogWriter
+
+    writer = ChangelogWriter(app)
+
+    def write(key: bytes, value: bytes) -> None:
+        writer.set(table, key, value)
+else:
+
+    def write(key: bytes, value: bytes) -> None:
+        table[key] = value
+
 
 class Counter:
     seen = 0
@@ -73,11 +89,11 @@ async def count(stream: faust.StreamT[bytes]) -> None:
             pairs = orjson.loads(event.value)
             if TABLE_WRITES:
                 for key, value in pairs:
-                    table[key.encode()] = orjson.dumps(value)
+                    write(key.encode(), orjson.dumps(value))
             Counter.add(len(pairs))
         else:
             if TABLE_WRITES:
-                table[event.key] = event.value
+                write(event.key, event.value)
             Counter.add(1)
 
 

@@ -1,0 +1,456 @@
+"""changelog_writer on a real Tansu broker (loopback): what Faust reads back, when offsets are committed, failures.
+
+The worker tests run a small Faust app (``_worker_main`` below, started as its own process) with two raw
+tables fed by the same commands: ``state`` written through the ChangelogWriter, ``reference`` through
+Faust's own ``table[key] = value`` / ``del table[key]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from embedded.broker import TansuBroker
+from embedded.process import stop
+
+from .harness import ROOT, consume_all, produce
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+INPUT = "cw-input"
+
+
+# -- the worker under test (a separate process) -------------------------------------------------------------
+
+
+def _worker_main() -> None:
+    """A Faust worker configured by CW_* environment variables (see ``_start_worker``)."""
+    import faust
+    from faust.types import TP
+
+    from changelog_writer import ChangelogWriter
+    from embedded.tansu_compat import patch_highwaters
+    from kafka_tools import disable_worker_spinner, patch_producer_buffer_flush, patch_seek_to_committed, patch_send_failure_guard
+
+    env = os.environ
+    out = Path(env["CW_OUT"])
+    # The worker setup parcelwatch uses (agents/base.py).
+    patch_seek_to_committed()
+    patch_producer_buffer_flush()
+    patch_send_failure_guard()
+    patch_highwaters(env["CW_BROKER"].removeprefix("kafka://"))
+    disable_worker_spinner()
+
+    app = faust.App(
+        env["CW_APP"], broker=env["CW_BROKER"], store=env["CW_STORE"], datadir=env["CW_DATADIR"], web_enabled=False,
+        topic_partitions=PARTITIONS, broker_session_timeout=10, broker_heartbeat_interval=1,
+        broker_commit_interval=float(env["CW_COMMIT_INTERVAL"]), producer_linger=0.005,
+    )
+    topic = app.topic(INPUT, key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    class RawTable(faust.Table):  # as agents/base.py
+        def _serializer_from_type(self, typ: object) -> str:
+            return "raw"
+
+    def table(name: str) -> Any:
+        return app.tables.add(RawTable(app, name=name, key_type=str, value_type=bytes, partitions=PARTITIONS,
+                                       beacon=app.tables.beacon))
+
+    state, reference = table("state"), table("reference")
+    tables: Any = app.tables  # the TableManager: its recovery service says when recovery is complete
+    writer = ChangelogWriter(app, linger=float(env["CW_LINGER"]))
+    expected = int(env["CW_EXPECTED"])
+    slow = float(env.get("CW_SLOW", "0"))
+    seen = [0]
+
+    @app.agent(topic)
+    async def process(stream: Any) -> None:
+        async for event in stream.events():
+            cmd = json.loads(event.value)
+            if cmd["op"] == "set":
+                value = bytes.fromhex(cmd["value"])
+                writer.set(state, cmd["key"], value)
+                reference[cmd["key"]] = value
+            elif cmd["op"] == "del":
+                writer.delete(state, cmd["key"])
+                del reference[cmd["key"]]
+            else:  # "mark": one write that names the event's own partition and offset
+                writer.set(state, f"{event.message.partition}:{event.message.offset}", b"1")
+            seen[0] += 1
+            if seen[0] == expected:
+                (out / "processed").write_text(str(seen[0]))
+            if slow:
+                await asyncio.sleep(slow)
+
+    @app.timer(0.5)
+    async def dump() -> None:
+        """Once recovery is complete: both tables and the persisted changelog offsets, to dump.json."""
+        if not env.get("CW_DUMP") or (out / "dump.json").exists() or not tables.recovery.completed.is_set():
+            return
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == INPUT}
+        if len(assigned) < PARTITIONS:
+            return
+        doc = {
+            "state": {k: v.hex() for k, v in state.items()},
+            "reference": {k: v.hex() for k, v in reference.items()},
+            "persisted": {p: state.data.persisted_offset(TP(state.changelog_topic_name, p)) for p in range(PARTITIONS)},
+        }
+        (out / "dump.json.tmp").write_text(json.dumps(doc))
+        (out / "dump.json.tmp").rename(out / "dump.json")
+
+    app.main()
+
+
+if __name__ == "__main__":
+    _worker_main()
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+
+
+def _start_worker(broker: TansuBroker, run_dir: Path, name: str, *, app_id: str, store: str = "memory://", expected: int = 0,
+                  linger: float = 0.05, commit_interval: float = 0.5, dump: bool = False, slow: float = 0.0,
+                  datadir: Path | None = None) -> subprocess.Popen[bytes]:
+    out = run_dir / name
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CW_BROKER": broker.url, "CW_APP": app_id, "CW_STORE": store, "CW_OUT": str(out),
+           "CW_DATADIR": str(datadir or out / "data"), "CW_EXPECTED": str(expected), "CW_LINGER": str(linger),
+           "CW_COMMIT_INTERVAL": str(commit_interval), "CW_DUMP": "1" if dump else "", "CW_SLOW": str(slow),
+           "PYTHONUNBUFFERED": "1"}
+    log = (out / "worker.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "tests.test_changelog_writer", "worker", "-l", "info"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return path.read_text()
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    log = (path.parent / "worker.log").read_text(errors="replace")[-4000:]
+    raise TimeoutError(f"no {path.name} from the worker (exit {proc.poll()}):\n{log}")
+
+
+def _create_input(bootstrap: str) -> None:
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(INPUT, PARTITIONS, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+
+
+def _committed(bootstrap: str, group: str) -> dict[int, int]:
+    """The group's committed offset per input partition (0 where none)."""
+
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return {p: (await consumer.committed(TopicPartition(INPUT, p))) or 0 for p in range(PARTITIONS)}
+        finally:
+            try:
+                await consumer.stop()
+            except asyncio.CancelledError:
+                pass
+
+    return asyncio.run(run())
+
+
+def _changelog(bootstrap: str, app_id: str, table: str) -> list[Any]:
+    return sorted(consume_all(bootstrap, f"{app_id}-{table}-changelog"), key=lambda m: (m.partition, m.offset))
+
+
+def _commands(n_keys: int) -> list[tuple[str, bytes | None, bytes]]:
+    """Sets (raw bytes, non-UTF-8 included), overwrites, and deletes, spread over partitions.
+
+    No empty value after a delete of the same key: Faust's memory store drops a key whose latest value
+    is falsy when its recovery batch also holds a tombstone for it (``if not self.data[key]``), for its
+    own changelog as for the writer's."""
+    cmds: list[dict[str, str]] = []
+    for i in range(n_keys):
+        cmds.append({"op": "set", "key": f"k{i}", "value": (bytes([i % 256, 0xFF, 0xFE]) + f"v{i}".encode() * (i % 7)).hex()})
+    cmds.append({"op": "set", "key": "empty", "value": ""})  # an empty value that is never deleted is kept
+    for i in range(0, n_keys, 3):
+        cmds.append({"op": "set", "key": f"k{i}", "value": f"again-{i}".encode().hex()})
+    for i in range(0, n_keys, 5):
+        cmds.append({"op": "del", "key": f"k{i}"})
+    cmds.append({"op": "set", "key": "k5", "value": b"back".hex()})  # deleted, then written again
+    # Keyed by the table key: every command on a key lands on one partition, in order.
+    return [(INPUT, c["key"].encode(), json.dumps(c).encode()) for c in cmds]
+
+
+def _final_state(commands: list[tuple[str, bytes | None, bytes]]) -> dict[str, str]:
+    state: dict[str, str] = {}
+    for _, _, raw in commands:
+        c = json.loads(raw)
+        if c["op"] == "set":
+            state[c["key"]] = c["value"]
+        else:
+            state.pop(c["key"], None)
+    return state
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+# -- recovery: Faust reads the writer's changelog as its own ---------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_faust_recovers_the_writers_changelog_byte_identical_with_deletes(
+    tmp_path: Path, broker: TansuBroker, procs: list[subprocess.Popen[bytes]], store: str
+) -> None:
+    app_id = "cw-recovery"
+    _create_input(broker.bootstrap)
+    commands = _commands(120)
+    produce(broker.bootstrap, commands)
+    first = _start_worker(broker, tmp_path, "first", app_id=app_id, store=store, expected=len(commands))
+    procs.append(first)
+    _wait_file(tmp_path / "first" / "processed", first, 90)
+    deadline = time.monotonic() + 30  # every input offset committed, then a clean stop
+    while sum(_committed(broker.bootstrap, app_id).values()) < len(commands) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    stop(first, timeout=30)
+
+    # The changelog holds, partition by partition, exactly the records Faust wrote for the same commands.
+    written = _changelog(broker.bootstrap, app_id, "state")
+    faust_written = _changelog(broker.bootstrap, app_id, "reference")
+    assert len(written) == len(commands)
+    assert [(m.partition, m.key, m.value, list(m.headers)) for m in written] == \
+           [(m.partition, m.key, m.value, list(m.headers)) for m in faust_written]
+    assert sum(1 for m in written if m.value is None) == len(range(0, 120, 5))  # deletes are tombstones
+
+    # A fresh worker (no local data) rebuilds both tables from their changelogs with Faust's own recovery.
+    fresh = _start_worker(broker, tmp_path, "fresh", app_id=app_id, store=store, dump=True)
+    procs.append(fresh)
+    doc = json.loads(_wait_file(tmp_path / "fresh" / "dump.json", fresh, 90))
+    expected = _final_state(commands)
+    assert doc["state"] == expected
+    assert doc["reference"] == expected
+    stop(fresh, timeout=30)
+
+    if store.startswith("rocksdb"):
+        # The first worker's RocksDB files remember the last changelog offset written per partition, as
+        # Faust's _on_changelog_sent does for its own writes, so a restart on them re-reads nothing.
+        last = {p: max(m.offset for m in written if m.partition == p) for p in range(PARTITIONS)}
+        assert _persisted_offsets(tmp_path / "first" / "data", "state") == last
+        assert _persisted_offsets(tmp_path / "first" / "data", "reference") == last
+
+
+def _persisted_offsets(datadir: Path, table: str) -> dict[int, int | None]:
+    """The offset Faust's RocksDB store keeps per partition db (``Store.offset_key``), read offline."""
+    import rocksdict
+
+    out: dict[int, int | None] = {}
+    for p in range(PARTITIONS):
+        [path] = datadir.glob(f"*/tables/{table}-{p}.db")
+        db = rocksdict.Rdict(str(path), access_type=rocksdict.AccessType.read_only())
+        try:
+            raw = db.get(b"__faust\0offset__")
+        finally:
+            db.close()
+        out[p] = int(raw) if raw is not None else None
+    return out
+
+
+# -- no offset is committed before the writes it covers are acknowledged ---------------------------------------
+
+
+def test_no_offset_is_committed_ahead_of_the_writes_it_covers_even_under_kill_9(
+    tmp_path: Path, broker: TansuBroker, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """Writes linger 3 s in the writer while Faust commits every 0.2 s. Were a commit not to send and await
+    them first, it would cover events whose writes are still in memory, and kill -9 would lose them."""
+    app_id = "cw-commit"
+    _create_input(broker.bootstrap)
+    n = 2000
+    produce(broker.bootstrap, [(INPUT, f"e{i}".encode(), b'{"op": "mark"}') for i in range(n)])
+    worker = _start_worker(broker, tmp_path, "w", app_id=app_id, expected=n, linger=3.0, commit_interval=0.2, slow=0.004)
+    procs.append(worker)
+    deadline = time.monotonic() + 90
+    committed: dict[int, int] = {}
+    while time.monotonic() < deadline:
+        committed = _committed(broker.bootstrap, app_id)
+        if sum(committed.values()) >= 400:
+            break
+        assert worker.poll() is None, (tmp_path / "w" / "worker.log").read_text(errors="replace")[-3000:]
+        time.sleep(0.1)
+    worker.kill()  # no flush, no final commit
+    worker.wait(10)
+    committed = _committed(broker.bootstrap, app_id)
+    assert 400 <= sum(committed.values()) < n, committed  # killed mid-stream, after many commits
+
+    durable = {m.key.decode() for m in _changelog(broker.bootstrap, app_id, "state")}
+    lost = [f"{p}:{o}" for p, end in committed.items() for o in range(end) if f"{p}:{o}" not in durable]
+    assert not lost, f"{len(lost)} committed events have no changelog record, e.g. {lost[:5]}"
+
+
+# -- in process: failures, wait_acked, the event context ----------------------------------------------------
+
+
+class _Message:
+    def __init__(self, partition: int) -> None:
+        self.topic = INPUT
+        self.partition = partition
+
+
+class _Event:
+    def __init__(self, partition: int) -> None:
+        self.message = _Message(partition)
+
+
+class _InEvent:
+    """Run table writes as if an agent were processing an event of ``partition`` (Faust's current_event)."""
+
+    def __init__(self, partition: int) -> None:
+        self.event = _Event(partition)
+
+    def __enter__(self) -> None:
+        from faust.streams import _current_event
+
+        self.token = _current_event.set(weakref.ref(self.event))  # type: ignore[arg-type]
+
+    def __exit__(self, *exc: object) -> None:
+        from faust.streams import _current_event
+
+        _current_event.reset(self.token)
+
+
+@pytest.fixture
+def failures() -> Iterator[list[str]]:
+    """kafka_tools' process-wide failure list, empty before and after; the test's writers unregistered after."""
+    import changelog_writer
+    import kafka_tools
+
+    kafka_tools.send_failures.clear()
+    yield kafka_tools.send_failures
+    kafka_tools.send_failures.clear()
+    changelog_writer._writers.clear()
+
+
+async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float) -> tuple[Any, Any, Any]:
+    import faust
+
+    from changelog_writer import ChangelogWriter
+
+    class RawTable(faust.Table):
+        def _serializer_from_type(self, typ: object) -> str:
+            return "raw"
+
+    app = faust.App(app_id, broker=broker.url, store="memory://", producer_request_timeout=3, topic_partitions=PARTITIONS)
+    table: Any = app.tables.add(RawTable(app, name="state", key_type=str, value_type=bytes, partitions=PARTITIONS))
+    table._verified_source_topics_for_partitions.add(INPUT)  # no consumer here to compare partition counts
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(table.changelog_topic_name, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    writer = ChangelogWriter(app, linger=linger)
+    await app.producer.start()
+    return app, table, writer
+
+
+async def _read(bootstrap: str, topic: str, count: int, timeout: float = 10) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend(msgs)
+        return sorted(out, key=lambda m: (m.partition, m.offset))
+    finally:
+        try:
+            await consumer.stop()
+        except asyncio.CancelledError:
+            pass
+
+
+def test_wait_acked_sends_at_once_and_returns_when_the_broker_has_the_writes(broker: TansuBroker, failures: list[str]) -> None:
+    async def scenario() -> None:
+        app, table, writer = await _app_with_writer(broker, "cw-acked", linger=60.0)  # the linger never fires here
+        try:
+            with pytest.raises(TypeError, match="outside of stream"):
+                writer.set(table, "k", b"v")  # no event: no partition to write to (and RocksDB could not pick one)
+            with _InEvent(2):
+                writer.set(table, "a", b"\x00\xff1")
+                writer.set(table, "b", b"2")
+            with _InEvent(1):
+                writer.delete(table, "a")  # a tombstone on partition 1, and gone from the store
+                writer.delete(table, "never-there")  # no KeyError; the tombstone still says "absent"
+            assert writer.pending_records == 4
+            started = time.monotonic()
+            await asyncio.wait_for(writer.wait_acked(table), 10)
+            assert time.monotonic() - started < 5
+            assert writer.pending_records == 0
+            records = await _read(broker.bootstrap, table.changelog_topic_name, 4, timeout=3)
+            assert [(m.partition, m.key, m.value) for m in records] == [
+                (1, b"a", None), (1, b"never-there", None), (2, b"a", b"\x00\xff1"), (2, b"b", b"2")]
+            assert dict(table.data.items()) == {"b": b"2"}
+            await app.producer.flush()  # nothing failed: Faust's pre-commit flush goes through
+        finally:
+            await asyncio.wait_for(app.producer.stop(), 20)
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_batch_makes_this_and_every_later_producer_flush_raise(broker: TansuBroker, failures: list[str]) -> None:
+    import kafka_tools
+
+    async def scenario() -> None:
+        app, table, writer = await _app_with_writer(broker, "cw-failure", linger=60.0)
+        try:
+            with _InEvent(0):
+                writer.set(table, "before", b"1")
+            await app.producer.flush()  # Faust's pre-commit flush: sent, acknowledged, no error
+            assert failures == []
+            assert [m.key for m in await _read(broker.bootstrap, table.changelog_topic_name, 1)] == [b"before"]
+
+            broker.stop()  # the broker goes away: the next batch expires after producer_request_timeout (3 s)
+            with _InEvent(3):
+                writer.set(table, "lost", b"2")
+            wait = asyncio.create_task(writer.wait_acked(table))
+            with pytest.raises(kafka_tools.SendFailed, match=f"{table.changelog_topic_name}: "):
+                await asyncio.wait_for(app.producer.flush(), 30)
+            assert len(failures) == 1 and failures[0].startswith(table.changelog_topic_name)
+            with pytest.raises(kafka_tools.SendFailed):  # the writer that waited for its write hears of it too
+                await wait
+            for _ in range(2):  # not once: every later commit is refused, with nothing pending
+                with pytest.raises(kafka_tools.SendFailed):
+                    await app.producer.flush()
+        finally:
+            await asyncio.wait_for(app.producer.stop(), 30)
+
+    asyncio.run(scenario())
