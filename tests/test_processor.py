@@ -311,9 +311,9 @@ def test_a_new_exception_reason_is_one_update_not_an_update_per_event() -> None:
     assert [i for i in r.log if i["kind"] == "carrier_exception"] == []
 
 
-def test_a_late_event_does_not_resolve_and_reopen_later_issues() -> None:
-    """A re-check for a finding that started in the past must not walk back over issues opened since:
-    a resolve followed by an open of the same period is dropped as a duplicate by the issue sink."""
+def _stale_since_49h() -> Rig:
+    """A parcel picked up at T0 + 1 h with no scan since, swept hourly to T0 + 51 h: tracking_stale open
+    since T0 + 49 h; the issue log cleared."""
     r = Rig()
     r.tick(T0)
     r.order(shipped(T0))
@@ -322,6 +322,13 @@ def test_a_late_event_does_not_resolve_and_reopen_later_issues() -> None:
         r.tick(T0 + h * H)
     assert r.open_issues() == {("ZTO:1", "tracking_stale"): T0 + 49 * H}
     r.log.clear()
+    return r
+
+
+def test_a_late_event_does_not_resolve_and_reopen_later_issues() -> None:
+    """A re-check for a finding that started in the past must not walk back over issues opened since:
+    a resolve followed by an open of the same period is dropped as a duplicate by the issue sink."""
+    r = _stale_since_49h()
     # The buyer confirmed at T0 + 47 h; the event reaches us at T0 + 55 h.
     r.order(oev("confirmed", T0 + 47 * H), now=T0 + 55 * H)
     r.tick(T0 + 55 * H + 60)
@@ -333,14 +340,7 @@ def test_an_event_judged_before_an_opening_does_not_end_the_issue() -> None:
     """A clock behind the sweep that opened an issue (a new leader whose clock is behind) must not end
     it: the finding is absent there only because it had not started yet, and the re-opening that would
     follow is dropped by the issue sink."""
-    r = Rig()
-    r.tick(T0)
-    r.order(shipped(T0))
-    r.scan("picked_up", T0 + H)
-    for h in range(2, 52):
-        r.tick(T0 + h * H)
-    assert r.open_issues() == {("ZTO:1", "tracking_stale"): T0 + 49 * H}
-    r.log.clear()
+    r = _stale_since_49h()
     r.order(oev("paid", T0 - H), now=T0 + 30 * H)  # judged 19 h before the opening
     assert r.log == []
     assert r.open_issues() == {("ZTO:1", "tracking_stale"): T0 + 49 * H}
