@@ -8,14 +8,13 @@ table, the deadline index and the ticks are co-partitioned.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
-from typing import Any
 
 import faust
 
 import config
+from changelog_writer import ChangelogWriter
 from kafka_tools import patch_producer_buffer_flush, patch_seek_to_committed, patch_send_failure_guard
 
 log = logging.getLogger("parcelwatch")
@@ -51,6 +50,11 @@ app = faust.App(
     table_standby_replicas=0 if embedded else 1,
     web_in_thread=False,
 )
+
+# Every table write goes through this writer (changelog_writer.py): the same changelog records as
+# Faust's, batched per partition instead of one Faust send per record (~165 us each, the worker's main
+# cost), acknowledged before any offset is committed.
+writer = ChangelogWriter(app)
 
 T = settings.topics
 
@@ -101,31 +105,6 @@ class RawTable(faust.Table):
     def _serializer_from_type(self, typ: object) -> str:
         return "raw"
 
-    # Tables whose writes a caller waits on (see ``wait_acked``); the others keep no futures.
-    track_acks = False
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        # Keep each changelog write's future so a caller can wait for the broker's acknowledgement of
-        # exactly its own writes (``app.producer.flush()`` from inside an agent never returns here).
-        fut = super().send_changelog(*args, **kwargs)
-        if self.track_acks:
-            self.unacked.append(fut)
-        return fut
-
-    @property
-    def unacked(self) -> list[Any]:
-        try:
-            return self._unacked  # type: ignore[has-type,no-any-return]
-        except AttributeError:
-            self._unacked: list[Any] = []
-            return self._unacked
-
-    async def wait_acked(self) -> None:
-        """Wait until every changelog write sent so far is acknowledged by the broker."""
-        pending, self._unacked = self.unacked, []
-        if pending:
-            await asyncio.gather(*pending)
-
 
 def _table(name: str, help: str) -> RawTable:
     table = RawTable(
@@ -141,7 +120,4 @@ deadline_index = _table(
     '"{partition}:{bucket}[:{n}]" -> newline-separated subjects (chunks); "{partition}:{bucket}:tail" -> n; '
     '"{partition}:cursor" -> bucket',
 )
-# The parcel agent waits for these two before a sweep's removals (agents/parcels.py) and clears them
-# after every event.
-parcel_state.track_acks = deadline_index.track_acks = True
 order_table = _table("orders", "order id -> OrderFacts.to_json()")

@@ -18,11 +18,13 @@ from models import InvalidEvent, parse_order_event
 from processor import OrderRouter
 
 from . import telemetry as metrics
-from .base import T, app, order_facts_topic, order_table, orders_topic
+from .base import T, app, order_facts_topic, order_table, orders_topic, writer
 from .deadletter import dead_letter
+from .staging import StagedWrites
 
 log = logging.getLogger("parcelwatch.orders")
-router = OrderRouter(order_table)
+staged_orders = StagedWrites(order_table, writer)
+router = OrderRouter(staged_orders)
 
 
 @app.agent(orders_topic)
@@ -34,13 +36,17 @@ async def order_router(stream: StreamT[bytes]) -> None:
             ev = parse_order_event(event.value)
             if event.key is not None and event.key != ev.order_id:
                 raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
-            for subject, record in router.route(ev):
+            routed = router.route(ev)
+            staged_orders.flush()
+            for subject, record in routed:
                 await order_facts_topic.send(key=subject, value=record)
             metrics.observe_event(T.orders, "ok", time.time() - ev.event_time, time.perf_counter() - started)
         except InvalidEvent as exc:
+            staged_orders.discard()
             reason = await dead_letter(event, exc)
             metrics.observe_invalid(T.orders, reason)
         except Exception as exc:
+            staged_orders.discard()
             log.exception("failed to route order event %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             await dead_letter(event, exc)
             metrics.observe_invalid(T.orders, "processing_error")

@@ -36,6 +36,7 @@ from .base import (
     parcel_state,
     settings,
     ticks_topic,
+    writer,
 )
 from .deadletter import dead_letter
 from .staging import StagedWrites
@@ -44,8 +45,8 @@ log = logging.getLogger("parcelwatch.parcels")
 
 baselines = LaneBaselines(settings.lanes)
 notification_rules = load_rules()
-staged_states = StagedWrites(parcel_state)
-staged_index = StagedWrites(deadline_index)
+staged_states = StagedWrites(parcel_state, writer)
+staged_index = StagedWrites(deadline_index, writer)
 # A new index epoch for every worker process: filings made by an earlier process (which may have died
 # between its state and index writes) are re-checked instead of trusted (see processor.py).
 processor = Processor(settings, baselines, staged_states, staged_index, notification_rules,
@@ -69,12 +70,9 @@ async def _emit(out: Output) -> None:
     if out.index_removals:
         # A sweep's removals go last: only once its re-filings and states are acknowledged can the
         # swept buckets and the old cursor go without risking a subject that is filed nowhere.
-        await asyncio.gather(parcel_state.wait_acked(), deadline_index.wait_acked())
+        await writer.wait_acked(parcel_state, deadline_index)
         processor.apply_index_removals(out)
         staged_index.flush()
-    else:
-        parcel_state.unacked.clear()
-        deadline_index.unacked.clear()
     for shop, shipped_at, picked_up_at in out.milestones:
         if picked_up_at is None:
             metrics.observe_shipment(shop)

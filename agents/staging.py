@@ -10,6 +10,7 @@ committed) and re-sends the issue, which the Redis sink ignores as a duplicate.
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 _DELETED = object()
 
@@ -17,8 +18,11 @@ _DELETED = object()
 class StagedWrites(MutableMapping[str, bytes]):
     """A view of ``base`` whose writes and deletes are kept aside until ``flush`` (or ``discard``)."""
 
-    def __init__(self, base: MutableMapping[str, bytes]) -> None:
+    def __init__(self, base: MutableMapping[str, bytes], writer: Any = None) -> None:
+        """``writer``: a ``changelog_writer.ChangelogWriter`` that ``base`` (a Faust table) is written
+        through; None writes ``base`` directly (dicts in tests)."""
         self.base = base
+        self.writer = writer
         self._pending: dict[str, object] = {}
 
     def __getitem__(self, key: str) -> bytes:
@@ -50,9 +54,15 @@ class StagedWrites(MutableMapping[str, bytes]):
         return len(self.base)
 
     def flush(self) -> None:
-        # Each assignment writes one changelog record (reassign, never mutate: a Faust table lesson).
+        # Each write is one changelog record (reassign, never mutate: a Faust table lesson).
+        writer = self.writer
         for key, value in self._pending.items():
-            if value is _DELETED:
+            if writer is not None:
+                if value is _DELETED:
+                    writer.delete(self.base, key)
+                else:
+                    writer.set(self.base, key, value)
+            elif value is _DELETED:
                 self.base.pop(key, None)
             else:
                 self.base[key] = value  # type: ignore[assignment]
