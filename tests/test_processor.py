@@ -329,6 +329,26 @@ def test_a_late_event_does_not_resolve_and_reopen_later_issues() -> None:
     assert r.open_issues() == {("ZTO:1", "tracking_stale"): T0 + 49 * H, ("ZTO:1", "confirmed_unsigned"): T0 + 47 * H}
 
 
+def test_an_event_judged_before_an_opening_does_not_end_the_issue() -> None:
+    """A clock behind the sweep that opened an issue (the catch-up clock held back by a slower input, a
+    leader whose clock is behind) must not end it: the finding is absent there only because it had not
+    started yet, and the re-opening that would follow is dropped by the issue sink."""
+    r = Rig()
+    r.tick(T0)
+    r.order(shipped(T0))
+    r.scan("picked_up", T0 + H)
+    for h in range(2, 52):
+        r.tick(T0 + h * H)
+    assert r.open_issues() == {("ZTO:1", "tracking_stale"): T0 + 49 * H}
+    r.log.clear()
+    r.order(oev("paid", T0 - H), now=T0 + 30 * H)  # judged 19 h before the opening
+    assert r.log == []
+    assert r.open_issues() == {("ZTO:1", "tracking_stale"): T0 + 49 * H}
+    # The real end still ends it.
+    r.scan("signed", T0 + 53 * H)
+    assert brief(r.log) == [("resolve", "tracking_stale", iso(T0 + 49 * H), iso(T0 + 53 * H))]
+
+
 def test_a_first_filing_in_the_future_does_not_hold_back_earlier_deadlines() -> None:
     r = Rig()
     # The first event on the partition has its deadline two days out ...
