@@ -67,6 +67,18 @@ def test_redelivered_stream_events_change_nothing(redis_server: RedisServer) -> 
     assert counts == {("shop-a", "pickup_overdue", "auto_resolved"): 1}
 
 
+def test_an_issue_opened_at_a_time_with_microseconds_is_updated_and_resolved(redis_server: RedisServer) -> None:
+    # Deadlines come from event times (microseconds); Redis's cjson keeps 14 significant digits of the
+    # stored opened_ts, so an exact comparison dropped every later update and resolve as stale.
+    t = START + 3600.455486
+
+    async def go(store: IssueStore) -> tuple[list[str], list[str]]:
+        evs = [event("open", t), event("update", t, t + 100, severity="high"), event("resolve", t, t + 200)]
+        return await store.apply_events(evs), await store.apply_events(evs[:1])
+
+    assert run(redis_server, go) == (["opened", "updated", "auto_resolved"], ["duplicate"])
+
+
 def test_condition_returning_reopens_the_same_issue_with_history(redis_server: RedisServer) -> None:
     t = START + 3600
 
