@@ -21,9 +21,19 @@ every half second ("every order event of my partition q that arrived up to t has
 behind the facts it routed, each is one more input of that partition (``orders:q``). A router starved of
 fetches looks quiet without having caught up, so these inputs do not end by quiet: the router says when
 it has routed everything up to its partition's high watermark (a watermark at the wall clock), and only
-a router that vanished is outlived, after ``WATERMARK_HOLD_SECONDS``. Until every input
-has had a chance to report (``quiet_seconds`` after start), a lagging partition's clock stays at the
-first arrival it saw.
+a router that vanished is outlived, after ``WATERMARK_HOLD_SECONDS``.
+
+A partition cannot know how far behind an input is before that input has reported at all, so a lagging
+partition's clock stays at the first arrival it saw until every ``expected`` input (its tracking, and
+every order-router partition ``orders:q``) has reported, for at most ``REPORT_WAIT_SECONDS`` after its
+first record (and in any case for ``quiet_seconds`` after start). Without this, the hop through the
+router let the tracking backlog (already in the partition) run the clock to the end of the backlog
+before the first order facts and watermarks came through: the orders' ship deadlines were then judged
+days after the payment, and their shipped facts, still in flight, resolved every one of those issues.
+Measuring the wait from the process start did not help: Faust's start-up (group join, table recovery)
+took most of it before the first record was processed. A partition whose first record is fresh is live
+and does not wait (a live restart must not hold its deadlines): if an input of it then turns out to be
+far behind, the clock, already handed out at the wall clock, stays there.
 
 A partition's clock never goes back: an input that starts lagging later (the order router falling
 behind after a sweep already ran at a later time) holds the clock where it is instead of pulling it back,
@@ -38,6 +48,7 @@ partitions look lagging (``lagging_partitions`` shows it) and defers their deadl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -46,6 +57,10 @@ WATERMARK_PREFIX = b'{"watermark":'
 # A lagging router's watermarks hold a partition's clock at most this long after the last one (a router
 # that died mid-backlog must not hold deadlines for ever; its partitions' next owner sends its own).
 WATERMARK_HOLD_SECONDS = 300.0
+# How long a lagging partition waits (from its first record) for an expected input that has not reported
+# at all: an input that is silent (an orders partition with nothing to route, a router on another worker
+# that is live and only reports while behind) must not hold the partition's deadlines for ever.
+REPORT_WAIT_SECONDS = 60.0
 
 
 @dataclass(slots=True)
@@ -59,12 +74,17 @@ class _Input:
 class CatchUpClock:
     """Per partition: the wall clock while live, the arrival time of processed records while lagging."""
 
-    def __init__(self, lag_seconds: float, quiet_seconds: float, started_at: float) -> None:
-        """``lag_seconds`` <= 0 turns catching up off: always the wall clock (the behaviour before it)."""
+    def __init__(self, lag_seconds: float, quiet_seconds: float, started_at: float,
+                 expected: Iterable[str] = (), report_wait_seconds: float = REPORT_WAIT_SECONDS) -> None:
+        """``lag_seconds`` <= 0 turns catching up off: always the wall clock (the behaviour before it).
+        ``expected``: the inputs every partition must hear from before its clock leaves the first arrival."""
         self.lag_seconds = lag_seconds
         self.quiet_seconds = quiet_seconds
         self.started_at = started_at
+        self.expected = frozenset(expected)
+        self.report_wait_seconds = report_wait_seconds
         self._first: dict[int, float] = {}  # the first arrival seen per partition (held there at start)
+        self._first_seen: dict[int, float] = {}  # wall clock of the partition's first record
         self._inputs: dict[int, dict[str, _Input]] = {}
         self._given: dict[int, float] = {}  # the latest clock handed out per partition (it never goes back)
 
@@ -81,6 +101,7 @@ class CatchUpClock:
         if inputs is None:
             inputs = self._inputs[partition] = {}
             self._first[partition] = arrived
+            self._first_seen[partition] = wall
         behind = wall - arrived > self.lag_seconds
         known = inputs.get(source)
         if known is None:
@@ -101,13 +122,21 @@ class CatchUpClock:
         for known in inputs.values():
             if known.behind and wall - known.seen_at < known.hold and known.arrived < clock:
                 clock = known.arrived
-        if clock < wall and wall - self.started_at < self.quiet_seconds:
+        if (clock < wall and wall - self.started_at < self.quiet_seconds) or self._unheard(partition, inputs, wall):
             clock = min(clock, self._first[partition])  # not every input has reported yet
         given = self._given.get(partition, clock)
         if clock < given:
             return min(given, wall)
         self._given[partition] = clock
         return clock
+
+    def _unheard(self, partition: int, inputs: dict[str, _Input], wall: float) -> bool:
+        """``partition`` has seen a record from behind, some expected input has not reported on it yet,
+        and that input is still worth waiting for. (Not "the clock is behind": the inputs heard from may
+        all have gone quiet already, and a clock handed out at the wall clock never comes back.)"""
+        return (wall - self._first[partition] > self.lag_seconds
+                and wall - self._first_seen[partition] < self.report_wait_seconds
+                and not self.expected.issubset(inputs))
 
     def lagging_partitions(self, wall: float) -> list[int]:
         """The partitions whose clock is behind the wall clock at ``wall`` (for health and metrics)."""

@@ -53,8 +53,10 @@ processor = Processor(settings, baselines, staged_states, staged_index, notifica
                       epoch=secrets.randbits(31) | 1, defer_index_removals=True)
 # While a partition works through records that arrived long ago, its detectors and sweeps run at their
 # arrival time instead of the wall clock (clock.py): no spurious open/resolve pairs after an outage.
+# Every partition hears from its tracking and from each order-router partition before its clock moves.
 catch_up = CatchUpClock(_cfg.catch_up_after_seconds, quiet_seconds=max(10.0, 2 * _cfg.tick_interval_seconds),
-                        started_at=time.time())
+                        started_at=time.time(),
+                        expected=[T.tracking, *(f"orders:{q}" for q in range(_cfg.partitions))])
 metrics.track_catch_up(catch_up)
 
 

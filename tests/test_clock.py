@@ -95,6 +95,32 @@ def test_at_start_a_lagging_partition_waits_for_every_input_to_report() -> None:
     assert live.observe("tracking", 0, WALL, WALL + 1) == WALL + 1  # live records are not held
 
 
+def test_a_lagging_partition_waits_for_every_expected_input_to_report() -> None:
+    # Live: the tracking backlog already sits in the partition, the order facts come through the router a
+    # moment later. The tracking must not run the clock to the end of the backlog meanwhile (the orders'
+    # ship deadlines would be judged days late, and their shipped facts, in flight, resolve them). The
+    # wait counts from the partition's first record: the worker's start-up may take longer than that.
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, expected=["tracking", "orders:0", "orders:1"])
+    assert clock.observe("tracking", 0, WALL - 90 * HOUR, WALL) == WALL - 90 * HOUR
+    assert clock.observe("tracking", 0, WALL - 900, WALL + 1) == WALL - 90 * HOUR  # the whole backlog
+    assert clock.observe("orders:0", 0, WALL - 80 * HOUR, WALL + 5, hold=300) == WALL - 90 * HOUR  # orders:1 unheard
+    # ... even once the inputs heard from have gone quiet (the tracking here, the router's after its hold).
+    assert clock.now(0, WALL + 30) == WALL - 90 * HOUR
+    assert clock.now(0, WALL + 59) == WALL - 90 * HOUR
+    assert clock.observe("orders:1", 0, WALL - 85 * HOUR, WALL + 31, hold=300) == WALL - 85 * HOUR
+    # Another partition waits on its own.
+    assert clock.observe("tracking", 1, WALL - 900, WALL + 31) == WALL - 900
+
+
+def test_an_expected_input_that_never_reports_holds_the_clock_only_for_a_while() -> None:
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, expected=["tracking", "orders:0"], report_wait_seconds=60)
+    clock.observe("tracking", 0, WALL - 5 * HOUR, WALL)
+    assert clock.observe("tracking", 0, WALL - 4 * HOUR, WALL + 59) == WALL - 5 * HOUR
+    assert clock.observe("tracking", 0, WALL - 3 * HOUR, WALL + 60) == WALL - 3 * HOUR
+    # A live partition is never held.
+    assert clock.observe("tracking", 1, WALL + 1, WALL + 2) == WALL + 2
+
+
 def test_watermark_records() -> None:
     raw = encode_watermark(3, WALL - 5.5)
     assert decode_watermark(raw) == (3, WALL - 5.5)
