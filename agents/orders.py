@@ -67,7 +67,6 @@ async def order_router(stream: StreamT[bytes]) -> None:
     async for event in stream.events():
         msg = event.message
         started = time.perf_counter()
-        _routed[msg.partition] = msg.offset  # routed or dead-lettered: either way done with
         try:
             ev = parse_order_event(event.value)
             if event.key is not None and event.key != ev.order_id:
@@ -85,3 +84,6 @@ async def order_router(stream: StreamT[bytes]) -> None:
             log.exception("failed to route order event %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             await dead_letter(event, exc)
             metrics.observe_invalid(T.orders, "processing_error")
+        # Routed or dead-lettered: either way done with. Only now, after its facts were sent: the send
+        # awaits, and a caught-up watermark sent meanwhile would pass the facts still to come.
+        _routed[msg.partition] = msg.offset
