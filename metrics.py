@@ -57,6 +57,9 @@ SWEEP = Histogram("parcelwatch_deadline_sweep_seconds", "Duration of one partiti
 DUE = Counter("parcelwatch_deadline_due_total", "Subjects re-checked by deadline sweeps.", registry=REGISTRY)
 SWEEP_LAG = Gauge("parcelwatch_deadline_sweep_lag_seconds", "Wall clock minus the clock of the last sweep.",
                   registry=REGISTRY)
+CATCHING_UP = Gauge("parcelwatch_partitions_catching_up",
+                    "Partitions of this worker working through a backlog: their detectors and sweeps run at the "
+                    "backlog's arrival time, not the wall clock.", registry=REGISTRY)
 LANE_SAMPLES = Gauge("parcelwatch_lane_baseline_samples", "Deliveries learned per carrier and destination region.",
                      ["carrier", "region"], registry=REGISTRY)
 SHIPMENTS = Counter("parcelwatch_shipments_total", "Parcels shipped (waybill issued), by shop.", ["shop"],

@@ -133,24 +133,31 @@ class Processor:
         raw = self.states.get(subject)
         return raw, ParcelState() if raw is None else ParcelState.decode(raw)
 
-    def on_tracking(self, partition: int, update: TrackingUpdate, now: float) -> Output:
+    # ``now`` is the clock detectors judge at (the live worker's catch-up clock, see clock.py; a replay's
+    # event time); ``wall`` (default: ``now``) is the real time a buyer notification would go out at, for
+    # its age limit: a worker catching up must not send yesterday's "out for delivery" today.
+
+    def on_tracking(self, partition: int, update: TrackingUpdate, now: float, wall: float | None = None) -> Output:
         subject = update.parcel_key
         raw, state = self.load(subject)
         state.apply_tracking(update)
         out = Output()
-        self._after_event(partition, subject, state, raw, update.event_time, now, out)
+        self._after_event(partition, subject, state, raw, update.event_time, now, now if wall is None else wall, out)
         return out
 
-    def on_order_facts(self, partition: int, subject: str, facts: OrderFacts, at: float, now: float) -> Output:
+    def on_order_facts(
+        self, partition: int, subject: str, facts: OrderFacts, at: float, now: float, wall: float | None = None
+    ) -> Output:
         """Apply an order snapshot to one of its subjects; ``at`` is the event time of the order event."""
         raw, state = self.load(subject)
         state.apply_order(facts)
         out = Output()
-        self._after_event(partition, subject, state, raw, at, now, out)
+        self._after_event(partition, subject, state, raw, at, now, now if wall is None else wall, out)
         return out
 
     def _after_event(
-        self, partition: int, subject: str, state: ParcelState, raw: bytes | None, at: float, now: float, out: Output
+        self, partition: int, subject: str, state: ParcelState, raw: bytes | None, at: float, now: float, wall: float,
+        out: Output,
     ) -> None:
         """``raw``: the stored state the event was applied to (None: a new subject)."""
         ev = evaluate(subject, state, now, self.ctx)
@@ -194,7 +201,7 @@ class Processor:
             if not state.pickup_reported and state.pickup_at is not None:
                 state.pickup_reported = True
                 out.milestones.append((state.shop, state.shipped_at, state.pickup_at))
-        pending = self._notify(subject, state, now, now, out)
+        pending = self._notify(subject, state, now, wall, out)
         if pending is not None:
             next_at = pending if next_at is None else min(next_at, pending)
         state.next_check_at = next_at
@@ -207,9 +214,11 @@ class Processor:
 
     # -- deadline sweep -----------------------------------------------------------------------------
 
-    def on_tick(self, partition: int, now: float) -> Output:
+    def on_tick(self, partition: int, now: float, wall: float | None = None) -> Output:
         """Re-check every subject of ``partition`` whose deadline is at or before ``now``."""
         out = Output()
+        if wall is None:
+            wall = now
         cursor_key = f"{partition}:cursor"
         raw_cursor = self.index.get(cursor_key)
         last = bucket_of(now)
@@ -240,7 +249,7 @@ class Processor:
                     continue  # filed under another bucket since: that entry is the live one
                 state.indexed_bucket = None
                 out.due += 1
-                self._advance(subject, state, now, out)
+                self._advance(subject, state, now, wall, out)
                 self._file(partition, subject, state, cursor=last)
                 encoded = state.encode()
                 if encoded != raw_state:
@@ -264,7 +273,7 @@ class Processor:
                 self.index[key] = value
         out.index_removals.clear()
 
-    def _advance(self, subject: str, state: ParcelState, now: float, out: Output) -> None:
+    def _advance(self, subject: str, state: ParcelState, now: float, wall: float, out: Output) -> None:
         """Walk the subject's timeline from its due time to ``now``, one deadline at a time."""
         t = state.next_check_at
         if t is None or t > now:
@@ -273,7 +282,7 @@ class Processor:
         for _ in range(MAX_STEPS_PER_SWEEP):
             ev = evaluate(subject, state, t, self.ctx)
             self._reconcile(subject, state, ev, t, out)
-            pending = self._notify(subject, state, t, now, out)
+            pending = self._notify(subject, state, t, wall, out)
             nxt = ev.next_at if pending is None else pending if ev.next_at is None else min(ev.next_at, pending)
             if nxt is None or nxt > now or nxt <= t:
                 break
@@ -327,7 +336,7 @@ class Processor:
     def _notify(self, subject: str, state: ParcelState, t: float, now: float, out: Output) -> float | None:
         """Emit each newly reached stage's notification once; returns the earliest deferred send time.
 
-        ``t`` is the time the timeline is evaluated at, ``now`` the processing clock (for the age limit).
+        ``t`` is the time the timeline is evaluated at, ``now`` the wall clock (for the age limit).
         """
         rules = self.notification_rules
         if rules is None or subject.startswith(ORDER_SUBJECT_PREFIX) or state.order_id is None:

@@ -12,19 +12,56 @@ from __future__ import annotations
 import logging
 import time
 
-from faust.types import StreamT
+from faust.types import TP, StreamT
 
+from clock import encode_watermark
 from models import InvalidEvent, parse_order_event
 from processor import OrderRouter
 
 from . import telemetry as metrics
-from .base import T, app, order_facts_topic, order_table, orders_topic, writer
+from .base import T, _cfg, app, order_facts_topic, order_table, orders_topic, writer
 from .deadletter import dead_letter
 from .staging import StagedWrites
 
 log = logging.getLogger("parcelwatch.orders")
 staged_orders = StagedWrites(order_table, writer)
 router = OrderRouter(staged_orders)
+WATERMARK_EVERY_SECONDS = 0.5
+_watermark_sent: dict[int, float] = {}  # orders partition -> wall clock of its last watermark
+_routed: dict[int, int] = {}  # orders partition -> offset of the last order event routed
+_lagging: set[int] = set()  # orders partitions that sent watermarks and have not said they caught up
+
+
+async def _broadcast(source_partition: int, arrived: float) -> None:
+    mark = encode_watermark(source_partition, arrived)
+    for partition in range(_cfg.partitions):
+        # Sent after the facts routed so far: on each partition the watermark is queued behind them.
+        await order_facts_topic.send(key=f"watermark:{source_partition}", value=mark, partition=partition,
+                                     timestamp=arrived)
+
+
+async def _send_watermark(source_partition: int, arrived: float | None, wall: float) -> None:
+    """While this partition's order events are old, tell every parcel partition how far routing got
+    (clock.py): a parcel partition catching up must not judge parcels ahead of their order facts."""
+    lag = _cfg.catch_up_after_seconds
+    if lag <= 0 or arrived is None or wall - arrived <= lag:
+        return
+    if wall - _watermark_sent.get(source_partition, 0.0) < WATERMARK_EVERY_SECONDS:
+        return
+    _watermark_sent[source_partition] = wall
+    _lagging.add(source_partition)
+    await _broadcast(source_partition, arrived)
+
+
+@app.timer(interval=WATERMARK_EVERY_SECONDS)
+async def caught_up_watermarks() -> None:
+    """An orders partition routed up to its high watermark has caught up: a watermark at the wall clock
+    releases the parcel partitions it held (a router starved of fetches is not caught up: it holds)."""
+    for source_partition in sorted(_lagging):
+        highwater = app.consumer.highwater(TP(T.orders, source_partition))
+        if highwater is not None and _routed.get(source_partition, -1) + 1 >= highwater:
+            _lagging.discard(source_partition)
+            await _broadcast(source_partition, time.time())
 
 
 @app.agent(orders_topic)
@@ -39,7 +76,10 @@ async def order_router(stream: StreamT[bytes]) -> None:
             routed = router.route(ev)
             staged_orders.flush()
             for subject, record in routed:
-                await order_facts_topic.send(key=subject, value=record)
+                # The order event's arrival time travels with its facts: the parcel agent's catch-up clock
+                # (clock.py) must see a backlog of old order events as old, not as just produced.
+                await order_facts_topic.send(key=subject, value=record, timestamp=msg.timestamp)
+            await _send_watermark(msg.partition, msg.timestamp, time.time())
             metrics.observe_event(T.orders, "ok", time.time() - ev.event_time, time.perf_counter() - started)
         except InvalidEvent as exc:
             staged_orders.discard()
@@ -50,3 +90,6 @@ async def order_router(stream: StreamT[bytes]) -> None:
             log.exception("failed to route order event %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             await dead_letter(event, exc)
             metrics.observe_invalid(T.orders, "processing_error")
+        # Routed or dead-lettered: either way done with. Only now, after its facts were sent: the send
+        # awaits, and a caught-up watermark sent meanwhile would pass the facts still to come.
+        _routed[msg.partition] = msg.offset

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import StreamT
 from mode import Service
 
+from clock import WATERMARK_HOLD_SECONDS, CatchUpClock, decode_watermark
 from detectors import LaneBaselines
 from kafka_tools import stop_consumer
 from models import InvalidEvent, parse_time, parse_tracking_update
@@ -51,6 +52,13 @@ staged_index = StagedWrites(deadline_index, writer)
 # between its state and index writes) are re-checked instead of trusted (see processor.py).
 processor = Processor(settings, baselines, staged_states, staged_index, notification_rules,
                       epoch=secrets.randbits(31) | 1, defer_index_removals=True)
+# While a partition works through records that arrived long ago, its detectors and sweeps run at their
+# arrival time instead of the wall clock (clock.py): no spurious open/resolve pairs after an outage.
+# Every partition hears from its tracking and from each order-router partition before its clock moves.
+catch_up = CatchUpClock(_cfg.catch_up_after_seconds, quiet_seconds=max(10.0, 2 * _cfg.tick_interval_seconds),
+                        started_at=time.time(),
+                        expected=[T.tracking, *(f"orders:{q}" for q in range(_cfg.partitions))])
+metrics.track_catch_up(catch_up)
 
 
 async def _emit(out: Output) -> None:
@@ -94,16 +102,24 @@ async def parcel_agent(stream: StreamT[bytes]) -> None:
             partition = msg.partition
             if topic == T.tracking:
                 update = parse_tracking_update(raw)
-                now = time.time()
-                out = processor.on_tracking(partition, update, now)
-                metrics.observe_event(topic, "ok", now - update.event_time, time.perf_counter() - started)
+                wall = time.time()
+                now = catch_up.observe(topic, partition, msg.timestamp, wall)
+                out = processor.on_tracking(partition, update, now, wall)
+                metrics.observe_event(topic, "ok", wall - update.event_time, time.perf_counter() - started)
             elif topic == T.order_facts:
+                mark = decode_watermark(raw)
+                if mark is not None:  # the order router's progress through a backlog (clock.py)
+                    catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
+                    continue
                 subject, facts, at = decode_order_facts(raw)
-                out = processor.on_order_facts(partition, subject, facts, at, time.time())
+                wall = time.time()
+                now = catch_up.observe(topic, partition, msg.timestamp, wall)
+                out = processor.on_order_facts(partition, subject, facts, at, now, wall)
                 metrics.observe_event(topic, "ok", None, time.perf_counter() - started)
             else:  # ticks
-                now = float(orjson.loads(raw)["now"])
-                out = processor.on_tick(partition, now)
+                wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
+                now = min(wall, catch_up.now(partition, time.time()))
+                out = processor.on_tick(partition, now, wall)
                 metrics.observe_sweep(partition, time.perf_counter() - started, out.due, now, processor)
             await _emit(out)
         except InvalidEvent as exc:

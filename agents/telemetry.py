@@ -27,6 +27,10 @@ metrics.REDIS_UP.set(1)
 metrics.SWEEP_LAG.set_function(lambda: max(0.0, time.time() - _last_sweep_clock[0]) if _last_sweep_clock[0] else 0.0)
 
 
+def track_catch_up(clock: Any) -> None:
+    metrics.CATCHING_UP.set_function(lambda: len(clock.lagging_partitions(time.time())))
+
+
 def observe_event(topic: str, outcome: str, lag_seconds: float | None, seconds: float) -> None:
     child = _consumed.get((topic, outcome))
     if child is None:

@@ -55,6 +55,7 @@ class AppSettings:
     session_timeout_seconds: float
     tick_interval_seconds: float
     producer_linger_ms: int
+    catch_up_after_seconds: float
 
     def validate(self, path: str) -> None:
         urls = [u.strip() for u in self.broker.split(";")]
@@ -72,6 +73,9 @@ class AppSettings:
         _positive(f"{path}.tick_interval_seconds", self.tick_interval_seconds)
         if self.producer_linger_ms < 0:
             raise ConfigError(f"{path}.producer_linger_ms", "must be >= 0")
+        if self.catch_up_after_seconds < 0:
+            raise ConfigError(f"{path}.catch_up_after_seconds", f"must be >= 0 (0 turns catching up off), "
+                              f"got {self.catch_up_after_seconds}")
 
 
 @dataclass(frozen=True)

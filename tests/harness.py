@@ -124,14 +124,20 @@ class Worker:
             self.proc.wait(10)
 
 
-def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
-    """Send (topic, key, value) records and wait until the broker acknowledged all of them."""
+def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]],
+            arrived: Iterable[float] | None = None) -> None:
+    """Send (topic, key, value) records and wait until the broker acknowledged all of them.
+
+    ``arrived``: each record's Kafka timestamp (epoch seconds), as if produced then (default: now)."""
 
     async def _run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await producer.start()
         try:
-            futures = [await producer.send(t, value=v, key=k) for t, k, v in records]
+            times = iter(arrived) if arrived is not None else None
+            futures = [await producer.send(t, value=v, key=k,
+                                           timestamp_ms=None if times is None else int(next(times) * 1000))
+                       for t, k, v in records]
             await asyncio.gather(*futures)
         finally:
             await producer.stop()

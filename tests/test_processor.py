@@ -337,9 +337,9 @@ def test_a_late_event_does_not_resolve_and_reopen_later_issues() -> None:
 
 
 def test_an_event_judged_before_an_opening_does_not_end_the_issue() -> None:
-    """A clock behind the sweep that opened an issue (a new leader whose clock is behind) must not end
-    it: the finding is absent there only because it had not started yet, and the re-opening that would
-    follow is dropped by the issue sink."""
+    """A clock behind the sweep that opened an issue (the catch-up clock held back by a slower input, a
+    new leader whose clock is behind) must not end it: the finding is absent there only because it had
+    not started yet, and the re-opening that would follow is dropped by the issue sink."""
     r = _stale_since_49h()
     r.order(oev("paid", T0 - H), now=T0 + 30 * H)  # judged 19 h before the opening
     assert r.log == []

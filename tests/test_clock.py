@@ -1,0 +1,240 @@
+"""The catch-up clock: the wall clock live, arrival time while a partition works through a backlog."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import pytest
+
+import config
+from clock import CatchUpClock, decode_watermark, encode_watermark
+from detectors import LaneBaselines
+from models import parse_order_event, parse_tracking_update
+from notifications import load_rules
+from processor import OrderRouter, Output, Processor, decode_order_facts
+from replay import Engine
+from simulator import Simulator
+
+WALL = 1_800_000_000.0
+HOUR = 3600.0
+
+
+def make_clock(lag: float = 120.0, quiet: float = 10.0) -> CatchUpClock:
+    return CatchUpClock(lag, quiet, started_at=WALL - HOUR)  # a worker up for an hour
+
+
+def test_live_records_run_at_the_wall_clock() -> None:
+    clock = make_clock()
+    assert clock.now(0, WALL) == WALL  # nothing seen yet
+    assert clock.observe("tracking", 0, WALL - 2, WALL) == WALL
+    assert clock.observe("tracking", 0, WALL - 119, WALL) == WALL  # within the lag allowed
+    assert clock.lagging_partitions(WALL) == []
+
+
+def test_a_backlog_runs_at_the_arrival_time_of_the_newest_record_processed() -> None:
+    clock = make_clock()
+    assert clock.observe("tracking", 0, WALL - 5 * HOUR, WALL) == WALL - 5 * HOUR
+    assert clock.observe("tracking", 0, WALL - 4 * HOUR, WALL + 0.1) == WALL - 4 * HOUR
+    # An older record (another producer's) does not move the clock back.
+    assert clock.observe("tracking", 0, WALL - 4.5 * HOUR, WALL + 0.2) == WALL - 4 * HOUR
+    assert clock.now(0, WALL + 1) == WALL - 4 * HOUR
+    assert clock.lagging_partitions(WALL + 1) == [0]
+    # Other partitions are not held back.
+    assert clock.now(1, WALL + 1) == WALL + 1
+
+
+def test_a_fresh_record_ends_the_catch_up() -> None:
+    clock = make_clock()
+    clock.observe("tracking", 0, WALL - 5 * HOUR, WALL)
+    assert clock.observe("tracking", 0, WALL + 1, WALL + 2) == WALL + 2
+    assert clock.now(0, WALL + 3) == WALL + 3
+
+
+def test_a_quiet_partition_returns_to_the_wall_clock() -> None:
+    # The backlog's last record was old and nothing came after it: once quiet for ``quiet`` seconds,
+    # deadlines must fire at the wall clock again (a lagging flag must never stick).
+    clock = make_clock(quiet=10)
+    clock.observe("tracking", 0, WALL - 5 * HOUR, WALL)
+    assert clock.now(0, WALL + 9) == WALL - 5 * HOUR
+    assert clock.now(0, WALL + 10) == WALL + 10
+    assert clock.lagging_partitions(WALL + 10) == []
+
+
+def test_the_input_furthest_behind_sets_the_clock() -> None:
+    # Order facts fresh, tracking still hours behind: the state is only as current as the tracking.
+    clock = make_clock()
+    clock.observe("tracking", 0, WALL - 3 * HOUR, WALL)
+    assert clock.observe("order-facts", 0, WALL - 1, WALL + 0.5) == WALL - 3 * HOUR
+    assert clock.observe("order-facts", 0, WALL - 6 * HOUR, WALL + 0.6) == WALL - 3 * HOUR
+    # Tracking caught up, but the order facts' newest arrival is behind: theirs now.
+    assert clock.observe("tracking", 0, WALL + 0.5, WALL + 0.7) == WALL - 1
+    assert clock.observe("order-facts", 0, WALL + 0.7, WALL + 0.8) == WALL + 0.8
+
+
+def test_the_clock_never_goes_back() -> None:
+    # A sweep ran at the tracking's arrival time; then the order facts start arriving from further back.
+    clock = make_clock()
+    assert clock.observe("tracking", 0, WALL - 2 * HOUR, WALL) == WALL - 2 * HOUR
+    assert clock.observe("order-facts", 0, WALL - 5 * HOUR, WALL + 1) == WALL - 2 * HOUR
+    assert clock.now(0, WALL + 2) == WALL - 2 * HOUR
+    # ... and moves on once the slowest input has passed where it stood.
+    clock.observe("tracking", 0, WALL - 1 * HOUR, WALL + 3)
+    assert clock.observe("order-facts", 0, WALL - 1.5 * HOUR, WALL + 4) == WALL - 1.5 * HOUR
+
+
+def test_at_start_a_lagging_partition_waits_for_every_input_to_report() -> None:
+    # The order router's first watermark comes a moment after the first tracking records: until the
+    # inputs had ``quiet`` seconds to report, the clock stays at the first arrival seen.
+    clock = CatchUpClock(120, 10, started_at=WALL)
+    assert clock.observe("tracking", 0, WALL - 9 * HOUR, WALL + 1) == WALL - 9 * HOUR
+    assert clock.observe("tracking", 0, WALL - 8 * HOUR, WALL + 2) == WALL - 9 * HOUR
+    assert clock.observe("orders:3", 0, WALL - 8.5 * HOUR, WALL + 3) == WALL - 9 * HOUR
+    assert clock.now(0, WALL + 10) == WALL - 8.5 * HOUR  # the router's watermark is the slowest input
+    live = CatchUpClock(120, 10, started_at=WALL)
+    assert live.observe("tracking", 0, WALL, WALL + 1) == WALL + 1  # live records are not held
+
+
+def test_a_lagging_partition_waits_for_every_expected_input_to_report() -> None:
+    # Live: the tracking backlog already sits in the partition, the order facts come through the router a
+    # moment later. The tracking must not run the clock to the end of the backlog meanwhile (the orders'
+    # ship deadlines would be judged days late, and their shipped facts, in flight, resolve them). The
+    # wait counts from the partition's first record: the worker's start-up may take longer than that.
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, expected=["tracking", "orders:0", "orders:1"])
+    assert clock.observe("tracking", 0, WALL - 90 * HOUR, WALL) == WALL - 90 * HOUR
+    assert clock.observe("tracking", 0, WALL - 900, WALL + 1) == WALL - 90 * HOUR  # the whole backlog
+    assert clock.observe("orders:0", 0, WALL - 80 * HOUR, WALL + 5, hold=300) == WALL - 90 * HOUR  # orders:1 unheard
+    # ... even once the inputs heard from have gone quiet (the tracking here, the router's after its hold).
+    assert clock.now(0, WALL + 30) == WALL - 90 * HOUR
+    assert clock.now(0, WALL + 59) == WALL - 90 * HOUR
+    assert clock.observe("orders:1", 0, WALL - 85 * HOUR, WALL + 31, hold=300) == WALL - 85 * HOUR
+    # Another partition waits on its own.
+    assert clock.observe("tracking", 1, WALL - 900, WALL + 31) == WALL - 900
+
+
+def test_an_expected_input_that_never_reports_holds_the_clock_only_for_a_while() -> None:
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, expected=["tracking", "orders:0"], report_wait_seconds=60)
+    clock.observe("tracking", 0, WALL - 5 * HOUR, WALL)
+    assert clock.observe("tracking", 0, WALL - 4 * HOUR, WALL + 59) == WALL - 5 * HOUR
+    assert clock.observe("tracking", 0, WALL - 3 * HOUR, WALL + 60) == WALL - 3 * HOUR
+    # A live partition is never held.
+    assert clock.observe("tracking", 1, WALL + 1, WALL + 2) == WALL + 2
+
+
+def test_watermark_records() -> None:
+    raw = encode_watermark(3, WALL - 5.5)
+    assert decode_watermark(raw) == (3, WALL - 5.5)
+    assert decode_watermark(b'{"at":1,"facts":{},"subject":"x"}') is None
+    assert decode_watermark(b'{"watermark":"soon"}') is None
+
+
+def test_missing_or_future_timestamps_count_as_live() -> None:
+    clock = make_clock()
+    assert clock.observe("tracking", 0, None, WALL) == WALL
+    assert clock.observe("tracking", 0, WALL + HOUR, WALL) == WALL  # a producer clock ahead of ours
+    assert clock.now(0, WALL + 1) == WALL + 1
+
+
+def test_zero_lag_turns_catching_up_off() -> None:
+    clock = make_clock(lag=0)
+    assert clock.observe("tracking", 0, WALL - 5 * HOUR, WALL) == WALL
+    assert clock.now(0, WALL) == WALL
+    assert clock.lagging_partitions(WALL) == []
+
+
+# -- a backlog through the processor: what a worker catching up after an outage raises ----------------
+
+PARTITIONS = 4
+
+
+def _partition(key: str) -> int:
+    return zlib.crc32(key.encode()) % PARTITIONS
+
+
+def _catch_up(records: list[Any], wall: float, lag_seconds: float) -> dict[tuple[str, float], dict[str, Any]]:
+    """Every issue (open or resolved) a worker raises working through ``records`` at wall clock ``wall``,
+    their arrival time being their event time; a sweep on every partition every 50 events."""
+    settings = config.load(env={})
+    states: dict[str, bytes] = {}
+    index: dict[str, bytes] = {}
+    baselines = LaneBaselines(settings.lanes)
+    processor = Processor(settings, baselines, states, index, load_rules(), epoch=1)
+    router = OrderRouter({})
+    clock = CatchUpClock(lag_seconds, quiet_seconds=10, started_at=wall - 60)
+    issues: dict[tuple[str, float], dict[str, Any]] = {}
+    processing = wall
+
+    def collect(out: Output) -> None:
+        for d in out.deliveries:
+            baselines.add_delivery(
+                d["carrier"], d["origin_province"], d["destination_province"], d["picked_up_at"], d["signed_at"])
+        for ev in out.issues:
+            key = (ev["issue_key"], ev["opened_at"])
+            if ev["action"] == "open":
+                issues[key] = {"resolved_at": None}
+            elif ev["action"] == "resolve":
+                issues[key]["resolved_at"] = ev["resolved_at"]
+
+    for i, (kind, _key, event) in enumerate(records, 1):
+        processing += 0.001  # a thousand events a second
+        if kind == "orders":
+            for _subject, record in router.route(parse_order_event(event.to_json())):
+                s, facts, at = decode_order_facts(record)
+                p = _partition(s)
+                now = clock.observe("order-facts", p, event.event_time, processing)
+                collect(processor.on_order_facts(p, s, facts, at, now, processing))
+        else:
+            update = parse_tracking_update(event.to_json())
+            p = _partition(update.parcel_key)
+            now = clock.observe("tracking", p, update.event_time, processing)
+            collect(processor.on_tracking(p, update, now, processing))
+        if i % 50 == 0:
+            for p in range(PARTITIONS):
+                collect(processor.on_tick(p, clock.now(p, processing), processing))
+    # Caught up and quiet: the next ticks run at the wall clock.
+    processing += 60
+    for p in range(PARTITIONS):
+        collect(processor.on_tick(p, clock.now(p, processing), processing))
+    return issues
+
+
+@pytest.fixture(scope="module")
+def backlog() -> tuple[list[Any], float]:
+    sim = Simulator(seed=23, start_time=WALL - 6 * 86400, mean_gap_seconds=600)
+    records = list(sim.events(400, until=WALL - 3600))
+    return records, WALL
+
+
+def _replayed(records: list[Any], until: float) -> dict[tuple[str, float], dict[str, Any]]:
+    engine = Engine(config.load(env={}))
+    for kind, _key, event in records:
+        t = event.event_time
+        engine.tick(t)
+        if kind == "orders":
+            engine.order(parse_order_event(event.to_json()), t)
+        else:
+            engine.tracking(parse_tracking_update(event.to_json()), t)
+    engine.tick(until)
+    return engine.result.issues
+
+
+def test_a_backlog_caught_up_raises_no_issue_that_live_never_had(backlog: tuple[list[Any], float]) -> None:
+    records, wall = backlog
+    replayed = _replayed(records, wall + 60)
+    caught_up = _catch_up(records, wall, lag_seconds=120)
+    spurious = sorted(set(caught_up) - set(replayed))
+    assert not spurious, f"{len(spurious)} issues the event-time replay never raised, e.g. {spurious[:3]}"
+    # The parcels that are really in trouble are raised, at the same instants as in the replay.
+    open_now = {k for k, v in caught_up.items() if v["resolved_at"] is None}
+    assert open_now == {k for k, v in replayed.items() if v["resolved_at"] is None}
+    assert len(open_now) >= 10
+
+
+def test_the_wall_clock_raises_spurious_pairs_on_the_same_backlog(backlog: tuple[list[Any], float]) -> None:
+    # What the catch-up clock removes (and proof that the test above can fail).
+    records, wall = backlog
+    replayed = _replayed(records, wall + 60)
+    at_wall_clock = _catch_up(records, wall, lag_seconds=0)
+    spurious = set(at_wall_clock) - set(replayed)
+    resolved = [k for k in spurious if at_wall_clock[k]["resolved_at"] is not None]
+    assert len(resolved) > 50
