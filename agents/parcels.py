@@ -110,6 +110,7 @@ async def parcel_agent(stream: StreamT[bytes]) -> None:
                 mark = decode_watermark(raw)
                 if mark is not None:  # the order router's progress through a backlog (clock.py)
                     catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
+                    metrics.observe_event(topic, "watermark", None, time.perf_counter() - started)
                     continue
                 subject, facts, at = decode_order_facts(raw)
                 wall = time.time()

@@ -1,10 +1,12 @@
 """Records per input event: what the worker's tables and topics would carry for a backlog, in process.
 
 The ceiling benchmark's simulated events (twelve days of traffic) go through the same processor and
-order router as the worker's, with dicts for tables that count every write and its bytes, and a clock
-at the wall-clock time as a worker catching up on that backlog has it (sweeps every ``--tick-every``
-events). Prints, per input event, the table writes (each one changelog record), the order-facts records,
-issue events and deliveries produced, and the Faust messages the worker would consume.
+order router as the worker's, with dicts for tables that count every write and its bytes, and sweeps
+every ``--tick-every`` events. Twice: with the clock at the wall-clock time (a worker catching up on that
+backlog judged it so before the catch-up clock), and with the catch-up clock (clock.py), the events having
+arrived at their event time. Prints, per input event, the table writes (each one changelog record), the
+order-facts records, issue events and deliveries produced, and the Faust messages the worker would
+consume.
 Run: ``.venv/bin/python -m bench.records [--events 20000] [--tick-every 500]``.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Iterator, MutableMapping
 
 import config
 from bench.ceiling import PARTITIONS, simulated_events
+from clock import CatchUpClock
 from detectors import LaneBaselines
 from models import parse_order_event, parse_tracking_update
 from notifications import load_rules
@@ -50,17 +53,14 @@ class CountingTable(MutableMapping[str, bytes]):
         return len(self.data)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--tick-every", type=int, default=500, help="input events between two sweeps")
-    args = parser.parse_args(argv)
+def run(records: list[tuple[str, bytes, bytes]], tick_every: int, catch_up: bool) -> None:
     settings = config.load(env={})
     states, index, orders = CountingTable(), CountingTable(), CountingTable()
     processor = Processor(settings, LaneBaselines(settings.lanes), states, index, load_rules(), epoch=1)
     router = OrderRouter(orders)
-    records = simulated_events(args.events)
-    now = time.time()
+    wall = time.time()
+    # Lag 0 turns the catch-up clock off: the wall clock throughout, as before it.
+    clock = CatchUpClock(settings.app.catch_up_after_seconds if catch_up else 0, 10, started_at=wall - 3600)
     facts = issues = deliveries = 0
 
     def collect(out: Output) -> None:
@@ -72,20 +72,27 @@ def main(argv: list[str] | None = None) -> None:
         return zlib.crc32(key.encode()) % PARTITIONS  # any stable spread will do for counting
 
     for i, (kind, _key, value) in enumerate(records, 1):
+        wall += 0.001  # a thousand events a second
         if kind == "orders":
-            for subject, record in router.route(parse_order_event(value)):
+            ev = parse_order_event(value)
+            for subject, record in router.route(ev):
                 facts += 1
                 s, f, at = decode_order_facts(record)
-                collect(processor.on_order_facts(partition(subject), s, f, at, now))
+                p = partition(subject)
+                now = clock.observe("order-facts", p, ev.event_time, wall)
+                collect(processor.on_order_facts(p, s, f, at, now, wall))
         else:
             update = parse_tracking_update(value)
-            collect(processor.on_tracking(partition(update.parcel_key), update, now))
-        if i % args.tick_every == 0:
+            p = partition(update.parcel_key)
+            now = clock.observe("tracking", p, update.event_time, wall)
+            collect(processor.on_tracking(p, update, now, wall))
+        if i % tick_every == 0:
             for p in range(PARTITIONS):
-                collect(processor.on_tick(p, now + i / 1000))
+                collect(processor.on_tick(p, clock.now(p, wall), wall))
     n = len(records)
     produced = states.writes + index.writes + orders.writes + facts + issues + deliveries
-    print(f"records: {n:,} input events of a twelve-day backlog, a sweep every {args.tick_every} events")
+    print(f"records: {n:,} input events of a twelve-day backlog, a sweep every {tick_every} events, "
+          f"{'catch-up clock (arrival = event time)' if catch_up else 'wall clock'}")
     print(f"  parcel-state writes : {states.writes / n:5.2f} per event ({states.bytes / 2**20:6.1f} MiB)")
     print(f"  deadline-index writes: {index.writes / n:5.2f} per event ({index.bytes / 2**20:6.1f} MiB)")
     print(f"  orders writes       : {orders.writes / n:5.2f} per event ({orders.bytes / 2**20:6.1f} MiB)")
@@ -93,6 +100,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  issue events + notifications: {issues / n:5.2f} per event; deliveries {deliveries / n:5.2f}")
     print(f"  records produced    : {produced / n:5.2f} per event; Faust messages consumed "
           f"{(n + facts + issues) / n:5.2f} per event (inputs, order facts, issue events)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--tick-every", type=int, default=500, help="input events between two sweeps")
+    args = parser.parse_args(argv)
+    records = simulated_events(args.events)
+    run(records, args.tick_every, catch_up=False)
+    run(records, args.tick_every, catch_up=True)
 
 
 if __name__ == "__main__":
