@@ -10,7 +10,10 @@ committed) and re-sends the issue, which the Redis sink ignores as a duplicate.
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from changelog_writer import ChangelogWriter
 
 _DELETED = object()
 
@@ -18,7 +21,7 @@ _DELETED = object()
 class StagedWrites(MutableMapping[str, bytes]):
     """A view of ``base`` whose writes and deletes are kept aside until ``flush`` (or ``discard``)."""
 
-    def __init__(self, base: MutableMapping[str, bytes], writer: Any = None) -> None:
+    def __init__(self, base: MutableMapping[str, bytes], writer: ChangelogWriter | None = None) -> None:
         """``writer``: a ``changelog_writer.ChangelogWriter`` that ``base`` (a Faust table) is written
         through; None writes ``base`` directly (dicts in tests)."""
         self.base = base
@@ -56,12 +59,13 @@ class StagedWrites(MutableMapping[str, bytes]):
     def flush(self) -> None:
         # Each write is one changelog record (reassign, never mutate: a Faust table lesson).
         writer = self.writer
+        table: Any = self.base  # a Faust table whenever a writer is given
         for key, value in self._pending.items():
             if writer is not None:
                 if value is _DELETED:
-                    writer.delete(self.base, key)
+                    writer.delete(table, key)
                 else:
-                    writer.set(self.base, key, value)
+                    writer.set(table, key, value)
             elif value is _DELETED:
                 self.base.pop(key, None)
             else:
