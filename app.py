@@ -94,9 +94,10 @@ async def queue(
     option("--seed", type=int, default=7, help="Random seed (same seed, same traffic)."),
     option("--bootstrap", default=None, help="host:port of the broker (default: from config)."),
     option("--jsonl", default=None, help="Write the events to this JSON Lines file instead of the broker."),
+    option("--batch", type=int, default=1, help="Up to this many events of one partition per record (batch records)."),
 )
 async def simulate(self: object, parcels: int, rate: float | None, days_back: float, seed: int,
-                   bootstrap: str | None, jsonl: str | None) -> None:
+                   bootstrap: str | None, jsonl: str | None, batch: int) -> None:
     """Demo traffic: realistic orders and tracking updates with a share of problem parcels."""
     import argparse
     import asyncio
@@ -104,7 +105,7 @@ async def simulate(self: object, parcels: int, rate: float | None, days_back: fl
     import simulator
 
     args = argparse.Namespace(parcels=parcels, rate=rate, days_back=days_back, seed=seed, bootstrap=bootstrap,
-                              jsonl=jsonl)
+                              jsonl=jsonl, batch=batch)
     # The simulator runs its own event loop (aiokafka producer); keep it off Faust's loop.
     await asyncio.get_running_loop().run_in_executor(None, simulator.run, args)
 

@@ -130,6 +130,12 @@ _MAX_KEPT = 10
 _send_guard_patched = False
 
 
+def note_send_failure(failure: str) -> None:
+    """Record a record that could not be sent ("topic: error"): from now on no offset is committed."""
+    if len(send_failures) < _MAX_KEPT:
+        send_failures.append(failure[:300])
+
+
 def raise_if_a_send_failed() -> None:
     """Refuse to go on committing once any record failed to send (see ``patch_send_failure_guard``)."""
     if send_failures:
@@ -165,8 +171,7 @@ def patch_send_failure_guard() -> None:
         if fut.cancelled() or fut.exception() is None:
             return
         failure = f"{self.get_topic_name()}: {type(fut.exception()).__name__}: {fut.exception()}"[:300]
-        if len(send_failures) < _MAX_KEPT:
-            send_failures.append(failure)
+        note_send_failure(failure)
         log.error("a record failed to send (%s): offsets are no longer committed; restart the worker", failure)
 
     async def checked_flush(self: Any) -> None:

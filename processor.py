@@ -551,6 +551,17 @@ def decode_order_facts(raw: bytes) -> tuple[str, OrderFacts, float]:
     """The order-facts record -> (subject, facts, event time of the order event)."""
     try:
         doc = orjson.loads(raw)
-        return doc["subject"], OrderFacts.from_dict(doc["facts"]), float(doc["at"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except orjson.JSONDecodeError as exc:
         raise InvalidEvent("$", f"malformed order-facts record: {exc}") from None
+    return order_facts_from_doc(doc)
+
+
+def order_facts_from_doc(doc: Any) -> tuple[str, OrderFacts, float]:
+    """One decoded order-facts record (or element of a batch record) -> (subject, facts, event time)."""
+    try:
+        subject = doc["subject"]
+        if not isinstance(subject, str):
+            raise TypeError(f"subject must be a string, got {type(subject).__name__}")
+        return subject, OrderFacts.from_dict(doc["facts"]), float(doc["at"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidEvent("$", f"malformed order-facts record: {type(exc).__name__}: {exc}") from None

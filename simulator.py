@@ -239,32 +239,56 @@ def write_jsonl(path: str | Path, records: Iterator[Record]) -> int:
 
 
 async def produce(bootstrap: str, records: Iterator[Record], rate: float | None, topics: dict[str, str],
-                  allow_future: bool = False) -> int:
+                  allow_future: bool = False, batch: int = 1) -> int:
     """Send records to Kafka; at most ``rate`` events/s, and never ahead of the wall clock
-    (an event waits until its time has come) unless ``allow_future``."""
+    (an event waits until its time has come) unless ``allow_future``. ``batch`` > 1: batch records
+    (batching.py), up to ``batch`` events of one partition to a record, as the ingest side sends them."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10)
+    from batching import encode_batches, partition_for
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, max_batch_size=1024 * 1024)
     await producer.start()
     sent = 0
     started = time.monotonic()
     last_report = started
+    pending: list[Any] = []
+    groups: dict[tuple[str, int], list[bytes]] = {}  # (topic, partition) -> events not yet sent
+    partitions: dict[str, int] = {}
+
+    async def send_group(topic: str, partition: int) -> None:
+        for record in encode_batches(groups.pop((topic, partition)), max_events=batch):
+            pending.append(await producer.send(topic, value=record, partition=partition))
+
+    async def drain() -> None:
+        for topic, partition in list(groups):
+            await send_group(topic, partition)
+        await asyncio.gather(*pending)
+        pending.clear()
+
     try:
-        pending: list[Any] = []
         for kind, key, event in records:
             if not allow_future:
                 wait = event.event_time - time.time()
                 if wait > 0:
-                    await asyncio.gather(*pending)
-                    pending.clear()
+                    await drain()
                     await asyncio.sleep(wait)
-            pending.append(await producer.send(topics[kind], value=event.to_json(), key=key))
+            topic = topics[kind]
+            if batch > 1:
+                if topic not in partitions:
+                    partitions[topic] = len(await producer.partitions_for(topic))
+                slot = (topic, partition_for(key, partitions[topic]))
+                group = groups.setdefault(slot, [])
+                group.append(event.to_json())
+                if len(group) >= batch:
+                    await send_group(*slot)
+            else:
+                pending.append(await producer.send(topic, value=event.to_json(), key=key))
             sent += 1
             if rate:
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0.05:
-                    await asyncio.gather(*pending)
-                    pending.clear()
+                    await drain()
                     await asyncio.sleep(ahead)
             if len(pending) >= 1000:
                 await asyncio.gather(*pending)
@@ -272,7 +296,7 @@ async def produce(bootstrap: str, records: Iterator[Record], rate: float | None,
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
                 print(f"simulator: {sent} events sent", flush=True)
-        await asyncio.gather(*pending)
+        await drain()
     finally:
         await producer.stop()
     return sent
@@ -285,6 +309,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--bootstrap", default=None, help="host:port of the broker (default: from config)")
     parser.add_argument("--jsonl", default=None, help="write the events to this JSON Lines file instead of Kafka")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="send up to this many events of one partition per record (batch records)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -301,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     bootstrap = args.bootstrap or settings.app.broker.split(";")[0].removeprefix("kafka://")
     topics = {"orders": settings.topics.orders, "tracking": settings.topics.tracking}
-    n = asyncio.run(produce(bootstrap, sim.events(args.parcels), args.rate, topics))
+    n = asyncio.run(produce(bootstrap, sim.events(args.parcels), args.rate, topics, batch=args.batch))
     print(f"simulator: sent {n} events")
     return 0
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
-from faust.types import TP, StreamT
+from faust.types import TP, EventT, StreamT
 
+from batching import decode_batch, encode_batches, is_batch, partition_for
 from clock import encode_watermark
+from kafka_tools import note_send_failure
 from models import InvalidEvent, parse_order_event
 from processor import OrderRouter
 
@@ -68,28 +71,67 @@ async def caught_up_watermarks() -> None:
 async def order_router(stream: StreamT[bytes]) -> None:
     async for event in stream.events():
         msg = event.message
-        started = time.perf_counter()
+        # Order facts go out one record per parcel partition (a batch record when it carries several):
+        # a batch of order events then costs the parcel agent a few records, not one per subject.
+        outgoing: dict[int, list[tuple[str, bytes]]] = {}
+        if is_batch(event.value):
+            try:
+                elements = decode_batch(event.value)
+            except InvalidEvent as exc:
+                elements = []
+                await _reject(event, exc)
+            for i, element in enumerate(elements):
+                await _route(event, element, outgoing, (i, element))
+        else:
+            await _route(event, event.value, outgoing, None)
         try:
-            ev = parse_order_event(event.value)
-            if event.key is not None and event.key != ev.order_id:
-                raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
-            routed = router.route(ev)
-            staged_orders.flush()
-            for subject, record in routed:
-                # The order event's arrival time travels with its facts: the parcel agent's catch-up clock
-                # (clock.py) must see a backlog of old order events as old, not as just produced.
-                await order_facts_topic.send(key=subject, value=record, timestamp=msg.timestamp)
+            for partition, facts in outgoing.items():
+                if len(facts) == 1:
+                    subject, record = facts[0]
+                    await order_facts_topic.send(key=subject, value=record, timestamp=msg.timestamp)
+                else:
+                    # (a batch of one partition's facts: at most MAX_BATCH_EVENTS each, in routing order)
+                    for batch in encode_batches(record for _, record in facts):
+                        await order_facts_topic.send(key=None, value=batch, partition=partition, timestamp=msg.timestamp)
             await _send_watermark(msg.partition, msg.timestamp, time.time())
-            metrics.observe_event(T.orders, "ok", time.time() - ev.event_time, time.perf_counter() - started)
-        except InvalidEvent as exc:
-            staged_orders.discard()
-            reason = await dead_letter(event, exc)
-            metrics.observe_invalid(T.orders, reason)
         except Exception as exc:
-            staged_orders.discard()
-            log.exception("failed to route order event %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-            await dead_letter(event, exc)
-            metrics.observe_invalid(T.orders, "processing_error")
+            # Not sent: no offset may be committed past these facts (as when the broker refuses them,
+            # kafka_tools.patch_send_failure_guard): recorded, commits stop, /healthz goes red.
+            log.exception("failed to send the order facts of %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+            note_send_failure(f"{T.order_facts}: {type(exc).__name__}: {exc}")
         # Routed or dead-lettered: either way done with. Only now, after its facts were sent: the send
         # awaits, and a caught-up watermark sent meanwhile would pass the facts still to come.
         _routed[msg.partition] = msg.offset
+
+
+async def _route(event: EventT, value: Any, outgoing: dict[int, list[tuple[str, bytes]]],
+                 element: tuple[int, Any] | None) -> None:
+    """Merge one order event into its order's facts; its snapshots are added to ``outgoing``."""
+    started = time.perf_counter()
+    try:
+        if element is not None and not isinstance(value, dict):
+            raise InvalidEvent("$", f"a batch element must be a JSON object, got {type(value).__name__}")
+        ev = parse_order_event(value)
+        if element is None and event.key is not None and event.key != ev.order_id:
+            raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
+        routed = router.route(ev)
+        staged_orders.flush()
+        # The order event's arrival time travels with its facts: the parcel agent's catch-up clock
+        # (clock.py) must see a backlog of old order events as old, not as just produced.
+        for subject, record in routed:
+            outgoing.setdefault(partition_for(subject, _cfg.partitions), []).append((subject, record))
+        metrics.observe_event(T.orders, "ok", time.time() - ev.event_time, time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001 - one bad event must never kill the agent
+        await _reject(event, exc, element)
+
+
+async def _reject(event: EventT, exc: Exception, element: tuple[int, Any] | None = None) -> None:
+    staged_orders.discard()
+    if isinstance(exc, InvalidEvent):
+        reason = await dead_letter(event, exc, element)
+        metrics.observe_invalid(T.orders, reason)
+    else:
+        msg = event.message
+        log.exception("failed to route order event %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+        await dead_letter(event, exc, element)
+        metrics.observe_invalid(T.orders, "processing_error")

@@ -11,18 +11,21 @@ import asyncio
 import logging
 import secrets
 import time
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import StreamT
+from faust.types import EventT, StreamT, TopicT
 from mode import Service
 
+from batching import decode_batch, is_batch, partition_for
 from clock import WATERMARK_HOLD_SECONDS, CatchUpClock, decode_watermark
 from detectors import LaneBaselines
 from kafka_tools import stop_consumer
-from models import InvalidEvent, parse_time, parse_tracking_update
+from models import InvalidEvent, TrackingUpdate, parse_time, parse_tracking_update
 from notifications import load_rules
-from processor import Output, Processor, decode_order_facts
+from processor import Output, Processor, decode_order_facts, order_facts_from_doc
+from state import OrderFacts
 
 from . import telemetry as metrics
 from .base import (
@@ -33,10 +36,12 @@ from .base import (
     deliveries_topic,
     issues_topic,
     notifications_topic,
+    order_facts_topic,
     parcel_inputs,
     parcel_state,
     settings,
     ticks_topic,
+    tracking_topic,
     writer,
 )
 from .deadletter import dead_letter
@@ -93,47 +98,112 @@ async def _emit(out: Output) -> None:
 @app.agent(parcel_inputs)
 async def parcel_agent(stream: StreamT[bytes]) -> None:
     async for event in stream.events():
-        msg = event.message
-        started = time.perf_counter()
-        topic = msg.topic
-        # One bad event must never kill the agent: everything per event is inside this try.
-        try:
-            raw: bytes = event.value
-            partition = msg.partition
-            if topic == T.tracking:
-                update = parse_tracking_update(raw)
-                wall = time.time()
-                now = catch_up.observe(topic, partition, msg.timestamp, wall)
-                out = processor.on_tracking(partition, update, now, wall)
-                metrics.observe_event(topic, "ok", wall - update.event_time, time.perf_counter() - started)
-            elif topic == T.order_facts:
-                mark = decode_watermark(raw)
-                if mark is not None:  # the order router's progress through a backlog (clock.py)
-                    catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
-                    metrics.observe_event(topic, "watermark", None, time.perf_counter() - started)
-                    continue
-                subject, facts, at = decode_order_facts(raw)
-                wall = time.time()
-                now = catch_up.observe(topic, partition, msg.timestamp, wall)
-                out = processor.on_order_facts(partition, subject, facts, at, now, wall)
-                metrics.observe_event(topic, "ok", None, time.perf_counter() - started)
-            else:  # ticks
-                wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
-                now = min(wall, catch_up.now(partition, time.time()))
-                out = processor.on_tick(partition, now, wall)
-                metrics.observe_sweep(partition, time.perf_counter() - started, out.due, now, processor)
+        if event.message.topic != T.ticks and is_batch(event.value):
+            await _process_batch(event)
+        else:
+            await _process_record(event)
+
+
+async def _process_record(event: EventT) -> None:
+    msg = event.message
+    started = time.perf_counter()
+    topic = msg.topic
+    # One bad event must never kill the agent: everything per event is inside this try.
+    try:
+        raw: bytes = event.value
+        partition = msg.partition
+        if topic == T.tracking:
+            await _on_tracking(parse_tracking_update(raw), partition, msg.timestamp, started)
+        elif topic == T.order_facts:
+            mark = decode_watermark(raw)
+            if mark is not None:  # the order router's progress through a backlog (clock.py)
+                catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
+                metrics.observe_event(topic, "watermark", None, time.perf_counter() - started)
+                return
+            await _on_order_facts(*decode_order_facts(raw), partition, msg.timestamp, started)
+        else:  # ticks
+            wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
+            now = min(wall, catch_up.now(partition, time.time()))
+            out = processor.on_tick(partition, now, wall)
+            metrics.observe_sweep(partition, time.perf_counter() - started, out.due, now, processor)
             await _emit(out)
-        except InvalidEvent as exc:
-            staged_states.discard()
-            staged_index.discard()
-            reason = await dead_letter(event, exc)
-            metrics.observe_invalid(topic, reason)
-        except Exception as exc:
-            staged_states.discard()
-            staged_index.discard()
-            log.exception("failed to process %s[%s]@%s", topic, msg.partition, msg.offset)
-            reason = await dead_letter(event, exc)
-            metrics.observe_invalid(topic, "processing_error")
+    except Exception as exc:  # noqa: BLE001 - one bad event must never kill the agent
+        await _reject(event, exc)
+
+
+async def _process_batch(event: EventT) -> None:
+    """A batch record (batching.py): each element processed as if it had come alone."""
+    msg = event.message
+    topic = msg.topic
+    partition = msg.partition
+    try:
+        elements = decode_batch(event.value)
+    except InvalidEvent as exc:
+        await _reject(event, exc)
+        return
+    for i, element in enumerate(elements):
+        started = time.perf_counter()
+        try:
+            if not isinstance(element, dict):
+                raise InvalidEvent("$", f"a batch element must be a JSON object, got {type(element).__name__}")
+            if topic == T.tracking:
+                update = parse_tracking_update(element)
+                key = update.parcel_key
+                assert key is not None  # carrier and tracking number are required
+                if partition_for(key, _cfg.partitions) != partition:
+                    await _reroute(tracking_topic, key, element, msg.timestamp, topic, started)
+                    continue
+                await _on_tracking(update, partition, msg.timestamp, started)
+            else:
+                subject, facts, at = order_facts_from_doc(element)
+                if partition_for(subject, _cfg.partitions) != partition:
+                    await _reroute(order_facts_topic, subject, element, msg.timestamp, topic, started)
+                    continue
+                await _on_order_facts(subject, facts, at, partition, msg.timestamp, started)
+        except Exception as exc:  # noqa: BLE001 - nor one bad element the rest of its record
+            await _reject(event, exc, (i, element))
+
+
+async def _on_tracking(update: TrackingUpdate, partition: int, arrived: float, started: float) -> None:
+    wall = time.time()
+    now = catch_up.observe(T.tracking, partition, arrived, wall)
+    out = processor.on_tracking(partition, update, now, wall)
+    metrics.observe_event(T.tracking, "ok", wall - update.event_time, time.perf_counter() - started)
+    await _emit(out)
+
+
+async def _on_order_facts(
+    subject: str, facts: OrderFacts, at: float, partition: int, arrived: float, started: float
+) -> None:
+    wall = time.time()
+    now = catch_up.observe(T.order_facts, partition, arrived, wall)
+    out = processor.on_order_facts(partition, subject, facts, at, now, wall)
+    metrics.observe_event(T.order_facts, "ok", None, time.perf_counter() - started)
+    await _emit(out)
+
+
+async def _reroute(topic: TopicT, key: str, element: dict[str, Any], arrived: float, source: str,
+                   started: float) -> None:
+    """A batch element that hashes to another partition (a producer that batched it wrongly) is sent
+    on, alone and keyed, to the partition that holds its subject's state: never lost, never split."""
+    await topic.send(key=key, value=orjson.dumps(element), timestamp=arrived)
+    metrics.observe_event(source, "rerouted", None, time.perf_counter() - started)
+
+
+async def _reject(event: EventT, exc: Exception, element: tuple[int, Any] | None = None) -> None:
+    """Dead-letter a bad event (or one bad element of a batch record) with its reason; nothing it
+    staged is written."""
+    staged_states.discard()
+    staged_index.discard()
+    msg = event.message
+    if isinstance(exc, InvalidEvent):
+        reason = await dead_letter(event, exc, element)
+        metrics.observe_invalid(msg.topic, reason)
+    else:
+        log.exception("failed to process %s[%s]@%s%s", msg.topic, msg.partition, msg.offset,
+                      "" if element is None else f" element {element[0]}")
+        await dead_letter(event, exc, element)
+        metrics.observe_invalid(msg.topic, "processing_error")
 
 
 @app.timer(interval=_cfg.tick_interval_seconds, on_leader=True)

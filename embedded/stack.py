@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--bootstrap", broker.bootstrap,
                 "--parcels", str(args.parcels),
                 "--days-back", str(args.days_back),
+                # Batch records, as the ingest endpoints send them (batching.py).
+                "--batch", "50",
             ]
             if args.rate is not None:
                 sim_cmd += ["--rate", str(args.rate)]

@@ -125,18 +125,21 @@ class Worker:
 
 
 def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]],
-            arrived: Iterable[float] | None = None) -> None:
+            arrived: Iterable[float] | None = None, partitions: Iterable[int] | None = None) -> None:
     """Send (topic, key, value) records and wait until the broker acknowledged all of them.
 
-    ``arrived``: each record's Kafka timestamp (epoch seconds), as if produced then (default: now)."""
+    ``arrived``: each record's Kafka timestamp (epoch seconds), as if produced then (default: now).
+    ``partitions``: each record's partition (default: by its key)."""
 
     async def _run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await producer.start()
         try:
             times = iter(arrived) if arrived is not None else None
+            parts = iter(partitions) if partitions is not None else None
             futures = [await producer.send(t, value=v, key=k,
-                                           timestamp_ms=None if times is None else int(next(times) * 1000))
+                                           timestamp_ms=None if times is None else int(next(times) * 1000),
+                                           partition=None if parts is None else next(parts))
                        for t, k, v in records]
             await asyncio.gather(*futures)
         finally:

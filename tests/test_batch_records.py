@@ -1,0 +1,173 @@
+"""Batch records (batching.py): many events of one partition in one record, each processed as if alone.
+
+A real worker on a real broker gets the simulator's events packed into batch records per partition
+(tracking by parcel, orders by order id); it must leave the same open queue as a replay of the same
+events, send its order facts as batch records, dead-letter a bad element alone (the rest of its record
+processed), and re-route an element batched onto the wrong partition instead of losing or splitting it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import config
+from batching import decode_batch, encode_batches, is_batch, partition_for
+from embedded.broker import TansuBroker
+from embedded.redis_server import RedisServer
+from models import InvalidEvent
+from replay import replay
+from simulator import Simulator, write_jsonl
+
+from .harness import Worker, all_issues, consume_all, produce, wait_for
+
+PARTITIONS = config.load(env={}).app.partitions
+
+
+# -- the format ------------------------------------------------------------------------------------------
+
+
+def test_partition_for_is_the_producers_default_partitioner() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partitions = list(range(PARTITIONS))
+    for key in ("ZTO:73100012345678", "order:TB1", "SF:1", "京东:JD0001", ""):
+        assert partition_for(key, PARTITIONS) == DefaultPartitioner()(key.encode(), partitions, partitions)
+
+
+def test_encode_batches_splits_by_count_and_size_and_keeps_order() -> None:
+    elements = [orjson.dumps({"n": i, "pad": "x" * (i % 7)}) for i in range(23)]
+    records = encode_batches(elements, max_events=5, max_bytes=10_000)
+    assert [len(decode_batch(r)) for r in records] == [5, 5, 5, 5, 3]
+    assert [e["n"] for r in records for e in decode_batch(r)] == list(range(23))
+    small = encode_batches(elements, max_events=100, max_bytes=60)
+    assert all(len(r) <= 60 or len(decode_batch(r)) == 1 for r in small)
+    assert [e["n"] for r in small for e in decode_batch(r)] == list(range(23))
+    assert encode_batches([]) == []
+
+
+def test_a_batch_is_an_array_and_a_broken_one_names_the_problem() -> None:
+    assert is_batch(b' [{"a":1}]') and not is_batch(b'{"a":1}') and not is_batch(b"") and not is_batch(None)
+    with pytest.raises(InvalidEvent, match="not valid JSON"):
+        decode_batch(b"[{")
+
+
+# -- a live worker on batch records -----------------------------------------------------------------------
+
+
+def _batched(records: list[tuple[str, bytes, Any]], size: int) -> list[tuple[str, bytes | None, bytes, int]]:
+    """(topic, key, value, partition): each topic's events grouped by the partition of their key, in
+    event order, ``size`` to a record."""
+    per: dict[tuple[str, int], list[bytes]] = {}
+    for kind, key, ev in records:
+        per.setdefault((f"parcelwatch-{kind}", partition_for(key, PARTITIONS)), []).append(ev.to_json())
+    out = []
+    for (topic, partition), elements in per.items():
+        for record in encode_batches(elements, max_events=size):
+            out.append((topic, None, record, partition))
+    return out
+
+
+@pytest.mark.integration
+def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
+        tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
+    now = time.time()
+    sim = Simulator(seed=23, start_time=now - 3 * 86400, mean_gap_seconds=900)
+    records = list(sim.events(250, until=now - 60))
+    batches = _batched(records, 25)
+    # One real event batched onto the wrong partition (it must be re-routed, not lost or split) and a
+    # bad element beside it (dead-lettered alone).
+    _, stray_key, stray = next(r for r in records if r[0] == "tracking")
+    wrong = (partition_for(stray_key, PARTITIONS) + 1) % PARTITIONS
+    bad = {"event_id": "bad-1", "carrier": "ZTO", "tracking_number": "7310000000001", "status": "teleported",
+           "event_time": "2026-11-02T10:00:00+08:00"}
+    mixed = b"[" + orjson.dumps(bad) + b"," + stray.to_json() + b"]"
+    batches.append(("parcelwatch-tracking", None, mixed, wrong))
+    batches.append(("parcelwatch-tracking", None, b"[{not json", 0))
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        produce(broker.bootstrap, [(t, k, v) for t, k, v, _ in batches], partitions=[p for *_, p in batches])
+        path = tmp_path / "events.jsonl"
+        write_jsonl(path, iter(records))
+
+        def live_open() -> dict[str, str] | None:
+            got = {i["issue_key"]: i["opened_at"] for i in all_issues(redis_server.url) if i["status"] == "open"}
+            return got or None
+
+        time.sleep(25)
+        live = wait_for(live_open, 60, "open issues in the live queue")
+        with path.open("rb") as fh:
+            result = replay(config.load(env={}), fh, until=time.time())
+        replayed = {i["issue_key"]: i["opened_at"] for i in result.issues.values() if i["resolved_at"] is None}
+        assert len(replayed) >= 10
+        assert live == replayed
+
+        dead = consume_all(broker.bootstrap, "parcelwatch-dead-letter")
+        by_index = {dict(m.headers).get("pw-batch-index"): m for m in dead}
+        assert set(by_index) == {b"0", None}, [m.headers for m in dead]
+        element = by_index[b"0"]
+        assert orjson.loads(element.value) == bad  # the bad element alone, not its record
+        assert element.key == b"ZTO:7310000000001"  # its own key, as if it had come alone
+        headers = dict(element.headers)
+        assert headers["pw-reason"].startswith(b"status: unknown status 'teleported'")
+        assert headers["pw-source-partition"] == str(wrong).encode()
+        whole = dict(by_index[None].headers)  # the record that was no batch at all
+        assert by_index[None].value == b"[{not json" and whole["pw-reason"].startswith(b"$: batch record is not valid JSON")
+
+        tracking = consume_all(broker.bootstrap, "parcelwatch-tracking")
+        rerouted = [m for m in tracking if m.key == stray_key]
+        assert len(rerouted) == 1 and orjson.loads(rerouted[0].value) == orjson.loads(stray.to_json())
+        assert rerouted[0].partition == partition_for(stray_key, PARTITIONS)
+
+        facts = [m for m in consume_all(broker.bootstrap, "parcelwatch-order-facts") if is_batch(m.value)]
+        assert facts, "the order router sent no batch records"
+        for m in facts:
+            for doc in decode_batch(m.value):
+                assert partition_for(doc["subject"], PARTITIONS) == m.partition
+        metrics = worker.get("/metrics")[1].decode()
+        assert 'parcelwatch_events_consumed_total{outcome="rerouted",topic="parcelwatch-tracking"} 1.0' in metrics
+    finally:
+        worker.stop()
+
+
+@pytest.mark.integration
+def test_the_simulator_sends_batch_records_of_one_partition_each(broker: TansuBroker) -> None:
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from simulator import produce as simulate
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("sim-orders", "sim-tracking")])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    records = list(Simulator(seed=5, start_time=time.time() - 86400).events(40, until=time.time() - 60))
+    sent = asyncio.run(simulate(broker.bootstrap, iter(records), None,
+                                {"orders": "sim-orders", "tracking": "sim-tracking"}, batch=7))
+    assert sent == len(records)
+    got: dict[str, list[bytes]] = {}
+    for topic, kind in (("sim-orders", "orders"), ("sim-tracking", "tracking")):
+        messages = consume_all(broker.bootstrap, topic)
+        assert messages and all(is_batch(m.value) for m in messages)
+        assert max(len(decode_batch(m.value)) for m in messages) == 7
+        for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
+            for element in decode_batch(m.value):
+                key = element["order_id"] if kind == "orders" else f"{element['carrier']}:{element['tracking_number']}"
+                assert partition_for(key, PARTITIONS) == m.partition
+                got.setdefault(key, []).append(orjson.dumps(element))
+    # Every event once, and each key's events in the order they were simulated.
+    want: dict[str, list[bytes]] = {}
+    for _, key, ev in records:
+        want.setdefault(key.decode() if isinstance(key, bytes) else key, []).append(ev.to_json())
+    assert {k: [orjson.loads(v) for v in vs] for k, vs in got.items()} == \
+        {k: [orjson.loads(v) for v in vs] for k, vs in want.items()}
