@@ -1,15 +1,18 @@
 """Ingest endpoints on the worker's web server: aggregator pushes → normalised tracking updates → Kafka.
 
-Each push is answered with success only after the broker acknowledged every new scan (else 503 in the
-source's own failure format, so it retries). A push carries a whole history: scans already seen (stable
-event ids, bounded memory) are not produced again; correctness does not depend on that cache, because
-the parcel state is idempotent on duplicates. Wrong signature → 401; unparsable → 400 naming the field;
+The scans of all concurrent pushes go through one ``RecordBatcher`` (``record_batcher.py``): one batch
+record (a JSON array, ``batching.py``) per tracking partition every ``app.producer_linger_ms`` (5 ms), a
+lone scan as a plain record keyed by its parcel, because the parcel agent pays Faust's per-record cost
+once per record, not per scan. Each push is answered with success only after the broker acknowledged
+every record carrying its new scans (else 503 in the source's own failure format, so it retries). A push
+carries a whole history: scans already seen (stable event ids, bounded memory, marked only once
+acknowledged) are not produced again; correctness does not depend on that cache, because the parcel
+state is idempotent on duplicates. Wrong signature → 401; unparsable → 400 naming the field;
 body over 1 MiB → 413. Secrets come from the environment and are never logged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections import OrderedDict
@@ -21,7 +24,8 @@ import metrics
 from ingest import BadSignature, Parsed, PushError, aftership, kuaidi100, seventeentrack
 from models import InvalidEvent, TrackingUpdate, parse_tracking_update
 
-from .base import app, tracking_topic
+from .base import app, settings, tracking_topic
+from .record_batcher import RecordBatcher
 
 log = logging.getLogger("parcelwatch.ingest")
 MAX_BODY = 1 << 20
@@ -38,11 +42,20 @@ def _unknown(source: str, code: str) -> None:
     metrics.INGEST_UNKNOWN.labels(source=source).inc()
 
 
+async def _send_tracking(partition: int, key: str | None, value: bytes) -> Any:
+    # force: never deferred to a current event's commit (Faust attaches sends made while an agent
+    # processes an event); a push waits for this acknowledgement.
+    return await tracking_topic.send(key=key, value=value, partition=partition, force=True)
+
+
+batcher = RecordBatcher(_send_tracking, settings.app.partitions, linger=settings.app.producer_linger_ms / 1000.0)
+
+
 async def produce(updates: list[TrackingUpdate]) -> int:
-    """Send the scans not seen before and wait for the broker's acknowledgement of each."""
+    """Send the scans not seen before and wait for the broker's acknowledgement of every record carrying
+    them; only then are they marked seen (a failed push is produced again when the source retries)."""
     fresh = [u for u in updates if u.event_id not in _seen]
-    futures = [await tracking_topic.send(key=u.parcel_key, value=u.to_json()) for u in fresh]
-    await asyncio.gather(*futures)
+    await batcher.send([(u.parcel_key, u.to_json()) for u in fresh])
     for u in fresh:
         _seen[u.event_id] = None
         if len(_seen) > SEEN_LIMIT:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+import config
+from batching import decode_batch, partition_for
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 from ingest import BadSignature, PushError, aftership, kuaidi100, seventeentrack
@@ -112,7 +114,8 @@ def post(url: str, data: bytes, ctype: str, headers: dict[str, str] | None = Non
 
 
 @pytest.mark.integration
-def test_ingest_endpoints_on_a_live_worker(tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
+def test_ingest_endpoints_on_a_live_worker(tmp_path: Path, broker: TansuBroker, redis_server: RedisServer,
+                                           settings: config.Settings) -> None:
     worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_KUAIDI100_SALT="salt").start()
     try:
         now = datetime.now(CN)
@@ -132,9 +135,15 @@ def test_ingest_endpoints_on_a_live_worker(tmp_path: Path, broker: TansuBroker, 
         assert post(worker.url("/ingest/generic"), b"x" * (2 << 20), "application/json")[0] == 413
         status, body = post(worker.url("/ingest/generic"), b'{"carrier": "ZTO"}', "application/json")
         assert status == 400 and "event_id" in body["message"]
-        got = wait_for(lambda: (lambda m: m if len(m) >= 3 else None)(
-            consume_all(broker.bootstrap, "parcelwatch-tracking", 2)), 20, "three scans on the topic")
-        assert len(got) == 3  # the duplicate push produced nothing new
+        got = wait_for(lambda: consume_all(broker.bootstrap, "parcelwatch-tracking", 2), 20, "the push's record on the topic")
+        # The push's three scans of one parcel: one batch record on the parcel's partition (agents/record_batcher.py);
+        # the duplicate push produced nothing new.
+        assert len(got) == 1
+        record = got[0]
+        assert record.partition == partition_for("ZTO:7399000001", settings.app.partitions) and record.key is None
+        elements = decode_batch(record.value)
+        assert [(e["event_id"], e["raw_code"]) for e in elements] == [(u.event_id, u.raw_code) for u in kuaidi100.parse(param).updates]
+        assert [e["raw_code"] for e in elements] == ["103", "0", "209"]
         found = wait_for(lambda: worker.get("/issues?kind=carrier_exception")[1]["issues"], 40, "the exception issue")
         assert found[0]["parcel"] == "ZTO:7399000001" and found[0]["exception_reason"] == "damaged"
     finally:
