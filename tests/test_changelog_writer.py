@@ -454,3 +454,35 @@ def test_a_failed_batch_makes_this_and_every_later_producer_flush_raise(broker: 
             await asyncio.wait_for(app.producer.stop(), 30)
 
     asyncio.run(scenario())
+
+
+def test_the_producer_keeps_tracking_the_changelog_topics_it_writes(broker: TansuBroker, failures: list[str]) -> None:
+    """aiokafka refreshes metadata only for the topics its client tracks; a changelog known from a
+    full-metadata response but not tracked vanishes from the metadata at the next refresh, and a batch
+    pending for it then waits for ever (a worker stalled that way). The writer's topics stay tracked."""
+
+    async def scenario() -> None:
+        app, table, writer = await _app_with_writer(broker, "cw-tracked", linger=60.0)
+        try:
+            client = writer._producer().client
+            await client.force_metadata_update()  # nothing tracked yet: metadata of every topic
+            assert client.cluster.partitions_for_topic(table.changelog_topic_name)
+            with _InEvent(0):
+                writer.set(table, "a", b"1")
+            await asyncio.wait_for(writer.wait_acked(table), 10)
+            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic("cw-another-topic", PARTITIONS, 1)])
+            finally:
+                await admin.close()
+            await client._wait_on_metadata("cw-another-topic")  # what a first send to another topic does
+            await client.force_metadata_update()
+            assert client.cluster.partitions_for_topic(table.changelog_topic_name), "the changelog fell out of the metadata"
+            with _InEvent(0):
+                writer.set(table, "b", b"2")
+            await asyncio.wait_for(writer.wait_acked(table), 10)
+        finally:
+            await asyncio.wait_for(app.producer.stop(), 20)
+
+    asyncio.run(scenario())
