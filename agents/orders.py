@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from faust.types import TP, EventT, StreamT
 
 from batching import decode_batch, encode_batches, is_batch, partition_for
@@ -114,6 +115,12 @@ async def _route(event: EventT, value: Any, outgoing: dict[int, list[tuple[str, 
         ev = parse_order_event(value)
         if element is None and event.key is not None and event.key != ev.order_id:
             raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
+        if element is not None and partition_for(ev.order_id, _cfg.partitions) != event.message.partition:
+            # Batched onto another order's partition: re-sent alone, keyed, to its own, where its order's
+            # facts are kept (never merged into a second copy here).
+            await orders_topic.send(key=ev.order_id, value=orjson.dumps(value), timestamp=event.message.timestamp)
+            metrics.observe_event(T.orders, "rerouted", None, time.perf_counter() - started)
+            return
         routed = router.route(ev)
         staged_orders.flush()
         # The order event's arrival time travels with its facts: the parcel agent's catch-up clock

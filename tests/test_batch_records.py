@@ -78,15 +78,20 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
     now = time.time()
     sim = Simulator(seed=23, start_time=now - 3 * 86400, mean_gap_seconds=900)
     records = list(sim.events(250, until=now - 60))
-    batches = _batched(records, 25)
-    # One real event batched onto the wrong partition (it must be re-routed, not lost or split) and a
-    # bad element beside it (dead-lettered alone).
+    # One tracking update and one order event batched onto the wrong partition, each beside a bad
+    # element: the strays must be re-routed (not lost, not split), the bad elements dead-lettered alone.
     _, stray_key, stray = next(r for r in records if r[0] == "tracking")
+    _, stray_order_key, stray_order = next(r for r in records if r[0] == "orders" and r[2].kind == "shipped")
+    batches = _batched([r for r in records if r[2] is not stray and r[2] is not stray_order], 25)
     wrong = (partition_for(stray_key, PARTITIONS) + 1) % PARTITIONS
+    wrong_order = (partition_for(stray_order_key, PARTITIONS) + 1) % PARTITIONS
     bad = {"event_id": "bad-1", "carrier": "ZTO", "tracking_number": "7310000000001", "status": "teleported",
            "event_time": "2026-11-02T10:00:00+08:00"}
-    mixed = b"[" + orjson.dumps(bad) + b"," + stray.to_json() + b"]"
-    batches.append(("parcelwatch-tracking", None, mixed, wrong))
+    bad_order = {"event_id": "bad-2", "order_id": "TBBAD", "shop": "s", "platform": "amazon", "kind": "paid",
+                 "event_time": "2026-11-02T10:00:00+08:00"}
+    batches.append(("parcelwatch-tracking", None, b"[" + orjson.dumps(bad) + b"," + stray.to_json() + b"]", wrong))
+    batches.append(("parcelwatch-orders", None, b"[" + stray_order.to_json() + b"," + orjson.dumps(bad_order) + b"]",
+                    wrong_order))
     batches.append(("parcelwatch-tracking", None, b"[{not json", 0))
     worker = Worker(broker.url, redis_server.url, tmp_path).start()
     try:
@@ -106,22 +111,28 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
         assert len(replayed) >= 10
         assert live == replayed
 
-        dead = consume_all(broker.bootstrap, "parcelwatch-dead-letter")
-        by_index = {dict(m.headers).get("pw-batch-index"): m for m in dead}
-        assert set(by_index) == {b"0", None}, [m.headers for m in dead]
-        element = by_index[b"0"]
+        dead = {(dict(m.headers)["pw-source-topic"], dict(m.headers).get("pw-batch-index")): m
+                for m in consume_all(broker.bootstrap, "parcelwatch-dead-letter")}
+        assert set(dead) == {(b"parcelwatch-tracking", b"0"), (b"parcelwatch-orders", b"1"),
+                             (b"parcelwatch-tracking", None)}, list(dead)
+        element = dead[(b"parcelwatch-tracking", b"0")]
         assert orjson.loads(element.value) == bad  # the bad element alone, not its record
         assert element.key == b"ZTO:7310000000001"  # its own key, as if it had come alone
         headers = dict(element.headers)
         assert headers["pw-reason"].startswith(b"status: unknown status 'teleported'")
         assert headers["pw-source-partition"] == str(wrong).encode()
-        whole = dict(by_index[None].headers)  # the record that was no batch at all
-        assert by_index[None].value == b"[{not json" and whole["pw-reason"].startswith(b"$: batch record is not valid JSON")
+        element = dead[(b"parcelwatch-orders", b"1")]
+        assert orjson.loads(element.value) == bad_order and element.key == b"TBBAD"
+        assert dict(element.headers)["pw-reason"].startswith(b"platform: unknown platform 'amazon'")
+        whole = dead[(b"parcelwatch-tracking", None)]  # the record that was no batch at all
+        assert whole.value == b"[{not json"
+        assert dict(whole.headers)["pw-reason"].startswith(b"$: batch record is not valid JSON")
 
-        tracking = consume_all(broker.bootstrap, "parcelwatch-tracking")
-        rerouted = [m for m in tracking if m.key == stray_key]
-        assert len(rerouted) == 1 and orjson.loads(rerouted[0].value) == orjson.loads(stray.to_json())
-        assert rerouted[0].partition == partition_for(stray_key, PARTITIONS)
+        for topic, key, event in (("parcelwatch-tracking", stray_key, stray),
+                                  ("parcelwatch-orders", stray_order_key, stray_order)):
+            rerouted = [m for m in consume_all(broker.bootstrap, topic) if m.key == key]
+            assert len(rerouted) == 1 and orjson.loads(rerouted[0].value) == orjson.loads(event.to_json())
+            assert rerouted[0].partition == partition_for(key, PARTITIONS)
 
         facts = [m for m in consume_all(broker.bootstrap, "parcelwatch-order-facts") if is_batch(m.value)]
         assert facts, "the order router sent no batch records"
@@ -130,6 +141,7 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
                 assert partition_for(doc["subject"], PARTITIONS) == m.partition
         metrics = worker.get("/metrics")[1].decode()
         assert 'parcelwatch_events_consumed_total{outcome="rerouted",topic="parcelwatch-tracking"} 1.0' in metrics
+        assert 'parcelwatch_events_consumed_total{outcome="rerouted",topic="parcelwatch-orders"} 1.0' in metrics
     finally:
         worker.stop()
 
@@ -171,3 +183,4 @@ def test_the_simulator_sends_batch_records_of_one_partition_each(broker: TansuBr
         want.setdefault(key.decode() if isinstance(key, bytes) else key, []).append(ev.to_json())
     assert {k: [orjson.loads(v) for v in vs] for k, vs in got.items()} == \
         {k: [orjson.loads(v) for v in vs] for k, vs in want.items()}
+
