@@ -5,12 +5,14 @@
   (b1) the same agent writing one table key per event                — the least a stateful app pays
   (b1d) the same writes through changelog_writer (batched changelog)  — what a cheaper write path gives
   (c) the parcelwatch worker processing them fully (state, all detectors, issues to Redis)
+  (c*) the same worker on batch records (batching.py): the events grouped per partition, --batch a record
 
 Each consumer starts after all N events are in the broker and is timed from its first event to its
 last; for (c) "last" is when the order facts the order router re-keyed to parcels (one more Faust
 message per order subject) have also gone through the parcel agent. Prints the rates and the ratios
-c/b, c/b1 and c/a; then (b), (b1) and (b1d) again over records that carry ``--batch`` events each (the
-proposal for getting past Faust's per-record cost). Run: ``.venv/bin/python -m bench.ceiling``
+c/b, c/b1 and c/a; then (b), (b1), (b1d) and (c) again over records that carry ``--batch`` events each
+(the way past Faust's per-record cost: c*/b compares the product on batch records with the framework
+ceiling on single records). Run: ``.venv/bin/python -m bench.ceiling``
 (``--events N``, default 20000; ``--workers 2`` runs (c) with two workers in one group; ``--batch 0``
 skips the batched runs).
 """
@@ -33,6 +35,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from batching import decode_batch, encode_batches, is_batch, partition_for
 from embedded.broker import TansuBroker
 from embedded.process import free_port, stop
 from embedded.redis_server import RedisServer
@@ -131,6 +134,31 @@ async def _produce_batched(bootstrap: str, topic: str, records: list[tuple[str, 
         await producer.stop()
 
 
+async def _produce_partitioned(bootstrap: str, records: list[tuple[str, bytes, bytes]], size: int,
+                               arrival: bool = False) -> None:
+    """The same events as batch records (batching.py), as the ingest side would send them: each topic's
+    events grouped by the partition of their key, in event order, ``size`` to a record (arrival: each
+    record stamped with its newest event's time)."""
+    from models import parse_time
+
+    per: dict[tuple[str, int], list[bytes]] = {}
+    for kind, key, value in records:
+        per.setdefault((f"parcelwatch-{kind}", partition_for(key, PARTITIONS)), []).append(value)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024)
+    await producer.start()
+    try:
+        futures = []
+        for (topic, partition), values in per.items():
+            for record in encode_batches(values, max_events=size):
+                stamp = None
+                if arrival:
+                    stamp = int(max(parse_time(e["event_time"], "event_time") for e in decode_batch(record)) * 1000)
+                futures.append(await producer.send(topic, value=record, partition=partition, timestamp_ms=stamp))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
 def _consumed(port: int) -> dict[str, float]:
     """Events the worker has consumed (ok or invalid) per input topic, from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
@@ -143,18 +171,44 @@ def _consumed(port: int) -> dict[str, float]:
     return totals
 
 
-# How often the harness reads the workers' /metrics. Rendering the registry costs the worker a few
-# milliseconds (measured: polling every 50 ms took a quarter of the worker's CPU and halved (c)); a
-# Prometheus server scrapes every 15 s. The end time is known to within this interval.
-POLL_SECONDS = 0.25
+# How often the harness reads the workers' /metrics. Rendering the registry costs the worker about 20 ms
+# (measured: polling every 50 ms took a quarter of the worker's CPU and halved (c); every 0.25 s still
+# 9% of its samples in (c*)); a Prometheus server scrapes every 15 s. So: often while waiting for the
+# first event and near the end (the start and end times are known to within POLL_SECONDS), seldom in
+# between.
+POLL_SECONDS = 0.1
+POLL_MAX_SECONDS = 2.0
 
 
-async def _end_offsets(bootstrap: str, topic: str) -> int:
+def _poll_interval(done: float, expected: float, first: float, now: float) -> float:
+    """A quarter of the estimated time left (at the rate so far), within [POLL_SECONDS, POLL_MAX_SECONDS]."""
+    if not first or done <= 0 or now <= first:
+        return POLL_SECONDS
+    left = max(0.0, expected - done) / (done / (now - first))
+    return min(POLL_MAX_SECONDS, max(POLL_SECONDS, left / 4))
+
+
+async def _events_in(bootstrap: str, topic: str) -> int:
+    """Events in ``topic`` as the worker counts them consumed: one per record, one per element of a
+    batch record (batching.py)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
+        if not tps:
+            return 0
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        total = 0
+        remaining = set(tps)
+        while remaining:
+            for msgs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                for m in msgs:
+                    if m.offset < ends[TopicPartition(m.topic, m.partition)]:
+                        total += len(decode_batch(m.value)) if is_batch(m.value) else 1
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        return total
     finally:
         await stop_consumer(consumer)
 
@@ -203,12 +257,17 @@ def parcelwatch_workers(
             if done >= n and facts_total is None:
                 # Every input is consumed; an order is processed fully only when its facts, re-keyed to
                 # its parcels through the order-facts topic, have gone through the parcel agent too.
-                facts_total = asyncio.run(_end_offsets(broker.bootstrap, "parcelwatch-order-facts"))
+                facts_total = asyncio.run(_events_in(broker.bootstrap, "parcelwatch-order-facts"))
             if facts_total is not None and facts >= facts_total:
-                last = now
-                cpu_last = _cpu_seconds([p.pid for p in procs])
-                break
-            time.sleep(POLL_SECONDS)
+                # (a batch of order events is counted as routed before its facts are sent: count again)
+                recount = asyncio.run(_events_in(broker.bootstrap, "parcelwatch-order-facts"))
+                if recount == facts_total:
+                    last = now
+                    cpu_last = _cpu_seconds([p.pid for p in procs])
+                    break
+                facts_total = recount
+            time.sleep(_poll_interval(done, n, first, now) if facts_total is None
+                       else _poll_interval(facts, facts_total, first, now))
         if not last:
             raise RuntimeError(f"parcelwatch consumed only {done} of {n} events (order facts: {facts_total})")
         return last - first, cpu_last - cpu_first
@@ -247,6 +306,14 @@ def main(argv: list[str] | None = None) -> None:
                 bb = empty_agent(broker, batched_topic, n, batched=True)
                 bb1 = empty_agent(broker, batched_topic, n, table_writes=True, batched=True)
                 bb1d = empty_agent(broker, batched_topic, n, table_writes="direct", batched=True)
+        if args.batch:
+            # (c*): the product on batch records, on a broker and Redis of its own (the worker's topic
+            # names are fixed): the same events, grouped per partition as the ingest side sends them.
+            batched_dir = run_dir / "batched"
+            with TansuBroker(batched_dir / "broker") as broker2, RedisServer(batched_dir / "redis") as redis2:
+                asyncio.run(_create(broker2.bootstrap, ["parcelwatch-orders", "parcelwatch-tracking"]))
+                asyncio.run(_produce_partitioned(broker2.bootstrap, records, args.batch, arrival=args.arrival))
+                cb, cb_cpu = parcelwatch_workers(broker2, redis2, n, args.workers, batched_dir)
     ra, rb, rb1, rb1d, rc = n / a, n / b, n / b1, n / b1d, n / c
     print(f"events: {n} simulated (orders + tracking), {PARTITIONS} partitions, embedded Tansu broker")
     print(f"(a)  bare aiokafka + orjson decode           : {ra:10,.0f} events/s")
@@ -261,6 +328,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"(b*)  empty Faust agent                      : {n / bb:10,.0f} events/s   ({b / bb:.1f}x b)")
         print(f"(b1*) one table write per event              : {n / bb1:10,.0f} events/s   ({b1 / bb1:.1f}x b1)")
         print(f"(b1d*) the same writes, changelog_writer     : {n / bb1d:10,.0f} events/s   ({b1d / bb1d:.1f}x b1d)")
+        print(f"(c*)  parcelwatch, {args.workers} worker(s), batch records : {n / cb:10,.0f} events/s   "
+              f"(worker CPU {cb_cpu:.1f} s in {cb:.1f} s wall: {cb_cpu / cb:.0%} of one core; {c / cb:.1f}x c)")
+        print(f"c*/b = {rb and (n / cb) / rb:.0%}   c*/b* = {(n / cb) / (n / bb):.0%}   "
+              "(b: the same events one to a record, as (c) gets them)")
 
 
 if __name__ == "__main__":
