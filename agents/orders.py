@@ -86,6 +86,8 @@ async def order_router(stream: StreamT[bytes]) -> None:
         else:
             await _route(event, event.value, outgoing, None)
         try:
+            # The order events' arrival time travels with their facts: the parcel agent's catch-up clock
+            # (clock.py) must see a backlog of old order events as old, not as just produced.
             for partition, facts in outgoing.items():
                 if len(facts) == 1:
                     subject, record = facts[0]
@@ -123,8 +125,6 @@ async def _route(event: EventT, value: Any, outgoing: dict[int, list[tuple[str, 
             return
         routed = router.route(ev)
         staged_orders.flush()
-        # The order event's arrival time travels with its facts: the parcel agent's catch-up clock
-        # (clock.py) must see a backlog of old order events as old, not as just produced.
         for subject, record in routed:
             outgoing.setdefault(partition_for(subject, _cfg.partitions), []).append((subject, record))
         metrics.observe_event(T.orders, "ok", time.time() - ev.event_time, time.perf_counter() - started)
