@@ -233,15 +233,9 @@ class ChangelogWriter:
             while self._ready:
                 batch = self._ready.popleft()
                 try:
-                    producer = self._producer()
-                    # aiokafka refreshes metadata only for the topics its client tracks, and ``send_batch``
-                    # adds a topic only while its partitions are unknown. A changelog first seen in a
-                    # full-metadata response is therefore dropped from the metadata by the next refresh
-                    # (e.g. when another topic is first produced to): its pending batch then has no
-                    # leader, never drains, and this submitter waits on it for ever, holding the lock
-                    # (seen: a worker stalled for good after 11k events). Tracked, it is never dropped.
-                    await producer.client.add_topic(batch.table.topic_name)
-                    sent = await producer.send_batch(batch.builder, batch.table.topic_name, partition=batch.partition)
+                    # (kafka_tools.patch_track_produced_topics keeps the changelog in the producer's
+                    # metadata refreshes: a batch queued for a topic that fell out of them never drains.)
+                    sent = await self._producer().send_batch(batch.builder, batch.table.topic_name, partition=batch.partition)
                 except Exception as exc:  # noqa: BLE001 - any failure to hand over is a lost write
                     self._done(batch, None, exc)
                 else:

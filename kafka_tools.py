@@ -120,6 +120,37 @@ def patch_producer_buffer_flush() -> None:
     _flush_patched = True
 
 
+_track_patched = False
+
+
+def patch_track_produced_topics() -> None:
+    """Keep every topic a client produces to in the topics its metadata refreshes ask for.
+
+    aiokafka refreshes metadata only for the topics its client tracks, replaces the cluster's metadata
+    with the answer, and tracks a topic only when a send finds its partitions unknown. A topic known
+    from the full-metadata response at start-up is therefore dropped by the first refresh after any
+    other topic was added (the first send to a topic created later, e.g. deliveries). A batch already
+    queued for it then has no leader, the sender refreshes without it for ever, and Faust's pre-commit
+    flush (or the changelog writer, waiting on that batch) waits with it: the worker stops committing
+    and processing for good (seen in a 60k-event bench run and in the restart test). Tracked from the
+    first send, a topic with a queued batch is always in the next refresh. (Kafka's Java producer adds
+    the topic of every queued batch the same way.)
+    """
+    global _track_patched
+    if _track_patched:
+        return
+    from aiokafka.client import AIOKafkaClient
+
+    wait_on_metadata = AIOKafkaClient._wait_on_metadata
+
+    async def _wait_on_metadata(self: Any, topic: str) -> Any:
+        self._topics.add(topic)  # no refresh needed now: the next one asks for it too
+        return await wait_on_metadata(self, topic)
+
+    AIOKafkaClient._wait_on_metadata = _wait_on_metadata  # type: ignore[method-assign]
+    _track_patched = True
+
+
 class SendFailed(Exception):
     """A record the worker produced was not accepted by the broker: no offset may be committed now."""
 

@@ -15,7 +15,12 @@ import faust
 
 import config
 from changelog_writer import ChangelogWriter
-from kafka_tools import patch_producer_buffer_flush, patch_seek_to_committed, patch_send_failure_guard
+from kafka_tools import (
+    patch_producer_buffer_flush,
+    patch_seek_to_committed,
+    patch_send_failure_guard,
+    patch_track_produced_topics,
+)
 
 log = logging.getLogger("parcelwatch")
 
@@ -26,6 +31,7 @@ embedded = _cfg.broker_kind == "embedded"
 patch_seek_to_committed()  # aiokafka#1003: never-committed partitions must be re-read, not skipped
 patch_producer_buffer_flush()  # offsets are committed only after the table writes they cover
 patch_send_failure_guard()  # ... and never past a record the broker did not accept
+patch_track_produced_topics()  # a topic produced to never falls out of the producer's metadata
 
 if embedded:
     from embedded.tansu_compat import patch_highwaters

@@ -459,7 +459,12 @@ def test_a_failed_batch_makes_this_and_every_later_producer_flush_raise(broker: 
 def test_the_producer_keeps_tracking_the_changelog_topics_it_writes(broker: TansuBroker, failures: list[str]) -> None:
     """aiokafka refreshes metadata only for the topics its client tracks; a changelog known from a
     full-metadata response but not tracked vanishes from the metadata at the next refresh, and a batch
-    pending for it then waits for ever (a worker stalled that way). The writer's topics stay tracked."""
+    pending for it then waits for ever (a worker stalled that way). With the worker's patch
+    (kafka_tools.patch_track_produced_topics) the writer's topics stay tracked."""
+
+    import kafka_tools
+
+    kafka_tools.patch_track_produced_topics()  # as the worker does (agents/base.py)
 
     async def scenario() -> None:
         app, table, writer = await _app_with_writer(broker, "cw-tracked", linger=60.0)

@@ -108,3 +108,41 @@ def test_a_failed_send_makes_every_later_flush_refuse_so_nothing_is_committed(gu
                 await Producer.flush(_ProducerStub())  # type: ignore[arg-type]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_a_topic_produced_to_stays_in_the_producers_metadata(broker: Any) -> None:
+    """aiokafka asks a metadata refresh for its tracked topics only and replaces what it knew with the
+    answer; a topic it learnt at start-up and sends to without ever tracking it vanished at the next
+    refresh (the first send to a newer topic), stranding whatever was queued for it."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    import kafka_tools
+
+    kafka_tools.patch_track_produced_topics()
+
+    async def create(*names: str) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(n, 2, 1) for n in names])
+        finally:
+            await admin.close()
+
+    async def scenario() -> None:
+        await create("kt-early")
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()  # start-up metadata: every topic, "kt-early" included
+        try:
+            assert producer.client.cluster.partitions_for_topic("kt-early")
+            await (await producer.send("kt-early", b"1", partition=0))
+            await create("kt-late")
+            await (await producer.send("kt-late", b"2", partition=0))  # tracks "kt-late": a refresh for it
+            await producer.client.force_metadata_update()
+            assert producer.client.cluster.partitions_for_topic("kt-early"), "kt-early fell out of the metadata"
+            await asyncio.wait_for(await producer.send("kt-early", b"3", partition=1), 10)
+        finally:
+            await producer.stop()
+
+    asyncio.run(scenario())
