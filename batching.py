@@ -57,6 +57,24 @@ def decode_batch(raw: bytes) -> list[Any]:
     return doc
 
 
+def record_is_full(events: int, size: int, element: bytes, max_events: int = MAX_BATCH_EVENTS,
+                   max_bytes: int = MAX_BATCH_BYTES) -> bool:
+    """Whether a record of ``events`` elements, ``size`` bytes encoded, must be closed before ``element``
+    (the one cutting rule of ``encode_batches`` and of ``agents/record_batcher.py``'s chunks)."""
+    return events > 0 and (events >= max_events or size + len(element) + 1 > max_bytes)
+
+
+def batch_records(events: Iterable[tuple[str | bytes, bytes]], partitions: int,
+                  max_events: int = MAX_BATCH_EVENTS) -> list[tuple[int, bytes]]:
+    """(key, JSON-encoded event) pairs -> (partition, batch record): grouped by the partition of their
+    key, in their order, ``max_events`` to a record (how a producer that has them all at once sends them)."""
+    per: dict[int, list[bytes]] = {}
+    for key, value in events:
+        per.setdefault(partition_for(key, partitions), []).append(value)
+    return [(partition, record) for partition, values in per.items()
+            for record in encode_batches(values, max_events=max_events)]
+
+
 def encode_batches(elements: Iterable[bytes], *, max_events: int = MAX_BATCH_EVENTS,
                    max_bytes: int = MAX_BATCH_BYTES) -> list[bytes]:
     """JSON-encoded events (each an object) -> batch records of at most ``max_events`` elements and
@@ -65,7 +83,7 @@ def encode_batches(elements: Iterable[bytes], *, max_events: int = MAX_BATCH_EVE
     chunk: list[bytes] = []
     size = 2
     for element in elements:
-        if chunk and (len(chunk) >= max_events or size + len(element) + 1 > max_bytes):
+        if record_is_full(len(chunk), size, element, max_events, max_bytes):
             records.append(b"[" + b",".join(chunk) + b"]")
             chunk, size = [], 2
         chunk.append(element)

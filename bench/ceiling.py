@@ -35,7 +35,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from batching import decode_batch, encode_batches, is_batch, partition_for
+from batching import batch_records, decode_batch, is_batch
 from embedded.broker import TansuBroker
 from embedded.process import free_port, stop
 from embedded.redis_server import RedisServer
@@ -141,19 +141,18 @@ async def _produce_partitioned(bootstrap: str, records: list[tuple[str, bytes, b
     record stamped with its newest event's time)."""
     from models import parse_time
 
-    per: dict[tuple[str, int], list[bytes]] = {}
-    for kind, key, value in records:
-        per.setdefault((f"parcelwatch-{kind}", partition_for(key, PARTITIONS)), []).append(value)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
     try:
         futures = []
-        for (topic, partition), values in per.items():
-            for record in encode_batches(values, max_events=size):
+        for kind in ("orders", "tracking"):
+            mine = [(key, value) for k, key, value in records if k == kind]
+            for partition, record in batch_records(mine, PARTITIONS, size):
                 stamp = None
                 if arrival:
                     stamp = int(max(parse_time(e["event_time"], "event_time") for e in decode_batch(record)) * 1000)
-                futures.append(await producer.send(topic, value=record, partition=partition, timestamp_ms=stamp))
+                futures.append(await producer.send(f"parcelwatch-{kind}", value=record, partition=partition,
+                                                   timestamp_ms=stamp))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -1,5 +1,7 @@
 """Ingest load on loopback: kuaidi100 pushes against a live worker (embedded broker and Redis), bounded
-in count and time. Prints pushes/s and scans/s; asserts nothing.
+in count and time. Prints pushes/s and scans/s, the tracking records the scans travelled in (batch
+records, agents/record_batcher.py) and the worker's CPU seconds from the first push until it had
+processed every scan; asserts nothing.
 Run: ``.venv/bin/python -m bench.ingest_load [--pushes 2000] [--concurrency 20]``.
 """
 
@@ -15,10 +17,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
+import psutil
 
+from batching import decode_batch, is_batch
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
-from tests.harness import Worker
+from tests.harness import Worker, consume_all, wait_for
 
 CN = timezone(timedelta(hours=8))
 
@@ -62,12 +66,27 @@ def main(argv: list[str] | None = None) -> None:
         with TansuBroker(run / "b") as broker, RedisServer(run / "r") as redis:
             worker = Worker(broker.url, redis.url, run).start()
             try:
+                assert worker.proc is not None
+                proc = psutil.Process(worker.proc.pid)
+                cpu_before = sum(proc.cpu_times()[:2])
                 ok, seconds = asyncio.run(fire(worker.url("/ingest/kuaidi100"), args.pushes, args.concurrency,
                                                args.time_cap))
+                wait_for(lambda: _tracking_consumed(worker) >= 3 * ok, 120, "every acknowledged scan processed")
+                cpu = sum(proc.cpu_times()[:2]) - cpu_before
+                records = consume_all(broker.bootstrap, "parcelwatch-tracking")
             finally:
                 worker.stop()
+    scans = sum(len(decode_batch(m.value)) if is_batch(m.value) else 1 for m in records)
     print(f"ingest: {ok:,} kuaidi100 pushes acknowledged in {seconds:.1f} s = {ok / seconds:,.0f} pushes/s, "
           f"{3 * ok / seconds:,.0f} scans/s (3 scans a push, concurrency {args.concurrency})")
+    print(f"  {scans:,} scans in {len(records):,} tracking records; worker CPU {cpu:.1f} s from the first push "
+          "until every scan was processed")
+
+
+def _tracking_consumed(worker: Worker) -> float:
+    text = worker.get("/metrics")[1].decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("parcelwatch_events_consumed_total{") and 'topic="parcelwatch-tracking"' in line)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,11 @@ def all_issues(redis_url: str) -> list[dict[str, Any]]:
     return [json.loads(v) for v in r.mget(keys) if v is not None] if keys else []
 
 
+def open_issue_times(redis_url: str) -> dict[str, str]:
+    """The open queue in Redis: issue key -> opened_at (what a replay's open issues are compared with)."""
+    return {i["issue_key"]: i["opened_at"] for i in all_issues(redis_url) if i["status"] == "open"}
+
+
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

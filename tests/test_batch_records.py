@@ -16,14 +16,14 @@ import orjson
 import pytest
 
 import config
-from batching import decode_batch, encode_batches, is_batch, partition_for
+from batching import batch_records, decode_batch, encode_batches, is_batch, partition_for
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 from models import InvalidEvent
 from replay import replay
 from simulator import Simulator, write_jsonl
 
-from .harness import Worker, all_issues, consume_all, produce, wait_for
+from .harness import Worker, consume_all, open_issue_times, produce, wait_for
 
 PARTITIONS = config.load(env={}).app.partitions
 
@@ -62,13 +62,10 @@ def test_a_batch_is_an_array_and_a_broken_one_names_the_problem() -> None:
 def _batched(records: list[tuple[str, bytes, Any]], size: int) -> list[tuple[str, bytes | None, bytes, int]]:
     """(topic, key, value, partition): each topic's events grouped by the partition of their key, in
     event order, ``size`` to a record."""
-    per: dict[tuple[str, int], list[bytes]] = {}
-    for kind, key, ev in records:
-        per.setdefault((f"parcelwatch-{kind}", partition_for(key, PARTITIONS)), []).append(ev.to_json())
-    out = []
-    for (topic, partition), elements in per.items():
-        for record in encode_batches(elements, max_events=size):
-            out.append((topic, None, record, partition))
+    out: list[tuple[str, bytes | None, bytes, int]] = []
+    for kind in ("orders", "tracking"):
+        mine = [(key, ev.to_json()) for k, key, ev in records if k == kind]
+        out += [(f"parcelwatch-{kind}", None, record, p) for p, record in batch_records(mine, PARTITIONS, size)]
     return out
 
 
@@ -100,8 +97,7 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
         write_jsonl(path, iter(records))
 
         def live_open() -> dict[str, str] | None:
-            got = {i["issue_key"]: i["opened_at"] for i in all_issues(redis_server.url) if i["status"] == "open"}
-            return got or None
+            return open_issue_times(redis_server.url) or None
 
         time.sleep(25)
         live = wait_for(live_open, 60, "open issues in the live queue")

@@ -14,7 +14,7 @@ from embedded.redis_server import RedisServer
 from replay import replay
 from simulator import Simulator, write_jsonl
 
-from .harness import Worker, all_issues, consume_all, explain_subjects, produce, wait_for
+from .harness import Worker, all_issues, consume_all, explain_subjects, open_issue_times, produce, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +31,7 @@ def test_open_queue_after_the_same_events_matches_replay(tmp_path: Path, broker:
         write_jsonl(path, iter(records))
 
         def live_open() -> dict[str, str] | None:
-            got = {i["issue_key"]: i["opened_at"] for i in all_issues(redis_server.url) if i["status"] == "open"}
-            return got or None
+            return open_issue_times(redis_server.url) or None
 
         # Let the worker consume everything and sweep a few times (ticks every second in tests).
         time.sleep(25)
@@ -102,7 +101,7 @@ def test_a_worker_catching_up_on_a_backlog_judges_it_at_arrival_time(
         assert len(replayed) >= 10
 
         def live_open() -> dict[str, str]:
-            return {i["issue_key"]: i["opened_at"] for i in all_issues(redis_server.url) if i["status"] == "open"}
+            return open_issue_times(redis_server.url)
 
         # The sweeps at the wall clock run on the next ticks after the catch-up ends.
         try:
