@@ -145,7 +145,19 @@ class DetectorContext:
 
 def china_time(epoch: float) -> str:
     """How staff read times in evidence: China time, minutes."""
-    return datetime.fromtimestamp(epoch, tz=CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+    # Every issue's texts show several times, mostly of a few recent minutes; formatting one costs
+    # more than the rest of the rule (a datetime and strftime), so each minute is formatted once.
+    minute = int(epoch // 60)
+    text = _CHINA_MINUTES.get(minute)
+    if text is None:
+        if len(_CHINA_MINUTES) >= _CHINA_MINUTES_KEPT:
+            _CHINA_MINUTES.clear()
+        text = _CHINA_MINUTES[minute] = datetime.fromtimestamp(minute * 60, tz=CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+    return text
+
+
+_CHINA_MINUTES: dict[int, str] = {}
+_CHINA_MINUTES_KEPT = 50_000  # about five weeks of minutes; a few MiB at most
 
 
 def hours(seconds: float) -> str:

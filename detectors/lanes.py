@@ -133,14 +133,16 @@ class LaneBaselines:
         # Asked for every scanned parcel on every event: the window located last time is reused while
         # ``now`` stays between the same samples (``_Samples.window``), and so is the last quantile.
         since = now - self.window
-        for samples, source in (
-            (self._lanes.get((carrier, origin, destination)), "lane"),
-            (self._carrier_dest.get((carrier, destination)), "carrier_destination"),
-        ):
-            if samples is not None:
-                lo, hi = samples.window(now, since)
-                if hi - lo >= self.cfg.min_samples:
-                    return samples.quantile(lo, hi, self.cfg.quantile) / HOUR, source, hi - lo
+        samples = self._lanes.get((carrier, origin, destination))
+        if samples is not None:
+            lo, hi = samples.window(now, since)
+            if hi - lo >= self.cfg.min_samples:
+                return samples.quantile(lo, hi, self.cfg.quantile) / HOUR, "lane", hi - lo
+        samples = self._carrier_dest.get((carrier, destination))
+        if samples is not None:
+            lo, hi = samples.window(now, since)
+            if hi - lo >= self.cfg.min_samples:
+                return samples.quantile(lo, hi, self.cfg.quantile) / HOUR, "carrier_destination", hi - lo
         limit, source = self.region_sla_hours(destination)
         return limit, source, 0
 

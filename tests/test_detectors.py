@@ -617,6 +617,27 @@ def test_evidence_formatting_helpers() -> None:
     assert hours(30 * 60) == "0.5 h"
 
 
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+def test_china_time_formats_each_minute_once_and_the_same(epoch: float) -> None:
+    from datetime import datetime
+
+    from detectors.base import CHINA_TZ
+
+    # The minute's cached text is what formatting the instant itself gives (seconds are not shown).
+    expected = datetime.fromtimestamp(math.floor(epoch), tz=CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+    assert china_time(epoch) == expected
+    assert china_time(epoch) == expected  # from the cache
+
+
+def test_china_time_cache_is_bounded() -> None:
+    from detectors import base
+
+    for minute in range(base._CHINA_MINUTES_KEPT + 10):
+        base.china_time(T0 + 60.0 * minute)
+    assert len(base._CHINA_MINUTES) <= base._CHINA_MINUTES_KEPT
+    assert base.china_time(T0) == "2026-11-02 10:00"
+
+
 # -- evaluate == every rule, texts rendered on demand --------------------------------------------------------
 
 _TIMES = st.one_of(st.none(), st.sampled_from([T0 + k * 6 * H for k in range(-4, 40)]))
