@@ -4,7 +4,11 @@ The scans of all concurrent pushes go through one ``RecordBatcher`` (``record_ba
 record (a JSON array, ``batching.py``) per tracking partition every ``app.producer_linger_ms`` (5 ms), a
 lone scan as a plain record keyed by its parcel, because the parcel agent pays Faust's per-record cost
 once per record, not per scan. Each push is answered with success only after the broker acknowledged
-every record carrying its new scans (else 503 in the source's own failure format, so it retries). A push
+every record carrying its new scans (else 503 in the source's own failure format, so it retries), and
+never waits longer than ``app.ingest_ack_timeout_seconds`` for that: a broker that stops answering gets
+the source a 503 after 10 s, not after the producer's 20-minute request timeout with the aggregator's
+connection held all along. While more than ``app.ingest_max_unacked_scans`` scans wait for the broker, a
+push is answered 503 at once (the records already handed on are still delivered when it answers). A push
 carries a whole history: scans already seen (stable event ids, bounded memory, marked only once
 acknowledged) are not produced again; correctness does not depend on that cache, because the parcel
 state is idempotent on duplicates. Wrong signature → 401; unparsable → 400 naming the field;
@@ -13,6 +17,7 @@ body over 1 MiB → 413. Secrets come from the environment and are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections import OrderedDict
@@ -30,6 +35,7 @@ from .record_batcher import RecordBatcher
 log = logging.getLogger("parcelwatch.ingest")
 MAX_BODY = 1 << 20
 SEEN_LIMIT = 200_000
+RETRY_AFTER_SECONDS = 30  # a hint to sources that honour it; the aggregators retry on their own schedule
 _seen: OrderedDict[str, None] = OrderedDict()
 SECRETS = {
     "kuaidi100": os.environ.get("PARCELWATCH_KUAIDI100_SALT"),
@@ -82,14 +88,31 @@ async def _handle(view: web.View, request: web.Request, source: str, ok: Any, fa
         return view.json({**fail, "message": str(exc)}, status=400)
     if parsed.carrier_correction:
         log.info("%s corrected carrier %s -> %s", source, *parsed.carrier_correction)
+    app_cfg = settings.app
+    unacked = batcher.unsettled()
+    if unacked >= app_cfg.ingest_max_unacked_scans:
+        counter.labels(source=source, outcome="overloaded").inc()
+        log.warning("refused a %s push: %d scans wait for the broker's acknowledgement", source, unacked)
+        return _unavailable(view, fail, "the broker is not keeping up, retry later")
     try:
-        sent = await produce(parsed.updates)
+        # Cancelling the wait leaves the records it waits for alone (RecordBatcher: other pushes share them).
+        sent = await asyncio.wait_for(produce(parsed.updates), app_cfg.ingest_ack_timeout_seconds)
+    except TimeoutError:
+        counter.labels(source=source, outcome="timeout").inc()
+        log.error("a %s push was not acknowledged by the broker within %g s", source,
+                  app_cfg.ingest_ack_timeout_seconds)
+        return _unavailable(view, fail, "temporarily unavailable, retry")
     except Exception as exc:  # noqa: BLE001 - the source must retry; nothing was acknowledged
         counter.labels(source=source, outcome="broker_error").inc()
         log.error("could not produce a %s push: %s", source, type(exc).__name__)
-        return view.json({**fail, "message": "temporarily unavailable, retry"}, status=503)
+        return _unavailable(view, fail, "temporarily unavailable, retry")
     counter.labels(source=source, outcome="ok").inc()
     return view.json({**ok, "scans": len(parsed.updates), "new": sent} if source != "kuaidi100" else ok)
+
+
+def _unavailable(view: web.View, fail: Any, message: str) -> web.Response:
+    """503 in the source's own failure format; nothing of the push counts as received, so it retries."""
+    return view.json({**fail, "message": message}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 async def _parse(source: str, request: web.Request, body: bytes) -> Parsed:

@@ -43,6 +43,7 @@ fake. The batcher needs a running event loop only when ``send`` is called.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -116,6 +117,7 @@ class RecordBatcher:
         self._flush_waiting = False  # a flush task exists that has not taken its chunks yet
         self._take_open = False  # ... and it must take the open chunks too (the linger elapsed)
         self._tasks: set[asyncio.Task[None]] = set()  # flush tasks, referenced until done
+        self._unsettled = 0  # items given to ``send`` whose record is neither acknowledged nor failed
 
     async def send(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Send ``items`` ((partition key, JSON-encoded event object), in order) and return once the broker
@@ -144,6 +146,11 @@ class RecordBatcher:
         for fut in waits:
             fut.result()
 
+    def unsettled(self) -> int:
+        """Items given to ``send`` whose record the broker has neither acknowledged nor failed yet: pending
+        here or in flight in the producer (what a broker that stopped answering piles up)."""
+        return self._unsettled
+
     def pending(self) -> int:
         """Items not yet handed to the producer."""
         return sum(len(c.values) for part in self._parts.values() for c in (*part.sealed, *([part.open] if part.open else [])))
@@ -162,11 +169,17 @@ class RecordBatcher:
             self._request_flush(take_open=False)
         if chunk is None:
             chunk = part.open = _Chunk(key)
+            # (A chunk stops growing before it can settle: it is taken by a flush first, or failed with it.)
+            chunk.acked.add_done_callback(functools.partial(self._on_settled, chunk))
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self.linger, self._on_linger)
         chunk.values.append(value)
         chunk.size += len(value) + 1
+        self._unsettled += 1
         return chunk
+
+    def _on_settled(self, chunk: _Chunk, _acked: asyncio.Future[None]) -> None:
+        self._unsettled -= len(chunk.values)
 
     def _on_linger(self) -> None:
         self._timer = None

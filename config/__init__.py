@@ -56,6 +56,8 @@ class AppSettings:
     tick_interval_seconds: float
     producer_linger_ms: int
     catch_up_after_seconds: float
+    ingest_ack_timeout_seconds: float
+    ingest_max_unacked_scans: int
 
     def validate(self, path: str) -> None:
         urls = [u.strip() for u in self.broker.split(";")]
@@ -76,6 +78,8 @@ class AppSettings:
         if self.catch_up_after_seconds < 0:
             raise ConfigError(f"{path}.catch_up_after_seconds", f"must be >= 0 (0 turns catching up off), "
                               f"got {self.catch_up_after_seconds}")
+        _positive(f"{path}.ingest_ack_timeout_seconds", self.ingest_ack_timeout_seconds)
+        _positive(f"{path}.ingest_max_unacked_scans", self.ingest_max_unacked_scans)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import signal
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 import config
-from batching import decode_batch, partition_for
+from batching import decode_batch, is_batch, partition_for
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 from ingest import BadSignature, PushError, aftership, kuaidi100, seventeentrack
@@ -146,5 +147,51 @@ def test_ingest_endpoints_on_a_live_worker(tmp_path: Path, broker: TansuBroker, 
         assert [e["raw_code"] for e in elements] == ["103", "0", "209"]
         found = wait_for(lambda: worker.get("/issues?kind=carrier_exception")[1]["issues"], 40, "the exception issue")
         assert found[0]["parcel"] == "ZTO:7399000001" and found[0]["exception_reason"] == "damaged"
+    finally:
+        worker.stop()
+
+
+@pytest.mark.integration
+def test_a_push_gets_503_when_the_broker_stops_answering_and_goes_through_when_it_answers_again(
+        tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
+    """The broker process frozen (SIGSTOP: connections stay open, nothing is answered) is the outage in
+    which a push used to wait for the producer's 20-minute request timeout."""
+    override = tmp_path / "override.yaml"
+    override.write_text("app:\n  ingest_ack_timeout_seconds: 2\n  ingest_max_unacked_scans: 2\n")
+    worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_CONFIG=str(override)).start()
+    now = datetime.now(CN)
+
+    def scan(n: int, status: str = "in_transit") -> dict[str, Any]:
+        return {"event_id": f"outage-{n}", "carrier": "ZTO", "tracking_number": "7399000077", "status": status,
+                "event_time": (now - timedelta(hours=10 - n)).isoformat()}
+
+    url = worker.url("/ingest/generic")
+    assert broker.proc is not None
+    try:
+        assert post(url, json.dumps([scan(0, "picked_up")]).encode(), "application/json") == (200, {"ok": True, "scans": 1, "new": 1})
+        broker.proc.send_signal(signal.SIGSTOP)
+        try:
+            # Answered 503 after the configured 2 s (``post`` gives up after 25 s: a hung push fails here).
+            status, body = post(url, json.dumps([scan(1), scan(2)]).encode(), "application/json")
+            assert status == 503 and body == {"ok": False, "message": "temporarily unavailable, retry"}
+            # Its two scans still wait for the broker: the limit (2) is reached, the next push is refused at
+            # once instead of piling more up.
+            status, body = post(url, json.dumps([scan(3)]).encode(), "application/json")
+            assert status == 503 and body == {"ok": False, "message": "the broker is not keeping up, retry later"}
+        finally:
+            broker.proc.send_signal(signal.SIGCONT)
+        # The sources retry: once the broker answers again the pushes go through.
+        for retried in ([scan(1), scan(2)], [scan(3)]):
+            wait_for(lambda retried=retried: post(url, json.dumps(retried).encode(), "application/json")[0] == 200, 60,
+                     "a retried push accepted after the broker answers again")
+
+        def scans_on_topic() -> set[str]:
+            records = consume_all(broker.bootstrap, "parcelwatch-tracking", 2)
+            return {e["event_id"] for r in records for e in (decode_batch(r.value) if is_batch(r.value) else [json.loads(r.value)])}
+
+        wait_for(lambda: scans_on_topic() >= {"outage-0", "outage-1", "outage-2", "outage-3"}, 30, "every scan on the tracking topic")
+        _, metrics_text = worker.get("/metrics")
+        assert b'parcelwatch_ingest_requests_total{outcome="timeout",source="generic"} 1.0' in metrics_text
+        assert b'parcelwatch_ingest_requests_total{outcome="overloaded",source="generic"} 1.0' in metrics_text
     finally:
         worker.stop()

@@ -304,6 +304,41 @@ def test_a_cancelled_caller_does_not_cancel_the_record_it_shares() -> None:
     asyncio.run(run())
 
 
+async def _callbacks_run() -> None:
+    """Let the chain of done callbacks run (the record's ack, then the chunk's)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def test_unsettled_counts_items_until_their_record_is_acknowledged_or_failed() -> None:
+    async def run() -> None:
+        topic = FakeTopic(auto_ack=False, fail_partitions=frozenset({3}))
+        batcher = rb.RecordBatcher(topic.send, PARTITIONS, linger=0.005)
+        k0, k1, (k3,) = keys_on(0, 3), keys_on(1, 2), keys_on(3, 1)
+        waiting = asyncio.ensure_future(batcher.send([(k, event(k)) for k in (*k0, *k1)]))
+        failing = asyncio.ensure_future(batcher.send([(k3, event(k3))]))
+        await asyncio.sleep(0)
+        assert batcher.unsettled() == 6 and batcher.pending() == 6  # nothing handed to the producer yet
+        while len(topic.acks) < 2:
+            await asyncio.sleep(0.005)
+        with pytest.raises(ConnectionError):
+            await failing  # a failed send settles its items too
+        # Handed to the producer, not acknowledged: no longer pending here, still unsettled.
+        assert batcher.pending() == 0 and batcher.unsettled() == 5
+        waiting.cancel()  # a caller that gave up does not settle the records that carry its items
+        await asyncio.sleep(0)
+        assert batcher.unsettled() == 5
+        by_partition = {p: ack for (p, _, _), ack in zip(topic.records, topic.acks, strict=True)}
+        by_partition[0].set_result(None)
+        await _callbacks_run()
+        assert batcher.unsettled() == 2
+        by_partition[1].set_exception(TimeoutError("request timed out"))
+        await _callbacks_run()
+        assert batcher.unsettled() == 0
+
+    asyncio.run(run())
+
+
 def test_a_cancelled_flush_fails_its_callers_and_loses_nothing_else() -> None:
     async def run() -> None:
         gate = asyncio.Event()
