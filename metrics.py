@@ -55,6 +55,8 @@ PROCESSING = Histogram("parcelwatch_processing_seconds", "Time to process one in
 SWEEP = Histogram("parcelwatch_deadline_sweep_seconds", "Duration of one partition's deadline sweep.",
                   buckets=(1e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=REGISTRY)
 DUE = Counter("parcelwatch_deadline_due_total", "Subjects re-checked by deadline sweeps.", registry=REGISTRY)
+PURGED = Counter("parcelwatch_subjects_purged_total",
+                 "Finished subjects deleted from the parcel state when their retention ended.", registry=REGISTRY)
 SWEEP_LAG = Gauge("parcelwatch_deadline_sweep_lag_seconds", "Wall clock minus the clock of the last sweep.",
                   registry=REGISTRY)
 CATCHING_UP = Gauge("parcelwatch_partitions_catching_up",

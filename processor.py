@@ -31,13 +31,14 @@ from typing import Any
 import orjson
 
 from config import Settings
-from detectors import DetectorContext, Evaluation, evaluate
+from detectors import DetectorContext, Evaluation, evaluate, finished_at
 from detectors.base import Finding, TransitBaseline
 from models import InvalidEvent, OrderEvent, TrackingUpdate, format_time
 from notifications import NotificationRules
 from state import ORDER_SUBJECT_PREFIX, OrderFacts, ParcelState, order_subject
 
 BUCKET_SECONDS = 60
+DAY = 86_400.0
 # Guard against a rule whose next_at does not move forward (a bug must not hang the sweep).
 MAX_STEPS_PER_SWEEP = 64
 
@@ -100,6 +101,9 @@ class Output:
     # (shop, shipped_at, picked_up_at or None): a parcel shipped, or its pickup, each reported once.
     milestones: list[tuple[str | None, float, float | None]] = field(default_factory=list)
     due: int = 0  # subjects re-checked by a sweep
+    purged: int = 0  # finished subjects a sweep deleted (their retention ended)
+    # The event was for a subject no longer (or never) held and lies before the retention horizon: ignored.
+    expired: bool = False
     # Index writes that must wait until everything else this output wrote is durable: the keys of swept
     # buckets (None: delete) and the sweep cursor. ``Processor`` applies them itself when told to.
     index_removals: dict[str, bytes | None] = field(default_factory=dict)
@@ -122,6 +126,7 @@ class Processor:
         self.index = index
         self.notification_rules = notification_rules
         self.epoch = epoch
+        self.retention_seconds = settings.retention.finished_subject_days * DAY
         # Live: the caller writes ``Output.index_removals`` once the rest is acknowledged. Replay and
         # tests (dicts, no crash between writes): applied at once.
         self.defer_index_removals = defer_index_removals
@@ -142,6 +147,9 @@ class Processor:
         raw, state = self.load(subject)
         state.apply_tracking(update)
         out = Output()
+        if raw is None and self._before_horizon(state, now):
+            out.expired = True
+            return out
         self._after_event(partition, subject, state, raw, update.event_time, now, now if wall is None else wall, out)
         return out
 
@@ -152,6 +160,9 @@ class Processor:
         raw, state = self.load(subject)
         state.apply_order(facts)
         out = Output()
+        if raw is None and self._before_horizon(state, now):
+            out.expired = True
+            return out
         self._after_event(partition, subject, state, raw, at, now, now if wall is None else wall, out)
         return out
 
@@ -204,7 +215,7 @@ class Processor:
         pending = self._notify(subject, state, now, wall, out)
         if pending is not None:
             next_at = pending if next_at is None else min(next_at, pending)
-        state.next_check_at = next_at
+        state.next_check_at = self._with_purge(subject, state, next_at)
         self._file(partition, subject, state, now=now)
         encoded = state.encode()
         if encoded != raw:
@@ -249,7 +260,12 @@ class Processor:
                     continue  # filed under another bucket since: that entry is the live one
                 state.indexed_bucket = None
                 out.due += 1
+                if self._purgeable(subject, state, now):
+                    del self.states[subject]  # a tombstone in the live worker's changelog
+                    out.purged += 1
+                    continue
                 self._advance(subject, state, now, wall, out)
+                state.next_check_at = self._with_purge(subject, state, state.next_check_at)
                 self._file(partition, subject, state, cursor=last)
                 encoded = state.encode()
                 if encoded != raw_state:
@@ -272,6 +288,28 @@ class Processor:
             else:
                 self.index[key] = value
         out.index_removals.clear()
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    def _with_purge(self, subject: str, state: ParcelState, next_at: float | None) -> float | None:
+        """``next_at``, or the end of the subject's retention if it is finished and that comes first."""
+        finished = finished_at(subject, state)
+        if finished is None:
+            return next_at
+        purge_at = finished + self.retention_seconds
+        return purge_at if next_at is None or purge_at < next_at else next_at
+
+    def _purgeable(self, subject: str, state: ParcelState, now: float) -> bool:
+        """Finished for the whole retention period, and nothing left open on it."""
+        finished = finished_at(subject, state)
+        return finished is not None and now >= finished + self.retention_seconds and not state.open_issues
+
+    def _before_horizon(self, state: ParcelState, now: float) -> bool:
+        """A new subject whose earliest known time lies before the retention horizon: what a late event for
+        a parcel delivered and deleted long ago looks like (a scan, or an order snapshot that would start
+        pickup-overdue on it from its old shipping time). Not watched again."""
+        earliest = _earliest_time(state)
+        return earliest is not None and earliest < now - self.retention_seconds
 
     def _advance(self, subject: str, state: ParcelState, now: float, wall: float, out: Output) -> None:
         """Walk the subject's timeline from its due time to ``now``, one deadline at a time."""
@@ -455,6 +493,13 @@ def _last_since(record: list[Any]) -> float:
     """The finding time an open-issue record last reported ([opened_at, severity, context, since]; older
     records have no fourth element and reported their opening time)."""
     return record[3] if len(record) > 3 else record[0]
+
+
+def _earliest_time(state: ParcelState) -> float | None:
+    """The earliest milestone time known for the subject (None: none known)."""
+    times = [t for t in (state.paid_at, state.shipped_at, state.info_received_at, state.first_scan_at,
+                         state.signed_at, state.exception_at, state.confirmed_at, state.closed_at) if t is not None]
+    return min(times) if times else None
 
 
 def _stages(state: ParcelState) -> tuple[tuple[str, float | None], ...]:

@@ -125,7 +125,7 @@ async def _process_record(event: EventT) -> None:
             wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
             now = min(wall, catch_up.now(partition, time.time()))
             out = processor.on_tick(partition, now, wall)
-            metrics.observe_sweep(partition, time.perf_counter() - started, out.due, now, processor)
+            metrics.observe_sweep(partition, time.perf_counter() - started, out.due, now, processor, out.purged)
             await _emit(out)
     except Exception as exc:  # noqa: BLE001 - one bad event must never kill the agent
         await _reject(event, exc)
@@ -168,7 +168,9 @@ async def _on_tracking(update: TrackingUpdate, partition: int, arrived: float, s
     wall = time.time()
     now = catch_up.observe(T.tracking, partition, arrived, wall)
     out = processor.on_tracking(partition, update, now, wall)
-    metrics.observe_event(T.tracking, "ok", wall - update.event_time, time.perf_counter() - started)
+    # (An expired scan's lag of a month or more would only skew the lag histogram.)
+    metrics.observe_event(T.tracking, "expired" if out.expired else "ok",
+                          None if out.expired else wall - update.event_time, time.perf_counter() - started)
     await _emit(out)
 
 
@@ -178,7 +180,7 @@ async def _on_order_facts(
     wall = time.time()
     now = catch_up.observe(T.order_facts, partition, arrived, wall)
     out = processor.on_order_facts(partition, subject, facts, at, now, wall)
-    metrics.observe_event(T.order_facts, "ok", None, time.perf_counter() - started)
+    metrics.observe_event(T.order_facts, "expired" if out.expired else "ok", None, time.perf_counter() - started)
     await _emit(out)
 
 

@@ -49,10 +49,12 @@ def observe_invalid(topic: str, reason: str) -> None:
     metrics.DEAD_LETTERS.labels(topic=topic, reason=metrics.dead_letter_reason(reason)).inc()
 
 
-def observe_sweep(partition: int, seconds: float, due: int, now: float, processor: Any) -> None:
+def observe_sweep(partition: int, seconds: float, due: int, now: float, processor: Any, purged: int = 0) -> None:
     metrics.SWEEP.observe(seconds)
     if due:
         metrics.DUE.inc(due)
+    if purged:
+        metrics.PURGED.inc(purged)
     _last_sweep_clock[0] = max(_last_sweep_clock[0], now)
 
 

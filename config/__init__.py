@@ -214,10 +214,19 @@ class Simulator:
 
 
 @dataclass(frozen=True)
+class Retention:
+    finished_subject_days: float
+
+    def validate(self, path: str) -> None:
+        _positive(f"{path}.finished_subject_days", self.finished_subject_days)
+
+
+@dataclass(frozen=True)
 class Settings:
     app: AppSettings
     topics: Topics
     thresholds: Thresholds
+    retention: Retention
     lanes: Lanes
     severity: Severity
     labels: Labels

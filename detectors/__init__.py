@@ -23,7 +23,7 @@ from .rules import (
     transit_overdue,
 )
 
-__all__ = ["DetectorContext", "Evaluation", "Finding", "LaneBaselines", "evaluate"]
+__all__ = ["DetectorContext", "Evaluation", "Finding", "LaneBaselines", "evaluate", "finished_at"]
 
 
 @dataclass(slots=True)
@@ -73,3 +73,19 @@ def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext)
         if t is not None and (next_at is None or t < next_at):
             next_at = t
     return Evaluation(findings, next_at)
+
+
+def finished_at(subject: str, state: ParcelState) -> float | None:
+    """From when every rule is silent on the subject for good (None: not finished).
+
+    The early exits of ``evaluate``: a parcel once signed or its order closed; an order subject (watched
+    for ship-overdue only) once shipped or closed. Nothing can un-sign, un-ship or reopen them (first
+    times only move earlier), so a finished subject stays finished.
+    """
+    if subject.startswith(ORDER_SUBJECT_PREFIX):
+        first, second = state.shipped_at, state.closed_at
+    else:
+        first, second = state.signed_at, state.closed_at
+    if first is None:
+        return second
+    return first if second is None or first <= second else second

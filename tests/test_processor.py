@@ -947,3 +947,100 @@ def test_a_sweep_that_changes_nothing_writes_nothing() -> None:
     r.tick(deadline)
     assert table.writes == ["order:TB1"]
     assert [i["kind"] for i in r.log] == ["ship_overdue"]
+
+
+# -- retention: finished subjects leave the state ----------------------------------------------------------
+
+RETAIN = S.retention.finished_subject_days * D
+SIGNED = T0 + 30 * H
+
+
+def delivered(r: Rig) -> None:
+    """Order TB1 paid, shipped as ZTO:1 at T0, picked up, signed at ``SIGNED``."""
+    r.tick(T0 - 3 * H)
+    r.order(oev("paid", T0 - 2 * H))
+    r.order(shipped(T0))
+    r.scan("picked_up", T0 + 2 * H)
+    r.scan("signed", SIGNED)
+
+
+def test_finished_subjects_are_deleted_when_their_retention_ends() -> None:
+    r = Rig()
+    delivered(r)
+    assert set(r.states) == {"ZTO:1", "order:TB1"}
+    assert r.state("order:TB1").next_check_at == T0 + RETAIN  # finished when shipped
+    assert r.state("ZTO:1").next_check_at == SIGNED + RETAIN  # finished when signed
+    assert r.tick(T0 + RETAIN - 60).purged == 0
+    out = r.tick(T0 + RETAIN + 60)
+    assert (out.purged, set(r.states)) == (1, {"ZTO:1"})
+    out = r.tick(SIGNED + RETAIN + 60)
+    assert (out.purged, r.states, brief(out)) == (1, {}, [])
+
+
+def test_an_unfinished_parcel_is_kept() -> None:
+    r = Rig()
+    r.tick(T0 - 3 * H)
+    r.order(oev("paid", T0 - 2 * H))
+    r.order(shipped(T0))
+    r.scan("picked_up", T0 + 2 * H)
+    out = r.tick(T0 + 3 * RETAIN)
+    assert out.purged == 1 and set(r.states) == {"ZTO:1"}  # only the order subject, finished when shipped
+    assert ("ZTO:1", "transit_overdue") in r.open_issues()  # lost in transit: still on the queue's books
+
+
+def test_a_late_scan_for_a_deleted_parcel_is_ignored_and_a_reused_number_is_watched_again() -> None:
+    r = Rig()
+    delivered(r)
+    now = SIGNED + RETAIN + 60
+    r.tick(now)
+    assert r.states == {}
+    out = r.scan("in_transit", T0 + 20 * H, now=now)  # a month-old scan, delivered late
+    assert out.expired and r.states == {}
+    assert brief(r.tick(now + 30 * D)) == []  # nothing reopened from the old scan's time
+    # Carriers reuse tracking numbers: a recent first scan is a new parcel.
+    later = now + 30 * D + H
+    out = r.scan("picked_up", later, now=later)
+    assert not out.expired and r.state("ZTO:1").picked_up_at == later
+
+
+def test_an_order_event_after_the_deletion_does_not_start_watching_its_parcel_again() -> None:
+    r = Rig()
+    delivered(r)
+    now = SIGNED + RETAIN + 60
+    r.tick(now)
+    # The buyer confirms receipt late: the snapshot names ZTO:1, shipped a month ago and no scan held.
+    r.order(oev("confirmed", now), now=now)
+    assert r.states == {}
+    # (Watched again, ZTO:1 would open pickup_overdue from its shipping time.)
+    assert brief(r.tick(now + 3 * D)) == []
+
+
+def test_a_finished_subject_with_an_issue_still_open_is_not_deleted() -> None:
+    r = Rig()
+    state = ParcelState(signed_at=T0, open_issues={"transit_overdue": [T0 + H, "high", "ctx", T0 + H]})
+    assert not r.p._purgeable("ZTO:1", state, T0 + 2 * RETAIN)
+    state.open_issues = {}
+    assert r.p._purgeable("ZTO:1", state, T0 + RETAIN)
+    assert not r.p._purgeable("ZTO:1", state, T0 + RETAIN - 1)
+
+
+def test_retention_changes_no_issue_of_a_replay() -> None:
+    from replay import Engine
+    from simulator import Simulator
+
+    events = [e for _, _, e in Simulator(seed=5, start_time=T0, mean_gap_seconds=60).events(400)]
+    short = dataclasses.replace(S, retention=dataclasses.replace(S.retention, finished_subject_days=1.0))
+    results = []
+    for settings_ in (S, short):
+        engine = Engine(settings_)
+        for ev in events:
+            if isinstance(ev, OrderEvent):
+                engine.order(ev, ev.event_time)
+            else:
+                engine.tracking(ev, ev.event_time)
+            engine.tick(ev.event_time)
+        engine.tick(events[-1].event_time + 3 * D)
+        results.append((engine.result.issues, len(engine.states)))
+    (issues, held), (issues_short, held_short) = results
+    assert issues_short == issues and len(issues) > 50
+    assert held_short < held / 2  # the delivered parcels and shipped orders are gone
