@@ -291,18 +291,22 @@ class Processor:
 
     # -- retention ----------------------------------------------------------------------------------
 
+    def _purge_at(self, subject: str, state: ParcelState) -> float | None:
+        """When a finished subject's retention ends (None: not finished)."""
+        finished = finished_at(subject, state)
+        return None if finished is None else finished + self.retention_seconds
+
     def _with_purge(self, subject: str, state: ParcelState, next_at: float | None) -> float | None:
         """``next_at``, or the end of the subject's retention if it is finished and that comes first."""
-        finished = finished_at(subject, state)
-        if finished is None:
+        purge_at = self._purge_at(subject, state)
+        if purge_at is None:
             return next_at
-        purge_at = finished + self.retention_seconds
         return purge_at if next_at is None or purge_at < next_at else next_at
 
     def _purgeable(self, subject: str, state: ParcelState, now: float) -> bool:
         """Finished for the whole retention period, and nothing left open on it."""
-        finished = finished_at(subject, state)
-        return finished is not None and now >= finished + self.retention_seconds and not state.open_issues
+        purge_at = self._purge_at(subject, state)
+        return purge_at is not None and now >= purge_at and not state.open_issues
 
     def _before_horizon(self, state: ParcelState, now: float) -> bool:
         """A new subject whose earliest known time lies before the retention horizon: what a late event for

@@ -22,7 +22,6 @@ from .test_issue_store import START, event
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,11 @@ def test_page_lists_filters_resolves_and_switches_language(live: tuple[Worker, s
     assert "TB1" in text and "73100001" in text and "YT1000002" in text
     assert "77100003" not in text  # shop-b is not this token's
     assert rows.nth(0).inner_text().find("物流异常") >= 0  # critical first
-    page.screenshot(path=str(ROOT / "docs" / "queue-page.png"))
+    # The README's picture is taken only when asked: every test run rewrote the tracked file, and a
+    # machine without CJK fonts drew the page's Chinese as empty boxes.
+    shot = os.environ.get("PARCELWATCH_SCREENSHOT")
+    if shot:
+        page.screenshot(path=shot)  # e.g. PARCELWATCH_SCREENSHOT=$PWD/docs/queue-page.png
 
     page.get_by_label("问题类型").select_option("pickup_overdue")
     # (The page's CSP forbids eval, so waits use locators, not wait_for_function.)
