@@ -589,11 +589,18 @@ class OrderRouter:
         encoded = facts.to_json()
         # Reassign (never mutate in place): a Faust table writes its changelog only on assignment.
         self.orders[ev.order_id] = encoded
-        subjects = list(facts.parcels)
-        if not was_shipped or ev.kind in ("shipped", "refunded", "closed"):
-            subjects.append(order_subject(ev.order_id))
+        subjects = snapshot_subjects(facts, was_shipped, ev.kind)
         head = b'{"at":' + orjson.dumps(ev.event_time) + b',"facts":' + encoded + b',"subject":'
         return [(s, head + orjson.dumps(s) + b"}") for s in subjects]
+
+
+def snapshot_subjects(facts: OrderFacts, was_shipped: bool, kind: str) -> list[str]:
+    """The subjects an order event's snapshot goes to: each of its parcels, and the order itself while it
+    is watched for ship-overdue (until it ships; the shipping, refund or close that ends the watch too)."""
+    subjects = list(facts.parcels)
+    if not was_shipped or kind in ("shipped", "refunded", "closed"):
+        subjects.append(order_subject(facts.order_id))
+    return subjects
 
 
 def decode_order_facts(raw: bytes) -> tuple[str, OrderFacts, float]:

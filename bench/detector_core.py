@@ -21,9 +21,10 @@ import time
 import config
 from detectors import DetectorContext, LaneBaselines, evaluate
 from models import OrderEvent, TrackingUpdate, parse_order_event, parse_tracking_update
+from processor import snapshot_subjects
 from replay import Engine
 from simulator import Simulator
-from state import OrderFacts, ParcelState, order_subject
+from state import OrderFacts, ParcelState
 
 START = 1_793_500_000.0
 
@@ -44,11 +45,7 @@ def state_and_detectors(settings: config.Settings, events: list[OrderEvent | Tra
                 facts = orders[ev.order_id] = OrderFacts(ev.order_id, ev.shop, ev.platform)
             was_shipped = facts.shipped_at is not None
             facts.apply(ev)
-            # The subjects the order router would send the snapshot to (processor.OrderRouter.route).
-            subjects = list(facts.parcels)
-            if not was_shipped or ev.kind in ("shipped", "refunded", "closed"):
-                subjects.append(order_subject(ev.order_id))
-            for subject in subjects:
+            for subject in snapshot_subjects(facts, was_shipped, ev.kind):  # as the order router sends it
                 state = states.get(subject)
                 if state is None:
                     state = states[subject] = ParcelState()
