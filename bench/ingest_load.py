@@ -20,6 +20,7 @@ import aiohttp
 import psutil
 
 from batching import decode_batch, is_batch
+from bench.ceiling import _consumed
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 from tests.harness import Worker, consume_all, wait_for
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
                 cpu_before = sum(proc.cpu_times()[:2])
                 ok, seconds = asyncio.run(fire(worker.url("/ingest/kuaidi100"), args.pushes, args.concurrency,
                                                args.time_cap))
-                wait_for(lambda: _tracking_consumed(worker) >= 3 * ok, 120, "every acknowledged scan processed")
+                wait_for(lambda: _consumed(worker.port).get("parcelwatch-tracking", 0.0) >= 3 * ok, 120,
+                         "every acknowledged scan processed")
                 cpu = sum(proc.cpu_times()[:2]) - cpu_before
                 records = consume_all(broker.bootstrap, "parcelwatch-tracking")
             finally:
@@ -82,11 +84,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  {scans:,} scans in {len(records):,} tracking records; worker CPU {cpu:.1f} s from the first push "
           "until every scan was processed")
 
-
-def _tracking_consumed(worker: Worker) -> float:
-    text = worker.get("/metrics")[1].decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("parcelwatch_events_consumed_total{") and 'topic="parcelwatch-tracking"' in line)
 
 
 if __name__ == "__main__":

@@ -191,6 +191,11 @@ def open_issue_times(redis_url: str) -> dict[str, str]:
     return {i["issue_key"]: i["opened_at"] for i in all_issues(redis_url) if i["status"] == "open"}
 
 
+def replayed_open_times(result: Any) -> dict[str, str]:
+    """A replay's open issues as ``open_issue_times`` gives the live queue's: issue key -> opened_at."""
+    return {i["issue_key"]: i["opened_at"] for i in result.issues.values() if i["resolved_at"] is None}
+
+
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from models import InvalidEvent
 from replay import replay
 from simulator import Simulator, write_jsonl
 
-from .harness import Worker, consume_all, open_issue_times, produce, wait_for
+from .harness import Worker, consume_all, open_issue_times, produce, replayed_open_times, wait_for
 
 PARTITIONS = config.load(env={}).app.partitions
 
@@ -103,7 +103,7 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
         live = wait_for(live_open, 60, "open issues in the live queue")
         with path.open("rb") as fh:
             result = replay(config.load(env={}), fh, until=time.time())
-        replayed = {i["issue_key"]: i["opened_at"] for i in result.issues.values() if i["resolved_at"] is None}
+        replayed = replayed_open_times(result)
         assert len(replayed) >= 10
         assert live == replayed
 
@@ -179,4 +179,3 @@ def test_the_simulator_sends_batch_records_of_one_partition_each(broker: TansuBr
         want.setdefault(key.decode() if isinstance(key, bytes) else key, []).append(ev.to_json())
     assert {k: [orjson.loads(v) for v in vs] for k, vs in got.items()} == \
         {k: [orjson.loads(v) for v in vs] for k, vs in want.items()}
-

@@ -14,7 +14,7 @@ from embedded.redis_server import RedisServer
 from replay import replay
 from simulator import Simulator, write_jsonl
 
-from .harness import Worker, all_issues, consume_all, explain_subjects, open_issue_times, produce, wait_for
+from .harness import Worker, all_issues, consume_all, explain_subjects, open_issue_times, produce, replayed_open_times, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_open_queue_after_the_same_events_matches_replay(tmp_path: Path, broker:
         clock = time.time()
         with path.open("rb") as fh:
             result = replay(config.load(env={}), fh, until=clock)
-        replayed = {i["issue_key"]: i["opened_at"] for i in result.issues.values() if i["resolved_at"] is None}
+        replayed = replayed_open_times(result)
         assert len(replayed) >= 10
         # Same open issues, opened at the same instants (deadlines, not processing times).
         assert live == replayed
@@ -97,7 +97,7 @@ def test_a_worker_catching_up_on_a_backlog_judges_it_at_arrival_time(
         assert {m.partition for m in records if (m.key or b"").startswith(b"watermark:")} == {0, 1, 2, 3}
         with path.open("rb") as fh:
             result = replay(config.load(overrides, env={}), fh, until=time.time())
-        replayed = {i["issue_key"]: i["opened_at"] for i in result.issues.values() if i["resolved_at"] is None}
+        replayed = replayed_open_times(result)
         assert len(replayed) >= 10
 
         def live_open() -> dict[str, str]:
