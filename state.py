@@ -44,14 +44,6 @@ def _min(a: float | None, b: float | None) -> float | None:
     return a if a <= b else b
 
 
-def _max(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if a >= b else b
-
-
 @dataclass(slots=True)
 class OrderFacts:
     """Everything known about an order, merged from its events. Sent as a snapshot to its subjects."""
@@ -77,23 +69,29 @@ class OrderFacts:
     parcels: list[str] = field(default_factory=list)
 
     def apply(self, ev: OrderEvent) -> None:
+        # Runs for every order event: first times are compared inline (no ``_min`` call), each field is
+        # named (no getattr loop).
         t = ev.event_time
+        kind = ev.kind
         self.shop = ev.shop
         self.platform = ev.platform
-        if ev.kind == "paid":
-            self.paid_at = _min(self.paid_at, t)
-        elif ev.kind == "shipped":
-            self.shipped_at = _min(self.shipped_at, t)
+        if kind == "paid":
+            if self.paid_at is None or t < self.paid_at:
+                self.paid_at = t
+        elif kind == "shipped":
+            if self.shipped_at is None or t < self.shipped_at:
+                self.shipped_at = t
             key = ev.parcel_key
             if key and key not in self.parcels:
                 self.parcels.append(key)
                 self.parcels.sort()
-        elif ev.kind == "confirmed":
-            self.confirmed_at = _min(self.confirmed_at, t)
-        elif ev.kind in ("refunded", "closed"):
+        elif kind == "confirmed":
+            if self.confirmed_at is None or t < self.confirmed_at:
+                self.confirmed_at = t
+        elif kind == "refunded" or kind == "closed":
             if self.closed_at is None or t < self.closed_at:
                 self.closed_at = t
-                self.closed_kind = ev.kind
+                self.closed_kind = kind
         if ev.promised_ship_time is not None:
             self.promised_ship_at = ev.promised_ship_time
         if ev.auto_confirm_deadline is not None and (self.autoconfirm_set_at is None or t >= self.autoconfirm_set_at):
@@ -101,10 +99,14 @@ class OrderFacts:
             self.autoconfirm_set_at = t
         if ev.order_value is not None:
             self.order_value = ev.order_value
-        for name in ("category", "origin_province", "destination_province", "destination_city"):
-            value = getattr(ev, name)
-            if value is not None:
-                setattr(self, name, value)
+        if ev.category is not None:
+            self.category = ev.category
+        if ev.origin_province is not None:
+            self.origin_province = ev.origin_province
+        if ev.destination_province is not None:
+            self.destination_province = ev.destination_province
+        if ev.destination_city is not None:
+            self.destination_city = ev.destination_city
 
     def to_json(self) -> bytes:
         # orjson writes a dataclass as an object of its fields in definition order, as the dict did.
@@ -181,13 +183,15 @@ class ParcelState:
     def apply_tracking(self, up: TrackingUpdate) -> None:
         t = up.event_time
         status = up.status
+        # Runs for every scan: first / last times are compared inline (no ``_min`` / ``_max`` calls).
         if status == "exception":
             # The latest exception wins; ties broken by reason so any arrival order gives one answer.
             if self.exception_at is None or (t, up.exception_reason or "") > (self.exception_at, self.exception_reason or ""):
                 self.exception_at = t
                 self.exception_reason = up.exception_reason
         elif status == "info_received":
-            self.info_received_at = _min(self.info_received_at, t)
+            if self.info_received_at is None or t < self.info_received_at:
+                self.info_received_at = t
         else:
             rank = STATUS_RANK[status]
             current = STATUS_RANK[self.status] if self.status is not None else -1
@@ -196,15 +200,20 @@ class ParcelState:
                 self.status = status
                 self.status_at = t
             if status == "picked_up":
-                self.picked_up_at = _min(self.picked_up_at, t)
+                if self.picked_up_at is None or t < self.picked_up_at:
+                    self.picked_up_at = t
             elif status == "arrived_city":
-                self.arrived_city_at = _min(self.arrived_city_at, t)
+                if self.arrived_city_at is None or t < self.arrived_city_at:
+                    self.arrived_city_at = t
             elif status == "out_for_delivery":
-                self.out_for_delivery_at = _min(self.out_for_delivery_at, t)
+                if self.out_for_delivery_at is None or t < self.out_for_delivery_at:
+                    self.out_for_delivery_at = t
             elif status == "at_locker":
-                self.at_locker_at = _min(self.at_locker_at, t)
+                if self.at_locker_at is None or t < self.at_locker_at:
+                    self.at_locker_at = t
             elif status == "signed":
-                self.signed_at = _min(self.signed_at, t)
+                if self.signed_at is None or t < self.signed_at:
+                    self.signed_at = t
         if status != "info_received":
             # Any carrier scan (an exception scan too) shows the carrier has the parcel.
             if self.last_scan_at is None or t >= self.last_scan_at:
@@ -212,8 +221,9 @@ class ParcelState:
                     self.last_province = up.province
                 if up.city is not None:
                     self.last_city = up.city
-            self.last_scan_at = _max(self.last_scan_at, t)
-            self.first_scan_at = _min(self.first_scan_at, t)
+                self.last_scan_at = t
+            if self.first_scan_at is None or t < self.first_scan_at:
+                self.first_scan_at = t
 
     def apply_order(self, facts: OrderFacts) -> None:
         self.order_id = facts.order_id

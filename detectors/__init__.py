@@ -6,6 +6,7 @@ An order that has not shipped is watched as the subject ``order:<id>`` (ship ove
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from state import ORDER_SUBJECT_PREFIX, ParcelState
@@ -14,12 +15,20 @@ from .base import DetectorContext, Finding, severity
 from .lanes import LaneBaselines
 from .rules import (
     autoconfirm_imminent,
+    autoconfirm_warning_at,
     carrier_exception,
+    confirmed_deadline,
     confirmed_unsigned,
+    exception_deadline,
+    locker_deadline,
     locker_uncollected,
+    pickup_deadline,
     pickup_overdue,
+    ship_deadline,
     ship_overdue,
     tracking_stale,
+    tracking_stale_deadline,
+    transit_deadline,
     transit_overdue,
 )
 
@@ -36,11 +45,20 @@ class Evaluation:
 
 def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext) -> Evaluation:
     if subject.startswith(ORDER_SUBJECT_PREFIX):
+        deadline = ship_deadline(state, ctx)
+        if deadline is None or now < deadline:
+            return Evaluation({}, deadline)
         checks = [ship_overdue(state, now, ctx)]
     elif state.signed_at is not None or state.closed_at is not None:
         # Signed or closed: every parcel rule starts with this check and is silent, nothing is pending.
         return Evaluation({}, None)
     else:
+        # Before the earliest deadline of the rules that watch the parcel, every rule answers "nothing
+        # yet, look again at my deadline". That is most events (a scan of a parcel in transit), so the
+        # rules themselves run only from the earliest deadline on.
+        earliest = earliest_deadline(subject, state, now, ctx)
+        if now < earliest:
+            return Evaluation({}, None if earliest == _NEVER else earliest)
         # Each rule is called only when the one field it cannot do without is known: a rule skipped here
         # would have answered NO_CHECK at its first line. The order is the rules' order (it is the order
         # of the findings, hence of the issue events).
@@ -73,6 +91,47 @@ def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext)
         if t is not None and (next_at is None or t < next_at):
             next_at = t
     return Evaluation(findings, next_at)
+
+
+_NEVER = math.inf
+
+
+def earliest_deadline(subject: str, s: ParcelState, now: float, ctx: DetectorContext) -> float:
+    """The earliest deadline among the parcel rules watching ``s`` (infinity: none watches it).
+
+    The rules' own ``*_deadline`` functions, each called under the condition ``evaluate`` calls its
+    rule under. The auto-confirm warning counts from its start: from then on the rules run.
+    """
+    earliest = _NEVER
+    if s.first_scan_at is None:
+        deadline = pickup_deadline(s, ctx)
+        if deadline is not None and deadline < earliest:
+            earliest = deadline
+    if s.picked_up_at is not None or s.first_scan_at is not None:
+        deadline = transit_deadline(s, now, ctx, subject.split(":", 1)[0])
+        if deadline is not None and deadline < earliest:
+            earliest = deadline
+    if s.last_scan_at is not None:
+        deadline = tracking_stale_deadline(s, ctx)
+        if deadline is not None and deadline < earliest:
+            earliest = deadline
+    if s.shipped_at is not None:
+        deadline = confirmed_deadline(s, ctx)
+        if deadline is not None and deadline < earliest:
+            earliest = deadline
+        if s.confirmed_at is None:
+            deadline = autoconfirm_warning_at(s, ctx)
+            if deadline is not None and deadline < earliest:
+                earliest = deadline
+    if s.at_locker_at is not None:
+        deadline = locker_deadline(s, ctx)
+        if deadline is not None and deadline < earliest:
+            earliest = deadline
+    if s.exception_at is not None:
+        deadline = exception_deadline(s)
+        if deadline is not None and deadline < earliest:
+            earliest = deadline
+    return earliest
 
 
 def finished_at(subject: str, state: ParcelState) -> float | None:

@@ -36,14 +36,24 @@ def _overdue(ctx: DetectorContext, finding: Finding, deadline: float, now: float
     return Check(finding, escalate if now < escalate else None)
 
 
+def ship_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
+    """When a paid, unshipped order becomes ship-overdue (None: the rule does not watch it)."""
+    paid_at = s.paid_at
+    if paid_at is None or s.shipped_at is not None or s.closed_at is not None:
+        return None
+    if s.promised_ship_at is not None:
+        return s.promised_ship_at
+    return paid_at + ctx.settings.thresholds.ship_overdue_hours * HOUR
+
+
 def ship_overdue(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
     """Paid, no waybill by the promised ship time (or 48 h after payment)."""
-    if s.paid_at is None or s.shipped_at is not None or s.closed_at is not None:
+    deadline = ship_deadline(s, ctx)
+    if deadline is None:
         return NO_CHECK
-    limit_h = ctx.settings.thresholds.ship_overdue_hours
-    deadline = s.promised_ship_at if s.promised_ship_at is not None else s.paid_at + limit_h * HOUR
     if now < deadline:
         return Check(None, deadline)
+    limit_h = ctx.settings.thresholds.ship_overdue_hours
     args = (now, s.paid_at, deadline, s.promised_ship_at is not None, limit_h)
     return _overdue(ctx, Finding.deferred(SHIP_OVERDUE, deadline, _ship_overdue_texts, args), deadline, now)
 
@@ -59,17 +69,26 @@ def _ship_overdue_texts(args: tuple[Any, ...]) -> Texts:
     )
 
 
-def pickup_overdue(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
-    """Waybill issued, no carrier scan in time (24 h; 48 h for configured categories)."""
+def pickup_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
+    """When a shipped parcel without a carrier scan becomes pickup-overdue (None: not watched)."""
     shipped = s.shipped_at if s.shipped_at is not None else s.info_received_at
     if shipped is None or s.first_scan_at is not None or s.closed_at is not None or s.signed_at is not None:
+        return None
+    th = ctx.settings.thresholds
+    return shipped + th.pickup_overdue_hours_by_category.get(s.category or "", th.pickup_overdue_hours) * HOUR
+
+
+def pickup_overdue(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
+    """Waybill issued, no carrier scan in time (24 h; 48 h for configured categories)."""
+    deadline = pickup_deadline(s, ctx)
+    if deadline is None:
         return NO_CHECK
+    if now < deadline:
+        return Check(None, deadline)
+    shipped = s.shipped_at if s.shipped_at is not None else s.info_received_at
     th = ctx.settings.thresholds
     by_category = th.pickup_overdue_hours_by_category
     window_h = by_category.get(s.category or "", th.pickup_overdue_hours)
-    deadline = shipped + window_h * HOUR
-    if now < deadline:
-        return Check(None, deadline)
     args = (now, shipped, window_h, deadline, s.category, s.category in by_category)
     return _overdue(ctx, Finding.deferred(PICKUP_OVERDUE, deadline, _pickup_overdue_texts, args), deadline, now)
 
@@ -86,17 +105,26 @@ def _pickup_overdue_texts(args: tuple[Any, ...]) -> Texts:
     )
 
 
-def transit_overdue(s: ParcelState, now: float, ctx: DetectorContext, carrier: str) -> Check:
-    """Picked up, not signed, past the lane's normal transit time (learned p90, else fallback SLA)."""
+def transit_deadline(s: ParcelState, now: float, ctx: DetectorContext, carrier: str) -> float | None:
+    """When a picked-up, unsigned parcel becomes transit-overdue by its lane's limit as of ``now``
+    (None: not watched)."""
     pickup = s.picked_up_at if s.picked_up_at is not None else s.first_scan_at  # s.pickup_at, inlined
     if pickup is None or s.signed_at is not None or s.closed_at is not None:
+        return None
+    return pickup + ctx.baselines.transit_limit(carrier, s.origin_province, s.destination_province, now)[0] * HOUR
+
+
+def transit_overdue(s: ParcelState, now: float, ctx: DetectorContext, carrier: str) -> Check:
+    """Picked up, not signed, past the lane's normal transit time (learned p90, else fallback SLA)."""
+    deadline = transit_deadline(s, now, ctx, carrier)
+    if deadline is None:
         return NO_CHECK
+    if now < deadline:
+        return Check(None, deadline)
+    pickup = s.picked_up_at if s.picked_up_at is not None else s.first_scan_at
     origin = s.origin_province
     destination = s.destination_province
     limit_h, source, samples = ctx.baselines.transit_limit(carrier, origin, destination, now)
-    deadline = pickup + limit_h * HOUR
-    if now < deadline:
-        return Check(None, deadline)
     args = (now, pickup, carrier, origin, destination, ctx.settings.lanes.quantile, limit_h, source, samples)
     return _overdue(ctx, Finding.deferred(TRANSIT_OVERDUE, deadline, _transit_overdue_texts, args), deadline, now)
 
@@ -114,8 +142,8 @@ def _transit_overdue_texts(args: tuple[Any, ...]) -> Texts:
     )
 
 
-def tracking_stale(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
-    """In transit with no new scan for too long (shorter once out for delivery)."""
+def tracking_stale_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
+    """When a parcel in transit becomes stale without a new scan (None: not watched)."""
     last_scan = s.last_scan_at
     if (
         last_scan is None
@@ -123,16 +151,28 @@ def tracking_stale(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
         or s.signed_at is not None
         or s.closed_at is not None
     ):
-        return NO_CHECK
+        return None
     status = s.status
     if status == "at_locker":
-        return NO_CHECK  # waiting for the buyer, watched by locker_uncollected instead
+        return None  # waiting for the buyer, watched by locker_uncollected instead
+    th = ctx.settings.thresholds
+    if status == "out_for_delivery":
+        return last_scan + th.tracking_stale_out_for_delivery_hours * HOUR
+    return last_scan + th.tracking_stale_hours * HOUR
+
+
+def tracking_stale(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
+    """In transit with no new scan for too long (shorter once out for delivery)."""
+    deadline = tracking_stale_deadline(s, ctx)
+    if deadline is None:
+        return NO_CHECK
+    if now < deadline:
+        return Check(None, deadline)
+    last_scan = s.last_scan_at
+    status = s.status
     th = ctx.settings.thresholds
     delivering = status == "out_for_delivery"
     limit_h = th.tracking_stale_out_for_delivery_hours if delivering else th.tracking_stale_hours
-    deadline = last_scan + limit_h * HOUR
-    if now < deadline:
-        return Check(None, deadline)
     args = (now, last_scan, limit_h, delivering, s.last_province, s.last_city, status)
     return _overdue(ctx, Finding.deferred(TRACKING_STALE, deadline, _tracking_stale_texts, args), deadline, now)
 
@@ -159,23 +199,29 @@ def autoconfirm_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
     return s.shipped_at + days.get(s.platform or "other", days["other"]) * 24 * HOUR
 
 
-def confirmed_unsigned(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
-    """Confirmed received (by the buyer, or by the platform at its deadline) though not signed."""
+def confirmed_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
+    """When a shipped, unsigned parcel counts as confirmed received: the buyer's confirmation or the
+    auto-confirm deadline, whichever is earlier (None: not watched)."""
     if s.signed_at is not None or s.closed_at is not None or s.shipped_at is None:
-        return NO_CHECK
+        return None
     deadline = autoconfirm_deadline(s, ctx)
     confirmed = s.confirmed_at
     # The earlier of the two known times (on a tie the buyer's confirmation, as ``min`` would pick).
     if deadline is None:
-        if confirmed is None:
-            return NO_CHECK
-        since = confirmed
-    elif confirmed is None or deadline < confirmed:
-        since = deadline
-    else:
-        since = confirmed
+        return confirmed
+    if confirmed is None or deadline < confirmed:
+        return deadline
+    return confirmed
+
+
+def confirmed_unsigned(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
+    """Confirmed received (by the buyer, or by the platform at its deadline) though not signed."""
+    since = confirmed_deadline(s, ctx)
+    if since is None:
+        return NO_CHECK
     if now < since:
         return Check(None, since)
+    confirmed = s.confirmed_at
     by_buyer = confirmed is not None and confirmed <= since
     args = (since, by_buyer, s.status, s.last_scan_at)
     return Check(Finding.deferred(CONFIRMED_UNSIGNED, since, _confirmed_unsigned_texts, args), None)
@@ -193,17 +239,27 @@ def _confirmed_unsigned_texts(args: tuple[Any, ...]) -> Texts:
     )
 
 
-def autoconfirm_imminent(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
-    """The auto-confirm deadline is near (48 h) and the parcel is not signed."""
+def autoconfirm_warning_at(s: ParcelState, ctx: DetectorContext) -> float | None:
+    """When the warning before a shipped, unconfirmed, unsigned parcel's auto-confirm begins (None: not
+    watched). The warning ends at the deadline itself."""
     if s.signed_at is not None or s.closed_at is not None or s.confirmed_at is not None or s.shipped_at is None:
-        return NO_CHECK
+        return None
     deadline = autoconfirm_deadline(s, ctx)
     if deadline is None:
+        return None
+    return deadline - ctx.settings.thresholds.autoconfirm_warning_hours * HOUR
+
+
+def autoconfirm_imminent(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
+    """The auto-confirm deadline is near (48 h) and the parcel is not signed."""
+    warn_at = autoconfirm_warning_at(s, ctx)
+    if warn_at is None:
         return NO_CHECK
-    warn_h = ctx.settings.thresholds.autoconfirm_warning_hours
-    warn_at = deadline - warn_h * HOUR
     if now < warn_at:
         return Check(None, warn_at)
+    warn_h = ctx.settings.thresholds.autoconfirm_warning_hours
+    deadline = autoconfirm_deadline(s, ctx)
+    assert deadline is not None  # autoconfirm_warning_at answered
     if now >= deadline:
         return NO_CHECK  # past the deadline the order is confirmed: confirmed_unsigned takes over
     args = (deadline, s.autoconfirm_deadline is not None, s.platform, warn_h, s.status)
@@ -222,15 +278,23 @@ def _autoconfirm_imminent_texts(args: tuple[Any, ...]) -> Texts:
     )
 
 
-def locker_uncollected(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
-    """Put into a locker or parcel station and not collected in time."""
+def locker_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
+    """When a parcel left at a locker or station becomes uncollected (None: not watched)."""
     at_locker = s.at_locker_at
     if at_locker is None or s.signed_at is not None or s.closed_at is not None:
+        return None
+    return at_locker + ctx.settings.thresholds.locker_uncollected_hours * HOUR
+
+
+def locker_uncollected(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
+    """Put into a locker or parcel station and not collected in time."""
+    deadline = locker_deadline(s, ctx)
+    if deadline is None:
         return NO_CHECK
-    limit_h = ctx.settings.thresholds.locker_uncollected_hours
-    deadline = at_locker + limit_h * HOUR
     if now < deadline:
         return Check(None, deadline)
+    at_locker = s.at_locker_at
+    limit_h = ctx.settings.thresholds.locker_uncollected_hours
     args = (now, at_locker, limit_h, s.last_city)
     return _overdue(ctx, Finding.deferred(LOCKER_UNCOLLECTED, deadline, _locker_uncollected_texts, args), deadline, now)
 
@@ -245,10 +309,18 @@ def _locker_uncollected_texts(args: tuple[Any, ...]) -> Texts:
     )
 
 
-def carrier_exception(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
-    """The carrier reported an exception (problem parcel, refused, lost ...) and the parcel is not signed."""
+def exception_deadline(s: ParcelState) -> float | None:
+    """When a carrier exception on an unsigned parcel counts: the exception scan's time (None: none)."""
     exception_at = s.exception_at
     if exception_at is None or s.signed_at is not None or s.closed_at is not None:
+        return None
+    return exception_at
+
+
+def carrier_exception(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
+    """The carrier reported an exception (problem parcel, refused, lost ...) and the parcel is not signed."""
+    exception_at = exception_deadline(s)
+    if exception_at is None:
         return NO_CHECK
     if now < exception_at:
         return Check(None, exception_at)
