@@ -57,6 +57,9 @@ SWEEP = Histogram("parcelwatch_deadline_sweep_seconds", "Duration of one partiti
 DUE = Counter("parcelwatch_deadline_due_total", "Subjects re-checked by deadline sweeps.", registry=REGISTRY)
 PURGED = Counter("parcelwatch_subjects_purged_total",
                  "Finished subjects deleted from the parcel state when their retention ended.", registry=REGISTRY)
+ORDERS_PURGED = Counter("parcelwatch_orders_purged_total",
+                        "Orders whose facts the order router deleted once every subject they feed was deleted.",
+                        registry=REGISTRY)
 SWEEP_LAG = Gauge("parcelwatch_deadline_sweep_lag_seconds", "Wall clock minus the clock of the last sweep.",
                   registry=REGISTRY)
 CATCHING_UP = Gauge("parcelwatch_partitions_catching_up",

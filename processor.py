@@ -102,6 +102,9 @@ class Output:
     milestones: list[tuple[str | None, float, float | None]] = field(default_factory=list)
     due: int = 0  # subjects re-checked by a sweep
     purged: int = 0  # finished subjects a sweep deleted (their retention ended)
+    # (order id, subject) for each subject of an order deleted or ignored as expired: told to the order
+    # router (keyed by order id), which deletes the order's facts once all its subjects are gone.
+    gone: list[tuple[str, str]] = field(default_factory=list)
     # The event was for a subject no longer (or never) held and lies before the retention horizon: ignored.
     expired: bool = False
     # Index writes that must wait until everything else this output wrote is durable: the keys of swept
@@ -162,6 +165,7 @@ class Processor:
         out = Output()
         if raw is None and self._before_horizon(state, now):
             out.expired = True
+            out.gone.append((facts.order_id, subject))  # (facts recreated by a late order event)
             return out
         self._after_event(partition, subject, state, raw, at, now, now if wall is None else wall, out)
         return out
@@ -263,6 +267,8 @@ class Processor:
                 if self._purgeable(subject, state, now):
                     del self.states[subject]  # a tombstone in the live worker's changelog
                     out.purged += 1
+                    if state.order_id is not None:
+                        out.gone.append((state.order_id, subject))
                     continue
                 self._advance(subject, state, now, wall, out)
                 state.next_check_at = self._with_purge(subject, state, state.next_check_at)
@@ -294,6 +300,13 @@ class Processor:
     def _purge_at(self, subject: str, state: ParcelState) -> float | None:
         """When a finished subject's retention ends (None: not finished)."""
         finished = finished_at(subject, state)
+        if finished is None and state.paid_at is None and subject.startswith(ORDER_SUBJECT_PREFIX):
+            # An unpaid order subject has nothing to watch (ship-overdue counts from the payment): what a
+            # late confirmation of an order deleted long ago starts. It leaves a retention after that news
+            # unless the payment comes meanwhile (one order's events may arrive in any order). A
+            # confirmation or a receipt extension is all it can hold: each sets one of these times.
+            news = [t for t in (state.confirmed_at, state.autoconfirm_set_at) if t is not None]
+            finished = max(news) if news else None
         return None if finished is None else finished + self.retention_seconds
 
     def _with_purge(self, subject: str, state: ParcelState, next_at: float | None) -> float | None:
@@ -593,6 +606,28 @@ class OrderRouter:
         head = b'{"at":' + orjson.dumps(ev.event_time) + b',"facts":' + encoded + b',"subject":'
         return [(s, head + orjson.dumps(s) + b"}") for s in subjects]
 
+    def forget(self, order_id: str, subject: str) -> bool:
+        """The parcel side deleted (or ignored as expired) one of the order's subjects. Once every subject
+        the facts feed is gone (the order itself and each parcel), the facts are deleted: True then.
+
+        Only then: an order event arriving while a parcel is still watched (a refund for a parcel lost in
+        transit) must still reach it with the order's whole snapshot. A notice repeated after a crash, or
+        for facts already deleted, changes nothing.
+        """
+        raw = self.orders.get(order_id)
+        if raw is None:
+            return False
+        facts = OrderFacts.from_json(raw)
+        if subject in facts.gone:
+            return False
+        facts.gone.append(subject)
+        facts.gone.sort()
+        if {order_subject(order_id), *facts.parcels} <= set(facts.gone):
+            del self.orders[order_id]  # a tombstone in the live worker's changelog
+            return True
+        self.orders[order_id] = facts.to_json()
+        return False
+
 
 def snapshot_subjects(facts: OrderFacts, was_shipped: bool, kind: str) -> list[str]:
     """The subjects an order event's snapshot goes to: each of its parcels, and the order itself while it
@@ -601,6 +636,25 @@ def snapshot_subjects(facts: OrderFacts, was_shipped: bool, kind: str) -> list[s
     if not was_shipped or kind in ("shipped", "refunded", "closed"):
         subjects.append(order_subject(facts.order_id))
     return subjects
+
+
+def encode_gone(order_id: str, subject: str) -> bytes:
+    """The order-purges record telling the order router that a subject of the order is gone."""
+    return orjson.dumps({"order_id": order_id, "subject": subject})
+
+
+def decode_gone(raw: bytes) -> tuple[str, str]:
+    """An order-purges record -> (order id, subject)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("$", f"malformed order-purges record: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidEvent("$", f"expected a JSON object, got {type(doc).__name__}")
+    for name in ("order_id", "subject"):
+        if not isinstance(doc.get(name), str) or not doc[name]:
+            raise InvalidEvent(name, f"must be a non-empty string, got {doc.get(name)!r:.64}")
+    return doc["order_id"], doc["subject"]
 
 
 def decode_order_facts(raw: bytes) -> tuple[str, OrderFacts, float]:

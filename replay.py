@@ -71,6 +71,8 @@ class Engine:
 
     def _collect(self, out: Output) -> None:
         self.result.notifications.extend(out.notifications)
+        for order_id, subject in out.gone:
+            self.router.forget(order_id, subject)
         for d in out.deliveries:
             self.baselines.add_delivery(
                 d["carrier"], d["origin_province"], d["destination_province"], d["picked_up_at"], d["signed_at"]

@@ -67,6 +67,9 @@ class OrderFacts:
     destination_province: str | None = None
     destination_city: str | None = None
     parcels: list[str] = field(default_factory=list)
+    # Subjects of the order the parcel side deleted (retention) or ignored as expired: once every subject
+    # the facts feed is here, the facts themselves are deleted (``processor.OrderRouter.forget``).
+    gone: list[str] = field(default_factory=list)
 
     def apply(self, ev: OrderEvent) -> None:
         # Runs for every order event: first times are compared inline (no ``_min`` call), each field is

@@ -80,6 +80,7 @@ def _topic(name: str) -> faust.TopicT:
 tracking_topic = _topic(T.tracking)
 orders_topic = _topic(T.orders)
 order_facts_topic = _topic(T.order_facts)
+order_purges_topic = _topic(T.order_purges)
 ticks_topic = _topic(T.ticks)
 issues_topic = _topic(T.issues)
 dead_letter_topic = _topic(T.dead_letter)
@@ -97,7 +98,16 @@ parcel_inputs = app.topic(
     key_serializer="raw",
     value_serializer="raw",
 )
-
+# The order router's inputs, both keyed by order id (co-partitioned with the orders table): order events,
+# and the parcel side's notices that a subject of an order was deleted.
+order_inputs = app.topic(
+    T.orders,
+    T.order_purges,
+    key_type=str,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
 
 
 class RawTable(faust.Table):

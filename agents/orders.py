@@ -20,10 +20,10 @@ from batching import decode_batch, encode_batches, is_batch, partition_for
 from clock import encode_watermark
 from kafka_tools import note_send_failure
 from models import InvalidEvent, parse_order_event
-from processor import OrderRouter
+from processor import OrderRouter, decode_gone
 
 from . import telemetry as metrics
-from .base import T, _cfg, app, order_facts_topic, order_table, orders_topic, writer
+from .base import T, _cfg, app, order_facts_topic, order_inputs, order_table, orders_topic, writer
 from .deadletter import dead_letter
 from .staging import StagedWrites
 
@@ -68,10 +68,13 @@ async def caught_up_watermarks() -> None:
             await _broadcast(source_partition, time.time())
 
 
-@app.agent(orders_topic)
+@app.agent(order_inputs)
 async def order_router(stream: StreamT[bytes]) -> None:
     async for event in stream.events():
         msg = event.message
+        if msg.topic == T.order_purges:
+            await _forget(event)
+            continue
         # Order facts go out one record per parcel partition (a batch record when it carries several):
         # a batch of order events then costs the parcel agent a few records, not one per subject.
         outgoing: dict[int, list[tuple[str, bytes]]] = {}
@@ -130,6 +133,22 @@ async def _route(event: EventT, value: Any, outgoing: dict[int, list[tuple[str, 
         metrics.observe_event(T.orders, "ok", time.time() - ev.event_time, time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001 - one bad event must never kill the agent
         await _reject(event, exc, element)
+
+
+async def _forget(event: EventT) -> None:
+    """The parcel side deleted a subject of an order (``processor.Output.gone``): the order's facts go
+    once every subject they feed is gone (``OrderRouter.forget``)."""
+    started = time.perf_counter()
+    try:
+        order_id, subject = decode_gone(event.value)
+        if event.key is not None and event.key != order_id:
+            raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
+        if router.forget(order_id, subject):
+            metrics.observe_order_purged()
+        staged_orders.flush()
+        metrics.observe_event(T.order_purges, "ok", None, time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001 - one bad record must never kill the agent
+        await _reject(event, exc)
 
 
 async def _reject(event: EventT, exc: Exception, element: tuple[int, Any] | None = None) -> None:

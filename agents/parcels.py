@@ -24,7 +24,7 @@ from detectors import LaneBaselines
 from kafka_tools import stop_consumer
 from models import InvalidEvent, TrackingUpdate, parse_time, parse_tracking_update
 from notifications import load_rules
-from processor import Output, Processor, decode_order_facts, order_facts_from_doc
+from processor import Output, Processor, decode_order_facts, encode_gone, order_facts_from_doc
 from state import OrderFacts
 
 from . import telemetry as metrics
@@ -37,6 +37,7 @@ from .base import (
     issues_topic,
     notifications_topic,
     order_facts_topic,
+    order_purges_topic,
     parcel_inputs,
     parcel_state,
     settings,
@@ -76,6 +77,10 @@ async def _emit(out: Output) -> None:
     for note in out.notifications:
         acks.append(await notifications_topic.send(key=note["parcel"], value=orjson.dumps(note)))
         metrics.on_notification(note)
+    for order_id, subject in out.gone:
+        # Before the tombstone too: a crash in between deletes the subject again and repeats the notice
+        # (which the router takes twice without harm) instead of leaving the order's facts for ever.
+        acks.append(await order_purges_topic.send(key=order_id, value=encode_gone(order_id, subject)))
     if acks:
         await asyncio.gather(*acks)
     staged_states.flush()

@@ -20,7 +20,7 @@ _last_sweep_clock = [0.0]
 
 metrics.init_label_sets(
     kinds=[k.value for k in IssueKind], severities=SEVERITY_ORDER, carriers=CARRIERS,
-    topics=[T.tracking, T.orders, T.order_facts],
+    topics=[T.tracking, T.orders, T.order_facts, T.order_purges],
     stages=("picked_up", "arrived_city", "out_for_delivery", "delayed", "exception", "locker_uncollected"),
 )
 metrics.REDIS_UP.set(1)
@@ -47,6 +47,10 @@ def observe_event(topic: str, outcome: str, lag_seconds: float | None, seconds: 
 def observe_invalid(topic: str, reason: str) -> None:
     observe_event(topic, "invalid", None, 0.0)
     metrics.DEAD_LETTERS.labels(topic=topic, reason=metrics.dead_letter_reason(reason)).inc()
+
+
+def observe_order_purged() -> None:
+    metrics.ORDERS_PURGED.inc()
 
 
 def observe_sweep(partition: int, seconds: float, due: int, now: float, processor: Any, purged: int = 0) -> None:

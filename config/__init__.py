@@ -87,6 +87,7 @@ class Topics:
     tracking: str
     orders: str
     order_facts: str
+    order_purges: str
     ticks: str
     issues: str
     dead_letter: str

@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 import config
 from detectors import LaneBaselines
 from models import InvalidEvent, OrderEvent, TrackingUpdate, format_time
-from processor import BUCKET_SECONDS, OrderRouter, Output, Processor, bucket_of, decode_order_facts
+from processor import (
+    BUCKET_SECONDS,
+    OrderRouter,
+    Output,
+    Processor,
+    bucket_of,
+    decode_gone,
+    decode_order_facts,
+    encode_gone,
+)
 from state import OrderFacts, ParcelState
 
 S = config.load(env={})
@@ -42,6 +51,8 @@ class Rig:
 
     def _keep(self, out: Output) -> Output:
         self.log.extend(out.issues)
+        for order_id, subject in out.gone:  # as the order-purges topic carries them to the router
+            self.router.forget(order_id, subject)
         return out
 
     def scan(self, status: str, t: float, now: float | None = None, number: str = "1", reason: str | None = None) -> Output:
@@ -58,6 +69,7 @@ class Rig:
             o = self.p.on_order_facts(self.partition, subject, facts, at, ev.event_time if now is None else now)
             out.issues += o.issues
             out.deliveries += o.deliveries
+            out.gone += o.gone
         return self._keep(out)
 
     def tick(self, now: float, partition: int | None = None) -> Output:
@@ -972,9 +984,12 @@ def test_finished_subjects_are_deleted_when_their_retention_ends() -> None:
     assert r.state("ZTO:1").next_check_at == SIGNED + RETAIN  # finished when signed
     assert r.tick(T0 + RETAIN - 60).purged == 0
     out = r.tick(T0 + RETAIN + 60)
-    assert (out.purged, set(r.states)) == (1, {"ZTO:1"})
+    assert (out.purged, set(r.states), out.gone) == (1, {"ZTO:1"}, [("TB1", "order:TB1")])
+    # The order's facts stay while its parcel is held (an order event must still reach the parcel).
+    assert OrderFacts.from_json(r.orders["TB1"]).gone == ["order:TB1"]
     out = r.tick(SIGNED + RETAIN + 60)
-    assert (out.purged, r.states, brief(out)) == (1, {}, [])
+    assert (out.purged, r.states, brief(out), out.gone) == (1, {}, [], [("TB1", "ZTO:1")])
+    assert r.orders == {}  # every subject the facts fed is gone: so are the facts
 
 
 def test_an_unfinished_parcel_is_kept() -> None:
@@ -986,6 +1001,66 @@ def test_an_unfinished_parcel_is_kept() -> None:
     out = r.tick(T0 + 3 * RETAIN)
     assert out.purged == 1 and set(r.states) == {"ZTO:1"}  # only the order subject, finished when shipped
     assert ("ZTO:1", "transit_overdue") in r.open_issues()  # lost in transit: still on the queue's books
+    assert set(r.orders) == {"TB1"}
+
+
+def test_order_facts_stay_until_every_parcel_is_gone_and_still_reach_the_one_in_transit() -> None:
+    r = Rig()
+    delivered(r)  # ZTO:1 signed
+    r.order(shipped(T0 + H, number="2"))  # a second parcel of TB1, lost in transit
+    r.scan("picked_up", T0 + 3 * H, number="2")
+    now = SIGNED + RETAIN + 60
+    r.tick(now)
+    assert set(r.states) == {"ZTO:2"}
+    assert OrderFacts.from_json(r.orders["TB1"]).gone == ["ZTO:1", "order:TB1"]
+    # The buyer is refunded for the lost parcel: the whole snapshot still reaches it and closes its issues.
+    assert ("ZTO:2", "transit_overdue") in r.open_issues()
+    out = r.order(oev("refunded", now + H), now=now + H)
+    assert {a for a, _, _, _ in brief(out)} == {"resolve"} and r.open_issues() == {}
+    assert r.state("ZTO:2").closed_at == now + H
+    # The snapshot also went to the deleted subjects: ignored as expired (paid and delivered long ago).
+    assert out.gone == [("TB1", "ZTO:1"), ("TB1", "order:TB1")]
+    r.tick(now + H + RETAIN + 60)
+    assert (r.states, r.orders) == ({}, {})
+
+
+def test_an_order_recreated_by_a_late_event_goes_again_with_its_expired_snapshots() -> None:
+    r = Rig()
+    delivered(r)
+    now = SIGNED + RETAIN + 60
+    r.tick(now)
+    assert (r.states, r.orders) == ({}, {})
+    # A shipping event re-delivered long after: the router starts the order's facts afresh, every
+    # snapshot is ignored as expired, and the parcel side's notices delete the facts again.
+    out = r.order(shipped(T0), now=now)
+    assert sorted(out.gone) == [("TB1", "ZTO:1"), ("TB1", "order:TB1")]
+    assert (r.states, r.orders) == ({}, {})
+
+
+def test_forget_is_idempotent_and_ignores_orders_it_does_not_hold() -> None:
+    orders: dict[str, bytes] = {}
+    router = OrderRouter(orders)
+    router.route(oev("paid", T0))
+    router.route(shipped(T0 + H))
+    router.route(shipped(T0 + H, number="2"))
+    assert not router.forget("TB1", "ZTO:1")
+    before = orders["TB1"]
+    assert not router.forget("TB1", "ZTO:1") and orders["TB1"] == before  # a repeated notice: no write
+    assert not router.forget("TB1", "order:TB1")
+    assert router.forget("TB1", "ZTO:2") and orders == {}
+    assert not router.forget("TB1", "ZTO:2") and not router.forget("TB9", "order:TB9")
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [(b"{", "$"), (b"[1]", "$"), (b'{"subject": "ZTO:1"}', "order_id"), (b'{"order_id": "TB1", "subject": 3}', "subject"),
+     (b'{"order_id": "", "subject": "ZTO:1"}', "order_id")],
+)
+def test_a_malformed_order_purges_record_says_which_field(raw: bytes, field: str) -> None:
+    with pytest.raises(InvalidEvent) as err:
+        decode_gone(raw)
+    assert err.value.field == field
+    assert decode_gone(encode_gone("TB1", "ZTO:1")) == ("TB1", "ZTO:1")
 
 
 def test_a_late_scan_for_a_deleted_parcel_is_ignored_and_a_reused_number_is_watched_again() -> None:
@@ -1010,9 +1085,23 @@ def test_an_order_event_after_the_deletion_does_not_start_watching_its_parcel_ag
     r.tick(now)
     # The buyer confirms receipt late: the snapshot names ZTO:1, shipped a month ago and no scan held.
     r.order(oev("confirmed", now), now=now)
-    assert r.states == {}
+    # The router started the order's facts afresh from the confirmation alone; the order subject holds it
+    # with nothing to watch (no payment) and leaves a retention later, and the facts with it.
+    assert set(r.states) == {"order:TB1"}
     # (Watched again, ZTO:1 would open pickup_overdue from its shipping time.)
     assert brief(r.tick(now + 3 * D)) == []
+    assert (r.tick(now + RETAIN + 60).purged, r.states, r.orders) == (1, {}, {})
+
+
+def test_an_unpaid_order_subject_is_kept_once_paid() -> None:
+    r = Rig()
+    r.tick(T0 - H)
+    r.order(oev("confirmed", T0))  # one order's events out of order: the confirmation first
+    assert r.state("order:TB1").next_check_at == T0 + RETAIN
+    r.order(oev("paid", T0 + H))
+    assert r.state("order:TB1").next_check_at == T0 + H + 48 * H  # ship-overdue, no purge any more
+    assert brief(r.tick(T0 + RETAIN + 60))[0][:2] == ("open", "ship_overdue")
+    assert set(r.states) == {"order:TB1"} and set(r.orders) == {"TB1"}
 
 
 def test_a_finished_subject_with_an_issue_still_open_is_not_deleted() -> None:
@@ -1040,7 +1129,8 @@ def test_retention_changes_no_issue_of_a_replay() -> None:
                 engine.tracking(ev, ev.event_time)
             engine.tick(ev.event_time)
         engine.tick(events[-1].event_time + 3 * D)
-        results.append((engine.result.issues, len(engine.states)))
-    (issues, held), (issues_short, held_short) = results
+        results.append((engine.result.issues, len(engine.states), len(engine.orders)))
+    (issues, held, orders), (issues_short, held_short, orders_short) = results
     assert issues_short == issues and len(issues) > 50
     assert held_short < held / 2  # the delivered parcels and shipped orders are gone
+    assert orders_short < orders / 2  # and so are the facts of orders with nothing left to feed

@@ -1,5 +1,6 @@
-"""Retention on a live worker: a finished parcel leaves the state with a tombstone on its changelog, a
-restarted worker does not recover it, and a late scan for it is ignored (processor.py, "retention")."""
+"""Retention on a live worker: a finished parcel leaves the state with a tombstone on its changelog, its
+order's facts leave the order router's table once nothing they feed is held, a restarted worker recovers
+neither, and a late scan for the parcel is ignored (processor.py, "retention")."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.integration
 ORDERS = "parcelwatch-orders"
 TRACKING = "parcelwatch-tracking"
 STATE_CHANGELOG = "parcelwatch-parcel-state-changelog"
+ORDERS_CHANGELOG = "parcelwatch-orders-changelog"
 RETENTION_SECONDS = 30.0
 
 
@@ -42,6 +44,12 @@ def scan(number: str, status: str, at: float) -> tuple[str, bytes, bytes]:
 
 def subjects(worker: Worker) -> int:
     return int(worker.wait_healthy()["checks"]["tables"]["subjects"])
+
+
+def counter(worker: Worker, pattern: bytes) -> float:
+    _, text = worker.get("/metrics")
+    found = re.search(pattern + rb" ([0-9.]+)", text)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_a_finished_parcel_is_deleted_for_good_and_a_late_scan_does_not_bring_it_back(
@@ -69,8 +77,13 @@ def test_a_finished_parcel_is_deleted_for_good_and_a_late_scan_does_not_bring_it
         deleted = {m.key for m in records if m.value is None}
         finished = {b"ZTO:7300000001", b"order:TB1", b"order:TB2"}
         assert finished | {b"ZTO:7300000002"} <= written and deleted == finished
-        _, text = worker.get("/metrics")
-        assert re.search(rb"parcelwatch_subjects_purged_total ([0-9.]+)", text).group(1) == b"3.0"  # type: ignore[union-attr]
+        assert counter(worker, rb"parcelwatch_subjects_purged_total") == 3.0
+        # TB1's subjects are all gone, so its facts go too (a tombstone on the orders table's changelog);
+        # TB2's stay while its parcel is in transit (a refund must still reach it).
+        wait_for(lambda: counter(worker, rb"parcelwatch_orders_purged_total") == 1.0, 30, "TB1's facts deleted")
+        records = consume_all(broker.bootstrap, ORDERS_CHANGELOG)
+        assert {m.key for m in records if m.value is None} == {b"TB1"}
+        assert {m.key for m in records if m.value is not None} == {b"TB1", b"TB2"}
     finally:
         worker.stop()
 
@@ -81,12 +94,14 @@ def test_a_finished_parcel_is_deleted_for_good_and_a_late_scan_does_not_bring_it
         # A scan of the delivered parcel arrives late: from before the horizon, for a subject no longer held.
         produce(broker.bootstrap, [scan("7300000001", "in_transit", t - 5 * RETENTION_SECONDS)])
 
-        def expired() -> float:
-            _, text = worker.get("/metrics")
-            found = re.search(rb'parcelwatch_events_consumed_total\{outcome="expired",topic="parcelwatch-tracking"\} ([0-9.]+)', text)
-            return float(found.group(1)) if found else 0.0
-
-        wait_for(lambda: expired() == 1.0, 60, "the late scan counted as expired")
+        expired = rb'parcelwatch_events_consumed_total\{outcome="expired",topic="parcelwatch-tracking"\}'
+        wait_for(lambda: counter(worker, expired) == 1.0, 60, "the late scan counted as expired")
         assert subjects(worker) == 1
+        # A late refund of TB1 starts its facts afresh: every snapshot is ignored as expired, and the
+        # parcel side's notices delete the facts again. (The router's table holds TB2's only.)
+        produce(broker.bootstrap, [order_event("TB1", "refunded", t - 5 * RETENTION_SECONDS)])
+        wait_for(lambda: counter(worker, rb"parcelwatch_orders_purged_total") == 1.0, 60, "TB1's facts deleted again")
+        latest = {m.key: m.value for m in consume_all(broker.bootstrap, ORDERS_CHANGELOG)}
+        assert latest[b"TB1"] is None and latest[b"TB2"] is not None
     finally:
         worker.stop()

@@ -52,7 +52,13 @@ def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
             resolved = sum(1 for i in got if i["status"] == "auto_resolved")
             return got if len(got) == 120 and resolved == 40 else None
 
-        issues = wait_for(settled, 120, "takeover: 40 resolved, 40 new")
+        try:
+            issues = wait_for(settled, 120, "takeover: 40 resolved, 40 new")
+        except TimeoutError:
+            got = all_issues(redis_server.url)
+            print("issues:", len(got), "resolved:", sorted(i["parcel"] for i in got if i["status"] == "auto_resolved"))
+            print("open:", sorted(i["parcel"] for i in got if i["status"] != "auto_resolved"))
+            raise
         assert {i["resolution"] for i in issues if i["status"] == "auto_resolved"} == {"signed"}
         assert w2.get("/healthz")[1]["checks"]["tables"]["subjects"] >= 80 + 40 + 80  # all parcels + orders
     finally:
