@@ -262,7 +262,8 @@ def _province(data: dict[str, Any], field: str, *, required: bool = False) -> st
     return province
 
 
-def _decode(raw: bytes) -> dict[str, Any]:
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object from bytes, or InvalidEvent saying what is wrong with them."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -332,7 +333,7 @@ class OrderEvent:
 
 
 def parse_tracking_update(raw: bytes | dict[str, Any]) -> TrackingUpdate:
-    data = _decode(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+    data = decode_object(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
     event_id = _str(data, "event_id", max_len=128)
     carrier = _carrier(data)
     number = _tracking_number(data)
@@ -367,7 +368,7 @@ def parse_tracking_update(raw: bytes | dict[str, Any]) -> TrackingUpdate:
 
 
 def parse_order_event(raw: bytes | dict[str, Any]) -> OrderEvent:
-    data = _decode(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+    data = decode_object(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
     event_id = _str(data, "event_id", max_len=128)
     order_id = _str(data, "order_id")
     shop = _str(data, "shop")

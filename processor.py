@@ -33,7 +33,7 @@ import orjson
 from config import Settings
 from detectors import DetectorContext, Evaluation, evaluate, finished_at
 from detectors.base import Finding, TransitBaseline
-from models import InvalidEvent, OrderEvent, TrackingUpdate, format_time
+from models import InvalidEvent, OrderEvent, TrackingUpdate, decode_object, format_time
 from notifications import NotificationRules
 from state import ORDER_SUBJECT_PREFIX, OrderFacts, ParcelState, order_subject
 
@@ -645,12 +645,7 @@ def encode_gone(order_id: str, subject: str) -> bytes:
 
 def decode_gone(raw: bytes) -> tuple[str, str]:
     """An order-purges record -> (order id, subject)."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent("$", f"malformed order-purges record: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidEvent("$", f"expected a JSON object, got {type(doc).__name__}")
+    doc = decode_object(raw)
     for name in ("order_id", "subject"):
         if not isinstance(doc.get(name), str) or not doc[name]:
             raise InvalidEvent(name, f"must be a non-empty string, got {doc.get(name)!r:.64}")

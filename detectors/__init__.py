@@ -100,7 +100,8 @@ def earliest_deadline(subject: str, s: ParcelState, now: float, ctx: DetectorCon
     """The earliest deadline among the parcel rules watching ``s`` (infinity: none watches it).
 
     The rules' own ``*_deadline`` functions, each called under the condition ``evaluate`` calls its
-    rule under. The auto-confirm warning counts from its start: from then on the rules run.
+    rule under. The auto-confirm warning counts from its start: from then on the rules run. Written out
+    rule by rule (no list, no helper call): this runs for nearly every event.
     """
     earliest = _NEVER
     if s.first_scan_at is None:
