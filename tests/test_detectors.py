@@ -534,6 +534,19 @@ def test_evaluate_next_at_is_the_earliest_rule() -> None:
     assert ev.next_at == T0 + H + 48 * H
 
 
+def test_evaluate_runs_the_rules_from_the_learned_lanes_deadline() -> None:
+    """The learned lane (p90 37 h) is the earliest deadline, well before the configured SLA and the stale
+    limit (48 h after the last scan): evaluate must look at the rules from it on, not from those."""
+    ctx = _learned_ctx()
+    s = picked(status="in_transit", autoconfirm_deadline=T0 + 10 * D)
+    deadline = T0 + H + 37 * H
+    before = evaluate("ZTO:731", s, deadline - 1, ctx)
+    assert (before.findings, before.next_at) == ({}, deadline)
+    at = evaluate("ZTO:731", s, deadline, ctx)
+    assert list(at.findings) == ["transit_overdue"]
+    assert at.findings["transit_overdue"][0].evidence_data["baseline_source"] == "lane"
+
+
 def test_evaluate_nothing_pending_for_a_signed_parcel() -> None:
     s = picked(status="signed", signed_at=T0 + 20 * H, last_scan_at=T0 + 20 * H)
     ev = evaluate("ZTO:731", s, T0 + 30 * D, CTX)
@@ -685,16 +698,27 @@ def _every_rule(subject: str, state: ParcelState, now: float, ctx: DetectorConte
     ]
 
 
+def _learned_ctx() -> DetectorContext:
+    """Lane 广东 → 浙江 learned from 20 deliveries signed before T0 (p90 37 h): the transit deadline
+    then comes from the lane, not a configured SLA."""
+    b = LaneBaselines(S.lanes)
+    add_samples(b, "广东", "浙江", [20.0 + i for i in range(20)])
+    return ctx_with(baselines=b)
+
+
 @hypothesis_settings(max_examples=400, deadline=None)
-@given(state=_STATES, now=st.sampled_from([T0 + k * 5 * H for k in range(-2, 50)]), order=st.booleans())
-def test_evaluate_equals_every_rule_in_order(state: ParcelState, now: float, order: bool) -> None:
-    """The rules evaluate skips (signed, closed, or the field a rule needs unknown) find nothing and
-    have nothing pending; the findings come in the rules' order with the same texts and severity."""
+@given(state=_STATES, now=st.sampled_from([T0 + k * 5 * H for k in range(-2, 50)]), order=st.booleans(),
+       learned=st.booleans())
+def test_evaluate_equals_every_rule_in_order(state: ParcelState, now: float, order: bool, learned: bool) -> None:
+    """The rules evaluate skips (signed, closed, the field a rule needs unknown, or before the earliest
+    deadline) find nothing and have nothing pending; the findings come in the rules' order with the same
+    texts and severity."""
+    ctx = _learned_ctx() if learned else CTX
     subject = "order:TB1" if order else "ZTO:731"
-    checks = _every_rule(subject, state, now, CTX)
-    ev = evaluate(subject, state, now, CTX)
+    checks = _every_rule(subject, state, now, ctx)
+    ev = evaluate(subject, state, now, ctx)
     remote = state.destination_province in S.lanes.remote_provinces
-    expected = [(c.finding, severity(CTX, c.finding.kind, c.finding, state.order_value, remote)) for c in checks if c.finding]
+    expected = [(c.finding, severity(ctx, c.finding.kind, c.finding, state.order_value, remote)) for c in checks if c.finding]
     assert [(f, sev) for f, sev in ev.findings.values()] == expected
     assert list(ev.findings) == [f.kind for f, _ in expected]
     pending = [c.next_at for c in checks if c.next_at is not None]
