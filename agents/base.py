@@ -88,26 +88,17 @@ deliveries_topic = _topic(T.deliveries)
 alert_routing_topic = _topic(T.alert_routing)
 notifications_topic = _topic(T.notifications)
 
-# One channel over the three co-partitioned inputs of the parcel state.
-parcel_inputs = app.topic(
-    T.tracking,
-    T.order_facts,
-    T.ticks,
-    key_type=str,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
+
+def _inputs(*names: str) -> faust.TopicT:
+    """One channel over co-partitioned input topics (raw bytes, string keys), for one agent."""
+    return app.topic(*names, key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+# The parcel state's inputs, keyed by subject.
+parcel_inputs = _inputs(T.tracking, T.order_facts, T.ticks)
 # The order router's inputs, both keyed by order id (co-partitioned with the orders table): order events,
 # and the parcel side's notices that a subject of an order was deleted.
-order_inputs = app.topic(
-    T.orders,
-    T.order_purges,
-    key_type=str,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
+order_inputs = _inputs(T.orders, T.order_purges)
 
 
 class RawTable(faust.Table):
