@@ -12,17 +12,24 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import config
-from detectors import DetectorContext, LaneBaselines, evaluate
+from detectors import DetectorContext, LaneBaselines, earliest_deadline, evaluate
 from detectors.base import Check, Finding, china_time, hours, severity
 from detectors.rules import (
     autoconfirm_deadline,
     autoconfirm_imminent,
+    autoconfirm_warning_at,
     carrier_exception,
+    confirmed_deadline,
     confirmed_unsigned,
+    exception_deadline,
+    locker_deadline,
     locker_uncollected,
+    pickup_deadline,
     pickup_overdue,
     ship_overdue,
     tracking_stale,
+    tracking_stale_deadline,
+    transit_deadline,
     transit_overdue,
 )
 from state import ParcelState
@@ -725,6 +732,26 @@ def test_evaluate_equals_every_rule_in_order(state: ParcelState, now: float, ord
     assert ev.next_at == (min(pending) if pending else None)
 
 
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(state=_STATES, now=st.sampled_from([T0 + k * 5 * H for k in range(-2, 50)]), learned=st.booleans())
+def test_earliest_deadline_is_the_earliest_of_the_rules_deadlines(state: ParcelState, now: float, learned: bool) -> None:
+    """evaluate's one-pass earliest deadline equals the rules' own ``*_deadline`` functions, the spec of each
+    rule, for every parcel evaluate asks it for (neither signed nor closed)."""
+    state.signed_at = state.closed_at = None
+    ctx = _learned_ctx() if learned else CTX
+    deadlines = [
+        pickup_deadline(state, ctx),
+        transit_deadline(state, now, ctx, "ZTO"),
+        tracking_stale_deadline(state, ctx),
+        confirmed_deadline(state, ctx),
+        autoconfirm_warning_at(state, ctx),
+        locker_deadline(state, ctx),
+        exception_deadline(state),
+    ]
+    known = [d for d in deadlines if d is not None]
+    assert earliest_deadline("ZTO:731", state, now, ctx) == (min(known) if known else math.inf)
+
+
 def test_finding_texts_are_rendered_once_from_the_values_the_rule_read() -> None:
     s = parcel(picked_up_at=T0 + H, first_scan_at=T0 + H, last_scan_at=T0 + 5 * H, status="in_transit",
                last_province="江西", last_city="南昌市")
@@ -766,28 +793,34 @@ def _transit_limit_from_scratch(lanes: LaneBaselines, carrier: str, origin: str,
     return limit, source, 0
 
 
+_ORIGINS = st.sampled_from(["广东", "广东", "江苏"])
+_DESTINATIONS = st.sampled_from(["浙江", "浙江", "新疆"])
+
+
 @hypothesis_settings(max_examples=500, deadline=None)
 @given(
     steps=st.lists(
         st.one_of(
-            st.tuples(st.just("add"), st.sampled_from(["浙江", "浙江", "新疆"]), st.integers(0, 72), st.integers(1, 100)),
+            st.tuples(st.just("add"), _ORIGINS, _DESTINATIONS, st.integers(0, 72), st.integers(1, 100)),
             # On a sample's own time, on the window's edge (now - window == a sample), or a second off.
-            st.tuples(st.sampled_from(["ask", "ask_edge"]), st.sampled_from(["浙江", "浙江", "新疆"]), st.integers(0, 72), st.integers(-1, 1)),
-            st.tuples(st.just("prune"), st.just("浙江"), st.integers(40, 120), st.just(0)),
+            st.tuples(st.sampled_from(["ask", "ask_edge"]), _ORIGINS, _DESTINATIONS, st.integers(0, 72), st.integers(-1, 1)),
+            st.tuples(st.just("prune"), st.just("广东"), st.just("浙江"), st.integers(40, 120), st.just(0)),
         ),
         max_size=80,
     )
 )
-def test_transit_limit_with_cached_windows_equals_from_scratch(steps: list[tuple[str, str, int, int]]) -> None:
+def test_transit_limit_with_cached_windows_equals_from_scratch(steps: list[tuple[str, str, str, int, int]]) -> None:
+    """Two origins share each carrier-destination fallback: a delivery on one lane changes the other's answer
+    while it has too few samples of its own."""
     lanes = LaneBaselines(dataclasses.replace(S.lanes, min_samples=2, window_days=2))
-    for op, dest, hour, extra in steps:
+    for op, origin, dest, hour, extra in steps:
         if op == "add":
-            lanes.add_delivery("ZTO", "广东", dest, T0 + hour * H - extra * H, T0 + hour * H)
+            lanes.add_delivery("ZTO", origin, dest, T0 + hour * H - extra * H, T0 + hour * H)
         elif op == "prune":
             lanes.prune(T0 + hour * H)
         else:
             now = T0 + hour * H + extra + (lanes.window if op == "ask_edge" else 0)
-            assert lanes.transit_limit("ZTO", "广东", dest, now) == _transit_limit_from_scratch(lanes, "ZTO", "广东", dest, now)
+            assert lanes.transit_limit("ZTO", origin, dest, now) == _transit_limit_from_scratch(lanes, "ZTO", origin, dest, now)
 
 
 def test_transit_limit_after_a_delivery_inside_the_located_window() -> None:
