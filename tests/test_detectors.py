@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import config
 from detectors import DetectorContext, LaneBaselines, earliest_deadline, evaluate
+from detectors import lanes as lanes_module
 from detectors.base import Check, Finding, china_time, hours, severity
 from detectors.rules import (
     autoconfirm_deadline,
@@ -807,20 +808,23 @@ _DESTINATIONS = st.sampled_from(["浙江", "浙江", "新疆"])
             st.tuples(st.just("prune"), st.just("广东"), st.just("浙江"), st.integers(40, 120), st.just(0)),
         ),
         max_size=80,
-    )
+    ),
+    max_samples=st.sampled_from([lanes_module.MAX_SAMPLES, 6]),
 )
-def test_transit_limit_with_cached_windows_equals_from_scratch(steps: list[tuple[str, str, str, int, int]]) -> None:
+def test_transit_limit_with_cached_windows_equals_from_scratch(steps: list[tuple[str, str, str, int, int]], max_samples: int) -> None:
     """Two origins share each carrier-destination fallback: a delivery on one lane changes the other's answer
-    while it has too few samples of its own."""
+    while it has too few samples of its own. With 6 samples kept per key, the oldest are dropped too."""
     lanes = LaneBaselines(dataclasses.replace(S.lanes, min_samples=2, window_days=2))
-    for op, origin, dest, hour, extra in steps:
-        if op == "add":
-            lanes.add_delivery("ZTO", origin, dest, T0 + hour * H - extra * H, T0 + hour * H)
-        elif op == "prune":
-            lanes.prune(T0 + hour * H)
-        else:
-            now = T0 + hour * H + extra + (lanes.window if op == "ask_edge" else 0)
-            assert lanes.transit_limit("ZTO", origin, dest, now) == _transit_limit_from_scratch(lanes, "ZTO", origin, dest, now)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lanes_module, "MAX_SAMPLES", max_samples)
+        for op, origin, dest, hour, extra in steps:
+            if op == "add":
+                lanes.add_delivery("ZTO", origin, dest, T0 + hour * H - extra * H, T0 + hour * H)
+            elif op == "prune":
+                lanes.prune(T0 + hour * H)
+            else:
+                now = T0 + hour * H + extra + (lanes.window if op == "ask_edge" else 0)
+                assert lanes.transit_limit("ZTO", origin, dest, now) == _transit_limit_from_scratch(lanes, "ZTO", origin, dest, now)
 
 
 def test_transit_limit_after_a_delivery_inside_the_located_window() -> None:

@@ -70,6 +70,16 @@ def test_no_future_leakage() -> None:
     assert b.transit_limit("ZTO", "广东", "浙江", NOW + 1) == (5.0, "lane", 20)
 
 
+def test_later_deliveries_leave_an_earlier_quantile_alone() -> None:
+    """Asked at a time before some samples were signed (a replay, a sweep walking a timeline): only the
+    earlier samples count, whatever came in since."""
+    b = fed(spread(20))  # 1..20 h, signed a day before NOW
+    for i in range(20):
+        b.add_delivery("ZTO", "广东", "浙江", NOW + H + i - 500 * H, NOW + H + i)
+    assert b.transit_limit("ZTO", "广东", "浙江", NOW) == (18.0, "lane", 20)
+    assert b.transit_limit("ZTO", "广东", "浙江", NOW + 2 * H) == (500.0, "lane", 40)
+
+
 def test_window_is_thirty_days() -> None:
     old = [(NOW - 31 * D - i, 100.0) for i in range(20)]
     recent = [(NOW - 29 * D - i, 10.0) for i in range(20)]
