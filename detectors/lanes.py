@@ -32,6 +32,9 @@ class _Samples:
     # Cache of the last quantile: (lo index, hi index) -> seconds.
     cached_span: tuple[int, int] = (-1, -1)
     cached_value: float = 0.0
+    # The whole answer ``transit_limit`` gave from the window located last (None: not asked since ``locate``,
+    # which every change of the samples forces).
+    answer: tuple[float, str, int] | None = None
     # Cache of the last window located (``locate``): its (lo, hi) indexes hold while
     # ``since_above < now - window <= since_upto`` and ``now_above < now <= now_upto`` (the neighbouring
     # samples, exactly what bisect compares with). Emptied (since_above = inf) when the samples change.
@@ -62,6 +65,7 @@ class _Samples:
         self.since_upto = times[lo] if lo < n else math.inf
         self.now_above = times[hi - 1] if hi > 0 else -math.inf
         self.now_upto = times[hi] if hi < n else math.inf
+        self.answer = None
 
     def window(self, now: float, since: float) -> tuple[int, int]:
         """(lo, hi) of the samples signed in ``[since, now)``, located again only when ``since`` or ``now``
@@ -108,6 +112,9 @@ class LaneBaselines:
         self.cfg = cfg
         self.window = cfg.window_days * 24 * HOUR
         self.remote = frozenset(cfg.remote_provinces)
+        # The answers without enough samples (``region_sla_hours``), made once: most lanes have too few.
+        self._remote_sla = (cfg.region_sla_hours["remote"], "region_sla:remote", 0)
+        self._default_sla = (cfg.default_sla_hours, "default_sla", 0)
         self._lanes: dict[tuple[str, str | None, str | None], _Samples] = {}
         self._carrier_dest: dict[tuple[str, str | None], _Samples] = {}
         self.deliveries = 0
@@ -123,28 +130,32 @@ class LaneBaselines:
         self.deliveries += 1
 
     def region_sla_hours(self, destination: str | None) -> tuple[float, str]:
-        if destination is not None and destination in self.remote:
-            return self.cfg.region_sla_hours["remote"], "region_sla:remote"
-        return self.cfg.default_sla_hours, "default_sla"
+        limit, source, _ = self._remote_sla if destination in self.remote else self._default_sla
+        return limit, source
 
     def transit_limit(
         self, carrier: str, origin: str | None, destination: str | None, now: float
     ) -> tuple[float, str, int]:
         # Asked for every scanned parcel on every event: the window located last time is reused while
-        # ``now`` stays between the same samples (``_Samples.window``), and so is the last quantile.
+        # ``now`` stays between the same samples (``_Samples.window``), and so is the answer given from it.
         since = now - self.window
         samples = self._lanes.get((carrier, origin, destination))
         if samples is not None:
             lo, hi = samples.window(now, since)
             if hi - lo >= self.cfg.min_samples:
-                return samples.quantile(lo, hi, self.cfg.quantile) / HOUR, "lane", hi - lo
+                answer = samples.answer
+                if answer is None:
+                    answer = samples.answer = (samples.quantile(lo, hi, self.cfg.quantile) / HOUR, "lane", hi - lo)
+                return answer
         samples = self._carrier_dest.get((carrier, destination))
         if samples is not None:
             lo, hi = samples.window(now, since)
             if hi - lo >= self.cfg.min_samples:
-                return samples.quantile(lo, hi, self.cfg.quantile) / HOUR, "carrier_destination", hi - lo
-        limit, source = self.region_sla_hours(destination)
-        return limit, source, 0
+                answer = samples.answer
+                if answer is None:
+                    answer = samples.answer = (samples.quantile(lo, hi, self.cfg.quantile) / HOUR, "carrier_destination", hi - lo)
+                return answer
+        return self._remote_sla if destination in self.remote else self._default_sla
 
     def prune(self, now: float) -> None:
         """Drop samples that left the window (memory bound for long-running workers)."""
