@@ -5,9 +5,16 @@ bytes) and the replay command hands it dicts, so a replay and a live run execute
 
 Rules of the road:
 - Events update state and may *resolve* issues (at the event's time); they never open one. Opening
-  happens in the deadline sweep, which walks each due subject's timeline deadline by deadline
-  (``_advance``), so an issue opens at its deadline whatever the tick interval and however late the
-  sweep runs: a replay and a live run give the same ``opened_at`` and the same text.
+  happens in the walk along a subject's timeline, deadline by deadline (``_advance``), so an issue opens
+  at its deadline whatever the tick interval and however late the sweep runs: a replay and a live run
+  give the same ``opened_at`` and the same text. The deadline sweep walks every due subject to its
+  clock; before an event is applied, its subject is walked to the event's own time (no later than the
+  clock), as a replay does: ticks are another topic, so an event can overtake the tick that would have
+  swept a deadline before it. Without that, whether such an issue opened depended on whether a tick
+  happened to come first, and an issue whose opening the state lost (a worker stopped between the
+  acknowledged issue event and the state write) was never ended by the event that ends it when that
+  event came before the re-delivered tick. Only to the event's time: a burst of a parcel's older scans
+  arriving together must not be judged at the clock between its own events.
 - The deadline index is lazy: a subject sits in the bucket of the earliest deadline it has had since it
   was last swept; when its deadline moves later nothing is written, the early wake-up re-checks and
   re-files it. A stale index entry is harmless.
@@ -148,12 +155,14 @@ class Processor:
     def on_tracking(self, partition: int, update: TrackingUpdate, now: float, wall: float | None = None) -> Output:
         subject = update.parcel_key
         raw, state = self.load(subject)
-        state.apply_tracking(update)
         out = Output()
+        wall = now if wall is None else wall
+        self._advance(subject, state, min(update.event_time, now), wall, out)  # deadlines before the event first
+        state.apply_tracking(update)
         if raw is None and self._before_horizon(state, now):
             out.expired = True
             return out
-        self._after_event(partition, subject, state, raw, update.event_time, now, now if wall is None else wall, out)
+        self._after_event(partition, subject, state, raw, update.event_time, now, wall, out)
         return out
 
     def on_order_facts(
@@ -161,13 +170,15 @@ class Processor:
     ) -> Output:
         """Apply an order snapshot to one of its subjects; ``at`` is the event time of the order event."""
         raw, state = self.load(subject)
-        state.apply_order(facts)
         out = Output()
+        wall = now if wall is None else wall
+        self._advance(subject, state, min(at, now), wall, out)  # deadlines before the event first
+        state.apply_order(facts)
         if raw is None and self._before_horizon(state, now):
             out.expired = True
             out.gone.append((facts.order_id, subject))  # (facts recreated by a late order event)
             return out
-        self._after_event(partition, subject, state, raw, at, now, now if wall is None else wall, out)
+        self._after_event(partition, subject, state, raw, at, now, wall, out)
         return out
 
     def _after_event(

@@ -210,6 +210,7 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -
 def explain_subjects(bootstrap: str, subjects: Iterable[str]) -> str:
     """For a test that timed out waiting for issues: what the changelogs say about each subject (its
     state's partition, milestones, open issues and filing) and which index buckets hold it."""
+    from batching import decode_batch, is_batch
     from state import ParcelState
 
     latest: dict[str, tuple[int, int, bytes | None]] = {}
@@ -220,7 +221,12 @@ def explain_subjects(bootstrap: str, subjects: Iterable[str]) -> str:
         buckets[m.key.decode()] = m.value or b""
     facts: dict[str, list[tuple[int, int]]] = {}
     for m in consume_all(bootstrap, "parcelwatch-order-facts"):
-        facts.setdefault(m.key.decode(), []).append((m.partition, m.offset))
+        if m.key is not None:
+            facts.setdefault(m.key.decode(), []).append((m.partition, m.offset))
+        elif is_batch(m.value):  # the router's batch records carry no key: each element names its subject
+            for doc in decode_batch(m.value):
+                if isinstance(doc, dict) and "subject" in doc:
+                    facts.setdefault(str(doc["subject"]), []).append((m.partition, m.offset))
     lines = [f"index cursors: { {k: v.decode() for k, v in buckets.items() if k.endswith(':cursor')} }"]
     for subject in sorted(subjects):
         partition, offset, raw = latest.get(subject, (None, None, None))

@@ -10,7 +10,7 @@ import pytest
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 
-from .harness import Worker, all_issues, produce, wait_for
+from .harness import Worker, all_issues, explain_subjects, produce, wait_for
 from .test_integration_e2e import scan, shipped
 
 pytestmark = pytest.mark.integration
@@ -31,8 +31,13 @@ def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
         records = [shipped(f"TB8{i:03d}", f"781{i:04d}", now - 3600) for i in range(80)]
         records += [scan(f"781{i:04d}", "exception", now - 60, exception_reason="refused") for i in range(80)]
         produce(broker.bootstrap, records)
-        wait_for(lambda: sum(i["kind"] == "carrier_exception" for i in all_issues(redis_server.url)) == 80,
-                 90, "80 exception issues from two workers")
+        try:
+            wait_for(lambda: sum(i["kind"] == "carrier_exception" for i in all_issues(redis_server.url)) == 80,
+                     90, "80 exception issues from two workers")
+        except TimeoutError:
+            raised = {i["parcel"] for i in all_issues(redis_server.url)}
+            print(explain_subjects(broker.bootstrap, {f"ZTO:781{i:04d}" for i in range(80)} - raised))
+            raise
         wait_for(split, 30, "both workers to own parcels")
         issues = all_issues(redis_server.url)
         assert len(issues) == 80
@@ -58,8 +63,12 @@ def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
             got = all_issues(redis_server.url)
             print("issues:", len(got), "resolved:", sorted(i["parcel"] for i in got if i["status"] == "auto_resolved"))
             print("open:", sorted(i["parcel"] for i in got if i["status"] != "auto_resolved"))
-            # Seen twice (rarely): the survivor logged no rebalance at all after w1 stopped. How w1 ended
-            # (left the group, or killed after its shutdown hung) is the next clue.
+            print(explain_subjects(broker.bootstrap, {f"ZTO:781{i:04d}" for i in range(40)}
+                                   - {i["parcel"] for i in got if i["status"] == "auto_resolved"}))
+            # Seen in 1 of 8 runs before processor.py walked a subject's timeline before each event: w1 was
+            # stopped after its sweep's issue events were acknowledged and before the states recording them
+            # were written; w2 took the signatures before the re-delivered tick, and three issues stayed open.
+            # What the changelogs say of each parcel still open, and how w1 ended, tell a new cause apart.
             print("--- end of the stopped worker w1's log\n" + w1.log_tail(6000))
             raise
         assert {i["resolution"] for i in issues if i["status"] == "auto_resolved"} == {"signed"}
