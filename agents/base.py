@@ -17,6 +17,7 @@ import config
 from changelog_writer import ChangelogWriter
 from kafka_tools import (
     patch_producer_buffer_flush,
+    patch_seek_before_resuming_streams,
     patch_seek_to_committed,
     patch_send_failure_guard,
     patch_track_produced_topics,
@@ -29,6 +30,7 @@ _cfg = settings.app
 embedded = _cfg.broker_kind == "embedded"
 
 patch_seek_to_committed()  # aiokafka#1003: never-committed partitions must be re-read, not skipped
+patch_seek_before_resuming_streams()  # ... and no stream record is fetched before that seek
 patch_producer_buffer_flush()  # offsets are committed only after the table writes they cover
 patch_send_failure_guard()  # ... and never past a record the broker did not accept
 patch_track_produced_topics()  # a topic produced to never falls out of the producer's metadata

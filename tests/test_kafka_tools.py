@@ -146,3 +146,117 @@ def test_a_topic_produced_to_stays_in_the_producers_metadata(broker: Any) -> Non
             await producer.stop()
 
     asyncio.run(scenario())
+
+
+# -- recovery seeks the stream partitions before it fetches them -------------------------------------------
+
+
+class _RecordingConsumer:
+    """Stands in for Faust's consumer: records the calls Faust's end of recovery makes, in order."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def assignment(self) -> set[str]:
+        return {"tracking-0", "parcel-state-changelog-0"}
+
+    def resume_partitions(self, tps: Any) -> None:
+        self.calls.append(f"resume {sorted(tps)}")
+
+    async def perform_seek(self) -> None:
+        self.calls.append("seek")
+
+    def resume_flow(self) -> None:
+        self.calls.append("flow")
+
+
+def _recovery_end(calls: list[str]) -> Any:
+    """What ``Recovery.on_recovery_completed`` reads of its service and app, with a recording consumer."""
+    from types import SimpleNamespace
+
+    async def nothing(*_: Any, **__: Any) -> None:
+        return None
+
+    async def wait(coro: Any, timeout: float | None = None) -> None:
+        await coro
+
+    app = SimpleNamespace(
+        consumer=_RecordingConsumer(calls), consumer_generation_id=3,
+        on_rebalance_complete=SimpleNamespace(send=nothing), conf=SimpleNamespace(broker_request_timeout=5),
+        flow_control=SimpleNamespace(resume=lambda: calls.append("flow control")),
+        _fetcher=SimpleNamespace(maybe_start=nothing), assignor=SimpleNamespace(assigned_standbys=lambda: set()),
+        on_rebalance_end=lambda: None,
+    )
+    return SimpleNamespace(
+        app=app, log=SimpleNamespace(info=lambda *a: None, dev=lambda *a: None), tables={},
+        _set_recovery_ended=lambda: None, _is_changelog_tp=lambda tp: "changelog" in tp, _wait=wait,
+        completed=SimpleNamespace(set=lambda: None),
+        actives_for_table={}, standbys_for_table={},
+    )
+
+
+def test_recovery_seeks_the_stream_partitions_before_it_resumes_them() -> None:
+    """Faust's own method, patched: nothing is fetched from a stream partition before the seek to its
+    committed offset, and the flow (whose resumption clears the stream queues) is resumed before any of
+    its records is handed on."""
+    from faust.tables.recovery import Recovery
+
+    import kafka_tools
+
+    kafka_tools.patch_seek_before_resuming_streams()
+    calls: list[str] = []
+    recovery = _recovery_end(calls)
+    recovery.tables = type("Tables", (dict,), {"on_actives_ready": lambda self: None, "on_standbys_ready": lambda self: None})()
+    asyncio.run(Recovery.on_recovery_completed(recovery, 3))
+    assert calls == ["seek", "flow control", "flow", "resume ['tracking-0']"]
+    assert "resume_partitions" not in vars(recovery.app.consumer)  # the consumer's own method again
+
+
+class _WaitingFetcher:
+    """Stands in for aiokafka's fetcher: waits for records, then reads the partitions it was asked for."""
+
+    def __init__(self) -> None:
+        import contextlib
+
+        self._closed = False
+        self._subscriptions = type("Subscriptions", (), {"fetch_context": lambda self: contextlib.nullcontext()})()
+        self.asked: list[set[str]] = []
+        self.waiting = asyncio.Event()
+        self.records_arrive = asyncio.Event()
+
+    async def fetched_records(self, partitions: set[str], timeout: float = 0, max_records: int | None = None) -> dict[str, list[int]]:
+        self.waiting.set()
+        await self.records_arrive.wait()
+        self.asked.append(set(partitions))
+        # aiokafka's own rule: no partitions given means every partition with buffered records.
+        return {tp: [1] for tp in ("tracking-0", "tracking-1") if not partitions or tp in partitions}
+
+
+def test_a_fetch_asks_for_the_partitions_active_when_it_started() -> None:
+    """Faust's live set of active partitions emptied during a waiting fetch must not turn into "every
+    partition" (records of paused partitions drained and then dropped); an empty set fetches nothing."""
+    from types import SimpleNamespace
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    import kafka_tools
+
+    kafka_tools.patch_seek_before_resuming_streams()
+    thread = SimpleNamespace(consumer=SimpleNamespace(flow_active=True))
+    fetcher = _WaitingFetcher()
+    consumer = SimpleNamespace(_fetcher=fetcher, _closed=False)
+
+    async def main() -> tuple[Any, Any]:
+        active = {"tracking-1"}
+        fetch = asyncio.create_task(AIOKafkaConsumerThread._fetch_records(thread, consumer, active, timeout=1.0))  # type: ignore[arg-type]
+        await fetcher.waiting.wait()
+        active.clear()  # paused while the fetch waits
+        fetcher.records_arrive.set()
+        during = await fetch
+        nothing_active = await AIOKafkaConsumerThread._fetch_records(thread, consumer, set(), timeout=1.0)  # type: ignore[arg-type]
+        return during, nothing_active
+
+    during, nothing_active = asyncio.run(main())
+    assert during == {"tracking-1": [1]}
+    assert nothing_active == {}
+    assert fetcher.asked == [{"tracking-1"}]
