@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import orjson
@@ -68,8 +69,12 @@ metrics.track_catch_up(catch_up)
 
 
 async def _emit(out: Output) -> None:
-    # Issue events and notifications first, acknowledged by the broker, then the state that records
-    # them (see agents/staging.py): a crash in between repeats them instead of losing them.
+    """Everything one record's processing gave (a lone event, or a tick's sweep)."""
+    await _settle(await _send(out), (out,))
+
+
+async def _send(out: Output) -> list[Awaitable[Any]]:
+    """Send the issue events, notifications and deletion notices of ``out``; their acknowledgements."""
     acks = []
     for issue in out.issues:
         acks.append(await issues_topic.send(key=issue["subject"], value=orjson.dumps(issue)))
@@ -81,23 +86,31 @@ async def _emit(out: Output) -> None:
         # Before the tombstone too: a crash in between deletes the subject again and repeats the notice
         # (which the router takes twice without harm) instead of leaving the order's facts for ever.
         acks.append(await order_purges_topic.send(key=order_id, value=encode_gone(order_id, subject)))
+    return acks
+
+
+async def _settle(acks: list[Awaitable[Any]], outs: Iterable[Output]) -> None:
+    """Once the broker has acknowledged every issue event, notification and notice sent (``acks``),
+    write the staged state that records them (see agents/staging.py): a crash in between repeats them
+    instead of losing them. Then the rest of ``outs``: index removals, milestones, deliveries."""
     if acks:
         await asyncio.gather(*acks)
     staged_states.flush()
     staged_index.flush()
-    if out.index_removals:
-        # A sweep's removals go last: only once its re-filings and states are acknowledged can the
-        # swept buckets and the old cursor go without risking a subject that is filed nowhere.
-        await writer.wait_acked(parcel_state, deadline_index)
-        processor.apply_index_removals(out)
-        staged_index.flush()
-    for shop, shipped_at, picked_up_at in out.milestones:
-        if picked_up_at is None:
-            metrics.observe_shipment(shop)
-        else:
-            metrics.observe_pickup(shop, shipped_at, picked_up_at)
-    for delivery in out.deliveries:
-        await deliveries_topic.send(key=f"{delivery['carrier']}", value=orjson.dumps(delivery))
+    for out in outs:
+        if out.index_removals:
+            # A sweep's removals go last: only once its re-filings and states are acknowledged can the
+            # swept buckets and the old cursor go without risking a subject that is filed nowhere.
+            await writer.wait_acked(parcel_state, deadline_index)
+            processor.apply_index_removals(out)
+            staged_index.flush()
+        for shop, shipped_at, picked_up_at in out.milestones:
+            if picked_up_at is None:
+                metrics.observe_shipment(shop)
+            else:
+                metrics.observe_pickup(shop, shipped_at, picked_up_at)
+        for delivery in out.deliveries:
+            await deliveries_topic.send(key=f"{delivery['carrier']}", value=orjson.dumps(delivery))
 
 
 @app.agent(parcel_inputs)
@@ -118,26 +131,31 @@ async def _process_record(event: EventT) -> None:
         raw: bytes = event.value
         partition = msg.partition
         if topic == T.tracking:
-            await _on_tracking(parse_tracking_update(raw), partition, msg.timestamp, started)
+            await _emit(_on_tracking(parse_tracking_update(raw), partition, msg.timestamp, started))
         elif topic == T.order_facts:
             mark = decode_watermark(raw)
             if mark is not None:  # the order router's progress through a backlog (clock.py)
                 catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
                 metrics.observe_event(topic, "watermark", None, time.perf_counter() - started)
                 return
-            await _on_order_facts(*decode_order_facts(raw), partition, msg.timestamp, started)
+            await _emit(_on_order_facts(*decode_order_facts(raw), partition, msg.timestamp, started))
         else:  # ticks
             wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
             now = min(wall, catch_up.now(partition, time.time()))
             out = processor.on_tick(partition, now, wall)
-            metrics.observe_sweep(partition, time.perf_counter() - started, out.due, now, processor, out.purged)
+            seconds = time.perf_counter() - started
             await _emit(out)
+            # Counted once done: its issue events acknowledged, its states written.
+            metrics.observe_sweep(partition, seconds, out.due, now, processor, out.purged)
     except Exception as exc:  # noqa: BLE001 - one bad event must never kill the agent
         await _reject(event, exc)
 
 
 async def _process_batch(event: EventT) -> None:
-    """A batch record (batching.py): each element processed as if it had come alone."""
+    """A batch record (batching.py): each element processed as if it had come alone, except that the
+    record waits once, at its end, for the broker to acknowledge the issue events of all its elements
+    before their states are written (one wait of a few milliseconds per record, not one per element
+    that opened or ended an issue). Later elements read the states earlier ones staged."""
     msg = event.message
     topic = msg.topic
     partition = msg.partition
@@ -146,8 +164,12 @@ async def _process_batch(event: EventT) -> None:
     except InvalidEvent as exc:
         await _reject(event, exc)
         return
+    acks: list[Awaitable[Any]] = []
+    outs: list[Output] = []
     for i, element in enumerate(elements):
         started = time.perf_counter()
+        staged_states.mark()
+        staged_index.mark()
         try:
             if not isinstance(element, dict):
                 raise InvalidEvent("$", f"a batch element must be a JSON object, got {type(element).__name__}")
@@ -158,35 +180,44 @@ async def _process_batch(event: EventT) -> None:
                 if partition_for(key, _cfg.partitions) != partition:
                     await _reroute(tracking_topic, key, element, msg.timestamp, topic, started)
                     continue
-                await _on_tracking(update, partition, msg.timestamp, started)
+                out = _on_tracking(update, partition, msg.timestamp, started)
             else:
                 subject, facts, at = order_facts_from_doc(element)
                 if partition_for(subject, _cfg.partitions) != partition:
                     await _reroute(order_facts_topic, subject, element, msg.timestamp, topic, started)
                     continue
-                await _on_order_facts(subject, facts, at, partition, msg.timestamp, started)
+                out = _on_order_facts(subject, facts, at, partition, msg.timestamp, started)
+            acks.extend(await _send(out))
+            outs.append(out)
         except Exception as exc:  # noqa: BLE001 - nor one bad element the rest of its record
-            await _reject(event, exc, (i, element))
+            # Only this element's staged writes go; the elements before it stand.
+            staged_states.rollback()
+            staged_index.rollback()
+            await _reject(event, exc, (i, element), discard=False)
+    try:
+        await _settle(acks, outs)
+    except Exception as exc:  # noqa: BLE001 - e.g. an issue event the broker refused
+        await _reject(event, exc)
 
 
-async def _on_tracking(update: TrackingUpdate, partition: int, arrived: float, started: float) -> None:
+def _on_tracking(update: TrackingUpdate, partition: int, arrived: float, started: float) -> Output:
     wall = time.time()
     now = catch_up.observe(T.tracking, partition, arrived, wall)
     out = processor.on_tracking(partition, update, now, wall)
     # (An expired scan's lag of a month or more would only skew the lag histogram.)
     metrics.observe_event(T.tracking, "expired" if out.expired else "ok",
                           None if out.expired else wall - update.event_time, time.perf_counter() - started)
-    await _emit(out)
+    return out
 
 
-async def _on_order_facts(
+def _on_order_facts(
     subject: str, facts: OrderFacts, at: float, partition: int, arrived: float, started: float
-) -> None:
+) -> Output:
     wall = time.time()
     now = catch_up.observe(T.order_facts, partition, arrived, wall)
     out = processor.on_order_facts(partition, subject, facts, at, now, wall)
     metrics.observe_event(T.order_facts, "expired" if out.expired else "ok", None, time.perf_counter() - started)
-    await _emit(out)
+    return out
 
 
 async def _reroute(topic: TopicT, key: str, element: dict[str, Any], arrived: float, source: str,
@@ -197,11 +228,12 @@ async def _reroute(topic: TopicT, key: str, element: dict[str, Any], arrived: fl
     metrics.observe_event(source, "rerouted", None, time.perf_counter() - started)
 
 
-async def _reject(event: EventT, exc: Exception, element: tuple[int, Any] | None = None) -> None:
+async def _reject(event: EventT, exc: Exception, element: tuple[int, Any] | None = None, discard: bool = True) -> None:
     """Dead-letter a bad event (or one bad element of a batch record) with its reason; nothing it
-    staged is written."""
-    staged_states.discard()
-    staged_index.discard()
+    staged is written (``discard``: drop every staged write; False: the caller dropped the element's)."""
+    if discard:
+        staged_states.discard()
+        staged_index.discard()
     msg = event.message
     if isinstance(exc, InvalidEvent):
         reason = await dead_letter(event, exc, element)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from changelog_writer import ChangelogWriter
 
 _DELETED = object()
+_ABSENT = object()
 
 
 class StagedWrites(MutableMapping[str, bytes]):
@@ -27,6 +28,8 @@ class StagedWrites(MutableMapping[str, bytes]):
         self.base = base
         self.writer = writer
         self._pending: dict[str, object] = {}
+        # Since ``mark``: each key written, with what was pending for it before (_ABSENT: nothing).
+        self._undo: dict[str, object] | None = None
 
     def __getitem__(self, key: str) -> bytes:
         value = self._pending.get(key)
@@ -45,9 +48,15 @@ class StagedWrites(MutableMapping[str, bytes]):
         return self.base.get(key, default)
 
     def __setitem__(self, key: str, value: bytes) -> None:
+        undo = self._undo
+        if undo is not None and key not in undo:
+            undo[key] = self._pending.get(key, _ABSENT)
         self._pending[key] = value
 
     def __delitem__(self, key: str) -> None:
+        undo = self._undo
+        if undo is not None and key not in undo:
+            undo[key] = self._pending.get(key, _ABSENT)
         self._pending[key] = _DELETED
 
     def __iter__(self) -> Iterator[str]:
@@ -71,6 +80,26 @@ class StagedWrites(MutableMapping[str, bytes]):
             else:
                 self.base[key] = value  # type: ignore[assignment]
         self._pending.clear()
+        self._undo = None
 
     def discard(self) -> None:
         self._pending.clear()
+        self._undo = None
+
+    def mark(self) -> None:
+        """Remember the staged writes as they are now: ``rollback`` returns to this point (the writes
+        of one element of a batch record, whose earlier elements' writes must stay)."""
+        self._undo = {}
+
+    def rollback(self) -> None:
+        """Drop the writes and deletes staged since ``mark`` (all of them without a mark)."""
+        undo = self._undo
+        if undo is None:
+            self._pending.clear()
+            return
+        for key, before in undo.items():
+            if before is _ABSENT:
+                del self._pending[key]
+            else:
+                self._pending[key] = before
+        undo.clear()

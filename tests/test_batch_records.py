@@ -86,7 +86,13 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
            "event_time": "2026-11-02T10:00:00+08:00"}
     bad_order = {"event_id": "bad-2", "order_id": "TBBAD", "shop": "s", "platform": "amazon", "kind": "paid",
                  "event_time": "2026-11-02T10:00:00+08:00"}
-    batches.append(("parcelwatch-tracking", None, b"[" + orjson.dumps(bad) + b"," + stray.to_json() + b"]", wrong))
+    # Before the bad element, in the same record, a good one: its state must be written although the
+    # record's writes wait for its end (agents/parcels.py) and the bad element's are dropped.
+    number = next(n for n in range(7310000000002, 7310000001000) if partition_for(f"ZTO:{n}", PARTITIONS) == wrong)
+    good = {**bad, "event_id": "good-1", "tracking_number": str(number), "status": "in_transit",
+            "event_time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now - 3600))}
+    batches.append(("parcelwatch-tracking", None,
+                    b"[" + orjson.dumps(good) + b"," + orjson.dumps(bad) + b"," + stray.to_json() + b"]", wrong))
     batches.append(("parcelwatch-orders", None, b"[" + stray_order.to_json() + b"," + orjson.dumps(bad_order) + b"]",
                     wrong_order))
     batches.append(("parcelwatch-tracking", None, b"[{not json", 0))
@@ -109,9 +115,9 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
 
         dead = {(dict(m.headers)["pw-source-topic"], dict(m.headers).get("pw-batch-index")): m
                 for m in consume_all(broker.bootstrap, "parcelwatch-dead-letter")}
-        assert set(dead) == {(b"parcelwatch-tracking", b"0"), (b"parcelwatch-orders", b"1"),
+        assert set(dead) == {(b"parcelwatch-tracking", b"1"), (b"parcelwatch-orders", b"1"),
                              (b"parcelwatch-tracking", None)}, list(dead)
-        element = dead[(b"parcelwatch-tracking", b"0")]
+        element = dead[(b"parcelwatch-tracking", b"1")]
         assert orjson.loads(element.value) == bad  # the bad element alone, not its record
         assert element.key == b"ZTO:7310000000001"  # its own key, as if it had come alone
         headers = dict(element.headers)
@@ -123,6 +129,9 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
         whole = dead[(b"parcelwatch-tracking", None)]  # the record that was no batch at all
         assert whole.value == b"[{not json"
         assert dict(whole.headers)["pw-reason"].startswith(b"$: batch record is not valid JSON")
+
+        states = {m.key for m in consume_all(broker.bootstrap, "parcelwatch-parcel-state-changelog")}
+        assert f"ZTO:{number}".encode() in states  # the good element before the bad one stands
 
         for topic, key, event in (("parcelwatch-tracking", stray_key, stray),
                                   ("parcelwatch-orders", stray_order_key, stray_order)):
