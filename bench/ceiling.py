@@ -9,7 +9,8 @@
 
 Each consumer starts after all N events are in the broker and is timed from its first event to its
 last; for (c) "last" is when the order facts the order router re-keyed to parcels (one more Faust
-message per order subject) have also gone through the parcel agent. Prints the rates and the ratios
+message per order subject) have also gone through the parcel agent, and then every partition has swept
+its due subjects (a tick the harness sends), opening the issues the events imply. Prints the rates and the ratios
 c/b, c/b1 and c/a; then (b), (b1), (b1d) and (c) again over records that carry ``--batch`` events each
 (the way past Faust's per-record cost: c*/b compares the product on batch records with the framework
 ceiling on single records). Run: ``.venv/bin/python -m bench.ceiling``
@@ -28,7 +29,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
@@ -158,8 +162,13 @@ async def _produce_partitioned(bootstrap: str, records: list[tuple[str, bytes, b
         await producer.stop()
 
 
+ISSUE_EVENTS = "issue events"  # _consumed's keys for the issues opened and resolved so far,
+SWEEPS = "sweeps"  # and for the deadline sweeps done (one per partition and tick)
+
+
 def _consumed(port: int) -> dict[str, float]:
-    """Events the worker has consumed (ok or invalid) per input topic, from its /metrics."""
+    """Events the worker has consumed (ok or invalid) per input topic, the issues it has opened and
+    resolved (``ISSUE_EVENTS``) and its sweeps (``SWEEPS``), from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     totals: dict[str, float] = {}
@@ -167,6 +176,10 @@ def _consumed(port: int) -> dict[str, float]:
         if line.startswith("parcelwatch_events_consumed_total{"):
             topic = line.split('topic="', 1)[1].split('"', 1)[0]
             totals[topic] = totals.get(topic, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith(("parcelwatch_issues_opened_total{", "parcelwatch_issues_resolved_total{")):
+            totals[ISSUE_EVENTS] = totals.get(ISSUE_EVENTS, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("parcelwatch_deadline_sweep_seconds_count"):
+            totals[SWEEPS] = float(line.rsplit(" ", 1)[1])
     return totals
 
 
@@ -221,58 +234,131 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+async def _sweep_all(bootstrap: str) -> None:
+    """A tick on every partition of the ticks topic, as the leader's timer sends them: each partition
+    sweeps its due subjects at the wall clock."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        value = orjson.dumps({"now": time.time()})
+        await asyncio.gather(*[await producer.send("parcelwatch-ticks", key=b"tick", value=value, partition=p)
+                               for p in range(PARTITIONS)])
+    finally:
+        await producer.stop()
+
+
+# The leader's own ticks (default every 5 s) are turned off: they queue behind a backlog of inputs and
+# land anywhere in a run of a few seconds, and each one that lands opens issues that later events of the
+# run resolve (issue events varied from 1,200 to 3,200 between runs of the same code). The harness sends
+# the ticks instead, at fixed points (``_sweep_all``).
+TICK_INTERVAL_SECONDS = 86_400.0
+
+
+@dataclass
+class _Progress:
+    first: float = 0.0  # perf_counter when the phase's first event was seen consumed
+    last: float = 0.0  # ... and when its closing sweep was done
+    cpu_first: float = 0.0
+    cpu_last: float = 0.0
+    consumed: float = 0.0  # input events consumed so far (warm-up included)
+    issue_events: float = 0.0  # issues opened and resolved so far
+
+
+def _until_swept(broker: TansuBroker, procs: list[subprocess.Popen[bytes]], ports: list[int], inputs: int,
+                 before: _Progress | None = None) -> _Progress:
+    """Poll the workers until ``inputs`` input events are consumed, the order facts the router re-keyed
+    from them (one more Faust message per order subject) have gone through the parcel agent too, and
+    then every partition has swept its due subjects (a tick the harness sends): the events' issues are
+    open. ``before``: the phase before this one (its events are not this phase's first)."""
+    progress = _Progress()
+    deadline = time.monotonic() + 900
+    facts_total: int | None = None  # order-facts records the router produced, known once it is done
+    sweeps_before: float | None = None  # sweeps seen when the inputs were done and the ticks sent
+    already = before.consumed if before else 0.0
+    done = facts = sweeps = 0.0
+    while time.monotonic() < deadline:
+        try:
+            counts = [_consumed(p) for p in ports]
+            done = sum(c.get("parcelwatch-tracking", 0.0) + c.get("parcelwatch-orders", 0.0) for c in counts)
+            facts = sum(c.get("parcelwatch-order-facts", 0.0) for c in counts)
+            sweeps = sum(c.get(SWEEPS, 0.0) for c in counts)
+            progress.issue_events = sum(c.get(ISSUE_EVENTS, 0.0) for c in counts)
+        except OSError:
+            done = facts = 0.0
+        now = time.perf_counter()
+        if done > already and not progress.first:
+            progress.first = now
+            progress.cpu_first = _cpu_seconds([p.pid for p in procs])
+        if sweeps_before is not None:
+            if sweeps >= sweeps_before + PARTITIONS:
+                progress.last = now
+                progress.cpu_last = _cpu_seconds([p.pid for p in procs])
+                progress.consumed = done
+                return progress
+        elif done >= inputs and facts_total is None:
+            facts_total = asyncio.run(_events_in(broker.bootstrap, "parcelwatch-order-facts"))
+        elif facts_total is not None and facts >= facts_total:
+            # (a batch of order events is counted as routed before its facts are sent: count again)
+            recount = asyncio.run(_events_in(broker.bootstrap, "parcelwatch-order-facts"))
+            if recount == facts_total:
+                sweeps_before = sweeps
+                asyncio.run(_sweep_all(broker.bootstrap))
+                continue
+            facts_total = recount
+        if facts_total is None:
+            time.sleep(_poll_interval(done - already, inputs - already, progress.first, now))
+        elif sweeps_before is None:
+            time.sleep(_poll_interval(facts, facts_total, progress.first, now))
+        else:
+            time.sleep(POLL_SECONDS)
+    raise RuntimeError(f"parcelwatch consumed only {done} of {inputs} events (order facts: {facts} of {facts_total})")
+
+
 def parcelwatch_workers(
-    broker: TansuBroker, redis: RedisServer, n: int, workers: int, run_dir: Path
-) -> tuple[float, float]:
-    """Seconds from the first event consumed to the last order facts processed, and the workers' CPU
-    seconds over the same span (CPU / wall near the worker count: CPU-bound; lower: waiting)."""
-    procs = []
+    broker: TansuBroker, redis: RedisServer, workers: int, run_dir: Path,
+    produce_timed: Callable[[], int], produce_warm_up: Callable[[], int] | None = None,
+) -> tuple[float, float, int]:
+    """Seconds from the first timed event consumed until every timed input is processed and swept, the
+    workers' CPU seconds over the same span (CPU / wall near the worker count: CPU-bound; lower:
+    waiting), and the issues they opened and resolved meanwhile (the proof that (c) did the whole job).
+
+    With ``produce_warm_up`` the workers first process and sweep its events, untimed: the timed events
+    then meet parcels already tracked and open issues, which their scans, signatures and refunds update
+    and resolve (each such issue event acknowledged by the broker before its state is written).
+    The producers return the number of events they sent."""
+    # Without a warm-up the timed events are in the broker before the workers start (as for (a) and (b)).
+    timed_inputs = None if produce_warm_up else produce_timed()
+    procs: list[subprocess.Popen[bytes]] = []
     ports = []
     try:
         for i in range(workers):
             port = free_port()
             env = {**os.environ, "PARCELWATCH_BROKER_URL": broker.url, "PARCELWATCH_REDIS_URL": redis.url,
                    "PARCELWATCH_WEB_PORT": str(port), "PARCELWATCH_DATA_DIR": str(run_dir / f"data-{i}"),
-                   "PARCELWATCH_PARTITIONS": str(PARTITIONS)}
+                   "PARCELWATCH_PARTITIONS": str(PARTITIONS), "PARCELWATCH_TICK_INTERVAL": str(TICK_INTERVAL_SECONDS)}
             log = (run_dir / f"worker-{i}.log").open("wb")
             procs.append(subprocess.Popen([sys.executable, "app.py", "worker", "-l", "warn"], cwd=ROOT, env=env,
                                           stdout=log, stderr=subprocess.STDOUT))
             ports.append(port)
-        first = last = cpu_first = cpu_last = 0.0
-        deadline = time.monotonic() + 900
-        facts_total: int | None = None  # order-facts records the router produced, known once it is done
-        done = 0.0
-        while time.monotonic() < deadline:
-            try:
-                counts = [_consumed(p) for p in ports]
-                done = sum(c.get("parcelwatch-tracking", 0.0) + c.get("parcelwatch-orders", 0.0) for c in counts)
-                facts = sum(c.get("parcelwatch-order-facts", 0.0) for c in counts)
-            except OSError:
-                done = facts = 0.0
-            now = time.perf_counter()
-            if done > 0 and not first:
-                first = now
-                cpu_first = _cpu_seconds([p.pid for p in procs])
-            if done >= n and facts_total is None:
-                # Every input is consumed; an order is processed fully only when its facts, re-keyed to
-                # its parcels through the order-facts topic, have gone through the parcel agent too.
-                facts_total = asyncio.run(_events_in(broker.bootstrap, "parcelwatch-order-facts"))
-            if facts_total is not None and facts >= facts_total:
-                # (a batch of order events is counted as routed before its facts are sent: count again)
-                recount = asyncio.run(_events_in(broker.bootstrap, "parcelwatch-order-facts"))
-                if recount == facts_total:
-                    last = now
-                    cpu_last = _cpu_seconds([p.pid for p in procs])
-                    break
-                facts_total = recount
-            time.sleep(_poll_interval(done, n, first, now) if facts_total is None
-                       else _poll_interval(facts, facts_total, first, now))
-        if not last:
-            raise RuntimeError(f"parcelwatch consumed only {done} of {n} events (order facts: {facts_total})")
-        return last - first, cpu_last - cpu_first
+        warm = _until_swept(broker, procs, ports, produce_warm_up()) if produce_warm_up else _Progress()
+        if timed_inputs is None:
+            timed_inputs = produce_timed()
+        timed = _until_swept(broker, procs, ports, int(warm.consumed) + timed_inputs, before=warm)
+        return (timed.last - timed.first, timed.cpu_last - timed.cpu_first,
+                int(timed.issue_events - warm.issue_events))
     finally:
         for p in procs:
             stop(p, timeout=20)
+
+
+def _input_records(records: list[tuple[str, bytes, bytes]]) -> list[tuple[str, bytes, bytes]]:
+    """The simulated events on the worker's input topics."""
+    return [(f"parcelwatch-{kind}", key, value) for kind, key, value in records]
+
+
+def _produced(producing: Coroutine[Any, Any, None], records: list[tuple[str, bytes, bytes]]) -> int:
+    asyncio.run(producing)
+    return len(records)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,10 +367,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--arrival", action="store_true",
                         help="stamp (c)'s records with their event time: a twelve-day backlog after an outage")
+    parser.add_argument("--warm-up", action="store_true",
+                        help="(c) and (c*) first process and sweep as many events again, untimed: the timed events "
+                             "meet tracked parcels and open issues, which they update and resolve")
     parser.add_argument("--batch", type=int, default=50,
                         help="also measure the framework ceiling with this many events per record (0: skip)")
     args = parser.parse_args(argv)
-    records = simulated_events(args.events)
+    # With --warm-up the simulation's second half is timed; (c) and (c*) process its first half first.
+    simulated = simulated_events(2 * args.events if args.warm_up else args.events)
+    warm_up, records = simulated[: len(simulated) - args.events], simulated[len(simulated) - args.events:]
     n = len(records)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
@@ -292,15 +383,17 @@ def main(argv: list[str] | None = None) -> None:
             bench_topic, batched_topic = "bench-events", "bench-batched"
             asyncio.run(_create(broker.bootstrap, [bench_topic, batched_topic, "parcelwatch-orders", "parcelwatch-tracking"]))
             asyncio.run(_produce(broker.bootstrap, [(bench_topic, k, v) for _, k, v in records]))
-            asyncio.run(_produce(broker.bootstrap, [(f"parcelwatch-{kind}", k, v) for kind, k, v in records],
-                                 arrival=args.arrival))
             if args.batch:
                 asyncio.run(_produce_batched(broker.bootstrap, batched_topic, records, args.batch))
             a = asyncio.run(bare_consumer(broker.bootstrap, bench_topic, n))
             b = empty_agent(broker, bench_topic, n)
             b1 = empty_agent(broker, bench_topic, n, table_writes=True)
             b1d = empty_agent(broker, bench_topic, n, table_writes="direct")
-            c, c_cpu = parcelwatch_workers(broker, redis, n, args.workers, run_dir)
+            c, c_cpu, c_issues = parcelwatch_workers(
+                broker, redis, args.workers, run_dir,
+                lambda: _produced(_produce(broker.bootstrap, _input_records(records), arrival=args.arrival), records),
+                (lambda: _produced(_produce(broker.bootstrap, _input_records(warm_up), arrival=args.arrival), warm_up))
+                if warm_up else None)
             if args.batch:
                 bb = empty_agent(broker, batched_topic, n, batched=True)
                 bb1 = empty_agent(broker, batched_topic, n, table_writes=True, batched=True)
@@ -311,8 +404,12 @@ def main(argv: list[str] | None = None) -> None:
             batched_dir = run_dir / "batched"
             with TansuBroker(batched_dir / "broker") as broker2, RedisServer(batched_dir / "redis") as redis2:
                 asyncio.run(_create(broker2.bootstrap, ["parcelwatch-orders", "parcelwatch-tracking"]))
-                asyncio.run(_produce_partitioned(broker2.bootstrap, records, args.batch, arrival=args.arrival))
-                cb, cb_cpu = parcelwatch_workers(broker2, redis2, n, args.workers, batched_dir)
+                bootstrap, size = broker2.bootstrap, args.batch
+                cb, cb_cpu, cb_issues = parcelwatch_workers(
+                    broker2, redis2, args.workers, batched_dir,
+                    lambda: _produced(_produce_partitioned(bootstrap, records, size, arrival=args.arrival), records),
+                    (lambda: _produced(_produce_partitioned(bootstrap, warm_up, size, arrival=args.arrival), warm_up))
+                    if warm_up else None)
     ra, rb, rb1, rb1d, rc = n / a, n / b, n / b1, n / b1d, n / c
     print(f"events: {n} simulated (orders + tracking), {PARTITIONS} partitions, embedded Tansu broker")
     print(f"(a)  bare aiokafka + orjson decode           : {ra:10,.0f} events/s")
@@ -320,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(b1) Faust agent, one table write per event  : {rb1:10,.0f} events/s   (b1/b = {rb1 / rb:.0%})")
     print(f"(b1d) the same writes, changelog_writer      : {rb1d:10,.0f} events/s   (b1d/b = {rb1d / rb:.0%}, b1d/b1 = {rb1d / rb1:.1f}x)")
     print(f"(c)  parcelwatch, {args.workers} worker(s){' (arrival)' if args.arrival else '          '}      : {rc:10,.0f} events/s"
-          f"   (worker CPU {c_cpu:.1f} s in {c:.1f} s wall: {c_cpu / c:.0%} of one core)")
+          f"   (worker CPU {c_cpu:.1f} s in {c:.1f} s wall: {c_cpu / c:.0%} of one core; {c_issues:,} issue events)")
     print(f"c/b = {rc / rb:.0%}   c/b1 = {rc / rb1:.0%}   c/a = {rc / ra:.1%}   (target c/b >= 60% on one core)")
     if args.batch:
         print(f"records of {args.batch} events (what batching on the ingest side would give the framework):")
@@ -328,7 +425,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"(b1*) one table write per event              : {n / bb1:10,.0f} events/s   ({b1 / bb1:.1f}x b1)")
         print(f"(b1d*) the same writes, changelog_writer     : {n / bb1d:10,.0f} events/s   ({b1d / bb1d:.1f}x b1d)")
         print(f"(c*)  parcelwatch, {args.workers} worker(s), batch records : {n / cb:10,.0f} events/s   "
-              f"(worker CPU {cb_cpu:.1f} s in {cb:.1f} s wall: {cb_cpu / cb:.0%} of one core; {c / cb:.1f}x c)")
+              f"(worker CPU {cb_cpu:.1f} s in {cb:.1f} s wall: {cb_cpu / cb:.0%} of one core; {cb_issues:,} issue events; "
+              f"{c / cb:.1f}x c)")
         print(f"c*/b = {rb and (n / cb) / rb:.0%}   c*/b* = {(n / cb) / (n / bb):.0%}   "
               "(b: the same events one to a record, as (c) gets them)")
 
