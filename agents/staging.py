@@ -89,7 +89,10 @@ class StagedWrites(MutableMapping[str, bytes]):
     def mark(self) -> None:
         """Remember the staged writes as they are now: ``rollback`` returns to this point (the writes
         of one element of a batch record, whose earlier elements' writes must stay)."""
-        self._undo = {}
+        if self._undo is None:
+            self._undo = {}
+        else:
+            self._undo.clear()  # (once per element: no new dict each time)
 
     def rollback(self) -> None:
         """Drop the writes and deletes staged since ``mark`` (all of them without a mark)."""

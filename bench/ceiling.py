@@ -314,20 +314,23 @@ def _until_swept(broker: TansuBroker, procs: list[subprocess.Popen[bytes]], port
     raise RuntimeError(f"parcelwatch consumed only {done} of {inputs} events (order facts: {facts} of {facts_total})")
 
 
+Records = list[tuple[str, bytes, bytes]]  # (topic kind, key, value), as simulated_events gives them
+
+
 def parcelwatch_workers(
     broker: TansuBroker, redis: RedisServer, workers: int, run_dir: Path,
-    produce_timed: Callable[[], int], produce_warm_up: Callable[[], int] | None = None,
+    produce: Callable[[Records], Coroutine[Any, Any, None]], timed: Records, warm_up: Records,
 ) -> tuple[float, float, int]:
     """Seconds from the first timed event consumed until every timed input is processed and swept, the
     workers' CPU seconds over the same span (CPU / wall near the worker count: CPU-bound; lower:
     waiting), and the issues they opened and resolved meanwhile (the proof that (c) did the whole job).
 
-    With ``produce_warm_up`` the workers first process and sweep its events, untimed: the timed events
-    then meet parcels already tracked and open issues, which their scans, signatures and refunds update
-    and resolve (each such issue event acknowledged by the broker before its state is written).
-    The producers return the number of events they sent."""
-    # Without a warm-up the timed events are in the broker before the workers start (as for (a) and (b)).
-    timed_inputs = None if produce_warm_up else produce_timed()
+    ``produce`` sends events to the workers' input topics. With ``warm_up`` events the workers first
+    process and sweep them, untimed: the ``timed`` events then meet parcels already tracked and open
+    issues, which their scans, signatures and refunds update and resolve (each such issue event
+    acknowledged by the broker before its state is written)."""
+    if not warm_up:  # the timed events are in the broker before the workers start, as for (a) and (b)
+        asyncio.run(produce(timed))
     procs: list[subprocess.Popen[bytes]] = []
     ports = []
     try:
@@ -340,25 +343,16 @@ def parcelwatch_workers(
             procs.append(subprocess.Popen([sys.executable, "app.py", "worker", "-l", "warn"], cwd=ROOT, env=env,
                                           stdout=log, stderr=subprocess.STDOUT))
             ports.append(port)
-        warm = _until_swept(broker, procs, ports, produce_warm_up()) if produce_warm_up else _Progress()
-        if timed_inputs is None:
-            timed_inputs = produce_timed()
-        timed = _until_swept(broker, procs, ports, int(warm.consumed) + timed_inputs, before=warm)
-        return (timed.last - timed.first, timed.cpu_last - timed.cpu_first,
-                int(timed.issue_events - warm.issue_events))
+        warm = _Progress()
+        if warm_up:
+            asyncio.run(produce(warm_up))
+            warm = _until_swept(broker, procs, ports, len(warm_up))
+            asyncio.run(produce(timed))
+        run = _until_swept(broker, procs, ports, int(warm.consumed) + len(timed), before=warm)
+        return run.last - run.first, run.cpu_last - run.cpu_first, int(run.issue_events - warm.issue_events)
     finally:
         for p in procs:
             stop(p, timeout=20)
-
-
-def _input_records(records: list[tuple[str, bytes, bytes]]) -> list[tuple[str, bytes, bytes]]:
-    """The simulated events on the worker's input topics."""
-    return [(f"parcelwatch-{kind}", key, value) for kind, key, value in records]
-
-
-def _produced(producing: Coroutine[Any, Any, None], records: list[tuple[str, bytes, bytes]]) -> int:
-    asyncio.run(producing)
-    return len(records)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -391,9 +385,9 @@ def main(argv: list[str] | None = None) -> None:
             b1d = empty_agent(broker, bench_topic, n, table_writes="direct")
             c, c_cpu, c_issues = parcelwatch_workers(
                 broker, redis, args.workers, run_dir,
-                lambda: _produced(_produce(broker.bootstrap, _input_records(records), arrival=args.arrival), records),
-                (lambda: _produced(_produce(broker.bootstrap, _input_records(warm_up), arrival=args.arrival), warm_up))
-                if warm_up else None)
+                lambda events: _produce(broker.bootstrap, [(f"parcelwatch-{kind}", k, v) for kind, k, v in events],
+                                        arrival=args.arrival),
+                records, warm_up)
             if args.batch:
                 bb = empty_agent(broker, batched_topic, n, batched=True)
                 bb1 = empty_agent(broker, batched_topic, n, table_writes=True, batched=True)
@@ -407,9 +401,8 @@ def main(argv: list[str] | None = None) -> None:
                 bootstrap, size = broker2.bootstrap, args.batch
                 cb, cb_cpu, cb_issues = parcelwatch_workers(
                     broker2, redis2, args.workers, batched_dir,
-                    lambda: _produced(_produce_partitioned(bootstrap, records, size, arrival=args.arrival), records),
-                    (lambda: _produced(_produce_partitioned(bootstrap, warm_up, size, arrival=args.arrival), warm_up))
-                    if warm_up else None)
+                    lambda events: _produce_partitioned(bootstrap, events, size, arrival=args.arrival),
+                    records, warm_up)
     ra, rb, rb1, rb1d, rc = n / a, n / b, n / b1, n / b1d, n / c
     print(f"events: {n} simulated (orders + tracking), {PARTITIONS} partitions, embedded Tansu broker")
     print(f"(a)  bare aiokafka + orjson decode           : {ra:10,.0f} events/s")
