@@ -57,6 +57,17 @@ def decode_batch(raw: bytes) -> list[Any]:
     return doc
 
 
+def record_events(raw: bytes | None) -> list[Any]:
+    """The events of one record as a consumer of a topic that carries both single and batch records
+    sees them: the elements of a batch record, or the one decoded event (not yet validated)."""
+    if is_batch(raw):
+        return decode_batch(raw)  # type: ignore[arg-type]
+    try:
+        return [orjson.loads(raw or b"")]
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("$", f"record is not valid JSON: {exc}") from None
+
+
 def record_is_full(events: int, size: int, element: bytes, max_events: int = MAX_BATCH_EVENTS,
                    max_bytes: int = MAX_BATCH_BYTES) -> bool:
     """Whether a record of ``events`` elements, ``size`` bytes encoded, must be closed before ``element``
@@ -73,6 +84,24 @@ def batch_records(events: Iterable[tuple[str | bytes, bytes]], partitions: int,
         per.setdefault(partition_for(key, partitions), []).append(value)
     return [(partition, record) for partition, values in per.items()
             for record in encode_batches(values, max_events=max_events)]
+
+
+def keyed_records(events: Iterable[tuple[str, bytes]], partitions: int,
+                  max_events: int = MAX_BATCH_EVENTS) -> list[tuple[str | None, int, bytes]]:
+    """(key, JSON-encoded event) pairs -> (key, partition, record) to send: a partition's lone event as an
+    ordinary keyed record (what a consumer that knows nothing of batch records reads), several as batch
+    records with no key, in their order (how the worker sends its own derived events: order facts,
+    issue events, alert routing)."""
+    per: dict[int, list[tuple[str, bytes]]] = {}
+    for key, value in events:
+        per.setdefault(partition_for(key, partitions), []).append((key, value))
+    out: list[tuple[str | None, int, bytes]] = []
+    for partition, pairs in per.items():
+        if len(pairs) == 1:
+            out.append((pairs[0][0], partition, pairs[0][1]))
+        else:
+            out.extend((None, partition, record) for record in encode_batches(v for _, v in pairs))
+    return out
 
 
 def encode_batches(elements: Iterable[bytes], *, max_events: int = MAX_BATCH_EVENTS,

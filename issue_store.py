@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from models import InvalidEvent, parse_time
+
 STATUSES = ("open", "acknowledged", "resolved", "auto_resolved")
 ACTIVE_STATUSES = ("open", "acknowledged")
 SEVERITIES_DESC = ("critical", "high", "medium", "low")
@@ -41,6 +43,27 @@ def _text(value: bytes | str) -> str:
 
 def issue_id(issue_key: str) -> str:
     return hashlib.sha1(issue_key.encode()).hexdigest()[:16]
+
+
+ISSUE_ACTIONS = ("open", "update", "resolve")
+# What the apply script reads of an event without a default: a missing one would fail the script, and
+# the sink would retry the whole pipeline for ever.
+_REQUIRED_TEXT = ("issue_key", "subject", "kind", "shop", "severity")
+
+
+def check_issue_event(event: Any) -> tuple[float, float]:
+    """Validate a stream issue event (as the parcel agent sends it; README "Issue events"): its
+    ``opened_at`` and ``at`` as epoch seconds, or InvalidEvent naming the field and the problem."""
+    if not isinstance(event, dict):
+        raise InvalidEvent("$", f"an issue event must be a JSON object, got {type(event).__name__}")
+    action = event.get("action")
+    if action not in ISSUE_ACTIONS:
+        raise InvalidEvent("action", f"must be one of {', '.join(ISSUE_ACTIONS)}, got {str(action)[:40]!r}")
+    for field in _REQUIRED_TEXT:
+        value = event.get(field)
+        if not isinstance(value, str) or not value:
+            raise InvalidEvent(field, "is required (a non-empty string)")
+    return parse_time(event.get("opened_at"), "opened_at"), parse_time(event.get("at"), "at")
 
 
 # KEYS: none (all keys derive from the prefix, which is ARGV[1]; this keeps one script for any layout).
@@ -263,24 +286,20 @@ class IssueStore:
         return cls(aioredis.from_url(url, decode_responses=False, socket_timeout=5, socket_connect_timeout=2), prefix)
 
     async def apply_event(self, event: dict[str, Any]) -> str:
-        """Apply one stream issue event idempotently; returns what happened (opened, duplicate, ...)."""
-        from models import parse_time  # local: models imports nothing from here, keep it that way
-
-        opened = parse_time(event["opened_at"], "opened_at")
-        at = parse_time(event["at"], "at")
+        """Apply one stream issue event idempotently; returns what happened (opened, duplicate, ...).
+        An invalid event raises InvalidEvent (``check_issue_event``) before anything is written."""
+        opened, at = check_issue_event(event)
         result = await self._apply(
             args=[self.prefix, issue_id(event["issue_key"]), orjson.dumps(event), repr(opened), repr(at)]
         )
         return result.decode() if isinstance(result, bytes) else str(result)
 
     async def apply_events(self, events: list[dict[str, Any]]) -> list[str]:
-        """Apply a batch in one pipeline round trip (order kept: events of one subject stay in order)."""
-        from models import parse_time
-
+        """Apply a batch in one pipeline round trip (order kept: events of one subject stay in order).
+        Any invalid event raises InvalidEvent (``check_issue_event``) before anything is written."""
+        times = [check_issue_event(event) for event in events]
         pipe = self.redis.pipeline(transaction=False)
-        for event in events:
-            opened = parse_time(event["opened_at"], "opened_at")
-            at = parse_time(event["at"], "at")
+        for event, (opened, at) in zip(events, times, strict=True):
             await self._apply(
                 args=[self.prefix, issue_id(event["issue_key"]), orjson.dumps(event), repr(opened), repr(at)],
                 client=pipe,

@@ -90,6 +90,11 @@ LANE_INCIDENTS = Counter("parcelwatch_lane_incidents_total", "Lane incidents ope
 REDIS_RETRIES = Counter("parcelwatch_redis_retries_total", "Retried Redis writes of the issue sink.",
                         registry=REGISTRY)
 REDIS_UP = Gauge("parcelwatch_redis_up", "1 when the issue sink's last Redis write succeeded.", registry=REGISTRY)
+ISSUE_EVENT_RESULTS = ("opened", "reopened", "updated", "auto_resolved", "duplicate", "stale", "invalid")
+ISSUE_EVENTS_APPLIED = Counter(
+    "parcelwatch_issue_events_applied_total",
+    "Issue events the sink applied to the Redis queue, by result (duplicate: redelivered; stale: of an earlier "
+    "open period; invalid: dead-lettered).", ["result"], registry=REGISTRY)
 NOTIFICATIONS = Counter("parcelwatch_notifications_total", "Buyer notifications emitted, by stage.", ["stage"],
                         registry=REGISTRY)
 
@@ -166,6 +171,8 @@ def init_label_sets(kinds: Iterable[str], severities: Iterable[str], carriers: I
         LANE_INCIDENTS.labels(carrier=carrier)
     for stage in stages:
         NOTIFICATIONS.labels(stage=stage)
+    for result in ISSUE_EVENT_RESULTS:
+        ISSUE_EVENTS_APPLIED.labels(result=result)
 
 
 def render() -> tuple[bytes, str]:

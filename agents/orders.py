@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from faust.types import TP, EventT, StreamT
 
-from batching import decode_batch, encode_batches, is_batch, partition_for
+from batching import decode_batch, is_batch, keyed_records, partition_for
 from clock import encode_watermark
 from kafka_tools import note_send_failure
 from models import InvalidEvent, parse_order_event
@@ -77,7 +77,7 @@ async def order_router(stream: StreamT[bytes]) -> None:
             continue
         # Order facts go out one record per parcel partition (a batch record when it carries several):
         # a batch of order events then costs the parcel agent a few records, not one per subject.
-        outgoing: dict[int, list[tuple[str, bytes]]] = {}
+        outgoing: list[tuple[str, bytes]] = []
         if is_batch(event.value):
             try:
                 elements = decode_batch(event.value)
@@ -91,14 +91,8 @@ async def order_router(stream: StreamT[bytes]) -> None:
         try:
             # The order events' arrival time travels with their facts: the parcel agent's catch-up clock
             # (clock.py) must see a backlog of old order events as old, not as just produced.
-            for partition, facts in outgoing.items():
-                if len(facts) == 1:
-                    subject, record = facts[0]
-                    await order_facts_topic.send(key=subject, value=record, timestamp=msg.timestamp)
-                else:
-                    # (a batch of one partition's facts: at most MAX_BATCH_EVENTS each, in routing order)
-                    for batch in encode_batches(record for _, record in facts):
-                        await order_facts_topic.send(key=None, value=batch, partition=partition, timestamp=msg.timestamp)
+            for key, partition, record in keyed_records(outgoing, _cfg.partitions):
+                await order_facts_topic.send(key=key, value=record, partition=partition, timestamp=msg.timestamp)
             await _send_watermark(msg.partition, msg.timestamp, time.time())
         except Exception as exc:
             # Not sent: no offset may be committed past these facts (as when the broker refuses them,
@@ -110,7 +104,7 @@ async def order_router(stream: StreamT[bytes]) -> None:
         _routed[msg.partition] = msg.offset
 
 
-async def _route(event: EventT, value: Any, outgoing: dict[int, list[tuple[str, bytes]]],
+async def _route(event: EventT, value: Any, outgoing: list[tuple[str, bytes]],
                  element: tuple[int, Any] | None) -> None:
     """Merge one order event into its order's facts; its snapshots are added to ``outgoing``."""
     started = time.perf_counter()
@@ -128,8 +122,7 @@ async def _route(event: EventT, value: Any, outgoing: dict[int, list[tuple[str, 
             return
         routed = router.route(ev)
         staged_orders.flush()
-        for subject, record in routed:
-            outgoing.setdefault(partition_for(subject, _cfg.partitions), []).append((subject, record))
+        outgoing.extend(routed)
         metrics.observe_event(T.orders, "ok", time.time() - ev.event_time, time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001 - one bad event must never kill the agent
         await _reject(event, exc, element)

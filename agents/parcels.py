@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import EventT, StreamT, TopicT
 from mode import Service
 
-from batching import decode_batch, is_batch, partition_for
+from batching import decode_batch, is_batch, keyed_records, partition_for
 from clock import WATERMARK_HOLD_SECONDS, CatchUpClock, decode_watermark
 from detectors import LaneBaselines
 from kafka_tools import stop_consumer
@@ -70,15 +70,15 @@ metrics.track_catch_up(catch_up)
 
 async def _emit(out: Output) -> None:
     """Everything one record's processing gave (a lone event, or a tick's sweep)."""
-    await _settle(await _send(out), (out,))
+    issues: list[tuple[str, bytes]] = []
+    await _settle(await _send(out, issues), (out,), issues)
 
 
-async def _send(out: Output) -> list[Awaitable[Any]]:
-    """Send the issue events, notifications and deletion notices of ``out``; their acknowledgements."""
+async def _send(out: Output, issues: list[tuple[str, bytes]]) -> list[Awaitable[Any]]:
+    """Send the notifications and deletion notices of ``out`` (their acknowledgements returned); its
+    issue events are encoded onto ``issues``, which ``_settle`` sends as few records."""
     acks = []
-    for issue in out.issues:
-        acks.append(await issues_topic.send(key=issue["subject"], value=orjson.dumps(issue)))
-        metrics.on_issue_event(issue)
+    encoded = [(issue["subject"], orjson.dumps(issue)) for issue in out.issues]
     for note in out.notifications:
         acks.append(await notifications_topic.send(key=note["parcel"], value=orjson.dumps(note)))
         metrics.on_notification(note)
@@ -86,13 +86,20 @@ async def _send(out: Output) -> list[Awaitable[Any]]:
         # Before the tombstone too: a crash in between deletes the subject again and repeats the notice
         # (which the router takes twice without harm) instead of leaving the order's facts for ever.
         acks.append(await order_purges_topic.send(key=order_id, value=encode_gone(order_id, subject)))
+    issues.extend(encoded)
+    for issue in out.issues:
+        metrics.on_issue_event(issue)
     return acks
 
 
-async def _settle(acks: list[Awaitable[Any]], outs: Iterable[Output]) -> None:
-    """Once the broker has acknowledged every issue event, notification and notice sent (``acks``),
-    write the staged state that records them (see agents/staging.py): a crash in between repeats them
-    instead of losing them. Then the rest of ``outs``: index removals, milestones, deliveries."""
+async def _settle(acks: list[Awaitable[Any]], outs: Iterable[Output], issues: list[tuple[str, bytes]]) -> None:
+    """Send the record's ``issues`` (one record per partition, a batch record when several: each issue
+    event sent alone cost the worker four Faust messages), and once the broker has acknowledged them and
+    every notification and notice sent (``acks``), write the staged state that records them (see
+    agents/staging.py): a crash in between repeats them instead of losing them. Then the rest of
+    ``outs``: index removals, milestones, deliveries."""
+    for key, partition, record in keyed_records(issues, _cfg.partitions):
+        acks.append(await issues_topic.send(key=key, value=record, partition=partition))
     if acks:
         await asyncio.gather(*acks)
     staged_states.flush()
@@ -166,6 +173,7 @@ async def _process_batch(event: EventT) -> None:
         return
     acks: list[Awaitable[Any]] = []
     outs: list[Output] = []
+    issues: list[tuple[str, bytes]] = []
     for i, element in enumerate(elements):
         started = time.perf_counter()
         staged_states.mark()
@@ -187,7 +195,7 @@ async def _process_batch(event: EventT) -> None:
                     await _reroute(order_facts_topic, subject, element, msg.timestamp, topic, started)
                     continue
                 out = _on_order_facts(subject, facts, at, partition, msg.timestamp, started)
-            acks.extend(await _send(out))
+            acks.extend(await _send(out, issues))
             outs.append(out)
         except Exception as exc:  # noqa: BLE001 - nor one bad element the rest of its record
             # Only this element's staged writes go; the elements before it stand.
@@ -195,7 +203,7 @@ async def _process_batch(event: EventT) -> None:
             staged_index.rollback()
             await _reject(event, exc, (i, element), discard=False)
     try:
-        await _settle(acks, outs)
+        await _settle(acks, outs, issues)
     except Exception as exc:  # noqa: BLE001 - e.g. an issue event the broker refused
         await _reject(event, exc)
 

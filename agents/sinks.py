@@ -2,53 +2,88 @@
 
 The issues topic is the source of truth: when Redis is away the sink holds its batch and retries with
 backoff (the parcel agent keeps running), and the at-least-once redelivery after a crash is harmless
-because ``IssueStore.apply_events`` ignores what it has already applied.
+because ``IssueStore.apply_events`` ignores what it has already applied. A record may carry one issue
+event or a batch of them (batching.py: the parcel agent sends one record per partition for all the issue
+events of an input record or a sweep); an invalid one is dead-lettered alone with its reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-import orjson
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 from redis.exceptions import RedisError
 
-from issue_store import IssueStore
+from batching import is_batch, record_events
+from issue_store import IssueStore, check_issue_event
+from models import InvalidEvent
 
 from . import telemetry as metrics
 from .base import app, issues_topic, settings
+from .deadletter import dead_letter
 
 log = logging.getLogger("parcelwatch.sink")
 
 store = IssueStore.from_url(settings.app.redis_url)
 redis_state = {"up": True, "last_error": ""}
-BATCH = 500
+BATCH = 500  # records taken at once, and issue events per Redis pipeline
 
 
 @app.agent(issues_topic)
 async def issue_sink(stream: StreamT[bytes]) -> None:
-    async for values in stream.take(BATCH, within=0.2):
-        events = []
-        for raw in values:
-            try:
-                events.append(orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                log.error("skipped an undecodable issue event (%d bytes)", len(raw))
-        backoff = 0.2
-        while events:
-            try:
-                await store.apply_events(events)
-                if not redis_state["up"]:
-                    log.warning("Redis is back; issue writes resumed")
-                redis_state.update(up=True, last_error="")
-                metrics.set_redis_up(True)
-                break
-            except (RedisError, OSError) as exc:
-                if redis_state["up"]:
-                    log.error("Redis unavailable (%s); holding %d issue events and retrying", exc, len(events))
-                redis_state.update(up=False, last_error=str(exc)[:200])
-                metrics.set_redis_up(False)
-                metrics.redis_retry()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+    # (take_events: take's buffering, with each record's event for dead-lettering; acked, as in take,
+    # only once the body has written them. StreamT's type omits it; faust.Stream has it.)
+    async for records in stream.take_events(BATCH, within=0.2):  # type: ignore[attr-defined]
+        events: list[dict[str, Any]] = []
+        for record in records:
+            events.extend(await _valid_issue_events(record))
+        for start in range(0, len(events), BATCH):
+            await _store(events[start:start + BATCH])
+
+
+async def _valid_issue_events(record: EventT) -> list[dict[str, Any]]:
+    """The issue events of one record; each invalid one (or the whole record, when it is not JSON) goes
+    to the dead-letter topic with its reason instead of failing the pipeline it would have joined."""
+    try:
+        elements = record_events(record.value)
+    except InvalidEvent as exc:
+        await _reject(record, exc, None)
+        return []
+    batch = is_batch(record.value)
+    valid = []
+    for i, element in enumerate(elements):
+        try:
+            check_issue_event(element)
+            valid.append(element)
+        except InvalidEvent as exc:
+            await _reject(record, exc, (i, element) if batch else None)
+    return valid
+
+
+async def _reject(record: EventT, exc: InvalidEvent, element: tuple[int, Any] | None) -> None:
+    reason = await dead_letter(record, exc, element)
+    metrics.observe_invalid_issue_event(reason)
+
+
+async def _store(events: list[dict[str, Any]]) -> None:
+    """One pipeline of issue events into Redis, retried with backoff while Redis is away."""
+    backoff = 0.2
+    while True:
+        try:
+            results = await store.apply_events(events)
+            metrics.observe_issue_events_applied(results)
+            if not redis_state["up"]:
+                log.warning("Redis is back; issue writes resumed")
+            redis_state.update(up=True, last_error="")
+            metrics.set_redis_up(True)
+            return
+        except (RedisError, OSError) as exc:
+            if redis_state["up"]:
+                log.error("Redis unavailable (%s); holding %d issue events and retrying", exc, len(events))
+            redis_state.update(up=False, last_error=str(exc)[:200])
+            metrics.set_redis_up(False)
+            metrics.redis_retry()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)

@@ -94,6 +94,21 @@ def on_notification(note: dict[str, Any]) -> None:
     metrics.NOTIFICATIONS.labels(stage=note["stage"]).inc()
 
 
+def observe_issue_events_applied(results: list[str]) -> None:
+    """What the sink's Redis script did with each issue event of a pipeline (bounded: its fixed results)."""
+    counts: dict[str, int] = {}
+    for result in results:
+        if result in metrics.ISSUE_EVENT_RESULTS:  # (the script returns nothing else)
+            counts[result] = counts.get(result, 0) + 1
+    for label, n in counts.items():
+        metrics.ISSUE_EVENTS_APPLIED.labels(result=label).inc(n)
+
+
+def observe_invalid_issue_event(reason: str) -> None:
+    metrics.ISSUE_EVENTS_APPLIED.labels(result="invalid").inc()
+    metrics.DEAD_LETTERS.labels(topic=T.issues, reason=metrics.dead_letter_reason(reason)).inc()
+
+
 def set_redis_up(up: bool) -> None:
     metrics.REDIS_UP.set(1 if up else 0)
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 import config
-from batching import batch_records, decode_batch, encode_batches, is_batch, partition_for
+from batching import batch_records, decode_batch, encode_batches, is_batch, keyed_records, partition_for, record_events
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 from models import InvalidEvent
@@ -54,6 +54,33 @@ def test_a_batch_is_an_array_and_a_broken_one_names_the_problem() -> None:
     assert is_batch(b' [{"a":1}]') and not is_batch(b'{"a":1}') and not is_batch(b"") and not is_batch(None)
     with pytest.raises(InvalidEvent, match="not valid JSON"):
         decode_batch(b"[{")
+
+
+def test_keyed_records_send_a_lone_event_keyed_and_several_as_batches_per_partition() -> None:
+    keys = [f"ZTO:{n}" for n in range(7310000000000, 7310000000040)]
+    events = [(key, orjson.dumps({"subject": key, "n": i})) for i, key in enumerate(keys)]
+    records = keyed_records(events, PARTITIONS, max_events=500)
+    seen = []
+    for key, partition, record in records:
+        docs = record_events(record)
+        assert all(partition_for(d["subject"], PARTITIONS) == partition for d in docs)
+        assert (key is None) == is_batch(record) and (key is None or key == docs[0]["subject"])
+        seen += [d["n"] for d in docs]
+    assert sorted(seen) == list(range(40)) and len(records) == PARTITIONS  # 40 keys cover every partition
+    for partition in range(PARTITIONS):  # in their order within a partition
+        mine = [d["n"] for _, p, r in records if p == partition for d in record_events(r)]
+        assert mine == sorted(mine)
+    lone = keyed_records(events[:1], PARTITIONS)
+    assert lone == [(keys[0], partition_for(keys[0], PARTITIONS), events[0][1])]
+
+
+def test_record_events_reads_single_and_batch_records_and_names_a_broken_one() -> None:
+    assert record_events(b'{"a": 1}') == [{"a": 1}]
+    assert record_events(b'[{"a": 1}, {"a": 2}]') == [{"a": 1}, {"a": 2}]
+    with pytest.raises(InvalidEvent, match=r"^\$: record is not valid JSON"):
+        record_events(b"{not json")
+    with pytest.raises(InvalidEvent, match="not valid JSON"):
+        record_events(None)
 
 
 # -- a live worker on batch records -----------------------------------------------------------------------
@@ -96,6 +123,15 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
     batches.append(("parcelwatch-orders", None, b"[" + stray_order.to_json() + b"," + orjson.dumps(bad_order) + b"]",
                     wrong_order))
     batches.append(("parcelwatch-tracking", None, b"[{not json", 0))
+    # The issues topic carries batch records too (the parcel agent's): a foreign one with a valid issue
+    # event beside an invalid one, and a record that is no JSON at all. The sink must apply the valid
+    # event and dead-letter the others alone, without holding up the pipeline they came with.
+    injected = {"action": "open", "issue_key": "ZTO:INJECTED|carrier_exception", "subject": "ZTO:INJECTED",
+                "parcel": "ZTO:INJECTED", "carrier": "ZTO", "kind": "carrier_exception", "shop": "shop-x",
+                "severity": "high", "opened_at": "2026-11-02T10:00:00+08:00", "at": "2026-11-02T10:00:00+08:00"}
+    batches.append(("parcelwatch-issues", None,
+                    b"[" + orjson.dumps(injected) + b"," + orjson.dumps({**injected, "action": "explode"}) + b"]", 0))
+    batches.append(("parcelwatch-issues", None, b"{not json", 1))
     worker = Worker(broker.url, redis_server.url, tmp_path).start()
     try:
         produce(broker.bootstrap, [(t, k, v) for t, k, v, _ in batches], partitions=[p for *_, p in batches])
@@ -111,12 +147,16 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
             result = replay(config.load(env={}), fh, until=time.time())
         replayed = replayed_open_times(result)
         assert len(replayed) >= 10
+        assert live.pop(injected["issue_key"]) == injected["opened_at"]
         assert live == replayed
 
         dead = {(dict(m.headers)["pw-source-topic"], dict(m.headers).get("pw-batch-index")): m
                 for m in consume_all(broker.bootstrap, "parcelwatch-dead-letter")}
         assert set(dead) == {(b"parcelwatch-tracking", b"1"), (b"parcelwatch-orders", b"1"),
-                             (b"parcelwatch-tracking", None)}, list(dead)
+                             (b"parcelwatch-tracking", None), (b"parcelwatch-issues", b"1"),
+                             (b"parcelwatch-issues", None)}, list(dead)
+        assert dict(dead[(b"parcelwatch-issues", b"1")].headers)["pw-reason"].startswith(b"action: must be one of")
+        assert dead[(b"parcelwatch-issues", None)].value == b"{not json"
         element = dead[(b"parcelwatch-tracking", b"1")]
         assert orjson.loads(element.value) == bad  # the bad element alone, not its record
         assert element.key == b"ZTO:7310000000001"  # its own key, as if it had come alone
@@ -144,6 +184,32 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
         for m in facts:
             for doc in decode_batch(m.value):
                 assert partition_for(doc["subject"], PARTITIONS) == m.partition
+        # The worker's own issue events: one record per partition and input record or sweep, each event on
+        # its subject's partition; the lane re-keying forwards them likewise, each on its lane's partition.
+        issue_records = [m for m in consume_all(broker.bootstrap, "parcelwatch-issues")
+                         if is_batch(m.value) and b"INJECTED" not in m.value]
+        assert issue_records, "the parcel agent sent no batch records of issue events"
+        for m in issue_records:
+            for doc in decode_batch(m.value):
+                assert partition_for(doc["subject"], PARTITIONS) == m.partition
+        routed = [m for m in consume_all(broker.bootstrap, "parcelwatch-alert-routing") if is_batch(m.value)]
+        assert routed, "the lane re-keying sent no batch records"
+        for m in routed:
+            for doc in decode_batch(m.value):
+                assert partition_for(doc.get("lane") or f"subject:{doc['subject']}", PARTITIONS) == m.partition
+
+        def applied() -> dict[str, float]:
+            return {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+                    for line in worker.get("/metrics")[1].decode().splitlines()
+                    if line.startswith("parcelwatch_issue_events_applied_total{")}
+
+        def all_applied() -> bool:  # every issue event on the topic (the sweeps go on sending) applied once
+            sent = sum(len(decode_batch(m.value)) if is_batch(m.value) else 1
+                       for m in consume_all(broker.bootstrap, "parcelwatch-issues"))
+            return sum(applied().values()) == sent
+
+        wait_for(all_applied, 30, "every issue event on the topic to be applied")
+        assert applied()["invalid"] == 2  # the bad element of the batch, and the record that is no JSON
         metrics = worker.get("/metrics")[1].decode()
         assert 'parcelwatch_events_consumed_total{outcome="rerouted",topic="parcelwatch-tracking"} 1.0' in metrics
         assert 'parcelwatch_events_consumed_total{outcome="rerouted",topic="parcelwatch-orders"} 1.0' in metrics

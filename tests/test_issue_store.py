@@ -15,8 +15,8 @@ import pytest
 import config
 from embedded.redis_server import RedisServer
 from issue_queue import Access, AccessDenied, day_bounds, to_csv, visible_shops
-from issue_store import IssueStore, issue_id
-from models import format_time
+from issue_store import IssueStore, check_issue_event, issue_id
+from models import InvalidEvent, format_time
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -48,6 +48,28 @@ def event(action: str, opened: float, at: float | None = None, *, key: str = "ZT
         "resolved_at": format_time(at) if action == "resolve" else None,
         "resolution": "picked_up" if action == "resolve" else None, "order_value": 129.0, **extra,
     }
+
+
+@pytest.mark.parametrize(("broken", "field", "problem"), [
+    ({"action": "explode"}, "action", "must be one of open, update, resolve"),
+    ({"shop": None}, "shop", "is required"),
+    ({"severity": ""}, "severity", "is required"),
+    ({"issue_key": 7}, "issue_key", "is required"),
+    ({"opened_at": "yesterday"}, "opened_at", "is not an ISO 8601 time"),
+    ({"at": "2026-11-02T10:00:00"}, "at", "has no timezone offset"),
+])
+def test_an_invalid_issue_event_is_refused_before_anything_is_written(
+        redis_server: RedisServer, broken: dict[str, Any], field: str, problem: str) -> None:
+    """Each of these once failed the Lua script (or the sink) mid-pipeline, and the sink retried it for ever."""
+    bad = {**event("open", START + 60, key="ZTO:7310009|pickup_overdue"), **broken}
+    with pytest.raises(InvalidEvent) as caught:
+        check_issue_event(bad)
+    assert (caught.value.field, problem in caught.value.problem) == (field, True)
+    with pytest.raises(InvalidEvent):
+        run(redis_server, lambda store: store.apply_events([event("open", START + 60), bad]))
+    assert run(redis_server, lambda store: store.get(issue_id("ZTO:7310001|pickup_overdue"))) is None
+    with pytest.raises(InvalidEvent, match="must be a JSON object"):
+        check_issue_event(["open"])
 
 
 def test_redelivered_stream_events_change_nothing(redis_server: RedisServer) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 import config
+from batching import record_events
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 from replay import replay
@@ -110,7 +110,7 @@ def test_a_worker_catching_up_on_a_backlog_judges_it_at_arrival_time(
             live_now = live_open()
             differ = sorted(set(live_now.items()) ^ set(replayed.items()))
             subjects = {k.split("|")[0] for k, _ in differ}
-            events = [orjson.loads(m.value) for m in consume_all(broker.bootstrap, "parcelwatch-issues")]
+            events = [e for m in consume_all(broker.bootstrap, "parcelwatch-issues") for e in record_events(m.value)]
             history = "\n".join(f"  {e['subject']} {e['action']} {e['kind']} opened {e['opened_at']} at {e['at']}"
                                 for e in events if e["subject"] in subjects)
             docs = {i["issue_key"]: i for i in all_issues(redis_server.url)}
