@@ -22,7 +22,7 @@ from mode import Service
 from batching import decode_batch, is_batch, keyed_records, partition_for
 from clock import WATERMARK_HOLD_SECONDS, CatchUpClock, decode_watermark
 from detectors import LaneBaselines
-from kafka_tools import stop_consumer
+from kafka_tools import send_now, stop_consumer
 from models import InvalidEvent, TrackingUpdate, parse_time, parse_tracking_update
 from notifications import load_rules
 from processor import Output, Processor, decode_order_facts, encode_gone, order_facts_from_doc
@@ -101,6 +101,7 @@ async def _settle(acks: list[Awaitable[Any]], outs: Iterable[Output], issues: li
     for key, partition, record in keyed_records(issues, _cfg.partitions):
         acks.append(await issues_topic.send(key=key, value=record, partition=partition))
     if acks:
+        send_now(app.producer._ensure_producer())  # type: ignore[attr-defined]  # (waited for: no linger)
         await asyncio.gather(*acks)
     staged_states.flush()
     staged_index.flush()

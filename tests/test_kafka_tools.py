@@ -148,6 +148,34 @@ def test_a_topic_produced_to_stays_in_the_producers_metadata(broker: Any) -> Non
     asyncio.run(scenario())
 
 
+@pytest.mark.integration
+def test_send_now_sends_what_waits_for_its_linger_and_later_records_still_go(broker: Any) -> None:
+    """With a linger of a minute the record waits; ``send_now`` sends it at once, and a record sent
+    after it starts a new batch, which lingers again until the next ``send_now``."""
+    from aiokafka import AIOKafkaProducer
+
+    from kafka_tools import send_now
+
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=60_000)
+        await producer.start()
+        try:
+            first = await producer.send("kt-now", b"1", partition=0)
+            await asyncio.sleep(1.0)
+            assert not first.done(), "held for the linger"
+            send_now(producer)
+            assert (await asyncio.wait_for(first, 10)).offset == 0
+            second = await producer.send("kt-now", b"2", partition=0)
+            await asyncio.sleep(1.0)
+            assert not second.done()
+            send_now(producer)
+            assert (await asyncio.wait_for(second, 10)).offset == 1
+        finally:
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
 # -- recovery seeks the stream partitions before it fetches them -------------------------------------------
 
 
