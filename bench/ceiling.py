@@ -9,8 +9,9 @@
 
 Each consumer starts after all N events are in the broker and is timed from its first event to its
 last; for (c) "last" is when the order facts the order router re-keyed to parcels (one more Faust
-message per order subject) have also gone through the parcel agent, and then every partition has swept
-its due subjects (a tick the harness sends), opening the issues the events imply. Prints the rates and the ratios
+message per order subject) have also gone through the parcel agent, then every partition has swept
+its due subjects (a tick the harness sends), opening the issues the events imply, and the issue sink has
+applied every issue event to Redis. Prints the rates and the ratios
 c/b, c/b1 and c/a; then (b), (b1), (b1d) and (c) again over records that carry ``--batch`` events each
 (the way past Faust's per-record cost: c*/b compares the product on batch records with the framework
 ceiling on single records). Run: ``.venv/bin/python -m bench.ceiling``
@@ -163,12 +164,14 @@ async def _produce_partitioned(bootstrap: str, records: list[tuple[str, bytes, b
 
 
 ISSUE_EVENTS = "issue events"  # _consumed's keys for the issues opened and resolved so far,
-SWEEPS = "sweeps"  # and for the deadline sweeps done (one per partition and tick)
+SWEEPS = "sweeps"  # for the deadline sweeps done (one per partition and tick),
+APPLIED = "applied"  # and for the issue events the sink has applied to Redis (any result)
 
 
 def _consumed(port: int) -> dict[str, float]:
     """Events the worker has consumed (ok or invalid) per input topic, the issues it has opened and
-    resolved (``ISSUE_EVENTS``) and its sweeps (``SWEEPS``), from its /metrics."""
+    resolved (``ISSUE_EVENTS``), its sweeps (``SWEEPS``) and the issue events its sink applied to Redis
+    (``APPLIED``), from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     totals: dict[str, float] = {}
@@ -180,6 +183,8 @@ def _consumed(port: int) -> dict[str, float]:
             totals[ISSUE_EVENTS] = totals.get(ISSUE_EVENTS, 0.0) + float(line.rsplit(" ", 1)[1])
         elif line.startswith("parcelwatch_deadline_sweep_seconds_count"):
             totals[SWEEPS] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("parcelwatch_issue_events_applied_total{"):
+            totals[APPLIED] = totals.get(APPLIED, 0.0) + float(line.rsplit(" ", 1)[1])
     return totals
 
 
@@ -267,21 +272,24 @@ class _Progress:
 def _until_swept(broker: TansuBroker, procs: list[subprocess.Popen[bytes]], ports: list[int], inputs: int,
                  before: _Progress | None = None) -> _Progress:
     """Poll the workers until ``inputs`` input events are consumed, the order facts the router re-keyed
-    from them (one more Faust message per order subject) have gone through the parcel agent too, and
-    then every partition has swept its due subjects (a tick the harness sends): the events' issues are
-    open. ``before``: the phase before this one (its events are not this phase's first)."""
+    from them (one more Faust message per order subject) have gone through the parcel agent too, then
+    every partition has swept its due subjects (a tick the harness sends), and every issue event on the
+    issues topic is applied to Redis by the sink: the events' issues are in the queue staff read.
+    ``before``: the phase before this one (its events are not this phase's first)."""
     progress = _Progress()
     deadline = time.monotonic() + 900
     facts_total: int | None = None  # order-facts records the router produced, known once it is done
     sweeps_before: float | None = None  # sweeps seen when the inputs were done and the ticks sent
+    issues_total: int | None = None  # issue events on the topic once the closing sweeps are done
     already = before.consumed if before else 0.0
-    done = facts = sweeps = 0.0
+    done = facts = sweeps = applied = 0.0
     while time.monotonic() < deadline:
         try:
             counts = [_consumed(p) for p in ports]
             done = sum(c.get("parcelwatch-tracking", 0.0) + c.get("parcelwatch-orders", 0.0) for c in counts)
             facts = sum(c.get("parcelwatch-order-facts", 0.0) for c in counts)
             sweeps = sum(c.get(SWEEPS, 0.0) for c in counts)
+            applied = sum(c.get(APPLIED, 0.0) for c in counts)
             progress.issue_events = sum(c.get(ISSUE_EVENTS, 0.0) for c in counts)
         except OSError:
             done = facts = 0.0
@@ -289,12 +297,17 @@ def _until_swept(broker: TansuBroker, procs: list[subprocess.Popen[bytes]], port
         if done > already and not progress.first:
             progress.first = now
             progress.cpu_first = _cpu_seconds([p.pid for p in procs])
-        if sweeps_before is not None:
-            if sweeps >= sweeps_before + PARTITIONS:
+        if issues_total is not None:
+            if applied >= issues_total:
                 progress.last = now
                 progress.cpu_last = _cpu_seconds([p.pid for p in procs])
                 progress.consumed = done
                 return progress
+        elif sweeps_before is not None:
+            if sweeps >= sweeps_before + PARTITIONS:
+                # (a sweep is counted once its issue events are acknowledged: all are on the topic now)
+                issues_total = asyncio.run(_events_in(broker.bootstrap, "parcelwatch-issues"))
+                continue
         elif done >= inputs and facts_total is None:
             facts_total = asyncio.run(_events_in(broker.bootstrap, "parcelwatch-order-facts"))
         elif facts_total is not None and facts >= facts_total:
@@ -311,7 +324,8 @@ def _until_swept(broker: TansuBroker, procs: list[subprocess.Popen[bytes]], port
             time.sleep(_poll_interval(facts, facts_total, progress.first, now))
         else:
             time.sleep(POLL_SECONDS)
-    raise RuntimeError(f"parcelwatch consumed only {done} of {inputs} events (order facts: {facts} of {facts_total})")
+    raise RuntimeError(f"parcelwatch consumed only {done} of {inputs} events (order facts: {facts} of {facts_total}; "
+                       f"issue events applied: {applied} of {issues_total})")
 
 
 Records = list[tuple[str, bytes, bytes]]  # (topic kind, key, value), as simulated_events gives them
