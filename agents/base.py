@@ -36,9 +36,10 @@ patch_send_failure_guard()  # ... and never past a record the broker did not acc
 patch_track_produced_topics()  # a topic produced to never falls out of the producer's metadata
 
 if embedded:
-    from embedded.tansu_compat import patch_highwaters
+    from embedded.tansu_compat import patch_fetch_wait, patch_highwaters
 
     patch_highwaters(_cfg.broker.split(";")[0].removeprefix("kafka://"))
+    patch_fetch_wait()  # each hop between agents waited about 0.5 s on Tansu (tansu_compat.py)
 
 app = faust.App(
     _cfg.id,

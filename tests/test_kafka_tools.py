@@ -288,3 +288,19 @@ def test_a_fetch_asks_for_the_partitions_active_when_it_started() -> None:
     assert during == {"tracking-1": [1]}
     assert nothing_active == {}
     assert fetcher.asked == [{"tracking-1"}]
+
+
+def test_on_the_embedded_broker_faust_long_polls_briefly() -> None:
+    """Tansu answers a fetch over several partitions about 0.55 s late when a record arrives for one of
+    them (embedded/tansu_compat.py): Faust's consumer must ask for a short wait, not its fixed 1500 ms."""
+    import faust
+
+    from embedded.tansu_compat import FETCH_MAX_WAIT_MS, patch_fetch_wait
+
+    async def created() -> int:
+        app = faust.App("test-fetch-wait", broker="kafka://127.0.0.1:9", store="memory://")
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
+        return int(consumer._fetch_max_wait_ms)
+
+    patch_fetch_wait()
+    assert asyncio.run(created()) == FETCH_MAX_WAIT_MS < 1500
