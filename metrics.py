@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+# No ``*_created`` series (the time each counter and histogram child was made): 191 of the 461 series of
+# an idle worker, no dashboard or rule reads them, and rendering them doubled the exposition (40 kB ->
+# 21 kB, 3.8 -> 2.0 ms a scrape; 20-30 ms under load). prometheus-client's switch is process-wide.
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # Reasons a record is dead-lettered, as bounded labels: the field names validation can name.
