@@ -5,8 +5,8 @@ order router as the worker's, with dicts for tables that count every write and i
 every ``--tick-every`` events. Twice: with the clock at the wall-clock time (a worker catching up on that
 backlog judged it so before the catch-up clock), and with the catch-up clock (clock.py), the events having
 arrived at their event time. Prints, per input event, the table writes (each one changelog record), the
-order-facts records, issue events and deliveries produced, and the Faust messages the worker would
-consume.
+order-facts records, issue events (and the records they travel in) and deliveries produced, and the Faust
+messages the worker would consume.
 Run: ``.venv/bin/python -m bench.records [--events 20000] [--tick-every 500]``.
 """
 
@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Iterator, MutableMapping
 
 import config
+from batching import keyed_records
 from bench.ceiling import PARTITIONS, simulated_events
 from clock import CatchUpClock
 from detectors import LaneBaselines
@@ -61,11 +62,15 @@ def run(records: list[tuple[str, bytes, bytes]], tick_every: int, catch_up: bool
     wall = time.time()
     # Lag 0 turns the catch-up clock off: the wall clock throughout, as before it.
     clock = CatchUpClock(settings.app.catch_up_after_seconds if catch_up else 0, 10, started_at=wall - 3600)
-    facts = issues = deliveries = 0
+    facts = issues = issue_records = deliveries = 0
 
     def collect(out: Output) -> None:
-        nonlocal issues, deliveries
+        nonlocal issues, issue_records, deliveries
         issues += len(out.issues) + len(out.notifications)
+        # As the parcel agent sends them: one record per partition for the issue events of one input
+        # record or sweep (agents/parcels.py), each notification a record of its own.
+        issue_records += len(keyed_records([(i["subject"], b"{}") for i in out.issues], PARTITIONS))
+        issue_records += len(out.notifications)
         deliveries += len(out.deliveries)
 
     def partition(key: str) -> int:
@@ -90,16 +95,17 @@ def run(records: list[tuple[str, bytes, bytes]], tick_every: int, catch_up: bool
             for p in range(PARTITIONS):
                 collect(processor.on_tick(p, clock.now(p, wall), wall))
     n = len(records)
-    produced = states.writes + index.writes + orders.writes + facts + issues + deliveries
+    produced = states.writes + index.writes + orders.writes + facts + issue_records + deliveries
     print(f"records: {n:,} input events of a twelve-day backlog, a sweep every {tick_every} events, "
           f"{'catch-up clock (arrival = event time)' if catch_up else 'wall clock'}")
     print(f"  parcel-state writes : {states.writes / n:5.2f} per event ({states.bytes / 2**20:6.1f} MiB)")
     print(f"  deadline-index writes: {index.writes / n:5.2f} per event ({index.bytes / 2**20:6.1f} MiB)")
     print(f"  orders writes       : {orders.writes / n:5.2f} per event ({orders.bytes / 2**20:6.1f} MiB)")
     print(f"  order-facts records : {facts / n:5.2f} per event")
-    print(f"  issue events + notifications: {issues / n:5.2f} per event; deliveries {deliveries / n:5.2f}")
+    print(f"  issue events + notifications: {issues / n:5.2f} per event, in {issue_records / n:5.2f} records; "
+          f"deliveries {deliveries / n:5.2f}")
     print(f"  records produced    : {produced / n:5.2f} per event; Faust messages consumed "
-          f"{(n + facts + issues) / n:5.2f} per event (inputs, order facts, issue events)")
+          f"{(n + facts + issue_records) / n:5.2f} per event (inputs, order facts, issue records)")
 
 
 def main(argv: list[str] | None = None) -> None:
