@@ -39,8 +39,13 @@ async def issue_sink(stream: StreamT[bytes]) -> None:
         events: list[dict[str, Any]] = []
         for record in records:
             events.extend(await _valid_issue_events(record))
-        for start in range(0, len(events), BATCH):
-            await _store(events[start:start + BATCH])
+            # Decoded a pipeline's worth at a time: 500 batch records of 500 events each, decoded at
+            # once, would hold a quarter of a million dicts.
+            while len(events) >= BATCH:
+                await _store(events[:BATCH])
+                del events[:BATCH]
+        if events:
+            await _store(events)
 
 
 async def _valid_issue_events(record: EventT) -> list[dict[str, Any]]:
