@@ -115,7 +115,7 @@ def empty_agent(broker: TansuBroker, topic: str, n: int, table_writes: bool | st
     with tempfile.TemporaryDirectory() as datadir:
         env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_TOPIC": topic, "BENCH_EVENTS": str(n),
                "BENCH_DATADIR": datadir, "BENCH_PARTITIONS": str(PARTITIONS),
-               "BENCH_TABLE_WRITES": writes, "BENCH_BATCHED": "1" if batched else "0"}
+               "BENCH_TABLE_WRITES": writes, "BENCH_BATCHED": "1" if batched else "0", "BENCH_WEB_PORT": str(free_port())}
         proc = subprocess.run([sys.executable, "-m", "bench.empty_agent", "-L", "uvloop", "worker", "-l", "warn"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         # Faust routes a worker's stdout through its logger: find the line wherever it starts.

@@ -20,6 +20,8 @@ import time
 import faust
 import orjson
 
+from embedded.process import free_port
+
 TOPIC = os.environ["BENCH_TOPIC"]
 EXPECTED = int(os.environ["BENCH_EVENTS"])
 TABLE_WRITES_MODE = os.environ.get("BENCH_TABLE_WRITES", "0")
@@ -35,6 +37,11 @@ app = faust.App(
     store="memory://",
     datadir=os.environ.get("BENCH_DATADIR", "/tmp/bench-empty-agent"),
     web_enabled=False,
+    # (the worker command binds its web server even so: a loopback port of its own, not :6066 on every
+    # interface, which a running `make run` holds)
+    web_port=int(os.environ.get("BENCH_WEB_PORT") or free_port()),
+    web_bind="127.0.0.1",
+    web_host="127.0.0.1",
     broker_session_timeout=10,
     broker_heartbeat_interval=1,
     topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "4")),

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from embedded.broker import TansuBroker
-from embedded.process import stop
+from embedded.process import free_port, stop
 
 from .harness import ROOT, consume_all, produce
 
@@ -56,6 +56,9 @@ def _worker_main() -> None:
 
     app = faust.App(
         env["CW_APP"], broker=env["CW_BROKER"], store=env["CW_STORE"], datadir=env["CW_DATADIR"], web_enabled=False,
+        # (Faust's worker command binds its web server even so: a loopback port of its own, never :6066
+        # on every interface, where a running `make run` made these tests fail.)
+        web_port=int(env["CW_WEB_PORT"]), web_bind="127.0.0.1", web_host="127.0.0.1",
         topic_partitions=PARTITIONS, broker_session_timeout=10, broker_heartbeat_interval=1,
         broker_commit_interval=float(env["CW_COMMIT_INTERVAL"]), producer_linger=0.005,
     )
@@ -129,7 +132,7 @@ def _start_worker(broker: TansuBroker, run_dir: Path, name: str, *, app_id: str,
     env = {**os.environ, "CW_BROKER": broker.url, "CW_APP": app_id, "CW_STORE": store, "CW_OUT": str(out),
            "CW_DATADIR": str(datadir or out / "data"), "CW_EXPECTED": str(expected), "CW_LINGER": str(linger),
            "CW_COMMIT_INTERVAL": str(commit_interval), "CW_DUMP": "1" if dump else "", "CW_SLOW": str(slow),
-           "PYTHONUNBUFFERED": "1"}
+           "CW_WEB_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
     log = (out / "worker.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "tests.test_changelog_writer", "worker", "-l", "info"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
