@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import config
 from detectors import lanes as lanes_module
@@ -162,3 +166,49 @@ def test_stats() -> None:
     assert (zto.samples, zto.p50_hours, zto.p90_hours, zto.limit_hours, zto.source) == (20, 10.0, 18.0, 18.0, "lane")
     # Before any delivery: no percentiles.
     assert b.stats(NOW - 10 * D)[1].p50_hours is None
+
+
+def _from_scratch(deliveries: list[tuple[str, str | None, str | None, float, float]], lanes: config.Lanes,
+                  carrier: str, origin: str | None, dest: str | None, now: float) -> tuple[float, str, int]:
+    """What ``transit_limit`` must answer, straight from its definition with nothing kept between calls:
+    the quantile of the lane's samples signed in [now - window, now), else carrier x destination's, else
+    the region's SLA."""
+    since = now - lanes.window_days * D
+    for source, wanted in (("lane", lambda o, d: (o, d) == (origin, dest)), ("carrier_destination", lambda o, d: d == dest)):
+        values = sorted(signed - picked for c, o, d, picked, signed in deliveries
+                        if c == carrier and wanted(o, d) and since <= signed < now and signed > picked)
+        if len(values) >= lanes.min_samples:
+            return values[max(1, math.ceil(lanes.quantile * len(values))) - 1] / H, source, len(values)
+    if dest in lanes.remote_provinces:
+        return lanes.region_sla_hours["remote"], "region_sla:remote", 0
+    return lanes.default_sla_hours, "default_sla", 0
+
+
+# A few lanes sharing carrier and destination (so one lane's delivery changes another's fallback), times
+# on a coarse grid (so queries land exactly on sample times and on window edges).
+_LANE = st.tuples(st.sampled_from(["ZTO", "SF"]), st.sampled_from(["广东", None]), st.sampled_from(["西藏", None]))
+_TIME = st.integers(min_value=-12, max_value=12).map(lambda k: NOW + k * D)
+_STEP = st.one_of(
+    st.tuples(st.just("deliver"), _LANE, _TIME, st.integers(min_value=-2, max_value=60)),
+    st.tuples(st.just("ask"), _LANE, _TIME, st.just(0)),
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(steps=st.lists(_STEP, max_size=120), min_samples=st.integers(min_value=1, max_value=4))
+def test_kept_windows_and_answers_equal_the_definition(
+    steps: list[tuple[str, tuple[str, str | None, str | None], float, int]], min_samples: int
+) -> None:
+    """Whatever deliveries arrive in between and however ``now`` jumps back and forth (onto sample times
+    and window edges too), the windows and answers kept between calls give what the definition gives."""
+    # A window of 5 days over 25 days: queries whose window starts or ends on a sample time too.
+    lanes = dataclasses.replace(S.lanes, min_samples=min_samples, window_days=5)
+    b = LaneBaselines(lanes)
+    deliveries: list[tuple[str, str | None, str | None, float, float]] = []
+    for action, (carrier, origin, dest), t, transit_hours in steps:
+        if action == "deliver":
+            b.add_delivery(carrier, origin, dest, t - transit_hours * H, t)
+            deliveries.append((carrier, origin, dest, t - transit_hours * H, t))
+        else:
+            for now in (t - 1e-4, t, t + 1e-4, t):
+                assert b.transit_limit(carrier, origin, dest, now) == _from_scratch(deliveries, lanes, carrier, origin, dest, now)
