@@ -13,6 +13,19 @@ from __future__ import annotations
 
 import sys
 
+
+def _worker_loop_default(argv: list[str]) -> None:
+    """uvloop for ``worker`` unless ``-L``/``--loop`` names another loop. Faust reads the loop from
+    ``sys.argv`` once, when it is first imported (faust/__init__.py sets the event loop policy then; its
+    CLI option is only recorded), so this must run before anything imports faust: inserted later, as up
+    to 2026-12-02, the worker silently ran on asyncio's own loop."""
+    args = argv[1:]
+    if "worker" in args and "--help" not in args and not any(a in ("-L", "--loop") or a.startswith("--loop=") for a in args):
+        argv[1:1] = ["--loop", "uvloop"]  # measured faster than asyncio's loop for this workload
+
+
+_worker_loop_default(sys.argv)
+
 from faust.cli import argument, option
 
 import agents.alerts
@@ -113,8 +126,6 @@ async def simulate(self: object, parcels: int, rate: float | None, days_back: fl
 def main() -> None:
     argv = sys.argv[1:]
     if "worker" in argv and "--help" not in argv:
-        if not any(a in ("-L", "--loop") or a.startswith("--loop=") for a in argv):
-            sys.argv[1:1] = ["--loop", "uvloop"]  # measured faster than asyncio's loop for this workload
         if settings.app.broker_kind == "embedded":
             _discard_stale_tables()
         disable_worker_spinner()
