@@ -7,6 +7,7 @@ An order that has not shipped is watched as the subject ``order:<id>`` (ship ove
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from state import ORDER_SUBJECT_PREFIX, ParcelState
@@ -30,8 +31,8 @@ __all__ = ["DetectorContext", "Evaluation", "Finding", "LaneBaselines", "earlies
 
 @dataclass(slots=True)
 class Evaluation:
-    # kind -> (finding, severity)
-    findings: dict[str, tuple[Finding, str]]
+    # kind -> (finding, severity); read-only for callers (the early exits share one empty dict)
+    findings: Mapping[str, tuple[Finding, str]]
     # The earliest moment any rule's answer could change; None when nothing is pending.
     next_at: float | None
 
@@ -40,18 +41,18 @@ def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext)
     if subject.startswith(ORDER_SUBJECT_PREFIX):
         deadline = ship_deadline(state, ctx)
         if deadline is None or now < deadline:
-            return Evaluation({}, deadline)
+            return Evaluation(_NO_FINDINGS, deadline)
         checks = [ship_overdue(state, now, ctx)]
     elif state.signed_at is not None or state.closed_at is not None:
         # Signed or closed: every parcel rule starts with this check and is silent, nothing is pending.
-        return Evaluation({}, None)
+        return Evaluation(_NO_FINDINGS, None)
     else:
         # Before the earliest deadline of the rules that watch the parcel, every rule answers "nothing
         # yet, look again at my deadline". That is most events (a scan of a parcel in transit), so the
         # rules themselves run only from the earliest deadline on.
         earliest = earliest_deadline(subject, state, now, ctx)
         if now < earliest:
-            return Evaluation({}, None if earliest == _NEVER else earliest)
+            return Evaluation(_NO_FINDINGS, None if earliest == _NEVER else earliest)
         # Each rule is called only when the one field it cannot do without is known: a rule skipped here
         # would have answered NO_CHECK at its first line. The order is the rules' order (it is the order
         # of the findings, hence of the issue events).
@@ -87,6 +88,9 @@ def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext)
 
 
 _NEVER = math.inf
+# The findings of the early exits (most events): one empty dict, never written to (readers only look up
+# and iterate ``Evaluation.findings``).
+_NO_FINDINGS: dict[str, tuple[Finding, str]] = {}
 
 
 def earliest_deadline(subject: str, s: ParcelState, now: float, ctx: DetectorContext) -> float:
@@ -99,12 +103,11 @@ def earliest_deadline(subject: str, s: ParcelState, now: float, ctx: DetectorCon
     from its start: from then on the rules run.
     """
     earliest = _NEVER
-    th = ctx.settings.thresholds
     first_scan_at = s.first_scan_at
     if first_scan_at is None:  # pickup_deadline
         shipped = s.shipped_at if s.shipped_at is not None else s.info_received_at
         if shipped is not None:
-            earliest = shipped + th.pickup_overdue_hours_by_category.get(s.category or "", th.pickup_overdue_hours) * HOUR
+            earliest = shipped + ctx.pickup_seconds_by_category.get(s.category or "", ctx.pickup_seconds)
     pickup = s.picked_up_at if s.picked_up_at is not None else first_scan_at
     if pickup is not None:
         carrier = subject[: subject.find(":")]
@@ -115,28 +118,28 @@ def earliest_deadline(subject: str, s: ParcelState, now: float, ctx: DetectorCon
         status = s.status
         if last_scan_at is not None and status != "at_locker":  # tracking_stale_deadline
             if status == "out_for_delivery":
-                deadline = last_scan_at + th.tracking_stale_out_for_delivery_hours * HOUR
+                deadline = last_scan_at + ctx.stale_out_for_delivery_seconds
             else:
-                deadline = last_scan_at + th.tracking_stale_hours * HOUR
+                deadline = last_scan_at + ctx.stale_seconds
             if deadline < earliest:
                 earliest = deadline
     shipped_at = s.shipped_at
     if shipped_at is not None:
         autoconfirm = s.autoconfirm_deadline  # autoconfirm_deadline
         if autoconfirm is None:
-            days = th.autoconfirm_default_days
-            autoconfirm = shipped_at + days.get(s.platform or "other", days["other"]) * 24 * HOUR
+            by_platform = ctx.autoconfirm_seconds_by_platform
+            autoconfirm = shipped_at + by_platform.get(s.platform or "other", by_platform["other"])
         confirmed_at = s.confirmed_at
         if confirmed_at is None:
             # confirmed_deadline is the auto-confirm deadline, after its warning (autoconfirm_warning_at).
-            deadline = autoconfirm - th.autoconfirm_warning_hours * HOUR
+            deadline = autoconfirm - ctx.autoconfirm_warning_seconds
         else:
             deadline = autoconfirm if autoconfirm < confirmed_at else confirmed_at  # confirmed_deadline
         if deadline < earliest:
             earliest = deadline
     at_locker_at = s.at_locker_at
     if at_locker_at is not None:  # locker_deadline
-        deadline = at_locker_at + th.locker_uncollected_hours * HOUR
+        deadline = at_locker_at + ctx.locker_seconds
         if deadline < earliest:
             earliest = deadline
     exception_at = s.exception_at

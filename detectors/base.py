@@ -7,7 +7,7 @@ Detectors are pure: they read a ``ParcelState``, an injected ``now`` (UTC epoch 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -141,6 +141,25 @@ class TransitBaseline(Protocol):
 class DetectorContext:
     settings: Settings
     baselines: TransitBaseline
+    # The thresholds ``earliest_deadline`` reads for nearly every event, in seconds, made once: the same
+    # products the rules compute (``hours * HOUR``, ``days * 24 * HOUR``), so the same floats.
+    pickup_seconds: float = field(init=False)
+    pickup_seconds_by_category: dict[str, float] = field(init=False)
+    stale_seconds: float = field(init=False)
+    stale_out_for_delivery_seconds: float = field(init=False)
+    autoconfirm_seconds_by_platform: dict[str, float] = field(init=False)
+    autoconfirm_warning_seconds: float = field(init=False)
+    locker_seconds: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        th = self.settings.thresholds
+        self.pickup_seconds = th.pickup_overdue_hours * HOUR
+        self.pickup_seconds_by_category = {k: v * HOUR for k, v in th.pickup_overdue_hours_by_category.items()}
+        self.stale_seconds = th.tracking_stale_hours * HOUR
+        self.stale_out_for_delivery_seconds = th.tracking_stale_out_for_delivery_hours * HOUR
+        self.autoconfirm_seconds_by_platform = {k: v * 24 * HOUR for k, v in th.autoconfirm_default_days.items()}
+        self.autoconfirm_warning_seconds = th.autoconfirm_warning_hours * HOUR
+        self.locker_seconds = th.locker_uncollected_hours * HOUR
 
 
 def china_time(epoch: float) -> str:
