@@ -6,6 +6,7 @@ Labelled children are bound once and cached, so the per-event cost is a dict loo
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import metrics
@@ -129,5 +130,5 @@ def _pending(router: Any, route: str) -> Any:
     return lambda: float(router.pending(route))
 
 
-def render() -> tuple[bytes, str]:
-    return metrics.render()
+def render(names: Collection[str] = ()) -> tuple[bytes, str]:
+    return metrics.render(names)

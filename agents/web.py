@@ -411,5 +411,6 @@ class LanesView(web.View):
 @app.page("/metrics")
 class MetricsView(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        body, content_type = metrics.render()
+        # ``?name[]=a&name[]=b``: only those series, as prometheus_client's own exposition handlers allow.
+        body, content_type = metrics.render(request.query.getall("name[]", []))  # type: ignore[attr-defined]
         return self.bytes(body, content_type=None, headers={"Content-Type": content_type})

@@ -168,11 +168,19 @@ SWEEPS = "sweeps"  # for the deadline sweeps done (one per partition and tick),
 APPLIED = "applied"  # and for the issue events the sink has applied to Redis (any result)
 
 
+# The series the harness reads: asked for by name (``name[]``), so that a poll costs the worker a small
+# render, not the whole exposition's (about 5 ms of the worker's CPU per poll on 2026-12-03, 8% of its
+# samples in the last half second of a (c*) run, when the harness polls every 0.1 s).
+_POLLED = ("parcelwatch_events_consumed_total", "parcelwatch_issues_opened_total", "parcelwatch_issues_resolved_total",
+           "parcelwatch_deadline_sweep_seconds_count", "parcelwatch_issue_events_applied_total")
+_POLL_QUERY = "&".join(f"name[]={name}" for name in _POLLED)
+
+
 def _consumed(port: int) -> dict[str, float]:
     """Events the worker has consumed (ok or invalid) per input topic, the issues it has opened and
     resolved (``ISSUE_EVENTS``), its sweeps (``SWEEPS``) and the issue events its sink applied to Redis
     (``APPLIED``), from its /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?{_POLL_QUERY}", timeout=5) as resp:
         text = resp.read().decode()
     totals: dict[str, float] = {}
     for line in text.splitlines():

@@ -58,3 +58,16 @@ def test_shop_label_and_regions_are_bounded() -> None:
     assert metrics.province_region("新疆") == "remote" and metrics.province_region("浙江") == "east"
     assert metrics.province_region(None) == "unknown"
     assert metrics.dead_letter_reason("made-up field") == "other"
+
+
+def test_a_scrape_can_ask_for_some_series_only() -> None:
+    """``name[]`` as Prometheus' exposition handlers take it: the benchmarks poll five counters often,
+    and a full render costs the worker milliseconds each time."""
+    metrics.LANE_INCIDENTS.labels(carrier="TEST-NAMES").inc()
+    metrics.SWEEP.observe(0.5)
+    body = metrics.render(["parcelwatch_lane_incidents_total", "parcelwatch_deadline_sweep_seconds_count"])[0].decode()
+    series = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
+    assert series == {"parcelwatch_lane_incidents_total", "parcelwatch_deadline_sweep_seconds_count"}
+    assert 'parcelwatch_lane_incidents_total{carrier="TEST-NAMES"} 1.0' in body
+    # No names: everything, as before.
+    assert "parcelwatch_deadline_sweep_seconds_bucket" in metrics.render()[0].decode()
