@@ -135,7 +135,8 @@ def _remove_after_acknowledged(partition: int, out: Output) -> None:
     nothing new (what a crash part-way through a sweep already leaves)."""
     acked = asyncio.ensure_future(writer.wait_acked(parcel_state, deadline_index))
     acked.add_done_callback(_retrieved)
-    _swept[partition] = (acked, out)
+    # Only the removals are kept (not the sweep's issue events, sent already).
+    _swept[partition] = (acked, Output(index_removals=out.index_removals))
 
 
 def _retrieved(done: asyncio.Future[None]) -> None:

@@ -90,7 +90,7 @@ def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext)
 _NEVER = math.inf
 # The findings of the early exits (most events): one empty dict, never written to (readers only look up
 # and iterate ``Evaluation.findings``).
-_NO_FINDINGS: dict[str, tuple[Finding, str]] = {}
+_NO_FINDINGS: Mapping[str, tuple[Finding, str]] = {}
 
 
 def earliest_deadline(subject: str, s: ParcelState, now: float, ctx: DetectorContext) -> float:

@@ -141,8 +141,8 @@ class TransitBaseline(Protocol):
 class DetectorContext:
     settings: Settings
     baselines: TransitBaseline
-    # The thresholds ``earliest_deadline`` reads for nearly every event, in seconds, made once: the same
-    # products the rules compute (``hours * HOUR``, ``days * 24 * HOUR``), so the same floats.
+    # The thresholds the rules' deadlines (and ``earliest_deadline``, for nearly every event) count with, in
+    # seconds, made once from ``settings``.
     pickup_seconds: float = field(init=False)
     pickup_seconds_by_category: dict[str, float] = field(init=False)
     stale_seconds: float = field(init=False)

@@ -74,8 +74,7 @@ def pickup_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
     shipped = s.shipped_at if s.shipped_at is not None else s.info_received_at
     if shipped is None or s.first_scan_at is not None or s.closed_at is not None or s.signed_at is not None:
         return None
-    th = ctx.settings.thresholds
-    return shipped + th.pickup_overdue_hours_by_category.get(s.category or "", th.pickup_overdue_hours) * HOUR
+    return shipped + ctx.pickup_seconds_by_category.get(s.category or "", ctx.pickup_seconds)
 
 
 def pickup_overdue(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
@@ -155,10 +154,9 @@ def tracking_stale_deadline(s: ParcelState, ctx: DetectorContext) -> float | Non
     status = s.status
     if status == "at_locker":
         return None  # waiting for the buyer, watched by locker_uncollected instead
-    th = ctx.settings.thresholds
     if status == "out_for_delivery":
-        return last_scan + th.tracking_stale_out_for_delivery_hours * HOUR
-    return last_scan + th.tracking_stale_hours * HOUR
+        return last_scan + ctx.stale_out_for_delivery_seconds
+    return last_scan + ctx.stale_seconds
 
 
 def tracking_stale(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
@@ -195,8 +193,8 @@ def autoconfirm_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
         return s.autoconfirm_deadline
     if s.shipped_at is None:
         return None
-    days = ctx.settings.thresholds.autoconfirm_default_days
-    return s.shipped_at + days.get(s.platform or "other", days["other"]) * 24 * HOUR
+    by_platform = ctx.autoconfirm_seconds_by_platform
+    return s.shipped_at + by_platform.get(s.platform or "other", by_platform["other"])
 
 
 def confirmed_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
@@ -247,7 +245,7 @@ def autoconfirm_warning_at(s: ParcelState, ctx: DetectorContext) -> float | None
     deadline = autoconfirm_deadline(s, ctx)
     if deadline is None:
         return None
-    return deadline - ctx.settings.thresholds.autoconfirm_warning_hours * HOUR
+    return deadline - ctx.autoconfirm_warning_seconds
 
 
 def autoconfirm_imminent(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
@@ -283,7 +281,7 @@ def locker_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
     at_locker = s.at_locker_at
     if at_locker is None or s.signed_at is not None or s.closed_at is not None:
         return None
-    return at_locker + ctx.settings.thresholds.locker_uncollected_hours * HOUR
+    return at_locker + ctx.locker_seconds
 
 
 def locker_uncollected(s: ParcelState, now: float, ctx: DetectorContext) -> Check:

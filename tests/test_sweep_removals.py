@@ -1,6 +1,7 @@
-"""A sweep's index removals on a live worker: the parcel agent does not wait for the sweep's writes to be
+"""A sweep's index removals on a live worker. The parcel agent no longer waits for the sweep's writes to be
 acknowledged before going on with other records; the next record of the swept partition (its next tick)
-removes the swept buckets and moves the cursor (agents/parcels.py, ``_remove_after_acknowledged``)."""
+makes the removals (agents/parcels.py, ``_remove_after_acknowledged``). This checks that they are made:
+the swept bucket is deleted and the cursor moves past it."""
 
 from __future__ import annotations
 
