@@ -129,6 +129,8 @@ class ChangelogWriter:
         self._timer: asyncio.TimerHandle | None = None
         self._lock: asyncio.Lock | None = None
         self._tasks: builtins.set[asyncio.Task[None]] = builtins.set()
+        # Work still to write for events already done in Faust's eyes (``hold``).
+        self._held: builtins.set[asyncio.Future[Any]] = builtins.set()
         # Records below this many key + value bytes cannot exceed max_request_size: no exact estimate.
         self._size_guard = app.conf.producer_max_request_size - 1024
         _install(self)
@@ -267,10 +269,20 @@ class ChangelogWriter:
 
     # -- waiting ------------------------------------------------------------------------------------------
 
+    def hold(self, writes: asyncio.Future[Any]) -> None:
+        """Make every flush (so every offset commit) wait for ``writes`` first: writes an agent makes
+        after it has finished with an event, e.g. once the broker has acknowledged what must precede
+        them. Its failure is the holder's to handle; flushes only wait for it to end."""
+        self._held.add(writes)
+        writes.add_done_callback(self._held.discard)
+
     async def flush(self) -> None:
-        """Send every pending batch and wait for the broker; raise if any write ever failed to send.
+        """Wait for the held writes, send every pending batch and wait for the broker; raise if any
+        write ever failed to send.
 
         Called by Faust's producer flush, i.e. before every offset commit."""
+        while self._held:
+            await asyncio.wait(list(self._held))
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

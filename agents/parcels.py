@@ -68,10 +68,10 @@ catch_up = CatchUpClock(_cfg.catch_up_after_seconds, quiet_seconds=max(10.0, 2 *
 metrics.track_catch_up(catch_up)
 
 
-async def _emit(out: Output, partition: int) -> None:
-    """Everything one record's processing gave (a lone event, or a tick's sweep)."""
+async def _emit(event: EventT, out: Output, partition: int, *, wait: bool = False) -> None:
+    """Everything one record's processing gave (a lone event, or a tick's sweep: ``wait``)."""
     issues: list[tuple[str, bytes]] = []
-    await _settle(await _send(out, issues), (out,), issues, partition)
+    await _settle(event, await _send(out, issues), (out,), issues, partition, wait=wait)
 
 
 async def _send(out: Output, issues: list[tuple[str, bytes]]) -> list[Awaitable[Any]]:
@@ -93,20 +93,53 @@ async def _send(out: Output, issues: list[tuple[str, bytes]]) -> list[Awaitable[
 
 
 async def _settle(
-    acks: list[Awaitable[Any]], outs: Iterable[Output], issues: list[tuple[str, bytes]], partition: int
+    event: EventT, acks: list[Awaitable[Any]], outs: Iterable[Output], issues: list[tuple[str, bytes]],
+    partition: int, *, wait: bool = False,
 ) -> None:
     """Send the record's ``issues`` (one record per partition, a batch record when several: each issue
-    event sent alone cost the worker four Faust messages), and once the broker has acknowledged them and
-    every notification and notice sent (``acks``), write the staged state that records them (see
-    agents/staging.py): a crash in between repeats them instead of losing them. Then the rest of
-    ``outs`` (of a record of ``partition``): index removals, milestones, deliveries."""
+    event sent alone cost the worker four Faust messages); the staged state that records them is written
+    once the broker has acknowledged them and every notification and notice sent (``acks``), see
+    agents/staging.py: a crash in between repeats them instead of losing them.
+
+    That wait (about 4 ms on the embedded broker) no longer holds the agent unless asked to (``wait``):
+    the states are written by a task (``_write_when_acknowledged``) while the agent goes on with other
+    partitions' records; the next record of ``partition`` waits for it (``parcel_agent``), and so does
+    every offset commit (``ChangelogWriter.hold``), so no offset is committed ahead of its states."""
     for key, issues_partition, record in keyed_records(issues, _cfg.partitions):
         acks.append(await issues_topic.send(key=key, value=record, partition=issues_partition))
+    if not acks:
+        await _write(acks, outs, partition)
+        return
+    send_now(app.producer._ensure_producer())  # type: ignore[attr-defined]  # (waited for: no linger)
+    if wait:
+        await _write(acks, outs, partition)
+        return
+    # (A task copies the current event's context: the writes go to this partition's changelog.)
+    task = asyncio.ensure_future(_write_when_acknowledged(event, acks, outs, partition))
+    _settling[partition] = task
+    writer.hold(task)
+
+
+# Per partition: its last record's states, written once its issue events are acknowledged (``_settle``).
+_settling: dict[int, asyncio.Future[None]] = {}
+
+
+async def _write_when_acknowledged(
+    event: EventT, acks: list[Awaitable[Any]], outs: Iterable[Output], partition: int
+) -> None:
+    try:
+        await _write(acks, outs, partition)
+    except Exception as exc:  # noqa: BLE001 - e.g. an issue event the broker refused
+        await _reject(event, exc)
+
+
+async def _write(acks: list[Awaitable[Any]], outs: Iterable[Output], partition: int) -> None:
+    """Once ``acks`` are in: the staged states and index of ``partition``, then the rest of ``outs``:
+    index removals, milestones, deliveries."""
     if acks:
-        send_now(app.producer._ensure_producer())  # type: ignore[attr-defined]  # (waited for: no linger)
         await asyncio.gather(*acks)
-    staged_states.flush()
-    staged_index.flush()
+    staged_states.flush(partition)
+    staged_index.flush(partition)
     for out in outs:
         if out.index_removals:
             _remove_after_acknowledged(partition, out)
@@ -173,7 +206,13 @@ def _forget_swept(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
 @app.agent(parcel_inputs)
 async def parcel_agent(stream: StreamT[bytes]) -> None:
     async for event in stream.events():
-        if event.message.partition in _swept:
+        partition = event.message.partition
+        settling = _settling.pop(partition, None)
+        if settling is not None:  # the partition's last record still writing its states
+            await asyncio.wait((settling,))  # (it handles its own failure)
+        staged_states.select(partition)
+        staged_index.select(partition)
+        if partition in _swept:
             await _remove_swept(event)
         if event.message.topic != T.ticks and is_batch(event.value):
             await _process_batch(event)
@@ -190,20 +229,20 @@ async def _process_record(event: EventT) -> None:
         raw: bytes = event.value
         partition = msg.partition
         if topic == T.tracking:
-            await _emit(_on_tracking(parse_tracking_update(raw), partition, msg.timestamp, started), partition)
+            await _emit(event, _on_tracking(parse_tracking_update(raw), partition, msg.timestamp, started), partition)
         elif topic == T.order_facts:
             mark = decode_watermark(raw)
             if mark is not None:  # the order router's progress through a backlog (clock.py)
                 catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
                 metrics.observe_event(topic, "watermark", None, time.perf_counter() - started)
                 return
-            await _emit(_on_order_facts(*decode_order_facts(raw), partition, msg.timestamp, started), partition)
+            await _emit(event, _on_order_facts(*decode_order_facts(raw), partition, msg.timestamp, started), partition)
         else:  # ticks
             wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
             now = min(wall, catch_up.now(partition, time.time()))
             out = processor.on_tick(partition, now, wall)
             seconds = time.perf_counter() - started
-            await _emit(out, partition)
+            await _emit(event, out, partition, wait=True)
             # Counted once done: its issue events acknowledged, its states written.
             metrics.observe_sweep(partition, seconds, out.due, now, processor, out.purged)
     except Exception as exc:  # noqa: BLE001 - one bad event must never kill the agent
@@ -255,7 +294,7 @@ async def _process_batch(event: EventT) -> None:
             staged_index.rollback()
             await _reject(event, exc, (i, element), discard=False)
     try:
-        await _settle(acks, outs, issues, partition)
+        await _settle(event, acks, outs, issues, partition)
     except Exception as exc:  # noqa: BLE001 - e.g. an issue event the broker refused
         await _reject(event, exc)
 
@@ -292,8 +331,8 @@ async def _reject(event: EventT, exc: Exception, element: tuple[int, Any] | None
     """Dead-letter a bad event (or one bad element of a batch record) with its reason; nothing it
     staged is written (``discard``: drop every staged write; False: the caller dropped the element's)."""
     if discard:
-        staged_states.discard()
-        staged_index.discard()
+        staged_states.discard(event.message.partition)
+        staged_index.discard(event.message.partition)
     msg = event.message
     if isinstance(exc, InvalidEvent):
         reason = await dead_letter(event, exc, element)

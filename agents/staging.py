@@ -5,6 +5,11 @@ event itself never reached the broker: after the restart the state would not rai
 queue would miss it (seen in the kill -9 fault test). With it, the order is: issue events sent and
 acknowledged, then the state written. A crash in between re-processes the event (its offset was not
 committed) and re-sends the issue, which the Redis sink ignores as a duplicate.
+
+The writes are kept per partition (``select``): while one partition's record waits for its
+acknowledgements, the parcel agent goes on with other partitions' records, whose keys are disjoint
+from it (a subject, and each deadline-index key, lives in one partition), and flushes each partition's
+writes on their own (``flush(partition)``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ class StagedWrites(MutableMapping[str, bytes]):
         through; None writes ``base`` directly (dicts in tests)."""
         self.base = base
         self.writer = writer
-        self._pending: dict[str, object] = {}
+        # The staged writes of each partition (None: callers that never ``select``), and the selected one's.
+        self._by_partition: dict[int | None, dict[str, object]] = {}
+        self._pending: dict[str, object] = self._by_partition.setdefault(None, {})
         # Since ``mark``: each key written, with what was pending for it before (_ABSENT: nothing).
         self._undo: dict[str, object] | None = None
 
@@ -65,11 +72,27 @@ class StagedWrites(MutableMapping[str, bytes]):
     def __len__(self) -> int:
         return len(self.base)
 
-    def flush(self) -> None:
+    def select(self, partition: int) -> None:
+        """Stage into and read through ``partition``'s writes from now on (a new record: no mark)."""
+        pending = self._by_partition.get(partition)
+        if pending is None:
+            pending = self._by_partition[partition] = {}
+        self._pending = pending
+        self._undo = None
+
+    def _of(self, partition: int | None) -> dict[str, object]:
+        if partition is None:
+            return self._pending
+        return self._by_partition.get(partition) or {}
+
+    def flush(self, partition: int | None = None) -> None:
+        """Write the staged writes of ``partition`` (default: the selected one). A Faust table's
+        changelog takes the partition of the current event: flush within an event of that partition."""
         # Each write is one changelog record (reassign, never mutate: a Faust table lesson).
+        pending = self._of(partition)
         writer = self.writer
         table: Any = self.base  # a Faust table whenever a writer is given
-        for key, value in self._pending.items():
+        for key, value in pending.items():
             if writer is not None:
                 if value is _DELETED:
                     writer.delete(table, key)
@@ -79,12 +102,16 @@ class StagedWrites(MutableMapping[str, bytes]):
                 self.base.pop(key, None)
             else:
                 self.base[key] = value  # type: ignore[assignment]
-        self._pending.clear()
-        self._undo = None
+        self._end(pending)
 
-    def discard(self) -> None:
-        self._pending.clear()
-        self._undo = None
+    def discard(self, partition: int | None = None) -> None:
+        """Drop the staged writes of ``partition`` (default: the selected one)."""
+        self._end(self._of(partition))
+
+    def _end(self, pending: dict[str, object]) -> None:
+        pending.clear()
+        if pending is self._pending:  # another partition's flush leaves the selected record's mark
+            self._undo = None
 
     def mark(self) -> None:
         """Remember the staged writes as they are now: ``rollback`` returns to this point (the writes

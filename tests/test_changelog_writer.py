@@ -429,6 +429,39 @@ def test_wait_acked_sends_at_once_and_returns_when_the_broker_has_the_writes(bro
     asyncio.run(scenario())
 
 
+def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBroker, failures: list[str]) -> None:
+    """The parcel agent writes a record's states once its issue events are acknowledged, in a task, while
+    it goes on with other records (``hold``): Faust's pre-commit flush must wait for those writes and
+    send them, or the record's offset would be committed ahead of its state."""
+
+    async def scenario() -> None:
+        app, table, writer = await _app_with_writer(broker, "cw-held", linger=60.0)
+        try:
+            async def write_later() -> None:
+                await asyncio.sleep(0.3)  # e.g. the broker acknowledging the record's issue events
+                with _InEvent(1):
+                    writer.set(table, "later", b"1")
+
+            held = asyncio.ensure_future(write_later())
+            writer.hold(held)
+            await asyncio.wait_for(app.producer.flush(), 10)
+            assert held.done() and writer.pending_records == 0
+            assert [(m.partition, m.key) for m in await _read(broker.bootstrap, table.changelog_topic_name, 1, timeout=3)] == [
+                (1, b"later")]
+
+            async def fail() -> None:
+                raise RuntimeError("the holder's own failure")
+
+            failed = asyncio.ensure_future(fail())
+            writer.hold(failed)
+            await asyncio.wait_for(app.producer.flush(), 10)  # waited for, not raised: the holder handles it
+            assert isinstance(failed.exception(), RuntimeError)
+        finally:
+            await asyncio.wait_for(app.producer.stop(), 20)
+
+    asyncio.run(scenario())
+
+
 def test_a_failed_batch_makes_this_and_every_later_producer_flush_raise(broker: TansuBroker, failures: list[str]) -> None:
     import kafka_tools
 

@@ -51,3 +51,29 @@ def test_a_rollback_without_a_mark_drops_everything_and_a_flush_ends_the_mark() 
     staged.rollback()
     staged.flush()
     assert table == {"a": b"1"}
+
+
+def test_each_partition_stages_on_its_own_and_is_flushed_or_discarded_alone() -> None:
+    """The parcel agent goes on with other partitions' records while one partition's writes wait for
+    their issue events' acknowledgements: their staged writes must neither mix nor end each other's."""
+    table = {"p0-old": b"0"}
+    staged = StagedWrites(table)
+    staged.select(0)
+    staged["p0"] = b"1"
+    del staged["p0-old"]
+    staged.select(1)  # partition 0 still waiting
+    assert staged.get("p0") is None  # (a key lives in one partition: 1 never reads 0's writes)
+    staged.mark()
+    staged["p1"] = b"2"
+    staged.flush(0)  # partition 0's acknowledgements arrive meanwhile
+    assert table == {"p0": b"1"}
+    staged.mark()  # partition 1's mark survived partition 0's flush: its next element can roll back
+    staged["p1-bad"] = b"x"
+    staged.rollback()
+    staged.select(2)
+    staged["p2"] = b"3"
+    staged.discard(1)  # partition 1's record failed: only its writes go
+    staged.flush()  # the selected partition's
+    assert table == {"p0": b"1", "p2": b"3"}
+    staged.flush(1)
+    assert table == {"p0": b"1", "p2": b"3"}
