@@ -196,13 +196,14 @@ def _consumed(port: int) -> dict[str, float]:
     return totals
 
 
-# How often the harness reads the workers' /metrics. Rendering the registry costs the worker about 20 ms
-# (measured: polling every 50 ms took a quarter of the worker's CPU and halved (c); every 0.25 s still
-# 9% of its samples in (c*)); a Prometheus server scrapes every 15 s. So: often while waiting for the
-# first event and near the end (the start and end times are known to within POLL_SECONDS), seldom in
-# between.
+# How often the harness reads the workers' /metrics. A whole render cost the worker about 20 ms
+# (polling every 50 ms then took a quarter of its CPU and halved (c)); since the harness asks for its
+# five series by name (``_POLLED``), a poll costs it about 2 ms. So: often while waiting for the first
+# event and near the end (the start and end times are known to within POLL_SECONDS), less often in
+# between, but never more than POLL_MAX_SECONDS apart: the estimate of the time left, taken from the
+# first polls' rate while the worker warms up, once slept 1.7 s, most of it past the inputs' end.
 POLL_SECONDS = 0.1
-POLL_MAX_SECONDS = 2.0
+POLL_MAX_SECONDS = 0.25
 
 
 def _poll_interval(done: float, expected: float, last: tuple[float, float] | None, now: float) -> float:
