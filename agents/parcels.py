@@ -208,7 +208,7 @@ async def parcel_agent(stream: StreamT[bytes]) -> None:
     async for event in stream.events():
         partition = event.message.partition
         settling = _settling.pop(partition, None)
-        if settling is not None:  # the partition's last record still writing its states
+        if settling is not None and not settling.done():  # the partition's last record still writing its states
             await asyncio.wait((settling,))  # (it handles its own failure)
         staged_states.select(partition)
         staged_index.select(partition)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 _DELETED = object()
 _ABSENT = object()
+# What ``_of`` gives for a partition never selected: empty, and only ever cleared.
+_NOTHING_STAGED: dict[str, object] = {}
 
 
 class StagedWrites(MutableMapping[str, bytes]):
@@ -83,7 +85,8 @@ class StagedWrites(MutableMapping[str, bytes]):
     def _of(self, partition: int | None) -> dict[str, object]:
         if partition is None:
             return self._pending
-        return self._by_partition.get(partition) or {}
+        pending = self._by_partition.get(partition)
+        return _NOTHING_STAGED if pending is None else pending
 
     def flush(self, partition: int | None = None) -> None:
         """Write the staged writes of ``partition`` (default: the selected one). A Faust table's
