@@ -38,13 +38,18 @@ import asyncio
 import builtins
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from faust.serializers import codecs
+from faust.serializers.schemas import Schema
+from faust.stores.base import SerializedStore
+from faust.stores.memory import Store as MemoryStore
 from faust.tables.base import Collection
+from faust.tables.table import Table
 from faust.types import TP, AppT
 from faust.types.enums import ProcessingGuarantee
 
@@ -67,7 +72,10 @@ _MAX_KEPT_FAILURES = 10
 class _Table:
     """What the writer needs of one table, resolved once: its changelog topic, codecs and sensors."""
 
-    __slots__ = ("headers", "key_serializer", "name", "on_del", "on_set", "table", "topic", "topic_name", "value_serializer")
+    __slots__ = (
+        "headers", "key_serializer", "name", "on_del", "on_get", "on_set", "raw", "table", "topic", "topic_name",
+        "value_serializer",
+    )
 
     def __init__(self, table: Collection) -> None:
         self.table = table
@@ -78,10 +86,16 @@ class _Table:
         self.value_serializer = table.value_serializer
         self.on_set = table._sensor_on_set
         self.on_del = table._sensor_on_del
+        self.on_get = table._sensor_on_get
         self.headers: list[tuple[str, bytes]] = []
+        self.raw = _serializes_raw(self)
 
     def record(self, key: Any, value: Any, delete: bool) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
         """The changelog record's key, value and headers exactly as ``Collection.send_changelog`` makes them."""
+        if self.raw and type(key) is str and (delete or type(value) is bytes):
+            # What Faust's schema and raw codec make of them (``_serializes_raw``), without the ~10 us of
+            # dispatch through the serializer registry per record (a fifth of the worker's writes).
+            return key.encode(), None if delete else value, self.headers
         headers: Any = {}
         key_bytes, headers = self.topic.prepare_key(key, self.key_serializer, None, headers)
         # A delete is Faust's ``on_key_del``: value None with the raw serializer, i.e. a tombstone.
@@ -89,6 +103,20 @@ class _Table:
         if headers:
             return key_bytes, value_bytes, list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         return key_bytes, value_bytes, self.headers
+
+
+def _serializes_raw(info: _Table) -> bool:
+    """Whether Faust writes this table's changelog key ``k`` (a str) as ``k.encode()`` and a bytes value
+    unchanged, with no headers: both serializers "raw", Faust's own raw codec alone under that name, and
+    the plain ``Schema`` (a subclass may add headers or encode otherwise)."""
+    raw_codec = codecs.get_codec("raw")
+    return (
+        info.key_serializer == "raw"
+        and info.value_serializer == "raw"
+        and type(raw_codec) is codecs.raw
+        and len(raw_codec.nodes) == 1
+        and type(info.topic.schema) is Schema
+    )
 
 
 class _Batch:
@@ -159,6 +187,30 @@ class ChangelogWriter:
         except KeyError:
             pass  # the tombstone is still written: the changelog then surely says "absent"
         info.on_del(table, key)
+
+    def reader(self, table: Collection) -> Callable[[Any], Any]:
+        """``table.get(key)`` (None when absent) with one store lookup and no exception.
+
+        A Faust table's ``get`` goes through ``Mapping.get``: ``key in store``, then ``store[key]`` (on
+        RocksDB two reads), and a KeyError raised and caught for an absent key. The table sensors still
+        see the read (``on_table_get``), as the writes keep theirs."""
+        info = self._tables.get(id(table)) or self._register(table)
+        mapping: Any = table
+        if getattr(type(table), "__missing__", None) is not Table.__missing__ or mapping.default is not None:
+            return mapping.get  # a default makes an absent key present: Faust's own path
+        on_get = info.on_get
+
+        def get(key: Any) -> Any:
+            on_get(table, key)
+            store = table.data
+            if type(store) is MemoryStore:
+                return store.data.get(key)
+            if isinstance(store, SerializedStore):
+                raw = store._get(store._encode_key(key))
+                return None if raw is None else store._decode_value(raw)
+            return mapping.get(key)
+
+        return get
 
     def _register(self, table: Collection) -> _Table:
         if table.app is not self.app:

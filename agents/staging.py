@@ -14,7 +14,7 @@ writes on their own (``flush(partition)``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ class StagedWrites(MutableMapping[str, bytes]):
         through; None writes ``base`` directly (dicts in tests)."""
         self.base = base
         self.writer = writer
+        # ``base.get`` (None when absent); through a writer, its one-lookup read of the Faust table.
+        self._read: Callable[[str], bytes | None] = writer.reader(base) if writer is not None else base.get  # type: ignore[arg-type]
         # The staged writes of each partition (None: callers that never ``select``), and the selected one's.
         self._by_partition: dict[int | None, dict[str, object]] = {}
         self._pending: dict[str, object] = self._by_partition.setdefault(None, {})
@@ -46,7 +48,10 @@ class StagedWrites(MutableMapping[str, bytes]):
             raise KeyError(key)
         if value is not None:
             return value  # type: ignore[return-value]
-        return self.base[key]
+        stored = self._read(key)
+        if stored is None:
+            raise KeyError(key)
+        return stored
 
     def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
         value = self._pending.get(key)
@@ -54,7 +59,8 @@ class StagedWrites(MutableMapping[str, bytes]):
             return default
         if value is not None:
             return value  # type: ignore[return-value]
-        return self.base.get(key, default)
+        stored = self._read(key)
+        return default if stored is None else stored
 
     def __setitem__(self, key: str, value: bytes) -> None:
         undo = self._undo

@@ -75,9 +75,17 @@ def _worker_main() -> None:
     state, reference = table("state"), table("reference")
     tables: Any = app.tables  # the TableManager: its recovery service says when recovery is complete
     writer = ChangelogWriter(app, linger=float(env["CW_LINGER"]))
+    read = writer.reader(state)  # the one-lookup read, checked against Faust's own ``get`` of ``reference``
     expected = int(env["CW_EXPECTED"])
     slow = float(env.get("CW_SLOW", "0"))
     seen = [0]
+    reads = {"compared": 0, "differed": []}
+
+    def compare(key: str) -> None:
+        for k in (key, f"never-written:{key}"):
+            reads["compared"] += 1  # type: ignore[operator]
+            if read(k) != reference.get(k):
+                reads["differed"].append(k)  # type: ignore[attr-defined]
 
     @app.agent(topic)
     async def process(stream: Any) -> None:
@@ -92,8 +100,11 @@ def _worker_main() -> None:
                 del reference[cmd["key"]]
             else:  # "mark": one write that names the event's own partition and offset
                 writer.set(state, f"{event.message.partition}:{event.message.offset}", b"1")
+            if cmd["op"] != "mark":
+                compare(cmd["key"])
             seen[0] += 1
             if seen[0] == expected:
+                (out / "reads.json").write_text(json.dumps(reads))
                 (out / "processed").write_text(str(seen[0]))
             if slow:
                 await asyncio.sleep(slow)
@@ -109,6 +120,8 @@ def _worker_main() -> None:
         doc = {
             "state": {k: v.hex() for k, v in state.items()},
             "reference": {k: v.hex() for k, v in reference.items()},
+            # Outside of an event, as the web views read: the RocksDB store looks in every partition db.
+            "read": {k: (v.hex() if (v := read(k)) is not None else None) for k in reference},
             "persisted": {p: state.data.persisted_offset(TP(state.changelog_topic_name, p)) for p in range(PARTITIONS)},
         }
         (out / "dump.json.tmp").write_text(json.dumps(doc))
@@ -193,6 +206,7 @@ def _commands(n_keys: int) -> list[tuple[str, bytes | None, bytes]]:
     for i in range(n_keys):
         cmds.append({"op": "set", "key": f"k{i}", "value": (bytes([i % 256, 0xFF, 0xFE]) + f"v{i}".encode() * (i % 7)).hex()})
     cmds.append({"op": "set", "key": "empty", "value": ""})  # an empty value that is never deleted is kept
+    cmds.append({"op": "set", "key": "顺丰:SF1234-é", "value": "包裹".encode().hex()})  # a key beyond ASCII
     for i in range(0, n_keys, 3):
         cmds.append({"op": "set", "key": f"k{i}", "value": f"again-{i}".encode().hex()})
     for i in range(0, n_keys, 5):
@@ -223,6 +237,38 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
             p.wait(10)
 
 
+# -- the records: what Faust would serialize ----------------------------------------------------------------
+
+
+def test_a_raw_tables_records_skip_faust_serializer_dispatch_and_are_what_it_makes() -> None:
+    import faust
+
+    from changelog_writer import _Table
+
+    app = faust.App("cw-records", broker="kafka://127.0.0.1:1", store="memory://")
+
+    class RawTable(faust.Table):  # as agents/base.py
+        def _serializer_from_type(self, typ: object) -> str:
+            return "raw"
+
+    raw = _Table(RawTable(app, name="raw", key_type=str, value_type=bytes, partitions=PARTITIONS))
+    json_table = _Table(app.Table("json", key_type=str, value_type=bytes, partitions=PARTITIONS))  # Faust's derived "json"
+    assert raw.raw
+    assert not json_table.raw  # the registry's path: a JSON string, quoted
+    assert json_table.record("k", b"v", delete=False)[0] == b'"k"'
+
+    cases = [("k", b"v"), ("顺丰:SF1234-é", "包裹".encode()), ("", b""), ("k", bytes(range(256)))]
+    for key, value in cases:
+        for delete in (False, True):
+            fast = raw.record(key, value, delete)
+            raw.raw = False  # Faust's own schema and codec
+            try:
+                assert raw.record(key, value, delete) == fast, (key, value, delete)
+            finally:
+                raw.raw = True
+    assert raw.record("k", None, delete=True) == (b"k", None, [])
+
+
 # -- recovery: Faust reads the writer's changelog as its own ---------------------------------------------------
 
 
@@ -237,6 +283,9 @@ def test_faust_recovers_the_writers_changelog_byte_identical_with_deletes(
     first = _start_worker(broker, tmp_path, "first", app_id=app_id, store=store, expected=len(commands))
     procs.append(first)
     _wait_file(tmp_path / "first" / "processed", first, 90)
+    # The writer's one-lookup read answered as Faust's own table read after every command, absent keys too.
+    reads = json.loads((tmp_path / "first" / "reads.json").read_text())
+    assert reads == {"compared": 2 * len(commands), "differed": []}
     deadline = time.monotonic() + 30  # every input offset committed, then a clean stop
     while sum(_committed(broker.bootstrap, app_id).values()) < len(commands) and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -257,6 +306,7 @@ def test_faust_recovers_the_writers_changelog_byte_identical_with_deletes(
     expected = _final_state(commands)
     assert doc["state"] == expected
     assert doc["reference"] == expected
+    assert doc["read"] == expected
     stop(fresh, timeout=30)
 
     if store.startswith("rocksdb"):
