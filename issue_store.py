@@ -67,7 +67,7 @@ def check_issue_event(event: Any) -> tuple[float, float]:
 
 
 # KEYS: none (all keys derive from the prefix, which is ARGV[1]; this keeps one script for any layout).
-# ARGV: prefix, id, event JSON, opened_at epoch, at epoch.
+# ARGV: prefix, then per event: id, event JSON, opened_at epoch, at epoch (a run of events in one call).
 # Index maintenance shared by both write scripts: every status change moves the id between the zsets
 # and keeps the exact counts in step. Needs `prefix` and `id` defined by the script before it.
 _LUA_INDEXES = """
@@ -96,14 +96,11 @@ local function index(d)
 end
 """
 
-_APPLY_EVENT = """
-local prefix, id, ev_json = ARGV[1], ARGV[2], ARGV[3]
-local opened_at, at = tonumber(ARGV[4]), tonumber(ARGV[5])
-local ev = cjson.decode(ev_json)
-local key = prefix .. 'issue:' .. id
-local raw = redis.call('GET', key)
-local doc = nil
-if raw then doc = cjson.decode(raw) end
+_APPLY_EVENTS = """
+local prefix = ARGV[1]
+-- The event being applied (the functions below read them as upvalues): its issue id, decoded event,
+-- opened_at and at epochs, document key and stored document (nil: none yet).
+local id, ev, opened_at, at, key, doc
 
 --INDEXES--
 -- cjson stores numbers with 14 significant digits: the stored opened_ts is the event's opened_at rounded.
@@ -125,6 +122,11 @@ local function push_history(d, what, extra)
   if extra then for k, v in pairs(extra) do h[k] = v end end
   table.insert(d.history, h)
 end
+
+local function apply()
+local raw = redis.call('GET', key)
+doc = nil
+if raw then doc = cjson.decode(raw) end
 
 if ev.action == 'open' then
   if doc == nil then
@@ -198,6 +200,16 @@ if ev.action == 'resolve' then
   return 'auto_resolved'
 end
 return redis.error_reply('unknown action ' .. tostring(ev.action))
+end
+
+-- ARGV[2..]: one (id, event JSON, opened_at, at) quadruple per event, applied in order.
+local results = {}
+for i = 2, #ARGV, 4 do
+  id, ev, opened_at, at = ARGV[i], cjson.decode(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  key = prefix .. 'issue:' .. id
+  results[#results + 1] = apply()
+end
+return results
 """.replace("--INDEXES--", _LUA_INDEXES)
 
 
@@ -271,13 +283,18 @@ return out
 RESOLUTION_CODES = ("contacted_buyer", "extended_receipt", "reshipped", "refunded", "carrier_claim", "other")
 
 
+# Issue events applied by one script call (``IssueStore.apply_events``): Redis runs one call at a time,
+# so this bounds how long a call holds the queue's readers (about 20 us an event).
+EVENTS_PER_CALL = 100
+
+
 class IssueStore:
     """Async access to the issue queue. Staff-facing transitions live in ``queue`` (issue lifecycle)."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str = "pw:") -> None:
         self.redis = redis
         self.prefix = prefix
-        self._apply = redis.register_script(_APPLY_EVENT)
+        self._apply = redis.register_script(_APPLY_EVENTS)
         self._staff = redis.register_script(_STAFF_ACTION)
         self._day = redis.register_script(_DAY_QUEUE)
 
@@ -288,23 +305,32 @@ class IssueStore:
     async def apply_event(self, event: dict[str, Any]) -> str:
         """Apply one stream issue event idempotently; returns what happened (opened, duplicate, ...).
         An invalid event raises InvalidEvent (``check_issue_event``) before anything is written."""
-        opened, at = check_issue_event(event)
-        result = await self._apply(
-            args=[self.prefix, issue_id(event["issue_key"]), orjson.dumps(event), repr(opened), repr(at)]
-        )
-        return result.decode() if isinstance(result, bytes) else str(result)
+        [result] = await self.apply_events([event])
+        return result
 
     async def apply_events(self, events: list[dict[str, Any]]) -> list[str]:
         """Apply a batch in one pipeline round trip (order kept: events of one subject stay in order).
-        Any invalid event raises InvalidEvent (``check_issue_event``) before anything is written."""
-        times = [check_issue_event(event) for event in events]
-        pipe = self.redis.pipeline(transaction=False)
-        for event, (opened, at) in zip(events, times, strict=True):
-            await self._apply(
-                args=[self.prefix, issue_id(event["issue_key"]), orjson.dumps(event), repr(opened), repr(at)],
-                client=pipe,
-            )
-        results = await pipe.execute()
+        Any invalid event raises InvalidEvent (``check_issue_event``) before anything is written.
+
+        Each script call applies a run of up to ``EVENTS_PER_CALL`` events: one command to build and one
+        reply to parse per run instead of per event (redis-py's own cost per command is most of the
+        sink's), while no single call holds Redis for long."""
+        args: list[Any] = []
+        for event in events:
+            opened, at = check_issue_event(event)
+            args += (issue_id(event["issue_key"]), orjson.dumps(event), repr(opened), repr(at))
+        step = 4 * EVENTS_PER_CALL
+        if len(args) <= step:
+            replies = [await self._apply(args=[self.prefix, *args])] if args else []
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in range(0, len(args), step):
+                await self._apply(args=[self.prefix, *args[i : i + step]], client=pipe)
+            replies = await pipe.execute()
+        results = [r for reply in replies for r in reply]
+        for r in results:
+            if isinstance(r, Exception):  # (an error reply inside the script's array is not raised by redis-py)
+                raise r
         return [r.decode() if isinstance(r, bytes) else str(r) for r in results]
 
     async def staff_action(
