@@ -89,6 +89,32 @@ def test_redelivered_stream_events_change_nothing(redis_server: RedisServer) -> 
     assert counts == {("shop-a", "pickup_overdue", "auto_resolved"): 1}
 
 
+def test_a_batch_longer_than_one_script_call_is_applied_in_order_across_calls(redis_server: RedisServer) -> None:
+    """apply_events cuts a batch into script calls of EVENTS_PER_CALL events: one subject's open, update
+    and resolve landing in different calls still apply in order, each with its own result."""
+    import issue_store
+
+    per_call = issue_store.EVENTS_PER_CALL
+    t = START + 3600
+    filler = [event("open", t, key=f"ZTO:73{i:05d}|pickup_overdue") for i in range(2 * per_call + 10)]
+    watched = "ZTO:7399999|pickup_overdue"
+    evs = [event("open", t, key=watched), *filler[:per_call], event("update", t, t + 100, key=watched, severity="high"),
+           *filler[per_call:], event("resolve", t, t + 200, key=watched), event("open", t, key=watched)]
+
+    async def go(store: IssueStore) -> tuple[list[str], dict[str, Any] | None, dict[tuple[str, str, str], int]]:
+        return await store.apply_events(evs), await store.get(issue_id(watched)), await store.counts()
+
+    results, doc, counts = run(redis_server, go)
+    assert len(evs) > 2 * per_call  # three calls at least
+    assert results == ["opened", *["opened"] * per_call, "updated", *["opened"] * (per_call + 10), "auto_resolved",
+                       "duplicate"]
+    assert doc is not None and doc["status"] == "auto_resolved" and doc["severity"] == "high"
+    assert [h["action"] for h in doc["history"]] == ["opened", "severity_changed", "auto_resolved"]
+    assert counts[("shop-a", "pickup_overdue", "open")] == len(filler)
+    assert counts[("shop-a", "pickup_overdue", "auto_resolved")] == 1
+    assert run(redis_server, lambda store: store.apply_events([])) == []
+
+
 def test_an_issue_opened_at_a_time_with_microseconds_is_updated_and_resolved(redis_server: RedisServer) -> None:
     # Deadlines come from event times (microseconds); Redis's cjson keeps 14 significant digits of the
     # stored opened_ts, so an exact comparison dropped every later update and resolve as stale.
