@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import EventT, StreamT, TopicT
 from mode import Service
 
-from batching import decode_batch, is_batch, keyed_records, partition_for
+from batching import decode_batch, is_batch, keyed_records, partition_for, record_events
 from clock import WATERMARK_HOLD_SECONDS, CatchUpClock, decode_watermark
 from detectors import LaneBaselines
 from kafka_tools import send_now, stop_consumer
@@ -140,6 +140,7 @@ async def _write(acks: list[Awaitable[Any]], outs: Iterable[Output], partition: 
         await asyncio.gather(*acks)
     staged_states.flush(partition)
     staged_index.flush(partition)
+    deliveries: list[tuple[str, bytes]] = []
     for out in outs:
         if out.index_removals:
             _remove_after_acknowledged(partition, out)
@@ -148,8 +149,11 @@ async def _write(acks: list[Awaitable[Any]], outs: Iterable[Output], partition: 
                 metrics.observe_shipment(shop)
             else:
                 metrics.observe_pickup(shop, shipped_at, picked_up_at)
-        for delivery in out.deliveries:
-            await deliveries_topic.send(key=f"{delivery['carrier']}", value=orjson.dumps(delivery))
+        deliveries.extend((delivery["carrier"], orjson.dumps(delivery)) for delivery in out.deliveries)
+    # A record's deliveries as one record per partition (a batch record when several), as issue events:
+    # one Faust send each cost the parcel agent about as much as the rules of an event.
+    for key, deliveries_partition, record in keyed_records(deliveries, _cfg.partitions):
+        await deliveries_topic.send(key=key, value=record, partition=deliveries_partition)
 
 
 # A sweep's index removals (its swept buckets, the new cursor) per partition, with the wait for the
@@ -375,7 +379,7 @@ class LaneBaselineFeed(Service):
                     batch = await consumer.getmany(timeout_ms=1000)
                     for msgs in batch.values():
                         for m in msgs:
-                            _add_delivery(m.value)
+                            _add_deliveries(m.value)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -385,16 +389,27 @@ class LaneBaselineFeed(Service):
                 await stop_consumer(consumer)
 
 
-def _add_delivery(raw: bytes | None) -> None:
+def _add_deliveries(raw: bytes | None) -> int:
+    """The deliveries of one record (one, or a batch record's elements) into the lane baselines; a
+    malformed one is skipped alone (this worker wrote them: a bad one is a bug to log, not input to
+    dead-letter). Returns how many were added."""
     try:
-        d = orjson.loads(raw or b"")
-        baselines.add_delivery(
-            d["carrier"], d.get("origin_province"), d.get("destination_province"),
-            float(d["picked_up_at"]), float(d["signed_at"]),
-        )
-        metrics.observe_delivery(d)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        log.warning("skipped a malformed delivery record")
+        elements = record_events(raw)
+    except InvalidEvent:
+        log.warning("skipped a malformed deliveries record")
+        return 0
+    added = 0
+    for d in elements:
+        try:
+            baselines.add_delivery(
+                d["carrier"], d.get("origin_province"), d.get("destination_province"),
+                float(d["picked_up_at"]), float(d["signed_at"]),
+            )
+            metrics.observe_delivery(d)
+            added += 1
+        except (AttributeError, KeyError, TypeError, ValueError):
+            log.warning("skipped a malformed delivery")
+    return added
 
 
 __all__ = ["baselines", "parcel_agent", "parse_time", "processor", "tick"]

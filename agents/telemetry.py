@@ -17,6 +17,7 @@ from .base import T, settings
 _SHOPS = frozenset(settings.access.metric_shops)
 _consumed: dict[tuple[str, str], Any] = {}
 _processing: dict[str, Any] = {}
+_lane_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 _last_sweep_clock = [0.0]
 
 metrics.init_label_sets(
@@ -66,8 +67,12 @@ def observe_sweep(partition: int, seconds: float, due: int, now: float, processo
 def observe_delivery(delivery: dict[str, Any]) -> None:
     region = metrics.province_region(delivery.get("destination_province"))
     carrier = delivery["carrier"]
-    metrics.TRANSIT.labels(carrier=carrier, region=region).observe(delivery["signed_at"] - delivery["picked_up_at"])
-    metrics.LANE_SAMPLES.labels(carrier=carrier, region=region).inc()
+    children = _lane_children.get((carrier, region))
+    if children is None:
+        children = _lane_children[(carrier, region)] = (
+            metrics.TRANSIT.labels(carrier=carrier, region=region), metrics.LANE_SAMPLES.labels(carrier=carrier, region=region))
+    children[0].observe(delivery["signed_at"] - delivery["picked_up_at"])
+    children[1].inc()
 
 
 def observe_pickup(shop: str | None, shipped_at: float, picked_up_at: float) -> None:
