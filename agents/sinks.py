@@ -43,7 +43,7 @@ async def issue_sink(stream: StreamT[bytes]) -> None:
     # (take_events: take's buffering, with each record's event for dead-lettering; acked, as in take,
     # only once the body has written them. StreamT's type omits it; faust.Stream has it.)
     async for records in stream.take_events(BATCH, within=TAKE_WITHIN_SECONDS):  # type: ignore[attr-defined]
-        events: list[dict[str, Any]] = []
+        events: list[tuple[dict[str, Any], float, float]] = []
         for record in records:
             events.extend(await _valid_issue_events(record))
             # Decoded a pipeline's worth at a time: 500 batch records of 500 events each, decoded at
@@ -55,9 +55,10 @@ async def issue_sink(stream: StreamT[bytes]) -> None:
             await _store(events)
 
 
-async def _valid_issue_events(record: EventT) -> list[dict[str, Any]]:
-    """The issue events of one record; each invalid one (or the whole record, when it is not JSON) goes
-    to the dead-letter topic with its reason instead of failing the pipeline it would have joined."""
+async def _valid_issue_events(record: EventT) -> list[tuple[dict[str, Any], float, float]]:
+    """The issue events of one record, each with its checked times (``check_issue_event``); each invalid
+    one (or the whole record, when it is not JSON) goes to the dead-letter topic with its reason instead
+    of failing the pipeline it would have joined."""
     try:
         elements = record_events(record.value)
     except InvalidEvent as exc:
@@ -67,8 +68,7 @@ async def _valid_issue_events(record: EventT) -> list[dict[str, Any]]:
     valid = []
     for i, element in enumerate(elements):
         try:
-            check_issue_event(element)
-            valid.append(element)
+            valid.append((element, *check_issue_event(element)))
         except InvalidEvent as exc:
             await _reject(record, exc, (i, element) if batch else None)
     return valid
@@ -79,12 +79,12 @@ async def _reject(record: EventT, exc: InvalidEvent, element: tuple[int, Any] | 
     metrics.observe_invalid_issue_event(reason)
 
 
-async def _store(events: list[dict[str, Any]]) -> None:
+async def _store(events: list[tuple[dict[str, Any], float, float]]) -> None:
     """One pipeline of issue events into Redis, retried with backoff while Redis is away."""
     backoff = 0.2
     while True:
         try:
-            results = await store.apply_events(events)
+            results = await store.apply_checked(events)
             metrics.observe_issue_events_applied(results)
             if not redis_state["up"]:
                 log.warning("Redis is back; issue writes resumed")
