@@ -5,6 +5,10 @@ incidents need to see a whole lane in one place. ``lane_rekey`` forwards each is
 alert-routing partition of its lane (the events of one issues record that share a partition in one
 record, a batch record when several: batching.py), and ``alert_router`` hands them to this worker's
 ``AlertRouter``, which never blocks the stream (bounded queues, retries, spill to disk).
+
+Only valid issue events are forwarded (the issue sink dead-letters the others, from the issues topic);
+an invalid record or element on the alert-routing topic itself, which only someone else could have
+written, is dead-lettered by ``alert_router`` with its reason while the rest of its record is routed.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import logging
 from typing import Any
 
 import orjson
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 from mode import Service
 
 from alerting import AlertRouter, load_routes
-from batching import keyed_records, record_events
+from batching import is_batch, keyed_records, record_events
+from issue_store import check_issue_event
 from models import InvalidEvent
 
 from . import telemetry
-from .base import alert_routing_topic, app, issues_topic, settings
+from .base import T, alert_routing_topic, app, issues_topic, settings
+from .deadletter import dead_letter
 
 log = logging.getLogger("parcelwatch.alerts")
 
@@ -55,12 +61,21 @@ async def lane_rekey(stream: StreamT[bytes]) -> None:
         except InvalidEvent:
             continue  # (dead-lettered with its reason by the issue sink, which reads the same record)
         try:
-            # One record per alert-routing partition (a batch record when several), in their order.
-            pairs = [(_lane_key(issue), orjson.dumps(issue)) for issue in issues if isinstance(issue, dict)]
+            # One record per alert-routing partition (a batch record when several), in their order. Only
+            # valid issue events: the sink dead-letters the others from this same record, once.
+            pairs = [(_lane_key(issue), orjson.dumps(issue)) for issue in issues if _is_valid(issue)]
             for key, partition, record in keyed_records(pairs, settings.app.partitions):
                 await alert_routing_topic.send(key=key, value=record, partition=partition)
         except Exception:
             log.exception("could not forward issue events to alert routing")
+
+
+def _is_valid(issue: Any) -> bool:
+    try:
+        check_issue_event(issue)
+    except InvalidEvent:
+        return False
+    return True
 
 
 def _lane_key(issue: dict[str, Any]) -> str:
@@ -69,14 +84,27 @@ def _lane_key(issue: dict[str, Any]) -> str:
 
 @app.agent(alert_routing_topic)
 async def alert_router(stream: StreamT[bytes]) -> None:
-    async for raw in stream:
+    async for event in stream.events():
+        # The lane re-keying forwards only valid issue events; anything else here was written by someone
+        # else (or a bug): dead-lettered with its reason, the rest of its record routed.
         try:
-            issues = record_events(raw)
-        except Exception:
-            log.exception("could not decode an alert-routing record")
+            issues = record_events(event.value)
+        except InvalidEvent as exc:
+            await _reject(event, exc, None)
             continue
-        for issue in issues:
+        batch = is_batch(event.value)
+        for i, issue in enumerate(issues):
+            try:
+                check_issue_event(issue)
+            except InvalidEvent as exc:
+                await _reject(event, exc, (i, issue) if batch else None)
+                continue
             try:
                 await router.submit(issue)
             except Exception:
                 log.exception("could not route an issue event")
+
+
+async def _reject(event: EventT, exc: InvalidEvent, element: tuple[int, Any] | None) -> None:
+    reason = await dead_letter(event, exc, element)
+    telemetry.observe_invalid(T.alert_routing, reason)
