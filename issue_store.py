@@ -123,83 +123,84 @@ local function push_history(d, what, extra)
   table.insert(d.history, h)
 end
 
+-- One event: id, ev, opened_at, at and key are set by the loop below.
 local function apply()
-local raw = redis.call('GET', key)
-doc = nil
-if raw then doc = cjson.decode(raw) end
+  local raw = redis.call('GET', key)
+  doc = nil
+  if raw then doc = cjson.decode(raw) end
 
-if ev.action == 'open' then
-  if doc == nil then
-    doc = {id = id, history = {}, reopened = 0, assignee = cjson.null, resolution_code = cjson.null,
-           note = cjson.null, resolved_at = cjson.null, resolved_ts = 0, resolution = cjson.null}
-    copy_base(doc)
+  if ev.action == 'open' then
+    if doc == nil then
+      doc = {id = id, history = {}, reopened = 0, assignee = cjson.null, resolution_code = cjson.null,
+             note = cjson.null, resolved_at = cjson.null, resolved_ts = 0, resolution = cjson.null}
+      copy_base(doc)
+      copy_finding(doc)
+      doc.status = 'open'
+      doc.opened_at = ev.opened_at
+      doc.opened_ts = opened_at
+      doc.updated_at = ev.at
+      push_history(doc, 'opened', {severity = ev.severity, reason = ev.reason})
+      index(doc)
+      redis.call('SET', key, cjson.encode(doc))
+      return 'opened'
+    end
+    if opened_at <= doc.opened_ts or same_time(opened_at, doc.opened_ts) then return 'duplicate' end
+    if doc.status == 'open' or doc.status == 'acknowledged' then
+      -- A newer open period while still open (the resolve was lost upstream): carry on as an update.
+      unindex(doc)
+      copy_finding(doc)
+      doc.updated_at = ev.at
+      index(doc)
+      redis.call('SET', key, cjson.encode(doc))
+      return 'updated'
+    end
+    unindex(doc)
     copy_finding(doc)
     doc.status = 'open'
     doc.opened_at = ev.opened_at
     doc.opened_ts = opened_at
+    doc.resolved_at = cjson.null
+    doc.resolved_ts = 0
+    doc.resolution = cjson.null
+    doc.resolution_code = cjson.null
+    doc.reopened = (doc.reopened or 0) + 1
     doc.updated_at = ev.at
-    push_history(doc, 'opened', {severity = ev.severity, reason = ev.reason})
+    push_history(doc, 'reopened', {severity = ev.severity, reason = ev.reason})
     index(doc)
     redis.call('SET', key, cjson.encode(doc))
-    return 'opened'
+    return 'reopened'
   end
-  if opened_at <= doc.opened_ts or same_time(opened_at, doc.opened_ts) then return 'duplicate' end
-  if doc.status == 'open' or doc.status == 'acknowledged' then
-    -- A newer open period while still open (the resolve was lost upstream): carry on as an update.
+
+  if doc == nil or not same_time(opened_at, doc.opened_ts) then return 'stale' end
+
+  if ev.action == 'update' then
+    if doc.status ~= 'open' and doc.status ~= 'acknowledged' then return 'stale' end
+    -- Re-applying the same update gives the same document: idempotent without a duplicate check.
     unindex(doc)
+    local before = doc.severity
+    copy_base(doc)
     copy_finding(doc)
     doc.updated_at = ev.at
+    if before ~= doc.severity then push_history(doc, 'severity_changed', {from = before, to = doc.severity}) end
     index(doc)
     redis.call('SET', key, cjson.encode(doc))
     return 'updated'
   end
-  unindex(doc)
-  copy_finding(doc)
-  doc.status = 'open'
-  doc.opened_at = ev.opened_at
-  doc.opened_ts = opened_at
-  doc.resolved_at = cjson.null
-  doc.resolved_ts = 0
-  doc.resolution = cjson.null
-  doc.resolution_code = cjson.null
-  doc.reopened = (doc.reopened or 0) + 1
-  doc.updated_at = ev.at
-  push_history(doc, 'reopened', {severity = ev.severity, reason = ev.reason})
-  index(doc)
-  redis.call('SET', key, cjson.encode(doc))
-  return 'reopened'
-end
 
-if doc == nil or not same_time(opened_at, doc.opened_ts) then return 'stale' end
-
-if ev.action == 'update' then
-  if doc.status ~= 'open' and doc.status ~= 'acknowledged' then return 'stale' end
-  -- Re-applying the same update gives the same document: idempotent without a duplicate check.
-  unindex(doc)
-  local before = doc.severity
-  copy_base(doc)
-  copy_finding(doc)
-  doc.updated_at = ev.at
-  if before ~= doc.severity then push_history(doc, 'severity_changed', {from = before, to = doc.severity}) end
-  index(doc)
-  redis.call('SET', key, cjson.encode(doc))
-  return 'updated'
-end
-
-if ev.action == 'resolve' then
-  if doc.status ~= 'open' and doc.status ~= 'acknowledged' then return 'duplicate' end
-  unindex(doc)
-  doc.status = 'auto_resolved'
-  doc.resolved_at = ev.resolved_at
-  doc.resolved_ts = at
-  doc.resolution = ev.resolution
-  doc.updated_at = ev.at
-  push_history(doc, 'auto_resolved', {resolution = ev.resolution})
-  index(doc)
-  redis.call('SET', key, cjson.encode(doc))
-  return 'auto_resolved'
-end
-return redis.error_reply('unknown action ' .. tostring(ev.action))
+  if ev.action == 'resolve' then
+    if doc.status ~= 'open' and doc.status ~= 'acknowledged' then return 'duplicate' end
+    unindex(doc)
+    doc.status = 'auto_resolved'
+    doc.resolved_at = ev.resolved_at
+    doc.resolved_ts = at
+    doc.resolution = ev.resolution
+    doc.updated_at = ev.at
+    push_history(doc, 'auto_resolved', {resolution = ev.resolution})
+    index(doc)
+    redis.call('SET', key, cjson.encode(doc))
+    return 'auto_resolved'
+  end
+  return redis.error_reply('unknown action ' .. tostring(ev.action))
 end
 
 -- ARGV[2..]: one (id, event JSON, opened_at, at) quadruple per event, applied in order.
