@@ -35,10 +35,13 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def test_carrier_exception_is_routed_to_a_webhook(tmp_path: Path, broker: TansuBroker,
-                                                   redis_server: RedisServer) -> None:
+def _worker_routing_exceptions_to_a_webhook(tmp_path: Path, broker: TansuBroker,
+                                            redis_server: RedisServer) -> tuple[ThreadingHTTPServer, Worker]:
+    """A local webhook receiver (its calls in ``Receiver.received``, emptied here) and a worker routing
+    carrier exceptions to it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    Receiver.received.clear()
     routes = tmp_path / "routes.yaml"
     routes.write_text(f"""
 destinations:
@@ -50,7 +53,12 @@ routes:
     match: {{kinds: [carrier_exception]}}
     destinations: [erp]
 """, encoding="utf-8")
-    worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_ALERT_ROUTES=str(routes)).start()
+    return server, Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_ALERT_ROUTES=str(routes)).start()
+
+
+def test_carrier_exception_is_routed_to_a_webhook(tmp_path: Path, broker: TansuBroker,
+                                                   redis_server: RedisServer) -> None:
+    server, worker = _worker_routing_exceptions_to_a_webhook(tmp_path, broker, redis_server)
     try:
         now = time.time()
         produce(broker.bootstrap, [shipped("TBA001", "7810001", now - 3600),
@@ -67,21 +75,7 @@ routes:
 
 def test_a_bad_alert_routing_record_is_dead_lettered_and_the_rest_of_its_record_routed(
         tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Receiver.received.clear()
-    routes = tmp_path / "routes.yaml"
-    routes.write_text(f"""
-destinations:
-  erp:
-    type: webhook
-    url: http://127.0.0.1:{server.server_port}/issues
-routes:
-  - name: exceptions-to-erp
-    match: {{kinds: [carrier_exception]}}
-    destinations: [erp]
-""", encoding="utf-8")
-    worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_ALERT_ROUTES=str(routes)).start()
+    server, worker = _worker_routing_exceptions_to_a_webhook(tmp_path, broker, redis_server)
     try:
         good = {"action": "open", "issue_key": "ZTO:7820001|carrier_exception", "subject": "ZTO:7820001",
                 "parcel": "ZTO:7820001", "carrier": "ZTO", "kind": "carrier_exception", "shop": "shop-a",
