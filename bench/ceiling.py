@@ -471,7 +471,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(b1) Faust agent, one table write per event  : {rb1:10,.0f} events/s   (b1/b = {rb1 / rb:.0%})")
     print(f"(b1d) the same writes, changelog_writer      : {rb1d:10,.0f} events/s   (b1d/b = {rb1d / rb:.0%}, b1d/b1 = {rb1d / rb1:.1f}x)")
     print(f"(c)  parcelwatch, {args.workers} worker(s){' (arrival)' if args.arrival else '          '}      : {rc:10,.0f} events/s"
-          f"   (worker CPU {c_cpu:.1f} s in {c:.1f} s wall: {c_cpu / c:.0%} of one core; {c_issues:,} issue events)")
+          f"   (worker CPU {c_cpu:.1f} s in {c:.1f} s wall: {c_cpu / c:.0%} of one core; {c_issues:,} issue events; "
+          f"{n / c_cpu:,.0f} events per worker CPU-second)")
     print(f"c/b = {rc / rb:.0%}   c/b1 = {rc / rb1:.0%}   c/a = {rc / ra:.1%}   (target c/b >= 60% on one core)")
     if args.batch:
         print(f"records of {args.batch} events (what batching on the ingest side would give the framework):")
@@ -480,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"(b1d*) the same writes, changelog_writer     : {n / bb1d:10,.0f} events/s   ({b1d / bb1d:.1f}x b1d)")
         print(f"(c*)  parcelwatch, {args.workers} worker(s), batch records : {n / cb:10,.0f} events/s   "
               f"(worker CPU {cb_cpu:.1f} s in {cb:.1f} s wall: {cb_cpu / cb:.0%} of one core; {cb_issues:,} issue events; "
-              f"{c / cb:.1f}x c)")
+              f"{n / cb_cpu:,.0f} events per worker CPU-second; {c / cb:.1f}x c)")
         print(f"c*/b = {rb and (n / cb) / rb:.0%}   c*/b* = {(n / cb) / (n / bb):.0%}   "
               "(b: the same events one to a record, as (c) gets them)")
 
