@@ -21,7 +21,7 @@ from kafka_tools import send_failures
 from models import IssueKind, Severity
 
 from . import telemetry as metrics
-from .base import app, deadline_index, parcel_state, settings
+from .base import T, app, deadline_index, parcel_state, settings
 from .parcels import baselines
 from .sinks import redis_state, store
 
@@ -380,6 +380,9 @@ class HealthView(web.View):
             "rebalancing": bool(app.rebalancing),
             # Subjects (parcels and unshipped orders) in this worker's store, all its partitions.
             "subjects": len(parcel_state.data),
+            # The parcel-state partitions this worker holds: its share of the co-partitioned inputs
+            # (tracking, order facts, ticks), as the consumer group last assigned them.
+            "partitions": sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == T.tracking),
         }
         if recovered:
             checks["streams"] = _stream_partitions(time.time())

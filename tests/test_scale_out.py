@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import config
 from embedded.broker import TansuBroker
 from embedded.redis_server import RedisServer
 
@@ -15,6 +16,8 @@ from .test_integration_e2e import scan, shipped
 
 pytestmark = pytest.mark.integration
 
+PARTITIONS = config.load(env={}).app.partitions  # what the workers here run with (the defaults)
+
 
 def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
     tmp_path: Path, broker: TansuBroker, redis_server: RedisServer
@@ -22,10 +25,12 @@ def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
     w1 = Worker(broker.url, redis_server.url, tmp_path, name="w1").start()
     w2 = Worker(broker.url, redis_server.url, tmp_path, name="w2").start()
     try:
-        # Both serve a share of the partitions once the group has settled.
+        # Both serve a share of the partitions once the group has settled: disjoint, together all of them.
         def split() -> bool:
-            counts = [w.get("/healthz")[1]["checks"]["tables"]["subjects"] for w in (w1, w2)]
-            return all(c > 0 for c in counts)
+            tables = [w.get("/healthz")[1]["checks"]["tables"] for w in (w1, w2)]
+            held = [set(t["partitions"]) for t in tables]
+            return (all(t["subjects"] > 0 for t in tables) and all(held) and not held[0] & held[1]
+                    and held[0] | held[1] == set(range(PARTITIONS)))
 
         now = time.time()
         records = [shipped(f"TB8{i:03d}", f"781{i:04d}", now - 3600) for i in range(80)]
@@ -72,7 +77,9 @@ def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
             print("--- end of the stopped worker w1's log\n" + w1.log_tail(6000))
             raise
         assert {i["resolution"] for i in issues if i["status"] == "auto_resolved"} == {"signed"}
-        assert w2.get("/healthz")[1]["checks"]["tables"]["subjects"] >= 80 + 40 + 80  # all parcels + orders
+        tables = w2.get("/healthz")[1]["checks"]["tables"]
+        assert tables["subjects"] >= 80 + 40 + 80  # all parcels + orders
+        assert tables["partitions"] == list(range(PARTITIONS))  # w1's share taken over
     finally:
         w1.stop()
         w2.stop()
