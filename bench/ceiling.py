@@ -7,8 +7,9 @@
   (c) the parcelwatch worker processing them fully (state, all detectors, issues to Redis)
   (c*) the same worker on batch records (batching.py): the events grouped per partition, --batch a record
 
-Each consumer starts after all N events are in the broker and is timed from its first event to its
-last; for (c) "last" is when the order facts the order router re-keyed to parcels (one more Faust
+Each of (a) and (b) starts after all N events are in the broker; (c) gets them once its workers are up
+and their group has settled (each worker holds its share of the partitions). Each is timed from its
+first event to its last; for (c) "last" is when the order facts the order router re-keyed to parcels (one more Faust
 message per order subject) have also gone through the parcel agent, then every partition has swept
 its due subjects (a tick the harness sends), opening the issues the events imply, and the issue sink has
 applied every issue event to Redis. Prints the rates and the ratios
