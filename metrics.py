@@ -69,6 +69,10 @@ SWEEP_LAG = Gauge("parcelwatch_deadline_sweep_lag_seconds", "Wall clock minus th
 CATCHING_UP = Gauge("parcelwatch_partitions_catching_up",
                     "Partitions of this worker working through a backlog: their detectors and sweeps run at the "
                     "backlog's arrival time, not the wall clock.", registry=REGISTRY)
+PARTITIONS_HELD = Gauge("parcelwatch_partitions_held",
+                        "Parcel-state partitions this worker holds: its share of the co-partitioned inputs, as the "
+                        "consumer group last assigned them (per instance; summed over a group, the partition count).",
+                        registry=REGISTRY)
 LANE_SAMPLES = Gauge("parcelwatch_lane_baseline_samples", "Deliveries learned per carrier and destination region.",
                      ["carrier", "region"], registry=REGISTRY)
 SHIPMENTS = Counter("parcelwatch_shipments_total", "Parcels shipped (waybill issued), by shop.", ["shop"],

@@ -293,6 +293,12 @@ def _consumer_lag() -> list[tuple[str, float]]:
     return sorted(lag.items())
 
 
+def _held_partitions() -> list[int]:
+    """The parcel-state partitions this worker holds: its share of the co-partitioned inputs (tracking,
+    order facts, ticks), as the consumer group last assigned them."""
+    return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == T.tracking)
+
+
 STALL_SECONDS = 60.0
 
 
@@ -352,6 +358,7 @@ def _deadline_partitions(now: float) -> dict[str, Any]:
 _metrics.set_open_issue_source(lambda: list(_open_counts))
 _metrics.set_parcels_tracked_source(lambda: float(len(parcel_state.data)))
 _metrics.set_consumer_lag_source(_consumer_lag)
+_metrics.PARTITIONS_HELD.set_function(lambda: len(_held_partitions()))
 
 
 @app.page("/healthz")
@@ -380,9 +387,7 @@ class HealthView(web.View):
             "rebalancing": bool(app.rebalancing),
             # Subjects (parcels and unshipped orders) in this worker's store, all its partitions.
             "subjects": len(parcel_state.data),
-            # The parcel-state partitions this worker holds: its share of the co-partitioned inputs
-            # (tracking, order facts, ticks), as the consumer group last assigned them.
-            "partitions": sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == T.tracking),
+            "partitions": _held_partitions(),
         }
         if recovered:
             checks["streams"] = _stream_partitions(time.time())

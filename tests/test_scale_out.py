@@ -19,6 +19,13 @@ pytestmark = pytest.mark.integration
 PARTITIONS = config.load(env={}).app.partitions  # what the workers here run with (the defaults)
 
 
+def partitions_held(worker: Worker) -> float:
+    """The worker's ``parcelwatch_partitions_held`` gauge, as Prometheus scrapes it."""
+    text = worker.get("/metrics")[1].decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("parcelwatch_partitions_held "))
+
+
 def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
     tmp_path: Path, broker: TansuBroker, redis_server: RedisServer
 ) -> None:
@@ -44,6 +51,8 @@ def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
             print(explain_subjects(broker.bootstrap, {f"ZTO:781{i:04d}" for i in range(80)} - raised))
             raise
         wait_for(split, 30, "both workers to own parcels")
+        shares = [w.get("/healthz")[1]["checks"]["tables"]["partitions"] for w in (w1, w2)]
+        assert [partitions_held(w) for w in (w1, w2)] == [float(len(share)) for share in shares]
         issues = all_issues(redis_server.url)
         assert len(issues) == 80
         assert all([h["action"] for h in i["history"]] == ["opened"] for i in issues)
@@ -80,6 +89,7 @@ def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
         tables = w2.get("/healthz")[1]["checks"]["tables"]
         assert tables["subjects"] >= 80 + 40 + 80  # all parcels + orders
         assert tables["partitions"] == list(range(PARTITIONS))  # w1's share taken over
+        assert partitions_held(w2) == PARTITIONS
     finally:
         w1.stop()
         w2.stop()
