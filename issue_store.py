@@ -123,6 +123,19 @@ local function push_history(d, what, extra)
   table.insert(d.history, h)
 end
 
+-- Starts an open period on doc (a new issue, or one reopened): the event's finding and times, a history
+-- line saying which (`what`), the indexes and the stored document.
+local function open_period(what)
+  copy_finding(doc)
+  doc.status = 'open'
+  doc.opened_at = ev.opened_at
+  doc.opened_ts = opened_at
+  doc.updated_at = ev.at
+  push_history(doc, what, {severity = ev.severity, reason = ev.reason})
+  index(doc)
+  redis.call('SET', key, cjson.encode(doc))
+end
+
 -- One event: id, ev, opened_at, at and key are set by the loop below.
 local function apply()
   local raw = redis.call('GET', key)
@@ -134,14 +147,7 @@ local function apply()
       doc = {id = id, history = {}, reopened = 0, assignee = cjson.null, resolution_code = cjson.null,
              note = cjson.null, resolved_at = cjson.null, resolved_ts = 0, resolution = cjson.null}
       copy_base(doc)
-      copy_finding(doc)
-      doc.status = 'open'
-      doc.opened_at = ev.opened_at
-      doc.opened_ts = opened_at
-      doc.updated_at = ev.at
-      push_history(doc, 'opened', {severity = ev.severity, reason = ev.reason})
-      index(doc)
-      redis.call('SET', key, cjson.encode(doc))
+      open_period('opened')
       return 'opened'
     end
     if opened_at <= doc.opened_ts or same_time(opened_at, doc.opened_ts) then return 'duplicate' end
@@ -155,19 +161,12 @@ local function apply()
       return 'updated'
     end
     unindex(doc)
-    copy_finding(doc)
-    doc.status = 'open'
-    doc.opened_at = ev.opened_at
-    doc.opened_ts = opened_at
     doc.resolved_at = cjson.null
     doc.resolved_ts = 0
     doc.resolution = cjson.null
     doc.resolution_code = cjson.null
     doc.reopened = (doc.reopened or 0) + 1
-    doc.updated_at = ev.at
-    push_history(doc, 'reopened', {severity = ev.severity, reason = ev.reason})
-    index(doc)
-    redis.call('SET', key, cjson.encode(doc))
+    open_period('reopened')
     return 'reopened'
   end
 

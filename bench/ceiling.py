@@ -395,6 +395,7 @@ def _until_settled(procs: list[subprocess.Popen[bytes]], ports: list[int], timeo
     one: in a two-worker (c*) run of 2.3 s (against 1.4 s when both had joined in time), one worker had
     done its share before the other took its first event, 0.46 s later."""
     deadline = time.monotonic() + timeout
+    held: list[list[int] | None] = []
     while time.monotonic() < deadline:
         for p in procs:
             if p.poll() is not None:
