@@ -17,14 +17,18 @@ RUN pip install --no-cache-dir -r requirements.txt \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin parcelwatch \
     && mkdir -p /data && chown parcelwatch /data
 
-COPY --chown=parcelwatch:parcelwatch app.py models.py state.py processor.py kafka_tools.py replay.py issue_store.py \
-     issue_queue.py notifications.py metrics.py simulator.py ./
+COPY --chown=parcelwatch:parcelwatch app.py ./
 COPY --chown=parcelwatch:parcelwatch agents/ agents/
-COPY --chown=parcelwatch:parcelwatch detectors/ detectors/
-COPY --chown=parcelwatch:parcelwatch config/ config/
-COPY --chown=parcelwatch:parcelwatch embedded/ embedded/
 COPY --chown=parcelwatch:parcelwatch alerting/ alerting/
+COPY --chown=parcelwatch:parcelwatch config/ config/
+COPY --chown=parcelwatch:parcelwatch core/ core/
+COPY --chown=parcelwatch:parcelwatch delivery/ delivery/
+COPY --chown=parcelwatch:parcelwatch detectors/ detectors/
+COPY --chown=parcelwatch:parcelwatch devtools/ devtools/
+COPY --chown=parcelwatch:parcelwatch domain/ domain/
 COPY --chown=parcelwatch:parcelwatch ingest/ ingest/
+COPY --chown=parcelwatch:parcelwatch issue_queue/ issue_queue/
+COPY --chown=parcelwatch:parcelwatch telemetry/ telemetry/
 COPY --chown=parcelwatch:parcelwatch web/ web/
 
 USER parcelwatch

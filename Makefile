@@ -16,10 +16,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m embedded.stack
+	$(PY) -m devtools.stack
 
 # pytest exits 5 when it collected no test: that fails here like any other non-zero exit.
 test: $(STAMP)
+	@$(PY) -m devtools.test_tools
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)

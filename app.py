@@ -1,12 +1,8 @@
-"""parcelwatch: the Faust app and its command line.
+"""parcelwatch: catch problem parcels before customers complain.
 
-    python app.py worker -l info      the stream worker (agents, timer, web server on :6066)
-    python app.py simulate ...        demo traffic from the simulator into the broker
-    python app.py replay EVENTS.jsonl [--until T] [--out ISSUES.jsonl]
-    python app.py queue ...           today's problem-parcel queue in the terminal, or as CSV
-
-Importing ``agents`` builds the app from the validated configuration and registers every agent, table,
-timer and web view on it.
+The entry point and command line (``python app.py --help``). It builds one worker's stream application from
+the validated configuration (``agents.build``), serves its web views (``web.register``) and hands the
+command line to Faust, which runs the ``worker`` and the commands below.
 """
 
 from __future__ import annotations
@@ -17,8 +13,7 @@ import sys
 def _worker_loop_default(argv: list[str]) -> None:
     """uvloop for ``worker`` unless ``-L``/``--loop`` names another loop. Faust reads the loop from
     ``sys.argv`` once, when it is first imported (faust/__init__.py sets the event loop policy then; its
-    CLI option is only recorded), so this must run before anything imports faust: inserted later, as up
-    to 2026-12-02, the worker silently ran on asyncio's own loop."""
+    CLI option is only recorded), so this must run before anything imports faust."""
     args = argv[1:]
     if "worker" in args and "--help" not in args and not any(a in ("-L", "--loop") or a.startswith("--loop=") for a in args):
         argv[1:1] = ["--loop", "uvloop"]  # measured faster than asyncio's loop for this workload
@@ -26,18 +21,51 @@ def _worker_loop_default(argv: list[str]) -> None:
 
 _worker_loop_default(sys.argv)
 
+HELP = """parcelwatch: catch problem parcels before customers complain.
+
+Watches every parcel of an online shop as a stream (tracking updates and order events on Kafka) and raises
+each problem early (not picked up, stuck past its lane's normal transit time, confirmed but unsigned, about
+to auto-confirm while unsigned, carrier exceptions) into an issue queue in Redis that after-sales staff work.
+
+Usage: python app.py COMMAND [OPTIONS]
+
+Commands:
+  worker     run a stream worker: the agents, the deadline timer and the web server
+             (queue page /queue, issue API /issues, ingest /ingest/..., /healthz, /metrics)
+  queue      print the day's problem-parcel queue as a table, or write it as CSV for Excel
+  replay     replay a JSON Lines file of events in event time through the same detectors
+  simulate   send realistic demo orders and tracking updates to the broker, or to a file
+
+  python app.py COMMAND --help   a command's options
+  python app.py --faust-help     Faust's own options and commands (agents, tables, reset, ...)
+
+Everything on embedded defaults: make run. Configuration: config/default.yaml, PARCELWATCH_* variables.
+"""
+
+if __name__ == "__main__" and sys.argv[1:] in ([], ["-h"], ["--help"], ["help"]):
+    print(HELP, end="")
+    sys.exit(0)
+
+import faust  # noqa: F401 - imported now: it sets the event loop policy from sys.argv (see above)
 from faust.cli import argument, option
 
-import agents.alerts
-import agents.ingest
-import agents.notify
-import agents.orders
-import agents.page
-import agents.parcels
-import agents.sinks
-import agents.web  # noqa: F401 - importing registers the views
-from agents import app, settings
-from kafka_tools import disable_worker_spinner
+import agents
+import config
+import web
+from delivery.tansu import discard_stale_tables
+
+
+def _load_settings() -> config.Settings:
+    try:
+        return config.load()
+    except config.ConfigError as exc:
+        sys.exit(f"parcelwatch: {exc}")
+
+
+settings = _load_settings()
+stream = agents.build(settings)
+web.register(stream)
+app = stream.app
 
 
 @app.command(
@@ -47,7 +75,7 @@ from kafka_tools import disable_worker_spinner
 )
 async def replay(self: object, events: str, until: str | None, out: str | None) -> None:
     """Replay a JSON Lines file of events in event time through the live detectors."""
-    from replay import main_replay
+    from core.replay import main_replay
 
     code = main_replay(settings, events, until, out)
     if code:
@@ -69,35 +97,13 @@ async def queue(
     status: str | None, order: str, csv_path: str | None, lang: str,
 ) -> None:
     """Print the day's problem-parcel queue as a table, or export it as CSV."""
-    import time
-    from pathlib import Path
+    from issue_queue.cli import print_queue
 
-    from issue_queue import day_bounds, parse_day, table, to_csv, today
-    from issue_store import STATUSES, IssueStore
-
-    try:
-        the_day = parse_day(day) if day else today(time.time())
-    except ValueError as exc:
-        sys.exit(f"queue: --date: {exc}")
-    statuses = tuple(s for s in (status or "").split(",") if s) or None
-    for s in statuses or ():
-        if s not in STATUSES:
-            sys.exit(f"queue: --status: unknown status {s!r}; expected one of {', '.join(STATUSES)}")
-    if lang not in ("zh", "en"):
-        sys.exit("queue: --lang: expected zh or en")
-    store = IssueStore.from_url(settings.app.redis_url)
-    shops = [shop] if shop else await store.shops()
-    result = await store.query(
-        shops=shops, statuses=statuses, day=day_bounds(the_day), kind=kind, severity=severity,
-        order=order, limit=1_000_000,
-    )
-    if csv_path:
-        Path(csv_path).write_bytes(to_csv(result.issues, settings, lang))
-        print(f"wrote {result.total} issues to {csv_path}")
-    else:
-        print(f"{the_day.isoformat()}  {', '.join(shops) or '(no shops yet)'}  {result.total} issues")
-        print(table(result.issues, settings, lang))
-    await store.redis.aclose()
+    redis_url, where = _stack_url("redis", settings.app.redis_url, "PARCELWATCH_REDIS_URL")
+    code = await print_queue(settings, redis_url, where, shop=shop, day=day, kind=kind, severity=severity, status=status,
+                             order=order, csv_path=csv_path, lang=lang)
+    if code:
+        sys.exit(code)
 
 
 @app.command(
@@ -105,7 +111,7 @@ async def queue(
     option("--rate", type=float, default=None, help="At most this many events per second."),
     option("--days-back", type=float, default=3.0, help="The simulated clock starts this many days ago."),
     option("--seed", type=int, default=7, help="Random seed (same seed, same traffic)."),
-    option("--bootstrap", default=None, help="host:port of the broker (default: from config)."),
+    option("--bootstrap", default=None, help="host:port of the broker (default: a running `make run`'s, else config)."),
     option("--jsonl", default=None, help="Write the events to this JSON Lines file instead of the broker."),
     option("--batch", type=int, default=1, help="Up to this many events of one partition per record (batch records)."),
 )
@@ -115,32 +121,49 @@ async def simulate(self: object, parcels: int, rate: float | None, days_back: fl
     import argparse
     import asyncio
 
-    import simulator
+    from devtools import simulator
 
+    if bootstrap is None and jsonl is None:
+        broker, _ = _stack_url("broker", settings.app.broker.split(";")[0], "PARCELWATCH_BROKER_URL")
+        bootstrap = broker.removeprefix("kafka://")
     args = argparse.Namespace(parcels=parcels, rate=rate, days_back=days_back, seed=seed, bootstrap=bootstrap,
                               jsonl=jsonl, batch=batch)
     # The simulator runs its own event loop (aiokafka producer); keep it off Faust's loop.
     await asyncio.get_running_loop().run_in_executor(None, simulator.run, args)
 
 
+def _stack_url(name: str, configured: str, variable: str) -> tuple[str, str]:
+    """The URL a command-line tool should use for ``name`` ("redis", "broker"), and where it came from: the
+    environment variable when set, else the running ``make run`` stack's (which may have moved to a free
+    port), else the configuration."""
+    import os
+
+    if os.environ.get(variable):
+        return configured, variable
+    from devtools.stack import running_stack
+
+    stack = running_stack()
+    if stack is not None and stack.get(name):
+        return stack[name], "the running `make run`"
+    return configured, "config app." + ("redis_url" if name == "redis" else "broker")
+
+
 def main() -> None:
     argv = sys.argv[1:]
-    if "worker" in argv and "--help" not in argv:
-        if settings.app.broker_kind == "embedded":
-            _discard_stale_tables()
-        disable_worker_spinner()
+    if argv == ["--faust-help"]:
+        sys.argv[1:] = ["--help"]
+    elif "worker" in argv and "--help" not in argv and settings.app.broker_kind == "embedded":
+        _discard_stale_tables()
     app.main()
 
 
 def _discard_stale_tables() -> None:
-    """The embedded broker keeps nothing across its restarts: local tables built against an older
-    broker lifetime would disagree with the (now empty) changelogs, so they go first."""
+    """The embedded broker keeps nothing across its restarts: local tables built against an older broker
+    lifetime would disagree with the (now empty) changelogs, so they go first."""
     import time
     from pathlib import Path
 
     from aiokafka.errors import KafkaConnectionError
-
-    from embedded.tansu_compat import discard_stale_tables
 
     bootstrap = settings.app.broker.split(";")[0].removeprefix("kafka://")
     deadline = time.monotonic() + 30

@@ -1,10 +1,98 @@
-"""Faust wiring: the app, its topics and tables, the agents, the timer and the web views.
+"""Faust wiring only: the app, its topics and tables, the agents and their timers.
 
-``app.py`` imports this package; the submodules register themselves on ``app`` when imported.
+``build(settings)`` makes one worker's stream application: the Faust app with every topic, table, agent and
+timer registered on it, and the objects they share (the commit order, the metrics, the issue store, the lane
+baselines). The logic they run lives elsewhere and knows nothing of Faust: ``core/`` (the processor, the
+order router, the clock), ``detectors/``, ``issue_queue/``, ``alerting/``; how records reach the broker and
+when offsets may be committed lives in ``delivery/``.
 """
 
 from __future__ import annotations
 
-from .base import app, settings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["app", "settings"]
+import faust
+
+from config import Settings
+from core.notifications import NotificationRules, load_rules
+from delivery import framework
+from delivery.checkpoint import Checkpoint
+from delivery.dead_letters import DeadLetters
+from detectors import LaneBaselines
+from issue_queue.store import IssueStore
+from telemetry.recorder import Recorder
+
+from .topology import Topology, make_app
+
+if TYPE_CHECKING:
+    from .alerts import AlertRouting
+    from .issue_sink import IssueSink
+    from .notification_webhook import NotificationWebhook
+    from .orders import OrderRouterAgent
+    from .parcels import ParcelAgent
+
+
+@dataclass(eq=False)
+class StreamApp:
+    """One worker's Faust app and what its agents share."""
+
+    settings: Settings
+    app: faust.App
+    topology: Topology
+    checkpoint: Checkpoint
+    recorder: Recorder
+    dead_letters: DeadLetters
+    store: IssueStore
+    baselines: LaneBaselines
+    notification_rules: NotificationRules
+    # The agents, registered on ``app`` by ``build`` (the web views read some of their state).
+    parcels: ParcelAgent | None = None
+    orders: OrderRouterAgent | None = None
+    issue_sink: IssueSink | None = None
+    alerts: AlertRouting | None = None
+    notification_webhook: NotificationWebhook | None = None
+
+
+class Agent:
+    """What every agent of a stream app reads: the app, its topics and their names, the partition count,
+    the metrics."""
+
+    def __init__(self, stream: StreamApp) -> None:
+        self.stream = stream
+        self.app = stream.app
+        self.topics = stream.topology
+        self.names = stream.settings.topics
+        self.partitions = stream.settings.app.partitions
+        self.recorder = stream.recorder
+
+
+def build(settings: Settings) -> StreamApp:
+    """The stream application of one worker process, with every agent, table and timer registered."""
+    from .alerts import AlertRouting
+    from .issue_sink import IssueSink
+    from .notification_webhook import NotificationWebhook
+    from .orders import OrderRouterAgent
+    from .parcels import ParcelAgent
+
+    cfg = settings.app
+    app = make_app(settings)
+    topology = Topology(app, settings)
+    checkpoint = Checkpoint(app)
+    embedded = cfg.broker_kind == "embedded"
+    framework.install(checkpoint, tansu_bootstrap=cfg.broker.split(";")[0].removeprefix("kafka://") if embedded else None)
+    recorder = Recorder(settings)
+    stream = StreamApp(
+        settings=settings, app=app, topology=topology, checkpoint=checkpoint, recorder=recorder,
+        dead_letters=DeadLetters(topology.dead_letter, recorder), store=IssueStore.from_url(cfg.redis_url),
+        baselines=LaneBaselines(settings.lanes), notification_rules=load_rules(),
+    )
+    stream.parcels = ParcelAgent(stream)
+    stream.orders = OrderRouterAgent(stream)
+    stream.issue_sink = IssueSink(stream)
+    stream.alerts = AlertRouting(stream)
+    stream.notification_webhook = NotificationWebhook(stream)
+    return stream
+
+
+__all__ = ["Agent", "StreamApp", "build"]

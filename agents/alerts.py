@@ -1,73 +1,104 @@
 """Issue alert routing: issue events → routes (config/alert_routes.yaml) → chat robots, webhooks, Kafka.
 
-The issues topic is keyed by parcel, so one lane's parcels are spread over every partition; lane
-incidents need to see a whole lane in one place. ``lane_rekey`` forwards each issue event to the
-alert-routing partition of its lane (the events of one issues record that share a partition in one
-record, a batch record when several: batching.py), and ``alert_router`` hands them to this worker's
-``AlertRouter``, which never blocks the stream (bounded queues, retries, spill to disk).
+The issues topic is keyed by parcel, so one lane's parcels are spread over every partition; lane incidents
+need to see a whole lane in one place. ``lane_rekey`` forwards each issue event to the alert-routing
+partition of its lane (the events of one issues record that share a partition in one record, a batch record
+when several), and ``alert_router`` hands them to this worker's ``AlertRouter`` (``alerting/``), which never
+blocks the stream (bounded queues, retries, spill to disk).
 
-Only valid issue events are forwarded (the issue sink dead-letters the others, from the issues topic);
-an invalid record or element on the alert-routing topic itself, which only someone else could have
-written, is dead-lettered by ``alert_router`` with its reason while the rest of its record is routed.
+Only valid issue events are forwarded (the issue sink dead-letters the others, from the issues topic); an
+invalid record or element on the alert-routing topic itself, which only someone else could have written,
+is dead-lettered by ``alert_router`` with its reason while the rest of its record is routed.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from faust.types import EventT, StreamT
 from mode import Service
 
 from alerting import AlertRouter, load_routes
-from batching import is_batch, keyed_records, record_events
-from issue_store import check_issue_event
-from models import InvalidEvent
+from delivery.batch_records import is_batch, keyed_records, record_events
+from domain.events import InvalidEvent
+from issue_queue.store import check_issue_event
 
-from . import telemetry
-from .base import T, alert_routing_topic, app, issues_topic, settings
-from .deadletter import dead_letter
+if TYPE_CHECKING:
+    from . import StreamApp
 
 log = logging.getLogger("parcelwatch.alerts")
 
-routes = load_routes(data_dir=settings.app.data_dir)
+
+class AlertRouting:
+    def __init__(self, stream: StreamApp) -> None:
+        self.stream = stream
+        self.app = app = stream.app
+        self.topics = stream.topology
+        self.partitions = stream.settings.app.partitions
+        routes = load_routes(data_dir=stream.settings.app.data_dir)
+        self.router = AlertRouter(routes, labels=stream.settings.labels, kafka_send=self._kafka_send)
+        stream.recorder.watch_alert_router(self.router)
+        app.service(_RouterLifetime(self.router))  # type: ignore[arg-type]  # (an instance is started as it is)
+        app.agent(self.topics.issues, name="lane_rekey")(self.lane_rekey)
+        app.agent(self.topics.alert_routing, name="alert_router")(self.alert_router)
+
+    async def _kafka_send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self.app.producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=None)
+
+    async def lane_rekey(self, stream: StreamT[bytes]) -> None:
+        async for raw in stream:
+            try:
+                issues = record_events(raw)
+            except InvalidEvent:
+                continue  # (dead-lettered with its reason by the issue sink, which reads the same record)
+            try:
+                # One record per alert-routing partition (a batch record when several), in their order. Only
+                # valid issue events: the sink dead-letters the others from this same record, once.
+                pairs = [(_lane_key(issue), orjson.dumps(issue)) for issue in issues if _is_valid(issue)]
+                for key, partition, record in keyed_records(pairs, self.partitions):
+                    await self.topics.alert_routing.send(key=key, value=record, partition=partition)
+            except Exception:
+                log.exception("could not forward issue events to alert routing")
+
+    async def alert_router(self, stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
+            # The lane re-keying forwards only valid issue events; anything else here was written by someone
+            # else (or a bug): dead-lettered with its reason, the rest of its record routed.
+            try:
+                issues = record_events(event.value)
+            except InvalidEvent as exc:
+                await self._reject(event, exc, None)
+                continue
+            batch = is_batch(event.value)
+            for i, issue in enumerate(issues):
+                try:
+                    check_issue_event(issue)
+                except InvalidEvent as exc:
+                    await self._reject(event, exc, (i, issue) if batch else None)
+                    continue
+                try:
+                    await self.router.submit(issue)
+                except Exception:
+                    log.exception("could not route an issue event")
+
+    async def _reject(self, event: EventT, exc: InvalidEvent, element: tuple[int, Any] | None) -> None:
+        await self.stream.dead_letters.reject(event, exc, element)
 
 
-async def _kafka_send(topic: str, key: bytes | None, value: bytes) -> None:
-    await app.producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=None)
-
-
-router = AlertRouter(routes, labels=settings.labels, kafka_send=_kafka_send)
-telemetry.watch_alert_router(router)
-
-
-@app.service
-class AlertRouterService(Service):
+class _RouterLifetime(Service):
     """Starts the router with the worker and closes it (flushing digests, spooling the rest) on stop."""
 
+    def __init__(self, router: AlertRouter) -> None:
+        super().__init__()
+        self.router = router
+
     async def on_start(self) -> None:
-        await router.start()
+        await self.router.start()
 
     async def on_stop(self) -> None:
-        await router.close(timeout=5.0)
-
-
-@app.agent(issues_topic)
-async def lane_rekey(stream: StreamT[bytes]) -> None:
-    async for raw in stream:
-        try:
-            issues = record_events(raw)
-        except InvalidEvent:
-            continue  # (dead-lettered with its reason by the issue sink, which reads the same record)
-        try:
-            # One record per alert-routing partition (a batch record when several), in their order. Only
-            # valid issue events: the sink dead-letters the others from this same record, once.
-            pairs = [(_lane_key(issue), orjson.dumps(issue)) for issue in issues if _is_valid(issue)]
-            for key, partition, record in keyed_records(pairs, settings.app.partitions):
-                await alert_routing_topic.send(key=key, value=record, partition=partition)
-        except Exception:
-            log.exception("could not forward issue events to alert routing")
+        await self.router.close(timeout=5.0)
 
 
 def _is_valid(issue: Any) -> bool:
@@ -80,31 +111,3 @@ def _is_valid(issue: Any) -> bool:
 
 def _lane_key(issue: dict[str, Any]) -> str:
     return str(issue.get("lane") or f"subject:{issue.get('subject')}")
-
-
-@app.agent(alert_routing_topic)
-async def alert_router(stream: StreamT[bytes]) -> None:
-    async for event in stream.events():
-        # The lane re-keying forwards only valid issue events; anything else here was written by someone
-        # else (or a bug): dead-lettered with its reason, the rest of its record routed.
-        try:
-            issues = record_events(event.value)
-        except InvalidEvent as exc:
-            await _reject(event, exc, None)
-            continue
-        batch = is_batch(event.value)
-        for i, issue in enumerate(issues):
-            try:
-                check_issue_event(issue)
-            except InvalidEvent as exc:
-                await _reject(event, exc, (i, issue) if batch else None)
-                continue
-            try:
-                await router.submit(issue)
-            except Exception:
-                log.exception("could not route an issue event")
-
-
-async def _reject(event: EventT, exc: InvalidEvent, element: tuple[int, Any] | None) -> None:
-    reason = await dead_letter(event, exc, element)
-    telemetry.observe_invalid(T.alert_routing, reason)

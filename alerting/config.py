@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from config import ISSUE_KINDS, SEVERITIES, ConfigError
-from models import CARRIERS, PLATFORMS
+from config import ConfigError
+from domain.vocabulary import CARRIERS, ISSUE_KINDS, PLATFORMS, SEVERITIES
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "alert_routes.yaml"
 PATH_ENV = "PARCELWATCH_ALERT_ROUTES"

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models import format_time
+from domain.events import format_time
 
 from .config import IncidentSettings
 from .render import INCIDENT_KIND

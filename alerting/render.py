@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import Labels
-from issue_queue import SEVERITY_LABELS, china_time
-from models import CARRIERS
+from domain.vocabulary import CARRIERS, SEVERITY_LABELS, china_time
 
 INCIDENT_KIND = "lane_incident"
 # Not an issue kind of the detectors, so not in the configured labels.

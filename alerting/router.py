@@ -7,7 +7,7 @@ outbox (spilled to disk past ``memory_limit``) and never holds up another route 
 that exhausts its retries is counted (``on_failed``) and kept: it goes to the back of its outbox and is tried
 again after the others, so nothing is dropped while a destination is down.
 
-Metrics wiring, one line each (``metrics.py`` owns the collectors)::
+Metrics wiring, one line each (``telemetry/`` owns the collectors)::
 
     router.on_sent = lambda route, dest: ALERTS_SENT.labels(route=route, destination=dest).inc()
     router.on_failed = lambda route, dest: ALERTS_FAILED.labels(route=route, destination=dest).inc()

@@ -3,9 +3,9 @@
   (a) a bare aiokafka consumer that only decodes them with orjson  — the Python ceiling
   (b) an empty Faust agent that iterates them and does nothing       — the framework ceiling
   (b1) the same agent writing one table key per event                — the least a stateful app pays
-  (b1d) the same writes through changelog_writer (batched changelog)  — what a cheaper write path gives
+  (b1d) the same writes through delivery/changelog.py (batched changelog)  — what a cheaper write path gives
   (c) the parcelwatch worker processing them fully (state, all detectors, issues to Redis)
-  (c*) the same worker on batch records (batching.py): the events grouped per partition, --batch a record
+  (c*) the same worker on batch records (delivery/batch_records.py): the events grouped per partition, --batch a record
 
 Each of (a) and (b) starts after all N events are in the broker; (c) gets them once its workers are up
 and their group has settled (each worker holds its share of the partitions). Each is timed from its
@@ -41,11 +41,11 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from batching import batch_records, decode_batch, is_batch
-from embedded.broker import TansuBroker
-from embedded.process import free_port, stop
-from embedded.redis_server import RedisServer
-from kafka_tools import stop_consumer
+from delivery.batch_records import batch_records, decode_batch, is_batch
+from delivery.clients import stop_consumer
+from devtools.broker import TansuBroker
+from devtools.process import free_port, stop
+from devtools.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
@@ -53,7 +53,7 @@ PARTITIONS = 4
 
 def simulated_events(n: int) -> list[tuple[str, bytes, bytes]]:
     """N events of the simulator's realistic mix, as (topic kind, key, value), in event-time order."""
-    from simulator import Simulator
+    from devtools.simulator import Simulator
 
     sim = Simulator(seed=11, start_time=time.time() - 12 * 86400)
     out: list[tuple[str, bytes, bytes]] = []
@@ -76,7 +76,7 @@ async def _create(bootstrap: str, topics: list[str]) -> None:
 async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes]], arrival: bool = False) -> None:
     """``arrival``: each record's Kafka timestamp is its event's time, as if it had arrived then (a
     backlog after an outage, judged by the catch-up clock); else the time of producing it."""
-    from models import parse_time
+    from domain.events import parse_time
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
@@ -111,7 +111,7 @@ async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
 
 def empty_agent(broker: TansuBroker, topic: str, n: int, table_writes: bool | str = False, batched: bool = False) -> float:
     """Seconds the framework-ceiling agent (bench.empty_agent) takes for ``n`` events (``table_writes``:
-    False, True for Faust table writes, or "direct" for the same writes through changelog_writer)."""
+    False, True for Faust table writes, or "direct" for the same writes through delivery/changelog.py)."""
     writes = table_writes if isinstance(table_writes, str) else "1" if table_writes else "0"
     with tempfile.TemporaryDirectory() as datadir:
         env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_TOPIC": topic, "BENCH_EVENTS": str(n),
@@ -142,10 +142,10 @@ async def _produce_batched(bootstrap: str, topic: str, records: list[tuple[str, 
 
 async def _produce_partitioned(bootstrap: str, records: list[tuple[str, bytes, bytes]], size: int,
                                arrival: bool = False) -> None:
-    """The same events as batch records (batching.py), as the ingest side would send them: each topic's
+    """The same events as batch records (delivery/batch_records.py), as the ingest side would send them: each topic's
     events grouped by the partition of their key, in event order, ``size`` to a record (arrival: each
     record stamped with its newest event's time)."""
-    from models import parse_time
+    from domain.events import parse_time
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
@@ -170,8 +170,8 @@ APPLIED = "applied"  # and for the issue events the sink has applied to Redis (a
 
 
 # The series the harness reads: asked for by name (``name[]``), so that a poll costs the worker a small
-# render, not the whole exposition's (about 5 ms of the worker's CPU per poll on 2026-12-03, 8% of its
-# samples in the last half second of a (c*) run, when the harness polls every 0.1 s).
+# render, not the whole exposition's (about 5 ms of the worker's CPU per poll, when the harness polls
+# every 0.1 s).
 _POLLED = ("parcelwatch_events_consumed_total", "parcelwatch_issues_opened_total", "parcelwatch_issues_resolved_total",
            "parcelwatch_deadline_sweep_seconds_count", "parcelwatch_issue_events_applied_total")
 _POLL_QUERY = "&".join(f"name[]={name}" for name in _POLLED)
@@ -222,7 +222,7 @@ FACTS_TOPIC, ISSUES_TOPIC = "parcelwatch-order-facts", "parcelwatch-issues"
 
 class _TopicCounter:
     """Events in a topic as the worker counts them consumed (one per record, one per element of a batch
-    record, batching.py), read incrementally by a consumer per topic kept open for the whole run, on a
+    record, delivery/batch_records.py), read incrementally by a consumer per topic kept open for the whole run, on a
     loop of its own. A fresh consumer for each count took 45-120 ms and read the warm-up's records
     again; the harness counts three times in each timed phase, so that was measured as the worker's time."""
 
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(a)  bare aiokafka + orjson decode           : {ra:10,.0f} events/s")
     print(f"(b)  empty Faust agent (uvloop)              : {rb:10,.0f} events/s")
     print(f"(b1) Faust agent, one table write per event  : {rb1:10,.0f} events/s   (b1/b = {rb1 / rb:.0%})")
-    print(f"(b1d) the same writes, changelog_writer      : {rb1d:10,.0f} events/s   (b1d/b = {rb1d / rb:.0%}, b1d/b1 = {rb1d / rb1:.1f}x)")
+    print(f"(b1d) the same writes, ChangelogWriter       : {rb1d:10,.0f} events/s   (b1d/b = {rb1d / rb:.0%}, b1d/b1 = {rb1d / rb1:.1f}x)")
     print(f"(c)  parcelwatch, {args.workers} worker(s){' (arrival)' if args.arrival else '          '}      : {rc:10,.0f} events/s"
           f"   (worker CPU {c_cpu:.1f} s in {c:.1f} s wall: {c_cpu / c:.0%} of one core; {c_issues:,} issue events; "
           f"{n / c_cpu:,.0f} events per worker CPU-second)")
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"records of {args.batch} events (what batching on the ingest side would give the framework):")
         print(f"(b*)  empty Faust agent                      : {n / bb:10,.0f} events/s   ({b / bb:.1f}x b)")
         print(f"(b1*) one table write per event              : {n / bb1:10,.0f} events/s   ({b1 / bb1:.1f}x b1)")
-        print(f"(b1d*) the same writes, changelog_writer     : {n / bb1d:10,.0f} events/s   ({b1d / bb1d:.1f}x b1d)")
+        print(f"(b1d*) the same writes, ChangelogWriter      : {n / bb1d:10,.0f} events/s   ({b1d / bb1d:.1f}x b1d)")
         print(f"(c*)  parcelwatch, {args.workers} worker(s), batch records : {n / cb:10,.0f} events/s   "
               f"(worker CPU {cb_cpu:.1f} s in {cb:.1f} s wall: {cb_cpu / cb:.0%} of one core; {cb_issues:,} issue events; "
               f"{n / cb_cpu:,.0f} events per worker CPU-second; {c / cb:.1f}x c)")

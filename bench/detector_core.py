@@ -26,12 +26,12 @@ import statistics
 import time
 
 import config
+from core.orders import snapshot_subjects
+from core.replay import Engine
 from detectors import DetectorContext, LaneBaselines, evaluate
-from models import OrderEvent, TrackingUpdate, parse_order_event, parse_tracking_update
-from processor import snapshot_subjects
-from replay import Engine
-from simulator import Simulator
-from state import OrderFacts, ParcelState
+from devtools.simulator import Simulator
+from domain.events import OrderEvent, TrackingUpdate, parse_order_event, parse_tracking_update
+from domain.state import OrderFacts, ParcelState
 
 START = 1_793_500_000.0
 

@@ -5,7 +5,7 @@ Started by ``bench.ceiling`` as ``python -m bench.empty_agent -L uvloop worker``
 
 ``BENCH_TABLE_WRITES=1``: one raw-bytes table write per event (the event's key -> its value), the least
 a stateful Faust app does per event (each write is one changelog record). ``BENCH_TABLE_WRITES=direct``:
-the same writes through ``changelog_writer.ChangelogWriter`` (the store, and changelog records appended
+the same writes through ``delivery/changelog.py``'s ``ChangelogWriter`` (the store, and changelog records appended
 to aiokafka record batches: no Faust message per record). ``BENCH_BATCHED=1``: each record carries a
 JSON array of ``[key, event]`` pairs instead of one event (events are counted, not records), to measure
 what batching records on the ingest side would give.
@@ -20,7 +20,7 @@ import time
 import faust
 import orjson
 
-from embedded.process import free_port
+from devtools.process import free_port
 
 TOPIC = os.environ["BENCH_TOPIC"]
 EXPECTED = int(os.environ["BENCH_EVENTS"])
@@ -51,7 +51,7 @@ topic = app.topic(TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw",
 
 
 class RawTable(faust.Table):
-    """Raw bytes in the store and the changelog, as parcelwatch's tables (agents/base.py)."""
+    """Raw bytes in the store and the changelog, as parcelwatch's tables (agents/topology.py)."""
 
     def _serializer_from_type(self, typ: object) -> str:
         return "raw"
@@ -62,9 +62,12 @@ table = RawTable(app, name="bench-state", key_type=bytes, value_type=bytes,
 app.tables.add(table)
 
 if DIRECT:
-    from changelog_writer import ChangelogWriter
+    from delivery import framework
+    from delivery.checkpoint import Checkpoint
 
-    writer = ChangelogWriter(app)
+    checkpoint = Checkpoint(app)
+    framework.install(checkpoint)  # the worker's commit order and overrides, as agents/__init__.py installs them
+    writer = checkpoint.writer
 
     def write(key: bytes, value: bytes) -> None:
         writer.set(table, key, value)
@@ -105,7 +108,8 @@ async def count(stream: faust.StreamT[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    from kafka_tools import disable_worker_spinner
+    if not DIRECT:  # Faust as it is, but for the terminal spinner no worker of ours runs with
+        from delivery import framework
 
-    disable_worker_spinner()  # the same worker setup as parcelwatch's (see kafka_tools)
+        framework.disable_worker_spinner()
     app.main()

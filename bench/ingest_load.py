@@ -1,6 +1,6 @@
 """Ingest load on loopback: kuaidi100 pushes against a live worker (embedded broker and Redis), bounded
 in count and time. Prints pushes/s and scans/s, the tracking records the scans travelled in (batch
-records, agents/record_batcher.py) and the worker's CPU seconds from the first push until it had
+records, delivery/record_batcher.py) and the worker's CPU seconds from the first push until it had
 processed every scan; asserts nothing.
 Run: ``.venv/bin/python -m bench.ingest_load [--pushes 2000] [--concurrency 20]``.
 """
@@ -13,23 +13,22 @@ import json
 import tempfile
 import time
 import urllib.parse
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import psutil
 
-from batching import decode_batch, is_batch
 from bench.ceiling import _consumed
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
+from delivery.batch_records import decode_batch, is_batch
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
+from domain.vocabulary import CHINA_TZ
 from tests.harness import Worker, consume_all, wait_for
-
-CN = timezone(timedelta(hours=8))
 
 
 def push(i: int) -> bytes:
-    now = datetime.now(CN)
+    now = datetime.now(CHINA_TZ)
     data = [{"context": "运输中", "ftime": (now - timedelta(hours=h)).strftime("%Y-%m-%d %H:%M:%S"), "statusCode": code}
             for h, code in ((20, "103"), (10, "0"), (2, "1001"))]
     param = json.dumps({"status": "polling", "lastResult": {"state": "0", "com": "zhongtong", "nu": f"7300{i:08d}",

@@ -20,10 +20,10 @@ from pathlib import Path
 import psutil
 
 import config
+from core.processor import Processor
 from detectors import LaneBaselines
-from models import TrackingUpdate
-from processor import Processor
-from state import OrderFacts
+from domain.events import TrackingUpdate
+from domain.state import OrderFacts
 
 T0 = 1_793_500_000.0
 

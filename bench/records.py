@@ -3,7 +3,7 @@
 The ceiling benchmark's simulated events (twelve days of traffic) go through the same processor and
 order router as the worker's, with dicts for tables that count every write and its bytes, and sweeps
 every ``--tick-every`` events. Twice: with the clock at the wall-clock time (a worker catching up on that
-backlog judged it so before the catch-up clock), and with the catch-up clock (clock.py), the events having
+backlog judged it so before the catch-up clock), and with the catch-up clock (core/clock.py), the events having
 arrived at their event time. Prints, per input event, the table writes (each one changelog record), the
 order-facts records, issue events (and the records they travel in) and deliveries produced, and the Faust
 messages the worker would consume.
@@ -18,13 +18,14 @@ import zlib
 from collections.abc import Iterator, MutableMapping
 
 import config
-from batching import keyed_records
 from bench.ceiling import PARTITIONS, simulated_events
-from clock import CatchUpClock
+from core.clock import CatchUpClock
+from core.notifications import load_rules
+from core.orders import OrderRouter, decode_order_facts
+from core.processor import Output, Processor
+from delivery.batch_records import keyed_records
 from detectors import LaneBaselines
-from models import parse_order_event, parse_tracking_update
-from notifications import load_rules
-from processor import OrderRouter, Output, Processor, decode_order_facts
+from domain.events import parse_order_event, parse_tracking_update
 
 
 class CountingTable(MutableMapping[str, bytes]):

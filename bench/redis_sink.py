@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from embedded.redis_server import RedisServer
-from issue_store import IssueStore
-from models import format_time
+from devtools.redis_server import RedisServer
+from domain.events import format_time
+from issue_queue.store import IssueStore
 
 T0 = 1_793_500_000.0
 KINDS = ("pickup_overdue", "transit_overdue", "tracking_stale", "carrier_exception")

@@ -12,9 +12,9 @@ import statistics
 import time
 
 import config
+from core.processor import Processor
 from detectors import LaneBaselines
-from models import TrackingUpdate
-from processor import Processor
+from domain.events import TrackingUpdate
 
 T0 = 1_793_500_000.0  # 2026-11-01
 

@@ -18,18 +18,9 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from domain.vocabulary import ISSUE_KINDS, PROVINCES, SEVERITIES
+
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")
-SEVERITIES = ("low", "medium", "high", "critical")
-ISSUE_KINDS = (
-    "ship_overdue",
-    "pickup_overdue",
-    "transit_overdue",
-    "tracking_stale",
-    "confirmed_unsigned",
-    "autoconfirm_imminent",
-    "locker_uncollected",
-    "carrier_exception",
-)
 
 
 class ConfigError(ValueError):
@@ -138,8 +129,6 @@ class Lanes:
             _positive(f"{path}.region_sla_hours.{k}", v)
         if "remote" not in self.region_sla_hours:
             raise ConfigError(f"{path}.region_sla_hours.remote", "is required")
-        from models import PROVINCES  # destinations are normalised to these short names
-
         for i, name in enumerate(self.remote_provinces):
             if name not in PROVINCES:
                 raise ConfigError(f"{path}.remote_provinces[{i}]", f"unknown province {name!r}; use the short name (e.g. 新疆)")

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from state import ORDER_SUBJECT_PREFIX, ParcelState
+from domain.state import ORDER_SUBJECT_PREFIX, ParcelState
 
 from .base import HOUR, DetectorContext, Finding, severity
 from .lanes import LaneBaselines

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from config import Settings
-from models import SEVERITY_ORDER
+from domain.vocabulary import SEVERITIES
 
 HOUR = 3600.0
-CHINA_TZ = timezone(timedelta(hours=8))
 
 
 # What a deferred finding's texts are rendered from: a rule's text function and the values it read.
@@ -162,23 +160,6 @@ class DetectorContext:
         self.locker_seconds = th.locker_uncollected_hours * HOUR
 
 
-def china_time(epoch: float) -> str:
-    """How staff read times in evidence: China time, minutes."""
-    # Every issue's texts show several times, mostly of a few recent minutes; formatting one costs
-    # more than the rest of the rule (a datetime and strftime), so each minute is formatted once.
-    minute = int(epoch // 60)
-    text = _CHINA_MINUTES.get(minute)
-    if text is None:
-        if len(_CHINA_MINUTES) >= _CHINA_MINUTES_KEPT:
-            _CHINA_MINUTES.clear()
-        text = _CHINA_MINUTES[minute] = datetime.fromtimestamp(minute * 60, tz=CHINA_TZ).strftime("%Y-%m-%d %H:%M")
-    return text
-
-
-_CHINA_MINUTES: dict[int, str] = {}
-_CHINA_MINUTES_KEPT = 50_000  # about five weeks of minutes; a few MiB at most
-
-
 def hours(seconds: float) -> str:
     h = seconds / HOUR
     return f"{h / 24:.1f} d" if h >= 48 else f"{h:.1f} h"
@@ -194,12 +175,12 @@ def severity(ctx: DetectorContext, kind: str, finding: Finding, order_value: flo
         level += 1
     if remote:
         level += rules.remote_region_step
-    return SEVERITY_ORDER[max(0, min(level, _TOP_LEVEL))]
+    return SEVERITIES[max(0, min(level, _TOP_LEVEL))]
 
 
 # Level of each severity name (a dict lookup: this runs for every finding of every event).
-_SEVERITY_LEVEL = {name: level for level, name in enumerate(SEVERITY_ORDER)}
-_TOP_LEVEL = len(SEVERITY_ORDER) - 1
+_SEVERITY_LEVEL = {name: level for level, name in enumerate(SEVERITIES)}
+_TOP_LEVEL = len(SEVERITIES) - 1
 
 
 def severity_escalation_at(ctx: DetectorContext, finding: Finding, deadline: float) -> float:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from models import IssueKind
-from state import ParcelState
+from domain.state import ParcelState
+from domain.vocabulary import IssueKind, china_time
 
-from .base import HOUR, NO_CHECK, Check, DetectorContext, Finding, Texts, china_time, hours, severity_escalation_at
+from .base import HOUR, NO_CHECK, Check, DetectorContext, Finding, Texts, hours, severity_escalation_at
 
 # The kinds as plain strings (an enum member's ``.value`` is a lookup per finding).
 SHIP_OVERDUE = IssueKind.SHIP_OVERDUE.value

@@ -1,5 +1,5 @@
 """Ingest adapters: aggregator pushes (kuaidi100, AfterShip, 17TRACK, our own JSON) → normalised
-tracking updates. Pure parsing and mapping here; the HTTP endpoints are in ``agents/ingest.py``."""
+tracking updates. Pure parsing and mapping here; the HTTP endpoints are in ``web/ingest.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from models import TrackingUpdate
+from domain.events import TrackingUpdate
 
 
 class PushError(ValueError):

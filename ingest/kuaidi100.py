@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from models import TrackingUpdate
+from domain.events import TrackingUpdate
+from domain.vocabulary import CHINA_TZ
 
 from . import BadSignature, Parsed, PushError, event_id
 from .carriers import KUAIDI100, canonical
 
 SOURCE = "kuaidi100"
-CHINA = timezone(timedelta(hours=8))
 OK_REPLY = {"result": True, "returnCode": "200", "message": "成功"}
 FAIL_REPLY = {"result": False, "returnCode": "500", "message": "失败"}
 
@@ -53,7 +53,7 @@ def verify(param: str, sign: str | None, salt: str | None) -> None:
 
 def _time(raw: Any, where: str) -> float:
     try:
-        return datetime.strptime(str(raw), "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA).timestamp()
+        return datetime.strptime(str(raw), "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ).timestamp()
     except ValueError:
         raise PushError(where, f"expected YYYY-MM-DD HH:MM:SS (China time), got {str(raw)[:30]!r}") from None
 

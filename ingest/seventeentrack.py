@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from models import TrackingUpdate, parse_time
+from domain.events import TrackingUpdate, parse_time
 
 from . import BadSignature, Parsed, PushError, event_id, json_section
 from .carriers import SEVENTEENTRACK, canonical

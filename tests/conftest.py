@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import config
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

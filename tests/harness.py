@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from embedded.process import free_port, stop
+from devtools.process import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -210,8 +210,8 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -
 def explain_subjects(bootstrap: str, subjects: Iterable[str]) -> str:
     """For a test that timed out waiting for issues: what the changelogs say about each subject (its
     state's partition, milestones, open issues and filing) and which index buckets hold it."""
-    from batching import decode_batch, is_batch
-    from state import ParcelState
+    from delivery.batch_records import decode_batch, is_batch
+    from domain.state import ParcelState
 
     latest: dict[str, tuple[int, int, bytes | None]] = {}
     for m in consume_all(bootstrap, "parcelwatch-parcel-state-changelog"):

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
 
 from .harness import Worker, consume_all, produce, wait_for
 from .test_integration_e2e import scan, shipped

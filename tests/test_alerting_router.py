@@ -223,8 +223,8 @@ def test_digest_sends_n_issues_as_one_message(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
             assert len(rx.requests) == 4
             await router.close()  # closing flushes the partial digest
-        hooks = rx.at("/hook")
-        assert [[i["tracking_number"] for i in r.body] for r in hooks] == [
+        posted = rx.at("/hook")
+        assert [[i["tracking_number"] for i in r.body] for r in posted] == [
             ["7310000", "7310001", "7310002"], ["7310003", "7310004", "7310005"], ["7310006"]]
         assert rx.at("/dingtalk")[0].body["markdown"]["title"] == "parcelwatch 问题汇总：3 条（揽收超时 3）"
 

@@ -1,12 +1,17 @@
-"""The command line's choices that must be made before Faust is imported."""
+"""The command line: its introduction, the choices made before Faust is imported, and the Redis it reads."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from devtools.process import free_port
+from devtools.redis_server import RedisServer
 from tests.harness import ROOT
 
 
@@ -31,3 +36,62 @@ def test_an_explicit_loop_is_kept(choice: list[str]) -> None:
 
 def test_other_commands_keep_asyncios_loop() -> None:
     assert _loop_policy(["app.py", "queue"]) != "uvloop.EventLoopPolicy"
+
+
+def _app(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}
+    return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env={**environ, **env}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_help_introduces_parcelwatch_and_its_commands_not_faust() -> None:
+    done = _app("--help")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("parcelwatch:"), first
+    for command in ("worker", "queue", "replay", "simulate"):
+        assert f"\n  {command} " in done.stdout
+    assert "Welcome" not in done.stdout  # Faust's own banner is one flag away, not the introduction
+    assert "Welcome" in _app("--faust-help").stdout
+
+
+def test_an_unreachable_redis_is_one_line_naming_it(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = _app("queue", PARCELWATCH_REDIS_URL=url, PARCELWATCH_RUN_DIR=str(tmp_path))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert url in done.stderr and "PARCELWATCH_REDIS_URL" in done.stderr
+
+
+def test_running_stack_is_found_only_while_its_process_lives(tmp_path: Path) -> None:
+    from devtools.stack import STACK_FILE, running_stack
+
+    assert running_stack(tmp_path) is None
+    (tmp_path / STACK_FILE).write_text(json.dumps({"pid": os.getpid(), "redis": "redis://127.0.0.1:1/0"}))
+    assert running_stack(tmp_path) == {"pid": str(os.getpid()), "redis": "redis://127.0.0.1:1/0"}
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / STACK_FILE).write_text(json.dumps({"pid": int(dead.stdout), "redis": "redis://127.0.0.1:1/0"}))
+    assert running_stack(tmp_path) is None
+
+
+@pytest.mark.integration
+def test_queue_reads_the_running_stacks_redis_wherever_its_port_went(tmp_path: Path, redis_server: RedisServer) -> None:
+    """``make run`` moves its Redis to a free port when 6379 is taken; ``app.py queue`` must read that one,
+    not whatever answers on the configured port."""
+    import asyncio
+
+    from devtools.stack import STACK_FILE
+    from issue_queue.store import IssueStore
+
+    from .test_issue_store import START, event
+
+    async def seed() -> None:
+        store = IssueStore.from_url(redis_server.url)
+        await store.apply_events([event("open", START + 60, key="ZTO:73100001|pickup_overdue", shop="shop-on-the-stack")])
+        await store.redis.aclose()
+
+    asyncio.run(seed())
+    (tmp_path / STACK_FILE).write_text(json.dumps({"pid": os.getpid(), "redis": redis_server.url}))
+    done = _app("queue", "--date", "2026-11-03", PARCELWATCH_RUN_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "shop-on-the-stack" in done.stdout and redis_server.url in done.stdout

@@ -1,4 +1,4 @@
-"""Batch records (batching.py): many events of one partition in one record, each processed as if alone.
+"""Batch records (delivery/batch_records.py): many events of one partition in one record, each processed as if alone.
 
 A real worker on a real broker gets the simulator's events packed into batch records per partition
 (tracking by parcel, orders by order id); it must leave the same open queue as a replay of the same
@@ -16,12 +16,12 @@ import orjson
 import pytest
 
 import config
-from batching import batch_records, decode_batch, encode_batches, is_batch, keyed_records, partition_for, record_events
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
-from models import InvalidEvent
-from replay import replay
-from simulator import Simulator, write_jsonl
+from core.replay import replay
+from delivery.batch_records import batch_records, decode_batch, encode_batches, is_batch, keyed_records, partition_for, record_events
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
+from devtools.simulator import Simulator, write_jsonl
+from domain.events import InvalidEvent, OrderEvent
 
 from .harness import Worker, consume_all, open_issue_times, produce, replayed_open_times, wait_for
 
@@ -105,7 +105,7 @@ def test_a_worker_on_batch_records_leaves_the_queue_a_replay_leaves(
     # One tracking update and one order event batched onto the wrong partition, each beside a bad
     # element: the strays must be re-routed (not lost, not split), the bad elements dead-lettered alone.
     _, stray_key, stray = next(r for r in records if r[0] == "tracking")
-    _, stray_order_key, stray_order = next(r for r in records if r[0] == "orders" and r[2].kind == "shipped")
+    _, stray_order_key, stray_order = next(r for r in records if isinstance(r[2], OrderEvent) and r[2].kind == "shipped")
     batches = _batched([r for r in records if r[2] is not stray and r[2] is not stray_order], 25)
     wrong = (partition_for(stray_key, PARTITIONS) + 1) % PARTITIONS
     wrong_order = (partition_for(stray_order_key, PARTITIONS) + 1) % PARTITIONS
@@ -223,7 +223,7 @@ def test_the_simulator_sends_batch_records_of_one_partition_each(broker: TansuBr
 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from simulator import produce as simulate
+    from devtools.simulator import produce as simulate
 
     async def create() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)

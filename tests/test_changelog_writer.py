@@ -1,4 +1,4 @@
-"""changelog_writer on a real Tansu broker (loopback): what Faust reads back, when offsets are committed, failures.
+"""delivery/changelog.py on a real Tansu broker (loopback): what Faust reads back, when offsets are committed, failures.
 
 The worker tests run a small Faust app (``_worker_main`` below, started as its own process) with two raw
 tables fed by the same commands: ``state`` written through the ChangelogWriter, ``reference`` through
@@ -22,8 +22,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from embedded.broker import TansuBroker
-from embedded.process import free_port, stop
+from devtools.broker import TansuBroker
+from devtools.process import free_port, stop
 
 from .harness import ROOT, consume_all, produce
 
@@ -41,18 +41,11 @@ def _worker_main() -> None:
     import faust
     from faust.types import TP
 
-    from changelog_writer import ChangelogWriter
-    from embedded.tansu_compat import patch_highwaters
-    from kafka_tools import disable_worker_spinner, patch_producer_buffer_flush, patch_seek_to_committed, patch_send_failure_guard
+    from delivery import framework
+    from delivery.checkpoint import Checkpoint
 
     env = os.environ
     out = Path(env["CW_OUT"])
-    # The worker setup parcelwatch uses (agents/base.py).
-    patch_seek_to_committed()
-    patch_producer_buffer_flush()
-    patch_send_failure_guard()
-    patch_highwaters(env["CW_BROKER"].removeprefix("kafka://"))
-    disable_worker_spinner()
 
     app = faust.App(
         env["CW_APP"], broker=env["CW_BROKER"], store=env["CW_STORE"], datadir=env["CW_DATADIR"], web_enabled=False,
@@ -64,7 +57,7 @@ def _worker_main() -> None:
     )
     topic = app.topic(INPUT, key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    class RawTable(faust.Table):  # as agents/base.py
+    class RawTable(faust.Table):  # as agents/topology.py
         def _serializer_from_type(self, typ: object) -> str:
             return "raw"
 
@@ -74,7 +67,10 @@ def _worker_main() -> None:
 
     state, reference = table("state"), table("reference")
     tables: Any = app.tables  # the TableManager: its recovery service says when recovery is complete
-    writer = ChangelogWriter(app, linger=float(env["CW_LINGER"]))
+    # The worker setup parcelwatch uses (agents/__init__.py): its commit order and every override.
+    checkpoint = Checkpoint(app, linger=float(env["CW_LINGER"]))
+    framework.install(checkpoint, tansu_bootstrap=env["CW_BROKER"].removeprefix("kafka://"))
+    writer = checkpoint.writer
     read = writer.reader(state)  # the one-lookup read, checked against Faust's own ``get`` of ``reference``
     expected = int(env["CW_EXPECTED"])
     slow = float(env.get("CW_SLOW", "0"))
@@ -243,16 +239,16 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_a_raw_tables_records_skip_faust_serializer_dispatch_and_are_what_it_makes() -> None:
     import faust
 
-    from changelog_writer import _Table
+    from delivery.changelog import _Table
 
     app = faust.App("cw-records", broker="kafka://127.0.0.1:1", store="memory://")
 
-    class RawTable(faust.Table):  # as agents/base.py
+    class RawTable(faust.Table):  # as agents/topology.py
         def _serializer_from_type(self, typ: object) -> str:
             return "raw"
 
     raw = _Table(RawTable(app, name="raw", key_type=str, value_type=bytes, partitions=PARTITIONS))
-    json_table = _Table(app.Table("json", key_type=str, value_type=bytes, partitions=PARTITIONS))  # Faust's derived "json"
+    json_table = _Table(app.Table("json", key_type=str, value_type=bytes, partitions=PARTITIONS))  # type: ignore[arg-type]  # Faust's derived "json"
     assert raw.raw
     assert not json_table.raw  # the registry's path: a JSON string, quoted
     assert json_table.record("k", b"v", delete=False)[0] == b'"k"'
@@ -396,22 +392,12 @@ class _InEvent:
         _current_event.reset(self.token)
 
 
-@pytest.fixture
-def failures() -> Iterator[list[str]]:
-    """kafka_tools' process-wide failure list, empty before and after; the test's writers unregistered after."""
-    import changelog_writer
-    import kafka_tools
-
-    kafka_tools.send_failures.clear()
-    yield kafka_tools.send_failures
-    kafka_tools.send_failures.clear()
-    changelog_writer._writers.clear()
-
-
 async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float) -> tuple[Any, Any, Any]:
+    """An app with a table, its checkpoint (whose writer writes the table) and the worker's overrides."""
     import faust
 
-    from changelog_writer import ChangelogWriter
+    from delivery import framework
+    from delivery.checkpoint import Checkpoint
 
     class RawTable(faust.Table):
         def _serializer_from_type(self, typ: object) -> str:
@@ -426,9 +412,10 @@ async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float) -> t
         await admin.create_topics([NewTopic(table.changelog_topic_name, PARTITIONS, 1)])
     finally:
         await admin.close()
-    writer = ChangelogWriter(app, linger=linger)
+    checkpoint = Checkpoint(app, linger=linger)
+    framework.install(checkpoint)
     await app.producer.start()
-    return app, table, writer
+    return app, table, checkpoint
 
 
 async def _read(bootstrap: str, topic: str, count: int, timeout: float = 10) -> list[Any]:
@@ -451,9 +438,10 @@ async def _read(bootstrap: str, topic: str, count: int, timeout: float = 10) -> 
             pass
 
 
-def test_wait_acked_sends_at_once_and_returns_when_the_broker_has_the_writes(broker: TansuBroker, failures: list[str]) -> None:
+def test_wait_acked_sends_at_once_and_returns_when_the_broker_has_the_writes(broker: TansuBroker) -> None:
     async def scenario() -> None:
-        app, table, writer = await _app_with_writer(broker, "cw-acked", linger=60.0)  # the linger never fires here
+        app, table, checkpoint = await _app_with_writer(broker, "cw-acked", linger=60.0)  # the linger never fires here
+        writer = checkpoint.writer
         try:
             with pytest.raises(TypeError, match="outside of stream"):
                 writer.set(table, "k", b"v")  # no event: no partition to write to (and RocksDB could not pick one)
@@ -479,13 +467,14 @@ def test_wait_acked_sends_at_once_and_returns_when_the_broker_has_the_writes(bro
     asyncio.run(scenario())
 
 
-def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBroker, failures: list[str]) -> None:
+def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBroker) -> None:
     """The parcel agent writes a record's states once its issue events are acknowledged, in a task, while
     it goes on with other records (``hold``): Faust's pre-commit flush must wait for those writes and
     send them, or the record's offset would be committed ahead of its state."""
 
     async def scenario() -> None:
-        app, table, writer = await _app_with_writer(broker, "cw-held", linger=60.0)
+        app, table, checkpoint = await _app_with_writer(broker, "cw-held", linger=60.0)
+        writer = checkpoint.writer
         try:
             async def write_later() -> None:
                 await asyncio.sleep(0.3)  # e.g. the broker acknowledging the record's issue events
@@ -493,7 +482,7 @@ def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBrok
                     writer.set(table, "later", b"1")
 
             held = asyncio.ensure_future(write_later())
-            writer.hold(held)
+            checkpoint.hold(held)
             await asyncio.wait_for(app.producer.flush(), 10)
             assert held.done() and writer.pending_records == 0
             assert [(m.partition, m.key) for m in await _read(broker.bootstrap, table.changelog_topic_name, 1, timeout=3)] == [
@@ -503,7 +492,7 @@ def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBrok
                 raise RuntimeError("the holder's own failure")
 
             failed = asyncio.ensure_future(fail())
-            writer.hold(failed)
+            checkpoint.hold(failed)
             await asyncio.wait_for(app.producer.flush(), 10)  # waited for, not raised: the holder handles it
             assert isinstance(failed.exception(), RuntimeError)
         finally:
@@ -512,11 +501,12 @@ def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBrok
     asyncio.run(scenario())
 
 
-def test_a_failed_batch_makes_this_and_every_later_producer_flush_raise(broker: TansuBroker, failures: list[str]) -> None:
-    import kafka_tools
+def test_a_failed_batch_makes_this_and_every_later_producer_flush_raise(broker: TansuBroker) -> None:
+    from delivery.checkpoint import SendFailed
 
     async def scenario() -> None:
-        app, table, writer = await _app_with_writer(broker, "cw-failure", linger=60.0)
+        app, table, checkpoint = await _app_with_writer(broker, "cw-failure", linger=60.0)
+        writer, failures = checkpoint.writer, checkpoint.failures.first
         try:
             with _InEvent(0):
                 writer.set(table, "before", b"1")
@@ -528,13 +518,13 @@ def test_a_failed_batch_makes_this_and_every_later_producer_flush_raise(broker: 
             with _InEvent(3):
                 writer.set(table, "lost", b"2")
             wait = asyncio.create_task(writer.wait_acked(table))
-            with pytest.raises(kafka_tools.SendFailed, match=f"{table.changelog_topic_name}: "):
+            with pytest.raises(SendFailed, match=f"{table.changelog_topic_name}: "):
                 await asyncio.wait_for(app.producer.flush(), 30)
             assert len(failures) == 1 and failures[0].startswith(table.changelog_topic_name)
-            with pytest.raises(kafka_tools.SendFailed):  # the writer that waited for its write hears of it too
+            with pytest.raises(SendFailed):  # the writer that waited for its write hears of it too
                 await wait
             for _ in range(2):  # not once: every later commit is refused, with nothing pending
-                with pytest.raises(kafka_tools.SendFailed):
+                with pytest.raises(SendFailed):
                     await app.producer.flush()
         finally:
             await asyncio.wait_for(app.producer.stop(), 30)
@@ -542,18 +532,15 @@ def test_a_failed_batch_makes_this_and_every_later_producer_flush_raise(broker: 
     asyncio.run(scenario())
 
 
-def test_the_producer_keeps_tracking_the_changelog_topics_it_writes(broker: TansuBroker, failures: list[str]) -> None:
+def test_the_producer_keeps_tracking_the_changelog_topics_it_writes(broker: TansuBroker) -> None:
     """aiokafka refreshes metadata only for the topics its client tracks; a changelog known from a
     full-metadata response but not tracked vanishes from the metadata at the next refresh, and a batch
     pending for it then waits for ever (a worker stalled that way). With the worker's patch
-    (kafka_tools.patch_track_produced_topics) the writer's topics stay tracked."""
-
-    import kafka_tools
-
-    kafka_tools.patch_track_produced_topics()  # as the worker does (agents/base.py)
+    (delivery/framework.py, installed with the checkpoint as the worker does) the writer's topics stay tracked."""
 
     async def scenario() -> None:
-        app, table, writer = await _app_with_writer(broker, "cw-tracked", linger=60.0)
+        app, table, checkpoint = await _app_with_writer(broker, "cw-tracked", linger=60.0)
+        writer = checkpoint.writer
         try:
             client = writer._producer().client
             await client.force_metadata_update()  # nothing tracked yet: metadata of every topic

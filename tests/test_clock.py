@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 
 import config
-from clock import CatchUpClock, decode_watermark, encode_watermark
+from core.clock import CatchUpClock, decode_watermark, encode_watermark
+from core.notifications import load_rules
+from core.orders import OrderRouter, decode_order_facts
+from core.processor import Output, Processor
+from core.replay import Engine
 from detectors import LaneBaselines
-from models import parse_order_event, parse_tracking_update
-from notifications import load_rules
-from processor import OrderRouter, Output, Processor, decode_order_facts
-from replay import Engine
-from simulator import Simulator
+from devtools.simulator import Simulator
+from domain.events import parse_order_event, parse_tracking_update
 
 WALL = 1_800_000_000.0
 HOUR = 3600.0
@@ -205,7 +206,7 @@ def backlog() -> tuple[list[Any], float]:
     return records, WALL
 
 
-def _replayed(records: list[Any], until: float) -> dict[tuple[str, float], dict[str, Any]]:
+def _replayed(records: list[Any], until: float) -> dict[tuple[str, str], dict[str, Any]]:
     engine = Engine(config.load(env={}))
     for kind, _key, event in records:
         t = event.event_time

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 
 import config
+from core.deadline_index import CHUNK_SUBJECTS, bucket_of
+from core.processor import Processor
 from detectors import LaneBaselines
-from models import TrackingUpdate
-from processor import CHUNK_SUBJECTS, Processor, bucket_of
+from domain.events import TrackingUpdate
 
 S = config.load(env={})
 T0 = 1_793_584_800.0  # 2026-11-02T02:00:00Z

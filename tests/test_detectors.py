@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import config
 from detectors import DetectorContext, LaneBaselines, earliest_deadline, evaluate
 from detectors import lanes as lanes_module
-from detectors.base import Check, Finding, china_time, hours, severity
+from detectors.base import Check, Finding, hours, severity
 from detectors.rules import (
     autoconfirm_deadline,
     autoconfirm_imminent,
@@ -33,7 +33,8 @@ from detectors.rules import (
     transit_deadline,
     transit_overdue,
 )
-from state import ParcelState
+from domain.state import ParcelState
+from domain.vocabulary import china_time
 
 S = config.load(env={})
 H = 3600.0
@@ -642,7 +643,7 @@ def test_evidence_formatting_helpers() -> None:
 def test_china_time_formats_each_minute_once_and_the_same(epoch: float) -> None:
     from datetime import datetime
 
-    from detectors.base import CHINA_TZ
+    from domain.vocabulary import CHINA_TZ
 
     # The minute's cached text is what formatting the instant itself gives (seconds are not shown).
     expected = datetime.fromtimestamp(math.floor(epoch), tz=CHINA_TZ).strftime("%Y-%m-%d %H:%M")
@@ -651,12 +652,12 @@ def test_china_time_formats_each_minute_once_and_the_same(epoch: float) -> None:
 
 
 def test_china_time_cache_is_bounded() -> None:
-    from detectors import base
+    from domain import vocabulary
 
-    for minute in range(base._CHINA_MINUTES_KEPT + 10):
-        base.china_time(T0 + 60.0 * minute)
-    assert len(base._CHINA_MINUTES) <= base._CHINA_MINUTES_KEPT
-    assert base.china_time(T0) == "2026-11-02 10:00"
+    for minute in range(vocabulary._CHINA_MINUTES_KEPT + 10):
+        vocabulary.china_time(T0 + 60.0 * minute)
+    assert len(vocabulary._CHINA_MINUTES) <= vocabulary._CHINA_MINUTES_KEPT
+    assert vocabulary.china_time(T0) == "2026-11-02 10:00"
 
 
 # -- evaluate == every rule, texts rendered on demand --------------------------------------------------------

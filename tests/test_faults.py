@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
 
 from .harness import Worker, all_issues, explain_subjects, produce, wait_for
 from .test_integration_e2e import scan, shipped
@@ -149,7 +149,7 @@ def test_poison_input_is_dead_lettered_and_good_events_still_flow(
         produce(broker.bootstrap, mixed)
         wait_for(lambda: len(all_issues(redis_server.url)) == 200, 180, "all 200 good parcels' issues")
         assert worker.proc is not None and worker.proc.poll() is None
-        # A JSON array is a batch record (batching.py): each of its bad elements is dead-lettered alone.
+        # A JSON array is a batch record (delivery/batch_records.py): each of its bad elements is dead-lettered alone.
         expected = sum(len(json.loads(v)) if v.startswith(b"[") else 1 for _, _, v in bad)
         assert expected > 10_000
         dead = wait_for(lambda: (lambda d: d if len(d) >= expected else None)(

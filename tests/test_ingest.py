@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 import config
-from batching import decode_batch, is_batch, partition_for
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
+from delivery.batch_records import decode_batch, is_batch, partition_for
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
 from ingest import BadSignature, PushError, aftership, kuaidi100, seventeentrack
 
 from .harness import Worker, consume_all, wait_for
@@ -138,7 +138,7 @@ def test_ingest_endpoints_on_a_live_worker(tmp_path: Path, broker: TansuBroker, 
         status, body = post(worker.url("/ingest/generic"), b'{"carrier": "ZTO"}', "application/json")
         assert status == 400 and "event_id" in body["message"]
         got = wait_for(lambda: consume_all(broker.bootstrap, "parcelwatch-tracking", 2), 20, "the push's record on the topic")
-        # The push's three scans of one parcel: one batch record on the parcel's partition (agents/record_batcher.py);
+        # The push's three scans of one parcel: one batch record on the parcel's partition (delivery/record_batcher.py);
         # the duplicate push produced nothing new.
         assert len(got) == 1
         record = got[0]

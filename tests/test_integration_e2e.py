@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
-from issue_store import issue_id
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
+from issue_queue.store import issue_id
 
 from .harness import Worker, consume_all, produce, wait_for
 
@@ -77,7 +77,9 @@ def test_carrier_exception_reaches_redis_and_api_and_bad_event_is_dead_lettered(
     assert issues_of(worker, shop="shop-a")[0]["shop"] == "shop-a"
     # And the same issue is in Redis, under its stable id.
     r = redis.Redis.from_url(redis_server.url)
-    doc = json.loads(r.get(f"pw:issue:{issue_id('ZTO:7310001|carrier_exception')}"))
+    raw = r.get(f"pw:issue:{issue_id('ZTO:7310001|carrier_exception')}")
+    assert isinstance(raw, bytes)
+    doc = json.loads(raw)
     assert doc["kind"] == "carrier_exception" and doc["shop"] == "shop-a"
 
     dead = consume_all(broker.bootstrap, "parcelwatch-dead-letter")
@@ -139,7 +141,7 @@ def test_worker_restart_recovers_state_from_changelogs(tmp_path: Path, broker: T
 def test_true_highwaters_sees_past_tansus_list_offsets(broker: TansuBroker) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from embedded.tansu_compat import true_highwaters
+    from delivery.tansu import true_highwaters
 
     async def run() -> tuple[int, int]:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=50)
@@ -161,7 +163,7 @@ def test_true_highwaters_sees_past_tansus_list_offsets(broker: TansuBroker) -> N
 
 
 def test_local_tables_are_discarded_when_the_embedded_broker_is_a_new_lifetime(tmp_path: Path) -> None:
-    from embedded.tansu_compat import discard_stale_tables
+    from delivery.tansu import discard_stale_tables
 
     data_dir = tmp_path / "worker-data"
     with TansuBroker(tmp_path / "b1") as first:

@@ -13,16 +13,18 @@ from typing import Any, TypeVar
 import pytest
 
 import config
-from embedded.redis_server import RedisServer
-from issue_queue import Access, AccessDenied, day_bounds, to_csv, visible_shops
-from issue_store import IssueStore, check_issue_event, issue_id
-from models import InvalidEvent, format_time
+from devtools.redis_server import RedisServer
+from domain.events import InvalidEvent, format_time
+from domain.vocabulary import china_day_bounds
+from issue_queue.access import Access, AccessDenied, visible_shops
+from issue_queue.store import IssueStore, check_issue_event, issue_id
+from issue_queue.views import to_csv
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
 DAY = date(2026, 11, 3)
-START, END = day_bounds(DAY)  # 2026-11-03 00:00 China time
+START, END = china_day_bounds(DAY)  # 2026-11-03 00:00 China time
 
 
 def run(redis_server: RedisServer, fn: Callable[[IssueStore], Awaitable[T]]) -> T:
@@ -42,7 +44,7 @@ def event(action: str, opened: float, at: float | None = None, *, key: str = "ZT
     return {
         "action": action, "issue_key": key, "kind": kind, "subject": subject, "parcel": subject,
         "carrier": subject.split(":")[0], "tracking_number": subject.split(":")[1], "order_id": "TB1",
-        "shop": shop, "platform": "taobao", "lane": "ZTO 广东→新疆", "reason": "no carrier scan 24.0 h after shipping",
+        "shop": shop, "platform": "taobao", "lane": f"{subject.split(':')[0]} 广东→新疆", "reason": "no carrier scan 24.0 h after shipping",
         "severity": severity, "evidence": "shipped 2026-11-02 10:00", "suggested_action": "push the carrier",
         "opened_at": format_time(opened), "at": format_time(at if at is not None else opened),
         "resolved_at": format_time(at) if action == "resolve" else None,
@@ -92,7 +94,7 @@ def test_redelivered_stream_events_change_nothing(redis_server: RedisServer) -> 
 def test_a_batch_longer_than_one_script_call_is_applied_in_order_across_calls(redis_server: RedisServer) -> None:
     """apply_events cuts a batch into script calls of EVENTS_PER_CALL events: one subject's open, update
     and resolve landing in different calls still apply in order, each with its own result."""
-    import issue_store
+    from issue_queue import store as issue_store
 
     per_call = issue_store.EVENTS_PER_CALL
     t = START + 3600

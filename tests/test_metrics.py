@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import re
 
-import metrics
+import pytest
+
+from domain.vocabulary import province_region
+from telemetry.metrics import Metrics, dead_letter_reason, shop_label
 
 FORBIDDEN_LABELS = {"parcel", "order_id", "tracking_number", "subject", "issue_key", "id", "buyer", "phone"}
 
 
-def families() -> list:
-    return list(metrics.REGISTRY.collect())
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
 
 
-def test_names_prefix_units_and_bounded_labels() -> None:
-    for fam in families():
+def test_names_prefix_units_and_bounded_labels(metrics: Metrics) -> None:
+    for fam in metrics.registry.collect():
         assert fam.name.startswith("parcelwatch_"), fam.name
         if fam.type == "counter":
             # prometheus_client strips _total from the family name and adds it to the samples.
@@ -25,14 +29,14 @@ def test_names_prefix_units_and_bounded_labels() -> None:
             assert not FORBIDDEN_LABELS & set(sample.labels), (fam.name, sample.labels)
 
 
-def test_the_exposition_carries_no_created_series() -> None:
-    """Half the exposition once, read by nothing (metrics.py): a scrape renders the values only."""
-    metrics.LANE_INCIDENTS.labels(carrier="TEST-CREATED").inc()
+def test_the_exposition_carries_no_created_series(metrics: Metrics) -> None:
+    """Half the exposition once, read by nothing (telemetry/metrics.py): a scrape renders the values only."""
+    metrics.lane_incidents.labels(carrier="TEST-CREATED").inc()
     body = metrics.render()[0].decode()
     assert 'parcelwatch_lane_incidents_total{carrier="TEST-CREATED"} 1.0' in body and "_created" not in body
 
 
-def test_labelled_counters_start_at_zero() -> None:
+def test_labelled_counters_start_at_zero(metrics: Metrics) -> None:
     metrics.init_label_sets(kinds=["pickup_overdue"], severities=["high"], carriers=["ZTO"], topics=["t"],
                             stages=["picked_up"])
     body = metrics.render()[0].decode()
@@ -41,10 +45,10 @@ def test_labelled_counters_start_at_zero() -> None:
     assert 'parcelwatch_dead_letters_total{reason="carrier",topic="t"} 0.0' in body
 
 
-def test_callable_gauges_render_exact_values_at_scrape() -> None:
+def test_callable_gauges_render_exact_values_at_scrape(metrics: Metrics) -> None:
     counts = {("carrier_exception", "high", "ZTO"): 3}
-    metrics.set_open_issue_source(lambda: list(counts.items()))
-    metrics.set_parcels_tracked_source(lambda: 42.0)
+    metrics.scrape_time.open_issues = lambda: list(counts.items())
+    metrics.scrape_time.parcels_tracked = lambda: 42.0
     body = metrics.render()[0].decode()
     assert 'parcelwatch_open_issues{carrier="ZTO",kind="carrier_exception",severity="high"} 3.0' in body
     counts[("carrier_exception", "high", "ZTO")] = 5
@@ -53,18 +57,18 @@ def test_callable_gauges_render_exact_values_at_scrape() -> None:
 
 
 def test_shop_label_and_regions_are_bounded() -> None:
-    assert metrics.shop_label("shop-a", {"shop-a"}) == "shop-a"
-    assert metrics.shop_label("some new shop", {"shop-a"}) == "other"
-    assert metrics.province_region("新疆") == "remote" and metrics.province_region("浙江") == "east"
-    assert metrics.province_region(None) == "unknown"
-    assert metrics.dead_letter_reason("made-up field") == "other"
+    assert shop_label("shop-a", {"shop-a"}) == "shop-a"
+    assert shop_label("some new shop", {"shop-a"}) == "other"
+    assert province_region("新疆") == "remote" and province_region("浙江") == "east"
+    assert province_region(None) == "unknown"
+    assert dead_letter_reason("made-up field") == "other"
 
 
-def test_a_scrape_can_ask_for_some_series_only() -> None:
+def test_a_scrape_can_ask_for_some_series_only(metrics: Metrics) -> None:
     """``name[]`` as Prometheus' exposition handlers take it: the benchmarks poll five counters often,
     and a full render costs the worker milliseconds each time."""
-    metrics.LANE_INCIDENTS.labels(carrier="TEST-NAMES").inc()
-    metrics.SWEEP.observe(0.5)
+    metrics.lane_incidents.labels(carrier="TEST-NAMES").inc()
+    metrics.sweep.observe(0.5)
     body = metrics.render(["parcelwatch_lane_incidents_total", "parcelwatch_deadline_sweep_seconds_count"])[0].decode()
     series = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
     assert series == {"parcelwatch_lane_incidents_total", "parcelwatch_deadline_sweep_seconds_count"}

@@ -8,17 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from models import (
-    MAX_TEXT,
-    InvalidEvent,
-    OrderEvent,
-    TrackingUpdate,
-    format_time,
-    normalise_province,
-    parse_order_event,
-    parse_time,
-    parse_tracking_update,
-)
+from domain.events import MAX_TEXT, InvalidEvent, OrderEvent, TrackingUpdate, format_time, parse_order_event, parse_time, parse_tracking_update
+from domain.vocabulary import normalise_province
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC).timestamp()  # 2026-11-02 10:00 China time
 

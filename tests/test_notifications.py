@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError
-from notifications import load_rules
+from core.notifications import load_rules
 
 CN = timezone(timedelta(hours=8))
 
@@ -89,9 +89,9 @@ def test_bad_rules_name_the_key(tmp_path: Path, body: str, key: str) -> None:
 import itertools  # noqa: E402
 
 import config  # noqa: E402
-from models import TrackingUpdate  # noqa: E402
-from replay import Engine  # noqa: E402
-from state import OrderFacts  # noqa: E402
+from core.replay import Engine  # noqa: E402
+from domain.events import TrackingUpdate  # noqa: E402
+from domain.state import OrderFacts  # noqa: E402
 
 
 def engine_with_order(value: float = 129.0) -> Engine:

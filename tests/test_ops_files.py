@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import config
-import metrics
+from telemetry.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = ROOT / "ops"
@@ -22,7 +22,7 @@ METRIC = re.compile(r"\b(parcelwatch_[a-z_]+)")
 
 def known_metrics() -> set[str]:
     names = set()
-    for fam in metrics.REGISTRY.collect():
+    for fam in Metrics().registry.collect():
         names.add(fam.name)
         if fam.type == "counter":
             names.add(fam.name + "_total")

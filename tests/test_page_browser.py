@@ -13,9 +13,9 @@ import pytest
 import redis
 from playwright.sync_api import expect
 
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
-from issue_store import IssueStore, issue_id
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
+from issue_queue.store import IssueStore, issue_id
 
 from .harness import Worker, wait_for
 from .test_issue_store import START, event

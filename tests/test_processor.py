@@ -11,19 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import config
+from core.deadline_index import BUCKET_SECONDS, bucket_of
+from core.orders import OrderRouter, decode_gone, decode_order_facts, encode_gone
+from core.processor import Output, Processor
 from detectors import LaneBaselines
-from models import InvalidEvent, OrderEvent, TrackingUpdate, format_time
-from processor import (
-    BUCKET_SECONDS,
-    OrderRouter,
-    Output,
-    Processor,
-    bucket_of,
-    decode_gone,
-    decode_order_facts,
-    encode_gone,
-)
-from state import OrderFacts, ParcelState
+from domain.events import InvalidEvent, OrderEvent, TrackingUpdate, format_time
+from domain.state import OrderFacts, ParcelState
 
 S = config.load(env={})
 H = 3600.0
@@ -150,7 +143,7 @@ def test_an_event_after_a_deadline_no_sweep_reached_comes_after_it() -> None:
 @pytest.mark.parametrize("ending", ["signed scan", "refund"])
 def test_an_issue_whose_opening_the_state_lost_is_still_ended(ending: str) -> None:
     """A worker stopped after its sweep's issue event was acknowledged and before the state that records
-    it was written (the event goes first, agents/staging.py). The next owner may take the event that ends
+    it was written (the event goes first, delivery/staging.py). The next owner may take the event that ends
     the issue before the tick is re-delivered (another topic): the issue must still end, not stay open in
     the staff's queue for a parcel long signed or refunded."""
     r = Rig()
@@ -792,7 +785,8 @@ def stories(draw: st.DrawFn) -> list[OrderEvent | TrackingUpdate]:
     # The order's value and category come with one of its events (not always the first one).
     orders = [i for i, e in enumerate(events) if isinstance(e, OrderEvent)]
     for i in draw(st.lists(st.sampled_from(orders), min_size=1, max_size=2, unique=True)):
-        events[i] = dataclasses.replace(events[i], order_value=value, category=category)  # type: ignore[type-var]
+        order_event: Any = events[i]
+        events[i] = dataclasses.replace(order_event, order_value=value, category=category)
     events.sort(key=lambda e: e.event_time)
     return events
 
@@ -818,7 +812,8 @@ def final(r: Rig, end: float) -> tuple[Output, dict[str, ParcelState]]:
     out = r.tick(end)
     states = {}
     for subject in r.states:
-        s = dataclasses.replace(r.state(subject), **{name: None for name in BOOKKEEPING})
+        blank: dict[str, Any] = dict.fromkeys(BOOKKEEPING)
+        s = dataclasses.replace(r.state(subject), **blank)
         # The last known place depends on arrival order too (see the xfail test below).
         s.last_province = s.last_city = None
         states[subject] = s
@@ -1172,8 +1167,8 @@ def test_a_finished_subject_with_an_issue_still_open_is_not_deleted() -> None:
 
 
 def test_retention_changes_no_issue_of_a_replay() -> None:
-    from replay import Engine
-    from simulator import Simulator
+    from core.replay import Engine
+    from devtools.simulator import Simulator
 
     events = [e for _, _, e in Simulator(seed=5, start_time=T0, mean_gap_seconds=60).events(400)]
     short = dataclasses.replace(S, retention=dataclasses.replace(S.retention, finished_subject_days=1.0))

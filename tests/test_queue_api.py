@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
-from issue_store import IssueStore, issue_id
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
+from issue_queue.store import IssueStore, issue_id
 
 from .harness import Worker
 from .test_issue_store import START, event

@@ -1,4 +1,4 @@
-"""RecordBatcher (agents/record_batcher.py): grouping by partition, splitting, order, linger, failures and
+"""RecordBatcher (delivery/record_batcher.py): grouping by partition, splitting, order, linger, failures and
 cancellation, with an injected send function in place of the Faust topic (pure logic, no broker).
 
 pytest-asyncio is not a dependency: each test runs its coroutine with ``asyncio.run``.
@@ -7,33 +7,15 @@ pytest-asyncio is not a dependency: each test runs its coroutine with ``asyncio.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
 import pytest
 
-from batching import decode_batch, is_batch, partition_for
+from delivery import record_batcher as rb
+from delivery.batch_records import decode_batch, is_batch, partition_for
 
-
-def _load() -> ModuleType:
-    # By path: importing the ``agents`` package would build the Faust app and apply the worker's
-    # process-wide aiokafka/Faust patches inside the test process; the batcher itself needs none of it.
-    name = "record_batcher_under_test"
-    path = Path(__file__).resolve().parent.parent / "agents" / "record_batcher.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-rb = _load()
 PARTITIONS = 4
 
 

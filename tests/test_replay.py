@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 import config
-from models import InvalidEvent, OrderEvent, TrackingUpdate, format_time
-from replay import main_replay, read_events, replay, summary, write_issues
+from core.replay import main_replay, read_events, replay, summary, write_issues
+from domain.events import InvalidEvent, OrderEvent, TrackingUpdate, format_time
 
 S = config.load(env={})
 H = 3600.0

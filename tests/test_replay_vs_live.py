@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 import config
-from batching import record_events
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
-from replay import replay
-from simulator import Simulator, write_jsonl
+from core.replay import replay
+from delivery.batch_records import record_events
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
+from devtools.simulator import Simulator, write_jsonl
 
 from .harness import Worker, all_issues, consume_all, explain_subjects, open_issue_times, produce, replayed_open_times, wait_for
 
@@ -89,12 +89,12 @@ def test_a_worker_catching_up_on_a_backlog_judges_it_at_arrival_time(
         wait_for(caught_up, 120, "the worker to work through the backlog and catch up", interval=0.3)
         assert seen_catching_up >= 1, "the backlog's partitions were never reported as catching up"
         # The order router gave the order facts their order event's arrival time, not its own clock's.
-        records = consume_all(broker.bootstrap, "parcelwatch-order-facts")
-        # (a batch record of several facts has no key: batching.py)
-        facts = [m for m in records if not (m.key or b"").startswith(b"watermark:")]
+        routed = consume_all(broker.bootstrap, "parcelwatch-order-facts")
+        # (a batch record of several facts has no key: delivery/batch_records.py)
+        facts = [m for m in routed if not (m.key or b"").startswith(b"watermark:")]
         assert facts and max(m.timestamp for m in facts) / 1000 < now - 600
-        # ... and told every parcel partition how far it got while behind (clock.py).
-        assert {m.partition for m in records if (m.key or b"").startswith(b"watermark:")} == {0, 1, 2, 3}
+        # ... and told every parcel partition how far it got while behind (core/clock.py).
+        assert {m.partition for m in routed if (m.key or b"").startswith(b"watermark:")} == {0, 1, 2, 3}
         with path.open("rb") as fh:
             result = replay(config.load(overrides, env={}), fh, until=time.time())
         replayed = replayed_open_times(result)

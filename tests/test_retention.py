@@ -1,6 +1,6 @@
 """Retention on a live worker: a finished parcel leaves the state with a tombstone on its changelog, its
 order's facts leave the order router's table once nothing they feed is held, a restarted worker recovers
-neither, and a late scan for the parcel is ignored (processor.py, "retention")."""
+neither, and a late scan for the parcel is ignored (core/processor.py, "retention")."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
 
 from .harness import Worker, consume_all, produce, wait_for
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import config
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
 
 from .harness import Worker, all_issues, explain_subjects, produce, wait_for
 from .test_integration_e2e import scan, shipped
@@ -79,7 +79,7 @@ def test_two_workers_split_partitions_raise_each_issue_once_and_take_over(
             print("open:", sorted(i["parcel"] for i in got if i["status"] != "auto_resolved"))
             print(explain_subjects(broker.bootstrap, {f"ZTO:781{i:04d}" for i in range(40)}
                                    - {i["parcel"] for i in got if i["status"] == "auto_resolved"}))
-            # Seen in 1 of 8 runs before processor.py walked a subject's timeline before each event: w1 was
+            # Seen in 1 of 8 runs before core/processor.py walked a subject's timeline before each event: w1 was
             # stopped after its sweep's issue events were acknowledged and before the states recording them
             # were written; w2 took the signatures before the re-delivered tick, and three issues stayed open.
             # What the changelogs say of each parcel still open, and how w1 ended, tell a new cause apart.
@@ -99,7 +99,7 @@ def test_events_arriving_while_a_worker_joins_are_all_processed(
     tmp_path: Path, broker: TansuBroker, redis_server: RedisServer
 ) -> None:
     """Traffic keeps coming while a second worker joins and the partitions move: every carrier exception
-    becomes an issue. Without kafka_tools.patch_seek_before_resuming_streams, 4 of 22 runs of this test
+    becomes an issue. Without the seek before resuming streams (delivery/framework.py), 4 of 22 runs of this test
     lost 1 to 41 events (records handed on before the seek and cleared, or drained for paused partitions
     and dropped, their offsets committed); with its first fix alone, 1 of 9; with both, none of 14."""
     w1 = Worker(broker.url, redis_server.url, tmp_path, name="w1").start()

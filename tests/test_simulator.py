@@ -6,9 +6,9 @@ import time
 from collections import Counter
 
 import config
-from models import OrderEvent, parse_order_event, parse_tracking_update
-from replay import Engine
-from simulator import EXPECTED_KINDS, SCENARIOS, Simulator
+from core.replay import Engine
+from devtools.simulator import EXPECTED_KINDS, SCENARIOS, Simulator
+from domain.events import OrderEvent, parse_order_event, parse_tracking_update
 
 START = 1_793_500_000.0
 

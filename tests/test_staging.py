@@ -1,9 +1,9 @@
-"""StagedWrites (agents/staging.py): table writes held back until flushed, read through before that, and
+"""StagedWrites (delivery/staging.py): table writes held back until flushed, read through before that, and
 rolled back to a mark (one bad element of a batch record drops its own writes, not its record's)."""
 
 from __future__ import annotations
 
-from agents.staging import StagedWrites
+from delivery.staging import StagedWrites
 
 
 def test_staged_writes_are_read_through_and_reach_the_table_only_when_flushed() -> None:

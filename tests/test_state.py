@@ -9,8 +9,8 @@ from dataclasses import fields
 import orjson
 import pytest
 
-from models import OrderEvent, TrackingUpdate
-from state import _FIELD_NAMES, OrderFacts, ParcelState, order_subject
+from domain.events import OrderEvent, TrackingUpdate
+from domain.state import _FIELD_NAMES, OrderFacts, ParcelState, order_subject
 
 T0 = 1_793_584_800.0  # 2026-11-02T02:00:00Z
 H = 3600.0

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from embedded.broker import TansuBroker
-from embedded.redis_server import RedisServer
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
 
 from .harness import Worker, consume_all, produce, wait_for
 

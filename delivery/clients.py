@@ -1,0 +1,23 @@
+"""Small helpers around the aiokafka clients the worker's side consumers and the embedded tools open."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer``; a CancelledError that aiokafka raises from its own tasks is not ours to obey.
+
+    With aiokafka 0.14, stopping a consumer that never fetched awaits its cancelled committed-offsets
+    task and re-raises that task's CancelledError. Left alone, it ends the caller's task as if the caller
+    had been cancelled (the live lane-baseline feed died at start-up this way). A real cancellation of
+    the calling task is still raised.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise

@@ -1,0 +1,159 @@
+"""Workarounds for measured differences of the embedded Tansu broker (0.6.0). Active ONLY when
+``app.broker_kind`` is ``embedded``; against Apache Kafka none of this runs.
+
+1. ListOffsets(LATEST) answers the base offset of the newest record batch + 1, not the true end offset
+   (Fetch responses carry the right high watermark). Faust ends table recovery at that figure, so after
+   a restart the newest table updates would be missing (memory store) or the worker would die with
+   ``ConsistencyError`` (RocksDB). ``patch_highwaters`` makes Faust's consumer ask with a one-record
+   fetch at the reported end, which reveals the true high watermark.
+2. Rebalances wait for half the session timeout: the embedded config uses a short
+   ``broker_session_timeout`` (config ``app.session_timeout_seconds``, 10 s) — see ``app_settings``.
+3. No idempotent or transactional producer with aiokafka: processing is at-least-once, so every sink
+   is idempotent (issue_store's Lua script, deterministic issue events).
+4. A fetch waiting on several partitions is not answered when a record arrives for one of them: it
+   waits about 0.55 s whatever its ``fetch_max_wait_ms`` above that (measured, 12 partitions: 553 ms
+   from send to receipt with 1500 ms, 2-6 ms with 100 ms; one partition alone: 2 ms). Faust asks 1500
+   ms, so every hop between agents (order router -> parcel agent, parcel agent -> issue sink -> alert
+   routing) added about half a second once the consumer had caught up. ``patch_fetch_wait`` makes
+   Faust's consumer ask ``FETCH_MAX_WAIT_MS`` instead: an idle worker then fetches ten times a second.
+5. Memory-only storage, no compaction or retention: a broker restart wipes every topic, so the
+   worker's local table data built against the old broker must be discarded —
+   ``discard_stale_tables`` compares a broker incarnation id kept in a marker topic with the one
+   recorded in the worker's data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from delivery.clients import stop_consumer
+
+log = logging.getLogger(__name__)
+
+INCARNATION_TOPIC = "__parcelwatch-broker-incarnation"
+_patched = False
+
+
+async def true_highwaters(bootstrap: str, reported: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """The real end offsets: fetch one record at each reported end - 1 and read the fetch's high watermark."""
+    result = dict(reported)
+    probe = [tp for tp, end in reported.items() if end is not None and end > 0]
+    if not probe:
+        return result
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        consumer.assign(probe)
+        for tp in probe:
+            consumer.seek(tp, reported[tp] - 1)
+        pending = set(probe)
+        for _ in range(20):
+            await consumer.getmany(*pending, timeout_ms=200, max_records=1)
+            for tp in list(pending):
+                hw = consumer.highwater(tp)
+                if hw is not None:
+                    result[tp] = max(hw, reported[tp])
+                    pending.discard(tp)
+            if not pending:
+                break
+        if pending:
+            log.warning("could not confirm the high watermark of %s; using the broker's ListOffsets figure", pending)
+    finally:
+        await stop_consumer(consumer)
+    return result
+
+
+FETCH_MAX_WAIT_MS = 100
+_fetch_wait_patched = False
+
+
+def patch_fetch_wait(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+    """Make Faust's consumer long-poll ``max_wait_ms`` instead of its fixed 1500 ms (idempotent)."""
+    global _fetch_wait_patched
+    if _fetch_wait_patched:
+        return
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms  # read when its fetcher is made, at start()
+        return consumer
+
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+    _fetch_wait_patched = True
+
+
+def patch_highwaters(bootstrap: str) -> None:
+    """Make Faust's consumer thread use ``true_highwaters`` (idempotent)."""
+    global _patched
+    if _patched:
+        return
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    original = faust_aiokafka.AIOKafkaConsumerThread._highwaters
+
+    async def _highwaters(self: Any, partitions: Iterable[TopicPartition]) -> Mapping[TopicPartition, int]:
+        reported = await original(self, list(partitions))
+        return await true_highwaters(bootstrap, reported)
+
+    faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+    _patched = True
+
+
+async def broker_incarnation(bootstrap: str) -> str:
+    """The id of this broker's lifetime: read from a marker topic, written there if the topic is new."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        try:
+            await admin.create_topics([NewTopic(INCARNATION_TOPIC, 1, 1)])
+        except Exception as exc:  # noqa: BLE001 - already exists is the normal case
+            log.debug("incarnation topic: %s", exc)
+    finally:
+        await admin.close()
+    tp = TopicPartition(INCARNATION_TOPIC, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        records = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+        for msgs in records.values():
+            for msg in msgs:
+                return bytes(msg.value or b"").decode()
+    finally:
+        await stop_consumer(consumer)
+    new_id = uuid.uuid4().hex
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(INCARNATION_TOPIC, new_id.encode(), partition=0)
+    finally:
+        await producer.stop()
+    # Two workers may race to write; the first record is the one everybody reads.
+    return await broker_incarnation(bootstrap)
+
+
+def discard_stale_tables(bootstrap: str, data_dir: Path) -> bool:
+    """Wipe ``data_dir`` if it was built against another broker lifetime. Returns True if it wiped."""
+    incarnation = asyncio.run(broker_incarnation(bootstrap))
+    marker = data_dir / "broker-incarnation"
+    wiped = False
+    if data_dir.exists() and (not marker.exists() or marker.read_text().strip() != incarnation):
+        log.warning("broker %s is a new lifetime: discarding local table data in %s", incarnation, data_dir)
+        shutil.rmtree(data_dir)
+        wiped = True
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(incarnation)
+    return wiped

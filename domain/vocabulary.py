@@ -1,0 +1,246 @@
+"""parcelwatch's vocabulary, defined once: issue kinds, severities, statuses, carriers, platforms, provinces,
+regions and the time zone staff read times in.
+
+Everything that names one of these imports it from here; configuration validates against it, the wire
+models check events against it, the queue and the page label it.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timedelta, timezone
+
+# -- time ---------------------------------------------------------------------------------------------------
+
+# Inside, every time is UTC epoch seconds. Staff, platforms and Chinese carriers read China time (UTC+8,
+# no daylight saving): evidence texts, the day's queue, quiet hours, kuaidi100's zone-less timestamps.
+CHINA_TZ = timezone(timedelta(hours=8))
+
+
+def china_time(when: float | str | None) -> str:
+    """``when`` (epoch seconds, or ISO 8601 with an offset) as staff read it: China time to the minute.
+    None or an empty string gives ""."""
+    if when is None or when == "":
+        return ""
+    epoch = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp() if isinstance(when, str) else when
+    # Every issue text shows a few times, mostly of recent minutes, and formatting one costs more than the
+    # rest of a rule: each minute is formatted once.
+    minute = int(epoch // 60)
+    text = _CHINA_MINUTES.get(minute)
+    if text is None:
+        if len(_CHINA_MINUTES) >= _CHINA_MINUTES_KEPT:
+            _CHINA_MINUTES.clear()
+        text = _CHINA_MINUTES[minute] = datetime.fromtimestamp(minute * 60, tz=CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+    return text
+
+
+# A cache of pure formatting results (bounded: about five weeks of minutes, a few MiB at most).
+_CHINA_MINUTES: dict[int, str] = {}
+_CHINA_MINUTES_KEPT = 50_000
+
+
+def china_date(epoch: float) -> date:
+    """The calendar day in China at ``epoch``."""
+    return datetime.fromtimestamp(epoch, tz=CHINA_TZ).date()
+
+
+def china_day_bounds(day: date) -> tuple[float, float]:
+    """A calendar day in China time as [start, end) epoch seconds."""
+    start = datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
+    return start.timestamp(), (start + timedelta(days=1)).timestamp()
+
+
+# -- issues -------------------------------------------------------------------------------------------------
+
+
+class IssueKind(str, enum.Enum):
+    SHIP_OVERDUE = "ship_overdue"
+    PICKUP_OVERDUE = "pickup_overdue"
+    TRANSIT_OVERDUE = "transit_overdue"
+    TRACKING_STALE = "tracking_stale"
+    CONFIRMED_UNSIGNED = "confirmed_unsigned"
+    AUTOCONFIRM_IMMINENT = "autoconfirm_imminent"
+    LOCKER_UNCOLLECTED = "locker_uncollected"
+    CARRIER_EXCEPTION = "carrier_exception"
+
+
+ISSUE_KINDS: tuple[str, ...] = tuple(k.value for k in IssueKind)
+
+
+class Severity(str, enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+# Lowest first: a severity's index is its level.
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
+SEVERITIES_DESC: tuple[str, ...] = tuple(reversed(SEVERITIES))
+
+# An issue's lifecycle: open -> acknowledged -> resolved by staff, or auto_resolved by the stream.
+STATUSES = ("open", "acknowledged", "resolved", "auto_resolved")
+ACTIVE_STATUSES = ("open", "acknowledged")
+# What staff record when they resolve an issue.
+RESOLUTION_CODES = ("contacted_buyer", "extended_receipt", "reshipped", "refunded", "carrier_claim", "other")
+
+# (Chinese, English) labels. Issue kinds and exception reasons are labelled in config (``labels``).
+STATUS_LABELS = {
+    "open": ("待处理", "Open"),
+    "acknowledged": ("处理中", "Acknowledged"),
+    "resolved": ("已解决", "Resolved"),
+    "auto_resolved": ("已自动解决", "Auto-resolved"),
+}
+SEVERITY_LABELS = {
+    "critical": ("紧急", "Critical"),
+    "high": ("高", "High"),
+    "medium": ("中", "Medium"),
+    "low": ("低", "Low"),
+}
+RESOLUTION_LABELS = {
+    "contacted_buyer": ("已联系买家", "Contacted buyer"),
+    "extended_receipt": ("已延长收货", "Extended receipt"),
+    "reshipped": ("已补发", "Re-shipped"),
+    "refunded": ("已退款", "Refunded"),
+    "carrier_claim": ("已向快递索赔", "Carrier claim"),
+    "other": ("其他", "Other"),
+}
+
+# -- parcels and orders -------------------------------------------------------------------------------------
+
+
+class TrackingStatus(str, enum.Enum):
+    """Normalised parcel status; the order of ``STATUS_RANK`` is the forward-only lifecycle."""
+
+    INFO_RECEIVED = "info_received"  # waybill printed, no carrier scan yet
+    PICKED_UP = "picked_up"  # 揽收
+    IN_TRANSIT = "in_transit"  # 在途
+    ARRIVED_CITY = "arrived_city"  # 到达派件城市
+    OUT_FOR_DELIVERY = "out_for_delivery"  # 派件
+    AT_LOCKER = "at_locker"  # 投柜 / 驿站
+    SIGNED = "signed"  # 签收
+    EXCEPTION = "exception"  # carrier exception; see ExceptionReason
+
+
+STATUS_RANK: dict[str, int] = {
+    "info_received": 0,
+    "picked_up": 1,
+    "in_transit": 2,
+    "arrived_city": 3,
+    "out_for_delivery": 4,
+    "at_locker": 5,
+    "signed": 6,
+    "exception": -1,  # an exception does not move the parcel along; it is tracked on its own
+}
+
+
+class ExceptionReason(str, enum.Enum):
+    PROBLEM_PARCEL = "problem_parcel"  # 疑难件
+    OUT_OF_AREA = "out_of_area"  # 超区 / 超派
+    REFUSED = "refused"  # 拒收
+    RETURNED = "returned"  # 退回
+    LOST = "lost"  # 丢失
+    DAMAGED = "damaged"  # 破损
+    HELD = "held"  # 滞留
+    UNREACHABLE = "unreachable"  # 无法联系
+    DELIVERY_FAILED = "delivery_failed"  # 派送失败
+    CUSTOMS = "customs"  # 清关
+    OTHER = "other"
+
+
+class OrderEventKind(str, enum.Enum):
+    PAID = "paid"
+    SHIPPED = "shipped"
+    CONFIRMED = "confirmed"
+    RECEIPT_EXTENDED = "receipt_extended"
+    REFUNDED = "refunded"
+    CLOSED = "closed"
+
+
+# Buyer notification stages, in the order a parcel reaches them.
+NOTIFICATION_STAGES = ("picked_up", "arrived_city", "out_for_delivery", "delayed", "exception", "locker_uncollected")
+
+# Canonical carrier codes. Aggregator adapters map their own codes onto these.
+CARRIERS: dict[str, str] = {
+    "ZTO": "中通快递",
+    "YTO": "圆通速递",
+    "YUNDA": "韵达快递",
+    "STO": "申通快递",
+    "SF": "顺丰速运",
+    "JD": "京东物流",
+    "EMS": "中国邮政EMS",
+    "JTEXPRESS": "极兔速递",
+    "DEPPON": "德邦快递",
+    "YZPY": "邮政快递包裹",
+    "BESTEXP": "百世快递",
+    "CAINIAO": "菜鸟速递",
+}
+
+PLATFORMS = ("taobao", "tmall", "douyin", "pinduoduo", "jd", "kuaishou", "xiaohongshu", "other")
+
+# Province-level divisions by canonical short name, with the full official names accepted on input.
+PROVINCES: dict[str, tuple[str, ...]] = {
+    "北京": ("北京市",),
+    "天津": ("天津市",),
+    "上海": ("上海市",),
+    "重庆": ("重庆市",),
+    "河北": ("河北省",),
+    "山西": ("山西省",),
+    "辽宁": ("辽宁省",),
+    "吉林": ("吉林省",),
+    "黑龙江": ("黑龙江省",),
+    "江苏": ("江苏省",),
+    "浙江": ("浙江省",),
+    "安徽": ("安徽省",),
+    "福建": ("福建省",),
+    "江西": ("江西省",),
+    "山东": ("山东省",),
+    "河南": ("河南省",),
+    "湖北": ("湖北省",),
+    "湖南": ("湖南省",),
+    "广东": ("广东省",),
+    "海南": ("海南省",),
+    "四川": ("四川省",),
+    "贵州": ("贵州省",),
+    "云南": ("云南省",),
+    "陕西": ("陕西省",),
+    "甘肃": ("甘肃省",),
+    "青海": ("青海省",),
+    "台湾": ("台湾省",),
+    "内蒙古": ("内蒙古自治区",),
+    "广西": ("广西壮族自治区",),
+    "西藏": ("西藏自治区",),
+    "宁夏": ("宁夏回族自治区",),
+    "新疆": ("新疆维吾尔自治区",),
+    "香港": ("香港特别行政区",),
+    "澳门": ("澳门特别行政区",),
+}
+_PROVINCE_LOOKUP: dict[str, str] = {
+    **{short: short for short in PROVINCES},
+    **{full: short for short, fulls in PROVINCES.items() for full in fulls},
+}
+
+
+def normalise_province(value: str | None) -> str | None:
+    """A province's canonical short name from its short or full name (None: empty or unknown)."""
+    if value is None or value == "":
+        return None
+    return _PROVINCE_LOOKUP.get(value.strip())
+
+
+# Regions of China, for bounded metric labels (a province is never a label of its own).
+REGIONS = ("east", "north", "south", "central", "northeast", "southwest", "northwest", "remote", "unknown")
+_REGION_OF = {
+    **dict.fromkeys(("上海", "江苏", "浙江", "安徽", "福建", "江西", "山东"), "east"),
+    **dict.fromkeys(("北京", "天津", "河北", "山西"), "north"),
+    **dict.fromkeys(("广东", "广西", "海南", "香港", "澳门"), "south"),
+    **dict.fromkeys(("河南", "湖北", "湖南"), "central"),
+    **dict.fromkeys(("辽宁", "吉林", "黑龙江"), "northeast"),
+    **dict.fromkeys(("重庆", "四川", "贵州", "云南"), "southwest"),
+    **dict.fromkeys(("陕西", "甘肃", "宁夏", "台湾"), "northwest"),
+    **dict.fromkeys(("新疆", "西藏", "青海", "内蒙古"), "remote"),
+}
+
+
+def province_region(province: str | None) -> str:
+    return _REGION_OF.get(province or "", "unknown")

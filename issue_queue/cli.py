@@ -1,0 +1,59 @@
+"""``python app.py queue``: the day's queue in the terminal, or as CSV for Excel."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from redis.exceptions import RedisError
+
+from config import Settings
+from domain.vocabulary import STATUSES, china_date, china_day_bounds
+
+from .store import IssueStore
+from .views import parse_day, table, to_csv
+
+
+async def print_queue(
+    settings: Settings, redis_url: str, where: str, *, shop: str | None, day: str | None, kind: str | None,
+    severity: str | None, status: str | None, order: str, csv_path: str | None, lang: str,
+) -> int:
+    """Print (or write as CSV) the queue of ``day`` from the Redis at ``redis_url`` (``where``: where that
+    URL came from, named in the one-line error when it cannot be reached). Returns the exit code."""
+    try:
+        the_day = parse_day(day) if day else china_date(time.time())
+    except ValueError as exc:
+        return _fail(f"--date: {exc}")
+    statuses = tuple(s for s in (status or "").split(",") if s) or None
+    for s in statuses or ():
+        if s not in STATUSES:
+            return _fail(f"--status: unknown status {s!r}; expected one of {', '.join(STATUSES)}")
+    if lang not in ("zh", "en"):
+        return _fail("--lang: expected zh or en")
+    store = IssueStore.from_url(redis_url)
+    try:
+        shops = [shop] if shop else await store.shops()
+        result = await store.query(
+            shops=shops, statuses=statuses, day=china_day_bounds(the_day), kind=kind, severity=severity,
+            order=order, limit=1_000_000,
+        )
+    except (RedisError, OSError) as exc:
+        return _fail(f"cannot read the queue from Redis at {redis_url} (from {where}): {type(exc).__name__}: "
+                     f"{str(exc).rstrip('.')}. Is `make run` (or your Redis) running? "
+                     "Set PARCELWATCH_REDIS_URL to point at another.")
+    finally:
+        await store.redis.aclose()
+    if csv_path:
+        Path(csv_path).write_bytes(to_csv(result.issues, settings, lang))
+        print(f"wrote {result.total} issues to {csv_path}")
+    else:
+        print(f"{the_day.isoformat()}  {', '.join(shops) or '(no shops yet)'}  {result.total} issues  (Redis {redis_url})")
+        print(table(result.issues, settings, lang))
+    return 0
+
+
+def _fail(message: str) -> int:
+    import sys
+
+    print(f"queue: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,310 @@
+"""delivery/framework.py: what parcelwatch overrides in Faust and aiokafka, each checked against the failure it
+prevents; and aiokafka's own CancelledError on stop is swallowed while a real cancellation is not."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from delivery.clients import stop_consumer
+
+
+class _RaisesOnStop:
+    """Stands in for an AIOKafkaConsumer whose stop() re-raises its internal task's cancellation."""
+
+    async def stop(self) -> None:
+        raise asyncio.CancelledError
+
+
+class _SlowStop:
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def stop(self) -> None:
+        self.started.set()
+        await asyncio.sleep(30)
+
+
+def test_aiokafkas_internal_cancellation_does_not_end_the_caller() -> None:
+    async def caller() -> str:
+        await stop_consumer(_RaisesOnStop())  # type: ignore[arg-type]
+        return "still running"
+
+    assert asyncio.run(caller()) == "still running"
+
+
+def test_a_real_cancellation_of_the_caller_still_propagates() -> None:
+    async def main() -> Any:
+        consumer = _SlowStop()
+        task = asyncio.create_task(stop_consumer(consumer))  # type: ignore[arg-type]
+        await consumer.started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    assert asyncio.run(main()) is True
+
+
+# -- a record that failed to send stops every later commit ------------------------------------------------
+
+
+def _installed(app_id: str = "test-overrides") -> Any:
+    """An app with a checkpoint, and the worker's overrides installed in this process as a worker does."""
+    import faust
+
+    from delivery import framework
+    from delivery.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(faust.App(app_id, broker="kafka://127.0.0.1:9", store="memory://"))
+    framework.install(checkpoint)
+    return checkpoint
+
+
+@pytest.fixture
+def guarded() -> Any:
+    return _installed("test-send-guard")
+
+
+async def _published(topic: Any, error: BaseException | None) -> Any:
+    """Run Faust's send callback the way aiokafka's delivery does, with a result or an error."""
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+    message = topic.as_future_message(key=b"ZTO:1", value=b"{}")
+    topic._on_published(fut, message, producer=None, state=None)
+    return message
+
+
+class _Buffer:
+    async def flush(self) -> None:
+        return None
+
+
+class _ProducerStub:
+    """What Faust's aiokafka Producer.flush touches: its app, its buffer, no aiokafka producer yet."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.buffer = _Buffer()
+        self._producer = None
+        self._transaction_producers: dict[str, Any] = {}
+
+
+def test_a_failed_send_makes_every_later_flush_refuse_so_nothing_is_committed(guarded: Any) -> None:
+    from aiokafka.errors import KafkaTimeoutError
+    from faust.transport.drivers.aiokafka import Producer
+
+    from delivery.checkpoint import SendFailed
+
+    async def scenario() -> None:
+        app = guarded.app
+        topic = app.topic("parcelwatch-order-facts", key_type=bytes, value_type=bytes)
+
+        await _published(topic, None)
+        await Producer.flush(_ProducerStub(app))  # type: ignore[arg-type]  # all delivered: commits go ahead
+        assert guarded.failures.first == []
+
+        failed = await _published(topic, KafkaTimeoutError("batch expired"))
+        assert isinstance(failed.exception(), KafkaTimeoutError)  # Faust's own handling is kept
+        assert len(guarded.failures.first) == 1
+        assert guarded.failures.first[0].startswith("parcelwatch-order-facts: KafkaTimeoutError")
+        for _ in range(2):  # not once: every commit after the failure is refused
+            with pytest.raises(SendFailed, match="parcelwatch-order-facts"):
+                await Producer.flush(_ProducerStub(app))  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_a_topic_produced_to_stays_in_the_producers_metadata(broker: Any) -> None:
+    """aiokafka asks a metadata refresh for its tracked topics only and replaces what it knew with the
+    answer; a topic it learnt at start-up and sends to without ever tracking it vanished at the next
+    refresh (the first send to a newer topic), stranding whatever was queued for it."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    _installed()
+
+    async def create(*names: str) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(n, 2, 1) for n in names])
+        finally:
+            await admin.close()
+
+    async def scenario() -> None:
+        await create("kt-early")
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()  # start-up metadata: every topic, "kt-early" included
+        try:
+            assert producer.client.cluster.partitions_for_topic("kt-early")
+            await (await producer.send("kt-early", b"1", partition=0))
+            await create("kt-late")
+            await (await producer.send("kt-late", b"2", partition=0))  # tracks "kt-late": a refresh for it
+            await producer.client.force_metadata_update()
+            assert producer.client.cluster.partitions_for_topic("kt-early"), "kt-early fell out of the metadata"
+            await asyncio.wait_for(await producer.send("kt-early", b"3", partition=1), 10)
+        finally:
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_send_now_sends_what_waits_for_its_linger_and_later_records_still_go(broker: Any) -> None:
+    """With a linger of a minute the record waits; ``send_now`` sends it at once, and a record sent
+    after it starts a new batch, which lingers again until the next ``send_now``."""
+    from aiokafka import AIOKafkaProducer
+
+    from delivery.framework import send_now
+
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=60_000)
+        await producer.start()
+        try:
+            first = await producer.send("kt-now", b"1", partition=0)
+            await asyncio.sleep(1.0)
+            assert not first.done(), "held for the linger"
+            send_now(producer)
+            assert (await asyncio.wait_for(first, 10)).offset == 0
+            second = await producer.send("kt-now", b"2", partition=0)
+            await asyncio.sleep(1.0)
+            assert not second.done()
+            send_now(producer)
+            assert (await asyncio.wait_for(second, 10)).offset == 1
+        finally:
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
+# -- recovery seeks the stream partitions before it fetches them -------------------------------------------
+
+
+class _RecordingConsumer:
+    """Stands in for Faust's consumer: records the calls Faust's end of recovery makes, in order."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def assignment(self) -> set[str]:
+        return {"tracking-0", "parcel-state-changelog-0"}
+
+    def resume_partitions(self, tps: Any) -> None:
+        self.calls.append(f"resume {sorted(tps)}")
+
+    async def perform_seek(self) -> None:
+        self.calls.append("seek")
+
+    def resume_flow(self) -> None:
+        self.calls.append("flow")
+
+
+def _recovery_end(calls: list[str]) -> Any:
+    """What ``Recovery.on_recovery_completed`` reads of its service and app, with a recording consumer."""
+    from types import SimpleNamespace
+
+    async def nothing(*_: Any, **__: Any) -> None:
+        return None
+
+    async def wait(coro: Any, timeout: float | None = None) -> None:
+        await coro
+
+    app = SimpleNamespace(
+        consumer=_RecordingConsumer(calls), consumer_generation_id=3,
+        on_rebalance_complete=SimpleNamespace(send=nothing), conf=SimpleNamespace(broker_request_timeout=5),
+        flow_control=SimpleNamespace(resume=lambda: calls.append("flow control")),
+        _fetcher=SimpleNamespace(maybe_start=nothing), assignor=SimpleNamespace(assigned_standbys=lambda: set()),
+        on_rebalance_end=lambda: None,
+    )
+    return SimpleNamespace(
+        app=app, log=SimpleNamespace(info=lambda *a: None, dev=lambda *a: None), tables={},
+        _set_recovery_ended=lambda: None, _is_changelog_tp=lambda tp: "changelog" in tp, _wait=wait,
+        completed=SimpleNamespace(set=lambda: None),
+        actives_for_table={}, standbys_for_table={},
+    )
+
+
+def test_recovery_seeks_the_stream_partitions_before_it_resumes_them() -> None:
+    """Faust's own method, patched: nothing is fetched from a stream partition before the seek to its
+    committed offset, and the flow (whose resumption clears the stream queues) is resumed before any of
+    its records is handed on."""
+    from faust.tables.recovery import Recovery
+
+    _installed()
+    calls: list[str] = []
+    recovery = _recovery_end(calls)
+    recovery.tables = type("Tables", (dict,), {"on_actives_ready": lambda self: None, "on_standbys_ready": lambda self: None})()
+    asyncio.run(Recovery.on_recovery_completed(recovery, 3))
+    assert calls == ["seek", "flow control", "flow", "resume ['tracking-0']"]
+    assert "resume_partitions" not in vars(recovery.app.consumer)  # the consumer's own method again
+
+
+class _WaitingFetcher:
+    """Stands in for aiokafka's fetcher: waits for records, then reads the partitions it was asked for."""
+
+    def __init__(self) -> None:
+        import contextlib
+
+        self._closed = False
+        self._subscriptions = type("Subscriptions", (), {"fetch_context": lambda self: contextlib.nullcontext()})()
+        self.asked: list[set[str]] = []
+        self.waiting = asyncio.Event()
+        self.records_arrive = asyncio.Event()
+
+    async def fetched_records(self, partitions: set[str], timeout: float = 0, max_records: int | None = None) -> dict[str, list[int]]:
+        self.waiting.set()
+        await self.records_arrive.wait()
+        self.asked.append(set(partitions))
+        # aiokafka's own rule: no partitions given means every partition with buffered records.
+        return {tp: [1] for tp in ("tracking-0", "tracking-1") if not partitions or tp in partitions}
+
+
+def test_a_fetch_asks_for_the_partitions_active_when_it_started() -> None:
+    """Faust's live set of active partitions emptied during a waiting fetch must not turn into "every
+    partition" (records of paused partitions drained and then dropped); an empty set fetches nothing."""
+    from types import SimpleNamespace
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    _installed()
+    thread = SimpleNamespace(consumer=SimpleNamespace(flow_active=True))
+    fetcher = _WaitingFetcher()
+    consumer = SimpleNamespace(_fetcher=fetcher, _closed=False)
+
+    async def main() -> tuple[Any, Any]:
+        active = {"tracking-1"}
+        fetch = asyncio.create_task(AIOKafkaConsumerThread._fetch_records(thread, consumer, active, timeout=1.0))  # type: ignore[arg-type]
+        await fetcher.waiting.wait()
+        active.clear()  # paused while the fetch waits
+        fetcher.records_arrive.set()
+        during = await fetch
+        nothing_active = await AIOKafkaConsumerThread._fetch_records(thread, consumer, set(), timeout=1.0)  # type: ignore[arg-type]
+        return during, nothing_active
+
+    during, nothing_active = asyncio.run(main())
+    assert during == {"tracking-1": [1]}
+    assert nothing_active == {}
+    assert fetcher.asked == [{"tracking-1"}]
+
+
+def test_on_the_embedded_broker_faust_long_polls_briefly() -> None:
+    """Tansu answers a fetch over several partitions about 0.55 s late when a record arrives for one of
+    them (delivery/tansu.py): Faust's consumer must ask for a short wait, not its fixed 1500 ms."""
+    import faust
+
+    from delivery.tansu import FETCH_MAX_WAIT_MS, patch_fetch_wait
+
+    async def created() -> int:
+        app = faust.App("test-fetch-wait", broker="kafka://127.0.0.1:9", store="memory://")
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
+        return int(consumer._fetch_max_wait_ms)
+
+    patch_fetch_wait()
+    assert asyncio.run(created()) == FETCH_MAX_WAIT_MS < 1500
