@@ -279,3 +279,40 @@ def test_tokens_are_scoped_to_shops() -> None:
         Access({}).write_scope("anything")  # no tokens configured: no writes at all
     assert Access({}).read_scope(None) == ["*"]
     assert "tok-a" not in Access.label("tok-a")
+
+
+def test_an_issue_without_a_carrier_is_counted_under_an_empty_carrier(redis_server: RedisServer) -> None:
+    """An order's ship_overdue has no parcel yet, so no carrier (JSON null): its open count once went under
+    the label "userdata: (nil)" (Lua's tostring of cjson.null)."""
+    order_issue = {**event("open", START + 60, key="ORDER:TB9|ship_overdue"), "parcel": None, "carrier": None,
+                   "tracking_number": None, "lane": None}
+
+    async def go(store: IssueStore) -> Any:
+        await store.apply_events([order_issue])
+        counted = await store.open_counts()
+        raw = await store.redis.hgetall("pw:open")
+        return counted, {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+
+    counted, raw = run(redis_server, go)
+    assert counted == {("ship_overdue", "medium", ""): 1}
+    assert raw == {"ship_overdue|medium|": 1}
+
+
+def test_counts_left_under_the_old_nil_label_are_read_with_the_new_one(redis_server: RedisServer) -> None:
+    # Opened before the fix (counted under "userdata: (nil)"), resolved after it (uncounted under ""): none open.
+    opened = {**event("open", START + 60, key="ORDER:TB8|ship_overdue"), "parcel": None, "carrier": None,
+              "tracking_number": None}
+
+    async def go(store: IssueStore) -> Any:
+        await store.apply_events([opened])
+        await store.redis.hdel("pw:open", "ship_overdue|medium|")
+        await store.redis.hset("pw:open", "ship_overdue|medium|userdata: (nil)", 1)
+        before = await store.open_counts()
+        await store.apply_events([{**opened, "action": "resolve", "at": format_time(START + 120),
+                                   "resolved_at": format_time(START + 120), "resolution": "shipped"}])
+        return before, await store.open_counts()
+
+    before, after = run(redis_server, go)
+    assert before == {("ship_overdue", "medium", ""): 1}
+    assert after == {}
+
