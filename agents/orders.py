@@ -19,7 +19,7 @@ from core.orders import OrderRouter, decode_gone
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for
 from delivery.framework import note_send_failure
 from delivery.staging import StagedWrites
-from domain.events import InvalidEvent, parse_order_event
+from domain.events import InvalidEvent, check_not_ahead, parse_order_event
 
 from . import Agent
 
@@ -35,6 +35,7 @@ class OrderRouterAgent(Agent):
         super().__init__(stream)
         app = self.app
         self.catch_up_after = stream.settings.app.catch_up_after_seconds
+        self.future_tolerance = stream.settings.app.future_event_tolerance_seconds
         # The router writes at once, event by event: nothing it writes waits for an acknowledgement (its
         # order facts are sent without waiting; a failed send stops every commit, delivery/checkpoint.py).
         self.orders = StagedWrites(self.topics.order_table, stream.checkpoint.writer)
@@ -81,12 +82,16 @@ class OrderRouterAgent(Agent):
                      element: tuple[int, Any] | None) -> None:
         """Merge one order event into its order's facts; its snapshots are added to ``outgoing``."""
         started = time.perf_counter()
+        started_wall = time.time()
         try:
             if element is not None and not isinstance(value, dict):
                 raise InvalidEvent("$", f"a batch element must be a JSON object, got {type(value).__name__}")
             ev = parse_order_event(value)
+            arrived = event.message.timestamp
+            check_not_ahead(ev.event_time, started_wall if arrived is None else min(arrived, started_wall),
+                            self.future_tolerance)
             if element is None and event.key is not None and event.key != ev.order_id:
-                raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
+                raise InvalidEvent("order_id", "does not match the record key")
             if element is not None and partition_for(ev.order_id, self.partitions) != event.message.partition:
                 # Batched onto another order's partition: re-sent alone, keyed, to its own, where its order's
                 # facts are kept (never merged into a second copy here).
@@ -107,7 +112,7 @@ class OrderRouterAgent(Agent):
         try:
             order_id, subject = decode_gone(event.value)
             if event.key is not None and event.key != order_id:
-                raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
+                raise InvalidEvent("order_id", "does not match the record key")
             if self.router.forget(order_id, subject):
                 self.recorder.observe_order_purged()
             self.orders.flush()

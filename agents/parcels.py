@@ -26,7 +26,7 @@ from core.orders import decode_order_facts, encode_gone, order_facts_from_doc
 from core.processor import Output, Processor
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for, record_events
 from delivery.clients import stop_consumer
-from domain.events import InvalidEvent, TrackingUpdate, parse_tracking_update
+from domain.events import InvalidEvent, TrackingUpdate, check_not_ahead, parse_tracking_update
 from domain.state import OrderFacts
 
 from . import Agent
@@ -51,6 +51,7 @@ class ParcelAgent(Agent):
         self.processor = Processor(stream.settings, stream.baselines, self.states, self.index, stream.notification_rules,
                                    epoch=secrets.randbits(31) | 1, defer_index_removals=True)
         cfg = stream.settings.app
+        self.future_tolerance = cfg.future_event_tolerance_seconds
         # While a partition works through records that arrived long ago, its detectors and sweeps run at their
         # arrival time instead of the wall clock (core/clock.py): no spurious open/resolve pairs after an
         # outage. Every partition hears from its tracking and from each order-router partition before its
@@ -166,6 +167,9 @@ class ParcelAgent(Agent):
 
     def _on_tracking(self, update: TrackingUpdate, partition: int, arrived: float, started: float) -> Output:
         wall = time.time()
+        # Ahead of its arrival (not of the wall clock: a record processed again after a restart is judged
+        # the same way), or of now when it has no timestamp.
+        check_not_ahead(update.event_time, wall if arrived is None else min(arrived, wall), self.future_tolerance)
         now = self.catch_up.observe(self.names.tracking, partition, arrived, wall)
         out = self.processor.on_tracking(partition, update, now, wall)
         # (An expired scan's lag of a month or more would only skew the lag histogram.)
