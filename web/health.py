@@ -103,6 +103,11 @@ class Health:
         # restarted to re-process from its last commit.
         failures = stream.checkpoint.failures
         checks["producer"] = {"ok": not failures, "failed_sends": list(failures.first)}
+        # Dead letters since the start; one that could not be sent is a failed send too (see producer).
+        dead = stream.dead_letters.counts
+        checks["dead_letters"] = {"ok": not dead.failed, "sent": dead.sent, "values_omitted": dead.values_omitted,
+                                  "last_omitted": dead.last_omitted or None, "failed": dead.failed,
+                                  "last_failure": dead.last_failure or None}
         recovered = app.tables.recovery.completed.is_set() and not app.rebalancing  # type: ignore[attr-defined]
         parcel_state = stream.topology.parcel_state
         checks["tables"] = {
