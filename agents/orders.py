@@ -92,10 +92,11 @@ class OrderRouterAgent(Agent):
                             self.future_tolerance)
             if element is None and event.key is not None and event.key != ev.order_id:
                 raise InvalidEvent("order_id", "does not match the record key")
-            if element is not None and partition_for(ev.order_id, self.partitions) != event.message.partition:
-                # Batched onto another order's partition: re-sent alone, keyed, to its own, where its order's
-                # facts are kept (never merged into a second copy here).
-                await self.topics.orders.send(key=ev.order_id, value=orjson.dumps(value), timestamp=event.message.timestamp)
+            if partition_for(ev.order_id, self.partitions) != event.message.partition:
+                # On another order's partition (batched wrongly, or keyed by something else): re-sent alone, keyed,
+                # to its own, where its order's facts are kept (never merged into a second copy here).
+                raw = orjson.dumps(value) if element is not None else value
+                await self.topics.orders.send(key=ev.order_id, value=raw, timestamp=event.message.timestamp)
                 self.recorder.observe_event(self.names.orders, "rerouted", None, time.perf_counter() - started)
                 return
             routed = self.router.route(ev)

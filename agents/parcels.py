@@ -96,7 +96,11 @@ class ParcelAgent(Agent):
             raw: bytes = event.value
             partition = msg.partition
             if topic == names.tracking:
-                out = self._on_tracking(parse_tracking_update(raw), partition, msg.timestamp, started)
+                update = parse_tracking_update(raw)
+                if partition_for(update.parcel_key, self.partitions) != partition:
+                    await self._reroute(self.topics.tracking, update.parcel_key, raw, msg.timestamp, topic, started)
+                    return
+                out = self._on_tracking(update, partition, msg.timestamp, started)
                 await self._emit(event, await self._send_notices(out), [out], self._encode(out), partition)
             elif topic == names.order_facts:
                 mark = decode_watermark(raw)
@@ -104,7 +108,11 @@ class ParcelAgent(Agent):
                     self.catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
                     self.recorder.observe_event(topic, "watermark", None, time.perf_counter() - started)
                     return
-                out = self._on_order_facts(*decode_order_facts(raw), partition, msg.timestamp, started)
+                subject, facts, at = decode_order_facts(raw)
+                if partition_for(subject, self.partitions) != partition:
+                    await self._reroute(self.topics.order_facts, subject, raw, msg.timestamp, topic, started)
+                    return
+                out = self._on_order_facts(subject, facts, at, partition, msg.timestamp, started)
                 await self._emit(event, await self._send_notices(out), [out], self._encode(out), partition)
             else:  # ticks
                 wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
@@ -143,13 +151,14 @@ class ParcelAgent(Agent):
                     update = parse_tracking_update(element)
                     key = update.parcel_key
                     if partition_for(key, self.partitions) != partition:
-                        await self._reroute(self.topics.tracking, key, element, msg.timestamp, topic, started)
+                        await self._reroute(self.topics.tracking, key, orjson.dumps(element), msg.timestamp, topic, started)
                         continue
                     out = self._on_tracking(update, partition, msg.timestamp, started)
                 else:
                     subject, facts, at = order_facts_from_doc(element)
                     if partition_for(subject, self.partitions) != partition:
-                        await self._reroute(self.topics.order_facts, subject, element, msg.timestamp, topic, started)
+                        await self._reroute(self.topics.order_facts, subject, orjson.dumps(element), msg.timestamp, topic,
+                                            started)
                         continue
                     out = self._on_order_facts(subject, facts, at, partition, msg.timestamp, started)
                 acks.extend(await self._send_notices(out))
@@ -246,11 +255,13 @@ class ParcelAgent(Agent):
         self.processor.apply_index_removals(removals)
         self.index.flush(partition)
 
-    async def _reroute(self, topic: TopicT, key: str, element: dict[str, Any], arrived: float, source: str,
+    async def _reroute(self, topic: TopicT, key: str, value: bytes, arrived: float, source: str,
                        started: float) -> None:
-        """A batch element that hashes to another partition (a producer that batched it wrongly) is sent on,
-        alone and keyed, to the partition that holds its subject's state: never lost, never split."""
-        await topic.send(key=key, value=orjson.dumps(element), timestamp=arrived)
+        """An event that hashes to another partition (a batch element batched wrongly, a record keyed by
+        something else or sent to a partition of the producer's choosing) is sent on, alone and keyed, to the
+        partition that holds its subject's state: never lost, never split. (Acknowledged before the record's
+        offset can be committed: a failed send stops every commit, ``delivery/checkpoint.py``.)"""
+        await topic.send(key=key, value=value, timestamp=arrived)
         self.recorder.observe_event(source, "rerouted", None, time.perf_counter() - started)
 
     async def _reject(self, event: EventT, exc: Exception, element: tuple[int, Any] | None = None,

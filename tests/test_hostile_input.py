@@ -122,3 +122,27 @@ def test_event_times_from_the_future_are_dead_lettered_with_their_reason(
         assert [(i["kind"], i["status"]) for i in issues] == [("tracking_stale", "open")]
     finally:
         worker.stop()
+
+
+def test_a_single_record_on_the_wrong_partition_is_rerouted_to_its_parcels_partition(
+        tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        now = time.time()
+        number = "7920000"
+        home = partition_for(f"ZTO:{number}", PARTITIONS)
+        wrong = (home + 1) % PARTITIONS
+        produce(broker.bootstrap, [shipped("TB7920", number, now - 3600)])
+        # A producer that picks partitions itself (or keys by something else) sends the exception elsewhere.
+        produce(broker.bootstrap, [scan(number, "exception", now - 60, exception_reason="lost")], partitions=[wrong])
+        wait_for(lambda: any(i["kind"] == "carrier_exception" for i in all_issues(redis_server.url)), 60,
+                 "the issue of the re-routed scan")
+        rerouted = [m for m in consume_all(broker.bootstrap, TRACKING) if m.key == f"ZTO:{number}".encode()]
+        assert sorted(m.partition for m in rerouted) == sorted([wrong, home])
+        # The parcel's state lives on one changelog partition only: its own.
+        states = [m for m in consume_all(broker.bootstrap, "parcelwatch-parcel-state-changelog")
+                  if m.key == f"ZTO:{number}".encode()]
+        assert states and {m.partition for m in states} == {home}
+        assert metric(worker, 'parcelwatch_events_consumed_total{outcome="rerouted",topic="parcelwatch-tracking"}') == 1
+    finally:
+        worker.stop()
