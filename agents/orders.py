@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parcelwatch.orders")
 WATERMARK_EVERY_SECONDS = 0.5
+# An orders partition is declared caught up (a watermark at the wall clock) once it has routed everything it
+# holds and nothing new came for this long: a producer still sending events that arrived long ago (a backfill,
+# a replay of history) keeps it behind, and its watermarks keep saying how far it got.
+CAUGHT_UP_QUIET_SECONDS = 10.0
 
 
 class OrderRouterAgent(Agent):
@@ -42,6 +46,7 @@ class OrderRouterAgent(Agent):
         self.router = OrderRouter(self.orders)
         self._watermark_sent: dict[int, float] = {}  # orders partition -> wall clock of its last watermark
         self._routed: dict[int, int] = {}  # orders partition -> offset of the last order event routed
+        self._routed_at: dict[int, float] = {}  # orders partition -> wall clock when it routed the last one
         self._lagging: set[int] = set()  # orders partitions that sent watermarks and have not said they caught up
         app.agent(self.topics.order_inputs, name="order_router")(self.run)
         app.timer(interval=WATERMARK_EVERY_SECONDS, name="caught_up_watermarks")(self.caught_up_watermarks)
@@ -77,6 +82,7 @@ class OrderRouterAgent(Agent):
             # Routed or dead-lettered: either way done with. Only now, after its facts were sent: the send
             # awaits, and a caught-up watermark sent meanwhile would pass the facts still to come.
             self._routed[msg.partition] = msg.offset
+            self._routed_at[msg.partition] = time.time()
 
     async def _route(self, event: EventT, value: Any, outgoing: list[tuple[str, bytes]],
                      element: tuple[int, Any] | None) -> None:
@@ -128,6 +134,7 @@ class OrderRouterAgent(Agent):
     # -- watermarks (core/clock.py) -------------------------------------------------------------------------------
 
     async def _broadcast(self, source_partition: int, arrived: float) -> None:
+        self._watermark_sent[source_partition] = time.time()
         mark = encode_watermark(source_partition, arrived)
         for partition in range(self.partitions):
             # Sent after the facts routed so far: on each partition the watermark is queued behind them.
@@ -138,19 +145,26 @@ class OrderRouterAgent(Agent):
         """While this partition's order events are old, tell every parcel partition how far routing got: a
         parcel partition catching up must not judge parcels ahead of their order facts."""
         lag = self.catch_up_after
-        if lag <= 0 or arrived is None or wall - arrived <= lag:
+        if lag <= 0 or arrived is None:
+            return
+        if wall - arrived <= lag:
+            if source_partition in self._lagging:  # caught up on fresh events: as far as this one
+                self._lagging.discard(source_partition)
+                await self._broadcast(source_partition, arrived)
             return
         if wall - self._watermark_sent.get(source_partition, 0.0) < WATERMARK_EVERY_SECONDS:
             return
-        self._watermark_sent[source_partition] = wall
         self._lagging.add(source_partition)
         await self._broadcast(source_partition, arrived)
 
     async def caught_up_watermarks(self) -> None:
-        """An orders partition routed up to its high watermark has caught up: a watermark at the wall clock
-        releases the parcel partitions it held (a router starved of fetches is not caught up: it holds)."""
+        """An orders partition that routed up to its high watermark and got nothing new for
+        ``CAUGHT_UP_QUIET_SECONDS`` has caught up: a watermark at the wall clock releases the parcel partitions
+        it held (a router starved of fetches is not caught up: it holds)."""
+        now = time.time()
         for source_partition in sorted(self._lagging):
             highwater = self.app.consumer.highwater(TP(self.names.orders, source_partition))
-            if highwater is not None and self._routed.get(source_partition, -1) + 1 >= highwater:
+            if (highwater is not None and self._routed.get(source_partition, -1) + 1 >= highwater
+                    and now - self._routed_at.get(source_partition, 0.0) >= CAUGHT_UP_QUIET_SECONDS):
                 self._lagging.discard(source_partition)
-                await self._broadcast(source_partition, time.time())
+                await self._broadcast(source_partition, now)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import EventT, StreamT, TopicT
+from faust.types import TP, EventT, StreamT, TopicT
 from mode import Service
 
 from core.clock import WATERMARK_HOLD_SECONDS, CatchUpClock, decode_watermark
@@ -26,6 +26,7 @@ from core.orders import decode_order_facts, encode_gone, order_facts_from_doc
 from core.processor import Output, Processor
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for, record_events
 from delivery.clients import stop_consumer
+from delivery.framework import committed_offsets
 from domain.events import InvalidEvent, TrackingUpdate, check_not_ahead, parse_tracking_update
 from domain.state import OrderFacts
 
@@ -52,13 +53,16 @@ class ParcelAgent(Agent):
                                    epoch=secrets.randbits(31) | 1, defer_index_removals=True)
         cfg = stream.settings.app
         self.future_tolerance = cfg.future_event_tolerance_seconds
+        # The next offset to process of each input topic partition (what the clock asks: do records wait?).
+        self._next_offset: dict[TP, int] = {}
         # While a partition works through records that arrived long ago, its detectors and sweeps run at their
         # arrival time instead of the wall clock (core/clock.py): no spurious open/resolve pairs after an
         # outage. Every partition hears from its tracking and from each order-router partition before its
-        # clock moves.
+        # clock moves; none has a clock before its backlog's first record.
         self.catch_up = CatchUpClock(cfg.catch_up_after_seconds, quiet_seconds=max(10.0, 2 * cfg.tick_interval_seconds),
                                      started_at=time.time(),
-                                     expected=[self.names.tracking, *(f"orders:{q}" for q in range(self.partitions))])
+                                     expected=[self.names.tracking, *(f"orders:{q}" for q in range(self.partitions))],
+                                     local=[self.names.tracking, self.names.order_facts], waiting=self._records_waiting)
         self.recorder.read_at_scrape(catching_up=lambda: len(self.catch_up.lagging_partitions(time.time())))
         app.agent(self.topics.parcel_inputs, name="parcel_agent")(self.run)
         app.timer(interval=cfg.tick_interval_seconds, on_leader=True, name="tick")(self.tick)
@@ -68,9 +72,12 @@ class ParcelAgent(Agent):
     # -- the agent --------------------------------------------------------------------------------------------
 
     async def run(self, stream: StreamT[bytes]) -> None:
+        next_offset = self._next_offset
         async for event in stream.events():
-            await self.checkpoint.begin(event.message.partition)
-            if event.message.topic != self.names.ticks and is_batch(event.value):
+            msg = event.message
+            next_offset[msg.tp] = msg.offset + 1
+            await self.checkpoint.begin(msg.partition)
+            if msg.topic != self.names.ticks and is_batch(event.value):
                 await self._process_batch(event)
             else:
                 await self._process_record(event)
@@ -85,6 +92,21 @@ class ParcelAgent(Agent):
         """(``args``: the revoked topic partitions, as the signal sends them.)"""
         revoked: set[TopicPartition] = args[0]
         self.checkpoint.forget(tp.partition for tp in revoked)
+        self.catch_up.forget({tp.partition for tp in revoked if tp.topic in self.catch_up.local})
+        for tp in revoked:
+            self._next_offset.pop(TP(tp.topic, tp.partition), None)
+
+    def _records_waiting(self, topic: str, partition: int) -> bool:
+        """Whether records of ``topic`` (an input of the parcel state) on ``partition`` wait to be processed
+        here, as far as the consumer's last fetch knows (True while it cannot tell: nothing fetched yet)."""
+        tp = TP(topic, partition)
+        highwater = self.app.consumer.highwater(tp)
+        if highwater is None:
+            return True
+        next_offset = self._next_offset.get(tp)
+        if next_offset is None:
+            next_offset = committed_offsets(self.app).get(tp) or 0  # (where the consumer started)
+        return next_offset < highwater
 
     async def _process_record(self, event: EventT) -> None:
         msg = event.message
@@ -105,7 +127,8 @@ class ParcelAgent(Agent):
             elif topic == names.order_facts:
                 mark = decode_watermark(raw)
                 if mark is not None:  # the order router's progress through a backlog (core/clock.py)
-                    self.catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
+                    self.catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS,
+                                          progress=True)
                     self.recorder.observe_event(topic, "watermark", None, time.perf_counter() - started)
                     return
                 subject, facts, at = decode_order_facts(raw)
@@ -116,7 +139,10 @@ class ParcelAgent(Agent):
                 await self._emit(event, await self._send_notices(out), [out], self._encode(out), partition)
             else:  # ticks
                 wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
-                now = min(wall, self.catch_up.now(partition, time.time()))
+                clock = self.catch_up.now(partition, time.time())
+                if clock is None:  # its backlog's time is not known yet: sweeping now would run ahead of it
+                    return
+                now = min(wall, clock)
                 out = self.processor.on_tick(partition, now, wall)
                 seconds = time.perf_counter() - started
                 await self._emit(event, await self._send_notices(out), [out], self._encode(out), partition, wait=True)
@@ -179,7 +205,9 @@ class ParcelAgent(Agent):
         # Ahead of its arrival (not of the wall clock: a record processed again after a restart is judged
         # the same way), or of now when it has no timestamp.
         check_not_ahead(update.event_time, wall if arrived is None else min(arrived, wall), self.future_tolerance)
-        now = self.catch_up.observe(self.names.tracking, partition, arrived, wall)
+        catch_up = self.catch_up
+        clock = catch_up.observe(self.names.tracking, partition, arrived, wall)
+        now = catch_up.event_now(partition, self.names.tracking, clock, update.event_time, wall)
         out = self.processor.on_tracking(partition, update, now, wall)
         # (An expired scan's lag of a month or more would only skew the lag histogram.)
         self.recorder.observe_event(self.names.tracking, "expired" if out.expired else "ok",
@@ -189,7 +217,9 @@ class ParcelAgent(Agent):
     def _on_order_facts(self, subject: str, facts: OrderFacts, at: float, partition: int, arrived: float,
                         started: float) -> Output:
         wall = time.time()
-        now = self.catch_up.observe(self.names.order_facts, partition, arrived, wall)
+        catch_up = self.catch_up
+        clock = catch_up.observe(self.names.order_facts, partition, arrived, wall)
+        now = catch_up.event_now(partition, self.names.order_facts, clock, at, wall)
         out = self.processor.on_order_facts(partition, subject, facts, at, now, wall)
         self.recorder.observe_event(self.names.order_facts, "expired" if out.expired else "ok", None,
                                     time.perf_counter() - started)
