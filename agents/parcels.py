@@ -66,6 +66,7 @@ class ParcelAgent(Agent):
         self.recorder.read_at_scrape(catching_up=lambda: len(self.catch_up.lagging_partitions(time.time())))
         app.agent(self.topics.parcel_inputs, name="parcel_agent")(self.run)
         app.timer(interval=cfg.tick_interval_seconds, on_leader=True, name="tick")(self.tick)
+        self.checkpoint.best_effort.add(self.names.ticks)  # (a tick that failed to send: the next one comes)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
         app.service(LaneBaselineFeed(self))  # type: ignore[arg-type]  # (an instance is started as it is)
 

@@ -281,6 +281,47 @@ end
 return out
 """
 
+# After the broker came back empty (a new lifetime: every parcel state is gone), the issues still active
+# were raised from states nobody holds any more: no event can end them. Each is marked auto_resolved with
+# resolution "state_lost" (a history line says why); a problem that persists is raised again from the new
+# states and reopens it. Once per lifetime: the lifetime is recorded, and a second worker (or a restart)
+# finds it done. The first lifetime ever recorded marks nothing (there is nothing to compare with).
+# ARGV: prefix, lifetime id, now ISO, now epoch. Returns the count marked, -1 (done before), -2 (first).
+_RECONCILE_LIFETIME = """
+local prefix, lifetime, now_iso, now_ts = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local id
+
+--INDEXES--
+local known = redis.call('GET', prefix .. 'broker-lifetime')
+if known == lifetime then return -1 end
+redis.call('SET', prefix .. 'broker-lifetime', lifetime)
+if not known then return -2 end
+local marked = 0
+for _, shop in ipairs(redis.call('SMEMBERS', prefix .. 'shops')) do
+  for _, status in ipairs({'open', 'acknowledged'}) do
+    for _, member in ipairs(redis.call('ZRANGE', prefix .. 'q:' .. shop .. ':' .. status, 0, -1)) do
+      id = member
+      local key = prefix .. 'issue:' .. id
+      local raw = redis.call('GET', key)
+      if raw then
+        local d = cjson.decode(raw)
+        unindex(d)
+        d.status = 'auto_resolved'
+        d.resolved_at = now_iso
+        d.resolved_ts = now_ts
+        d.resolution = 'state_lost'
+        d.updated_at = now_iso
+        table.insert(d.history, {at = now_iso, by = 'stream', action = 'state_lost'})
+        index(d)
+        redis.call('SET', key, cjson.encode(d))
+        marked = marked + 1
+      end
+    end
+  end
+end
+return marked
+""".replace("--INDEXES--", _LUA_INDEXES)
+
 # Issue events applied by one script call (``IssueStore.apply_events``): Redis runs one call at a time,
 # so this bounds how long a call holds the queue's readers (about 20 us an event).
 EVENTS_PER_CALL = 100
@@ -295,6 +336,7 @@ class IssueStore:
         self._apply = redis.register_script(_APPLY_EVENTS)
         self._staff = redis.register_script(_STAFF_ACTION)
         self._day = redis.register_script(_DAY_QUEUE)
+        self._reconcile = redis.register_script(_RECONCILE_LIFETIME)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "pw:") -> IssueStore:
@@ -343,6 +385,12 @@ class IssueStore:
             args=[self.prefix, id_, action, orjson.dumps(payload), format_time(now) or "", repr(now), orjson.dumps(shops)]
         )
         return orjson.loads(raw)  # type: ignore[no-any-return]
+
+    async def reconcile_broker_lifetime(self, lifetime: str, now: float) -> int | None:
+        """Mark the issues still active from an earlier broker lifetime (``_RECONCILE_LIFETIME``); the count
+        marked, or None when there was nothing to reconcile (this lifetime done before, or the first one)."""
+        marked = int(await self._reconcile(args=[self.prefix, lifetime, format_time(now) or "", repr(now)]))
+        return marked if marked >= 0 else None
 
     async def get(self, id_: str) -> dict[str, Any] | None:
         raw = await self.redis.get(f"{self.prefix}issue:{id_}")

@@ -438,6 +438,21 @@ def compare_outcomes(live: Outcome, replayed: Outcome) -> Comparison:
     return Comparison(len(live), len(replayed), lost, extra, extra_open, wrong)
 
 
+def _subjects(records: list[Any]) -> set[str]:
+    """The subjects (parcels, and orders for ship_overdue) simulated events are about."""
+    from domain.state import ORDER_SUBJECT_PREFIX
+
+    out: set[str] = set()
+    for kind, key, event in records:
+        if kind == "tracking":
+            out.add(key.decode())
+        else:
+            out.add(ORDER_SUBJECT_PREFIX + event.order_id)
+            if event.carrier and event.tracking_number:
+                out.add(f"{event.carrier}:{event.tracking_number}")
+    return out
+
+
 def _metric(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
@@ -448,7 +463,9 @@ class FaultRun:
     queue compared with a replay of the same events (``tests/test_fault_replay.py``, ``bench/soak.py``)."""
 
     def __init__(self, run_dir: Path, *, seed: int, parcels: int, rate: float, batch: int = 1, workers: int = 1,
-                 span_days: float = 6.0) -> None:
+                 span_days: float = 6.0, broker_lifetimes: int = 1) -> None:
+        """``broker_lifetimes`` 2: a second traffic (other parcels) follows the first, and ``broker_restart``
+        restarts the memory-only broker between them (what was produced before goes with it)."""
         import random
 
         import config
@@ -465,7 +482,14 @@ class FaultRun:
         self.settings = config.load(overrides, env={})
         self.broker = TansuBroker(run_dir / "broker")
         self.redis = RedisServer(run_dir / "redis", appendonly=True)
-        self.records = simulated_traffic(seed, parcels, time.time() - 600, span_days)
+        end = time.time() - 600
+        self.records = simulated_traffic(seed, parcels, end, span_days)
+        # The first lifetime's events (all of them while the broker keeps one lifetime).
+        self.first_lifetime = len(self.records)
+        if broker_lifetimes == 2:
+            self.records += simulated_traffic(seed + 1000, parcels, end, span_days)
+        self.restarted_broker = False
+        self.unhealthy_answers: list[str] = []  # /healthz answers 200 from the old lifetime after a broker restart
         self.rate = rate
         self.batch = batch
         self.worker_count = workers
@@ -487,7 +511,9 @@ class FaultRun:
         for worker in self.workers:
             worker.start()
         self.producer = SteadyProducer(self.broker.bootstrap, self.records, self.rate, self.batch,
-                                       self.settings.app.partitions).start()
+                                       self.settings.app.partitions)
+        self.producer.hold_at(self.first_lifetime)
+        self.producer.start()
         self.note(f"producing {len(self.records)} events at {self.rate:g}/s"
                   + (f" in batch records of up to {self.batch}" if self.batch > 1 else " one record per event"))
         return self
@@ -544,6 +570,46 @@ class FaultRun:
         time.sleep(down)
         self.redis = RedisServer(self.redis.run_dir, port=self.redis.port, appendonly=True).start()
 
+    def broker_restart(self, down: tuple[float, float] = (2.0, 6.0)) -> None:
+        """Once the first traffic is produced, restart the memory-only broker: it comes back empty (a new
+        lifetime), and the second traffic goes to it. Meanwhile ``/healthz`` is asked every 0.2 s: no worker
+        may answer 200 from the old lifetime once the broker is back."""
+        from devtools.broker import TansuBroker
+
+        assert self.producer is not None and self.first_lifetime < len(self.records)
+        wait_for(lambda: self.producer is not None and self.producer.sent >= self.first_lifetime, 120,
+                 "the first traffic to be produced")
+        self.pause(3, 8)  # (some of it processed, some still waiting: both go with the broker)
+        before = {w.name: w.get("/healthz")[1]["checks"]["lifetime"]["started_in"] for w in self.workers}
+        pids = {w.name: w.proc.pid if w.proc else None for w in self.workers}
+        self.broker.stop()
+        self._count("broker restart (empty)")
+        seconds = self.rng.uniform(*down)
+        self.note(f"broker down {seconds:.1f} s, back empty")
+        time.sleep(seconds)
+        self.broker = TansuBroker(self.broker.run_dir, port=self.broker.port).start()
+        self.restarted_broker = True
+        self.producer.reconnect()
+        self.producer.resume()
+        deadline = time.monotonic() + 120
+        recovered: set[str] = set()
+        while len(recovered) < len(self.workers) and time.monotonic() < deadline:
+            for worker in self.workers:
+                try:
+                    status, body = worker.get("/healthz", timeout=2)
+                except OSError:
+                    continue  # (restarting in place: the web server is not up yet)
+                started_in = body.get("checks", {}).get("lifetime", {}).get("started_in") if isinstance(body, dict) else None
+                if status == 200 and started_in == before[worker.name]:
+                    self.unhealthy_answers.append(f"{worker.name}: 200 from the old lifetime {started_in}")
+                if status == 200 and started_in != before[worker.name]:
+                    recovered.add(worker.name)
+            time.sleep(0.2)
+        for worker in self.workers:
+            assert worker.proc is not None and worker.proc.pid == pids[worker.name] and worker.proc.poll() is None, (
+                f"{worker.name} exited instead of starting again in place:\n{worker.log_tail()}")
+        self.note(f"every worker in the new lifetime ({', '.join(sorted(recovered))})")
+
     # -- the outcome -------------------------------------------------------------------------------------------
 
     def settled(self) -> bool:
@@ -566,14 +632,25 @@ class FaultRun:
             worker.wait_healthy(120)
         wait_for(self.settled, timeout, "the workers to work through every event and catch up", interval=1.0)
         self.note("settled")
+        # After a broker restart the queue holds both lifetimes: the second one's parcels must be what a replay of
+        # their events gives; the first one's may no longer be active (``first_lifetime_active``).
+        records = self.records[self.first_lifetime:] if self.restarted_broker else self.records
+        gone = _subjects(self.records[: self.first_lifetime]) if self.restarted_broker else set()
         deadline = time.monotonic() + 30
         while True:
-            live = queue_outcome(self.redis.url)
-            comparison = compare_outcomes(live, replayed_outcome(self.records, time.time(), self.settings))
+            live = {k: v for k, v in queue_outcome(self.redis.url).items() if k.split("|")[0] not in gone}
+            comparison = compare_outcomes(live, replayed_outcome(records, time.time(), self.settings))
             if comparison.equal or time.monotonic() > deadline:
                 self.note(comparison.describe(0))
                 return comparison
             time.sleep(1.5)
+
+    def first_lifetime_active(self) -> list[str]:
+        """Issues of the first broker lifetime's parcels still open or acknowledged: their state is gone, no
+        event can end them, so none may be left active."""
+        gone = _subjects(self.records[: self.first_lifetime])
+        return sorted(f"{i['issue_key']} {i['status']}" for i in all_issues(self.redis.url)
+                      if i["subject"] in gone and i["status"] in ("open", "acknowledged"))
 
     def report(self) -> str:
         faults = ", ".join(f"{n} {what}" for what, n in self.faults.items()) or "none"

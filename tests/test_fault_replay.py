@@ -37,3 +37,15 @@ def test_kill_9_of_either_of_two_workers_on_batch_records(tmp_path: Path) -> Non
         print(run.report())
         assert result.equal, f"{result.describe()}\n{run.report()}"
 
+
+def test_a_broker_that_comes_back_empty_is_a_new_lifetime_for_running_workers(tmp_path: Path) -> None:
+    """Both workers start again in place (no exit), ``/healthz`` never answers ok from the old lifetime once
+    the broker is back, the old lifetime's issues are no longer active (their states are gone), and the new
+    lifetime's queue is what a replay of its events gives."""
+    with FaultRun(tmp_path, seed=3, parcels=200, rate=60, workers=2, broker_lifetimes=2) as run:
+        run.broker_restart()
+        result = run.finish()
+        print(run.report())
+        assert result.equal, f"{result.describe()}\n{run.report()}"
+        assert run.unhealthy_answers == [], run.unhealthy_answers
+        assert run.first_lifetime_active() == []

@@ -316,3 +316,37 @@ def test_counts_left_under_the_old_nil_label_are_read_with_the_new_one(redis_ser
     assert before == {("ship_overdue", "medium", ""): 1}
     assert after == {}
 
+
+def test_a_new_broker_lifetime_marks_every_active_issue_whose_state_is_gone(redis_server: RedisServer) -> None:
+    t = START + 3600
+
+    async def go(store: IssueStore) -> Any:
+        await store.apply_events([
+            event("open", t, key="ZTO:1|tracking_stale"),
+            event("open", t, key="ZTO:2|carrier_exception", shop="shop-b"),
+            event("open", t, key="ZTO:3|pickup_overdue"), event("resolve", t, t + 60, key="ZTO:3|pickup_overdue"),
+        ])
+        await store.staff_action(issue_id("ZTO:2|carrier_exception"), "acknowledge", {"by": "li"}, t + 10, ["*"])
+        first = await store.reconcile_broker_lifetime("lifetime-a", t + 100)  # the first one recorded
+        unchanged = await store.open_counts()
+        marked = await store.reconcile_broker_lifetime("lifetime-b", t + 200)  # the broker came back empty
+        again = await store.reconcile_broker_lifetime("lifetime-b", t + 300)  # another worker of the group
+        docs = {i: await store.get(issue_id(i)) for i in ("ZTO:1|tracking_stale", "ZTO:2|carrier_exception",
+                                                          "ZTO:3|pickup_overdue")}
+        active = await store.query(shops=["shop-a", "shop-b"])
+        counts = await store.open_counts()
+        # The problem persists: the new lifetime's states raise it again, and the issue reopens.
+        [reopened] = await store.apply_events([event("open", t + 400, key="ZTO:1|tracking_stale")])
+        return first, unchanged, marked, again, docs, active, counts, reopened
+
+    first, unchanged, marked, again, docs, active, counts, reopened = run(redis_server, go)
+    assert first is None and sum(unchanged.values()) == 2
+    assert marked == 2 and again is None
+    for key in ("ZTO:1|tracking_stale", "ZTO:2|carrier_exception"):
+        doc = docs[key]
+        assert (doc["status"], doc["resolution"], doc["resolved_at"]) == ("auto_resolved", "state_lost",
+                                                                          format_time(t + 200)), key
+        assert doc["history"][-1]["action"] == "state_lost"
+    assert docs["ZTO:3|pickup_overdue"]["resolution"] == "picked_up"  # already ended: untouched
+    assert active.total == 0 and counts == {}
+    assert reopened == "reopened"

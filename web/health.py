@@ -10,6 +10,7 @@ from faust import web
 
 from core.deadline_index import describe
 from delivery.framework import aiokafka_producer, committed_offsets, stream_positions
+from delivery.tansu import INCARNATION_TOPIC
 
 from .views import route
 
@@ -88,12 +89,15 @@ class Health:
         """Broker, Redis and table recovery readiness, each checked for real; 503 unless all are ready."""
         app, stream = self.app, self.stream
         checks: dict[str, dict[str, Any]] = {}
+        topics: set[str] | None = None
         try:
             producer = aiokafka_producer(app)
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), 3)
+            topics = set((await asyncio.wait_for(producer.client.fetch_all_metadata(), 3)).topics())
             checks["broker"] = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
             checks["broker"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+        if stream.lifetime_watch is not None:
+            checks["lifetime"] = self._lifetime(topics)
         try:
             await asyncio.wait_for(stream.store.redis.ping(), 2)
             checks["redis"] = {"ok": True, "sink_writing": stream.issue_sink.redis_up if stream.issue_sink else None}
@@ -122,6 +126,18 @@ class Health:
         deadlines = describe(list(stream.topology.deadline_index.data.items()), time.time())
         ok = all(c["ok"] for c in checks.values())
         return view.json({"ok": ok, "checks": checks, "deadline_index": deadlines}, status=200 if ok else 503)
+
+    def _lifetime(self, topics: set[str] | None) -> dict[str, Any]:
+        """The embedded broker lifetime this worker started in, and whether the broker is still in it: a
+        broker that came back empty has lost its marker topic (seen at once, in the metadata just fetched)."""
+        stream = self.stream
+        assert stream.lifetime_watch is not None
+        lost = stream.lifetime_watch.lost
+        if lost is None and topics is not None and stream.broker_lifetime is not None and INCARNATION_TOPIC not in topics:
+            lost = "the broker came back empty (its topics are gone: a new lifetime); the worker starts again in place"
+        sink = stream.issue_sink
+        return {"ok": lost is None, "started_in": stream.broker_lifetime, **({"error": lost} if lost else {}),
+                "issues_marked_state_lost": sink.marked_state_lost if sink else 0}
 
     async def lanes(self, view: web.View, request: web.Request) -> web.Response:
         """Each learned lane: sample count, p50/p90 and the limit in use with its source (learned or fallback)."""
