@@ -133,18 +133,9 @@ async def broker_incarnation(bootstrap: str) -> str:
             log.debug("incarnation topic: %s", exc)
     finally:
         await admin.close()
-    tp = TopicPartition(INCARNATION_TOPIC, 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        records = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
-        for msgs in records.values():
-            for msg in msgs:
-                return bytes(msg.value or b"").decode()
-    finally:
-        await stop_consumer(consumer)
+    current = await read_incarnation(bootstrap)
+    if current:
+        return current
     new_id = uuid.uuid4().hex
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()

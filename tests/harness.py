@@ -540,20 +540,18 @@ class FaultRun:
         worker = self.rng.choice(self.workers)
         worker.wait_healthy(120)
         self.pause(*after)
-        worker.kill()
-        self._count("kill -9")
-        seconds = self.rng.uniform(*down)
-        self.note(f"kill -9 {worker.name}, down {seconds:.1f} s")
-        time.sleep(seconds)
-        worker.start(wait=False)
+        self._take_down(worker, "kill -9", worker.kill, down)
 
     def graceful_stop(self, down: tuple[float, float] = (3.0, 12.0)) -> None:
         worker = self.rng.choice(self.workers)
         worker.wait_healthy()  # (a stop while it starts is a kill in all but name)
-        worker.stop()
-        self._count("graceful stop")
+        self._take_down(worker, "graceful stop", worker.stop, down)
+
+    def _take_down(self, worker: Worker, fault: str, stop: Any, down: tuple[float, float]) -> None:
+        stop()
+        self._count(fault)
         seconds = self.rng.uniform(*down)
-        self.note(f"graceful stop {worker.name}, down {seconds:.1f} s")
+        self.note(f"{fault} {worker.name}, down {seconds:.1f} s")
         time.sleep(seconds)
         worker.start(wait=False)
 
