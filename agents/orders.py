@@ -49,6 +49,7 @@ class OrderRouterAgent(Agent):
         self._routed_at: dict[int, float] = {}  # orders partition -> wall clock when it routed the last one
         self._lagging: set[int] = set()  # orders partitions that sent watermarks and have not said they caught up
         app.agent(self.topics.order_inputs, name="order_router")(self.run)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
         app.timer(interval=WATERMARK_EVERY_SECONDS, name="caught_up_watermarks")(self.caught_up_watermarks)
 
     async def run(self, stream: StreamT[bytes]) -> None:
@@ -133,6 +134,11 @@ class OrderRouterAgent(Agent):
 
     # -- watermarks (core/clock.py) -------------------------------------------------------------------------------
 
+    def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Orders partitions revoked from this worker: their new owner's router reports on them."""
+        revoked: set[TP] = args[0]
+        self._lagging.difference_update(tp.partition for tp in revoked if tp.topic == self.names.orders)
+
     async def _broadcast(self, source_partition: int, arrived: float) -> None:
         self._watermark_sent[source_partition] = time.time()
         mark = encode_watermark(source_partition, arrived)
@@ -163,7 +169,11 @@ class OrderRouterAgent(Agent):
         it held (a router starved of fetches is not caught up: it holds)."""
         now = time.time()
         for source_partition in sorted(self._lagging):
-            highwater = self.app.consumer.highwater(TP(self.names.orders, source_partition))
+            try:
+                highwater = self.app.consumer.highwater(TP(self.names.orders, source_partition))
+            except AssertionError:  # (aiokafka's: no longer assigned here; its new owner reports on it)
+                self._lagging.discard(source_partition)
+                continue
             if (highwater is not None and self._routed.get(source_partition, -1) + 1 >= highwater
                     and now - self._routed_at.get(source_partition, 0.0) >= CAUGHT_UP_QUIET_SECONDS):
                 self._lagging.discard(source_partition)

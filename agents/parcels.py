@@ -101,7 +101,10 @@ class ParcelAgent(Agent):
         """Whether records of ``topic`` (an input of the parcel state) on ``partition`` wait to be processed
         here, as far as the consumer's last fetch knows (True while it cannot tell: nothing fetched yet)."""
         tp = TP(topic, partition)
-        highwater = self.app.consumer.highwater(tp)
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except AssertionError:  # (aiokafka's: not assigned here, e.g. a record still in flight after a rebalance)
+            return True
         if highwater is None:
             return True
         next_offset = self._next_offset.get(tp)

@@ -6,7 +6,8 @@ does), injects faults at seeded random moments for as long as the input flows, l
 everything, then compares every issue in the Redis queue (status, ``opened_at``, ``resolved_at``) with a replay
 of the same events (``core/replay.py``; the run's events are also written as JSON Lines and replayed by
 ``app.py replay --until`` itself once, as an operator would). Prints one row per scenario: the events, the
-faults injected, the issues in the queue and in the replay, and what differs; asserts nothing.
+faults injected, the issues in the queue and in the replay, and what differs; asserts nothing. The run
+directory of a scenario that did not come out equal is kept (its path is printed).
 
   single   one worker, one record per event: kill -9, graceful stops, a Redis outage
   batch    two workers, batch records: kill -9 of either
@@ -23,6 +24,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,16 +46,17 @@ class Row:
     scenario: str
     events: int
     faults: str
-    comparison: Comparison
+    comparison: Comparison | None
     cli_equal: bool | None
     left_active: int | None = None
     healthz_from_old_lifetime: int | None = None
     seconds: float = 0.0
+    error: str | None = None  # the scenario could not finish (a worker exited, a wait timed out)
 
     @property
     def passed(self) -> bool:
-        return (self.comparison.equal and self.cli_equal is not False and not self.left_active
-                and not self.healthz_from_old_lifetime)
+        return (self.error is None and self.comparison is not None and self.comparison.equal
+                and self.cli_equal is not False and not self.left_active and not self.healthz_from_old_lifetime)
 
 
 def run_scenario(name: str, parcels: int, rate: float, seed: int, run_dir: Path) -> Row:
@@ -63,25 +66,30 @@ def run_scenario(name: str, parcels: int, rate: float, seed: int, run_dir: Path)
     with FaultRun(run_dir, seed=seed, parcels=parcels if name != "broker" else parcels // 2, rate=rate, batch=batch,
                   workers=workers, broker_lifetimes=2 if name == "broker" else 1) as run:
         assert run.producer is not None
-        if name == "broker":
-            run.kill()
-            run.broker_restart()
-            run.kill()
-        else:
-            while not run.producer.done:
-                roll = run.rng.random()
-                if name == "single" and roll < 0.15:
-                    run.graceful_stop()
-                elif name == "single" and roll < 0.3:
-                    run.redis_outage()
-                else:
-                    run.kill()
-        comparison = run.finish(timeout=300)
-        cli_equal = _replayed_by_the_cli(run)
-        row = Row(name, len(run.records), ", ".join(f"{n} {what}" for what, n in run.faults.items()), comparison, cli_equal)
-        if name == "broker":
-            row.left_active = len(run.first_lifetime_active())
-            row.healthz_from_old_lifetime = len(run.unhealthy_answers)
+        row = Row(name, len(run.records), "", None, None)
+        try:
+            if name == "broker":
+                run.kill()
+                run.broker_restart()
+                run.kill()
+            else:
+                while not run.producer.done:
+                    roll = run.rng.random()
+                    if name == "single" and roll < 0.15:
+                        run.graceful_stop()
+                    elif name == "single" and roll < 0.3:
+                        run.redis_outage()
+                    else:
+                        run.kill()
+            row.comparison = run.finish(timeout=300)
+            row.cli_equal = _replayed_by_the_cli(run)
+            if name == "broker":
+                row.left_active = len(run.first_lifetime_active())
+                row.healthz_from_old_lifetime = len(run.unhealthy_answers)
+        except (RuntimeError, TimeoutError, AssertionError) as exc:
+            row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            print(f"{name}: {exc}", file=sys.stderr)
+        row.faults = ", ".join(f"{n} {what}" for what, n in run.faults.items())
         print(run.report(), file=sys.stderr)
     row.seconds = time.monotonic() - started
     return row
@@ -118,6 +126,9 @@ def table(rows: list[Row]) -> str:
              "| result |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         c = r.comparison
+        if c is None:
+            lines.append(f"| {r.scenario} | {r.events:,} | {r.faults} | | | | | did not finish: {r.error} |")
+            continue
         notes = []
         if r.left_active is not None:
             notes.append(f"{r.left_active} of the lost lifetime's issues left active")
@@ -151,9 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(args.scenarios.split(",")):
         if name not in SCENARIOS:
             parser.error(f"unknown scenario {name!r}; expected some of {', '.join(SCENARIOS)}")
-        with tempfile.TemporaryDirectory(prefix=f"soak-{name}-") as tmp:
-            row = run_scenario(name, args.parcels, args.rate, args.seed + i, Path(tmp))
+        run_dir = Path(tempfile.mkdtemp(prefix=f"soak-{name}-"))
+        row = run_scenario(name, args.parcels, args.rate, args.seed + i, run_dir)
         rows.append(row)
+        if row.passed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:  # (the workers' logs, the broker's and Redis's, for a look)
+            print(f"{name}: kept {run_dir}", file=sys.stderr)
         print(f"{name}: {row.seconds:.0f} s", file=sys.stderr)
     print(table(rows))
     if args.docs:

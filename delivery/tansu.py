@@ -165,6 +165,16 @@ def discard_stale_tables_of(incarnation: str, data_dir: Path) -> bool:
     return wiped
 
 
+class _QuietMarkerReads(logging.Filter):
+    """aiokafka logs each assignment of a consumer at INFO: the marker is read every few seconds."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return INCARNATION_TOPIC not in record.getMessage()
+
+
+logging.getLogger("aiokafka.consumer.subscription_state").addFilter(_QuietMarkerReads())
+
+
 async def read_incarnation(bootstrap: str) -> str | None:
     """The broker lifetime's id as its marker topic holds it, without creating anything: None when the topic
     is gone (the broker came back empty), "" while it exists but holds no id yet (a worker writing it)."""

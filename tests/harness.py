@@ -615,7 +615,8 @@ class FaultRun:
         if self.producer is None or not self.producer.done:
             return False
         for worker in self.workers:
-            if worker.get("/healthz")[0] != 200:
+            status, health = worker.get("/healthz")
+            if status != 200 or health["checks"]["streams"]["no_clock"]:
                 return False
             text = worker.get("/metrics")[1].decode()
             if _metric(text, "parcelwatch_partitions_catching_up ") or _metric(text, "parcelwatch_consumer_lag_messages{"):

@@ -73,6 +73,13 @@ class Health:
         tracking = self.stream.settings.topics.tracking
         return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == tracking)
 
+    def _without_clock(self, now: float) -> list[int]:
+        """Held parcel partitions whose clock is not known yet (a backlog not begun: no sweep runs on them)."""
+        parcels = self.stream.parcels
+        if parcels is None:
+            return []
+        return [p for p in self._held_partitions() if parcels.catch_up.now(p, now) is None]
+
     def _streams(self, now: float) -> dict[str, Any]:
         """Each assigned stream partition with records waiting, and which of them are stalled."""
         positions = stream_positions(self.app, self._stream_topics())
@@ -123,6 +130,7 @@ class Health:
         }
         if recovered:
             checks["streams"] = self._streams(time.time())
+            checks["streams"]["no_clock"] = self._without_clock(time.time())
         deadlines = describe(list(stream.topology.deadline_index.data.items()), time.time())
         ok = all(c["ok"] for c in checks.values())
         return view.json({"ok": ok, "checks": checks, "deadline_index": deadlines}, status=200 if ok else 503)
