@@ -454,19 +454,19 @@ def test_lane_incident_replaces_single_alerts_on_grouping_routes_only(tmp_path: 
             ops = rx.at("/dingtalk")
             titles = [r.body["markdown"]["title"] for r in ops]
             assert titles[:4] == [f"【揽收超时·高】中通快递 731{n:04d}" for n in range(4)]
-            assert titles[4] == "【线路异常】ZTO 广东→新疆：5 个包裹"
+            assert titles[4] == "【线路异常】中通快递 广东→新疆：5 个包裹"
             assert titles[5:] == ["【物流异常·高】中通快递 7310500", "【揽收超时·高】中通快递 7310501"]
             assert len(rx.at("/erp")) == 102  # the route without grouping got every issue
             assert hooks.incidents == {"ZTO": 1}
 
             now[0] += 10 * 60  # re-notified with the new count once renotify_minutes passed
             await until(lambda: len(rx.at("/dingtalk")) == 8)
-            assert rx.at("/dingtalk")[7].body["markdown"]["title"] == "【线路异常（更新）】ZTO 广东→新疆：100 个包裹"
+            assert rx.at("/dingtalk")[7].body["markdown"]["title"] == "【线路异常（更新）】中通快递 广东→新疆：100 个包裹"
             for n in range(99):
                 await router.submit(issue(n, action="resolve"))
             assert await router.drain(3)
             closing = rx.at("/dingtalk")[8:]
-            assert [r.body["markdown"]["title"] for r in closing] == ["【线路异常（已恢复）】ZTO 广东→新疆：1 个包裹"]
+            assert [r.body["markdown"]["title"] for r in closing] == ["【线路异常（已恢复）】中通快递 广东→新疆：1 个包裹"]
 
     run(test)
 
