@@ -142,10 +142,10 @@ def test_two_workers_share_one_robot_and_an_urgent_alert_still_finds_a_slot(tmp_
 
 def test_a_throttling_answer_is_waited_out_by_every_worker(tmp_path: Path, redis_server: RedisServer) -> None:
     async def test(robots: FakeRobots) -> None:
-        url = robots.dingtalk("busy", lock_seconds=1.2)
+        url = robots.dingtalk("busy", lock_seconds=2.0)
         robot = robots[("dingtalk", "busy")]
-        robot.locked_until = time.monotonic() + 1.2  # another system tripped the robot's limit a moment ago
-        dest = {"type": "dingtalk", "url": url, "throttle_penalty_seconds": 1.2}
+        robot.locked_until = time.monotonic() + 2.0  # another system tripped the robot's limit a moment ago
+        dest = {"type": "dingtalk", "url": url, "throttle_penalty_seconds": 2.0}
         hooks = Hooks()
         # A 0.05 s backoff cap: the penalty is the platform's, not the route's backoff.
         a, b = config(tmp_path / "a", dest, retry=FAST_RETRY), config(tmp_path / "b", dest, retry=FAST_RETRY)
@@ -153,7 +153,7 @@ def test_a_throttling_answer_is_waited_out_by_every_worker(tmp_path: Path, redis
             await one.submit(issue(1))
             await until(lambda: len(robot.seen) == 1)
             await two.submit(issue(2))
-            await asyncio.sleep(0.8)
+            await asyncio.sleep(1.0)
             assert [s.code for s in robot.seen] == [130101]  # the other worker waits out the penalty too
             await until(lambda: len(robot.accepted) == 2)
         assert [s.code for s in robot.seen] == [130101, 0, 0]
