@@ -400,16 +400,3 @@ def largest_fitting(n: int, fits: Callable[[int], bool]) -> int:
         else:
             hi = mid
     return lo
-
-
-def fit(lines: Iterable[str], max_bytes: int, *, sep: str = "\n") -> list[str]:
-    """As many whole lines as fit in ``max_bytes`` of UTF-8 (joined by ``sep``), then a note of how many were
-    left out."""
-    all_lines = list(lines)
-
-    def size(k: int) -> int:
-        kept = all_lines[:k] + ([more_note(len(all_lines) - k)] if k < len(all_lines) else [])
-        return len(sep.join(kept).encode())
-
-    k = largest_fitting(len(all_lines), lambda k: size(k) <= max_bytes)
-    return all_lines[:k] + ([more_note(len(all_lines) - k)] if k < len(all_lines) else [])
