@@ -100,6 +100,14 @@ class Metrics:
         self.alerts_failed = Counter(
             "parcelwatch_alerts_failed_total", "Alert messages that used up their retries (kept).",
             ["route", "destination"], registry=registry)
+        self.alerts_refused = Counter(
+            "parcelwatch_alerts_refused_total",
+            "Alert messages a destination refused for good (bad request, too large, keyword, signature ...): set aside in "
+            "the dead-letter topic, not retried.", ["route", "destination", "reason"], registry=registry)
+        self.alerts_throttled = Counter(
+            "parcelwatch_alerts_throttled_total",
+            "Throttling answers from a chat robot (its rate limit hit): the robot's penalty is waited out, then the message "
+            "is sent again.", ["route", "destination"], registry=registry)
         self.alerts_pending = Gauge(
             "parcelwatch_alerts_pending", "Issues waiting to be sent, per route.", ["route"], registry=registry)
         self.lane_incidents = Counter(
