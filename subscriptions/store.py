@@ -215,6 +215,17 @@ class SubscriptionStore:
                         "failed_at": float(failed_at or 0), "attempts": int(attempts or 0), "error": _text(error or b"")})
         return out
 
+    async def failed_parcels(self, shop: str | None = None) -> list[Parcel]:
+        """Every parcel that could not be registered (of one shop), to be filed again (``enqueue(retry_failed=True)``)."""
+        out = []
+        for key in await self.redis.zrange(self.prefix + "failed", 0, -1):
+            doc = await self.redis.hget(self.prefix + "p:" + (key.decode() if isinstance(key, bytes) else str(key)), "p")
+            if doc is not None:
+                parcel = Parcel(**json.loads(doc))
+                if shop is None or parcel.shop == shop:
+                    out.append(parcel)
+        return out
+
     async def state(self, key: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.prefix + "p:" + key)
         return {_text(k): _text(v) for k, v in raw.items()}

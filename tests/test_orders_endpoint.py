@@ -9,7 +9,7 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections import deque
+from collections import Counter, deque
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -107,5 +107,63 @@ def test_orders_endpoint_and_registration_on_a_live_worker(tmp_path: Path, broke
             assert all(h["pw-source-endpoint"] == b"/ingest/orders" and h["pw-source-topic"] == b"parcelwatch-orders"
                        for h in endpoints)
             assert sorted(h["pw-field"] for h in endpoints) == [b"$", b"destination_province", b"destination_province", b"shop"]
+        finally:
+            worker.stop()
+
+
+def test_an_export_imported_then_its_past_parcels_registered_in_bulk(tmp_path: Path, broker: TansuBroker,
+                                                                      redis_server: RedisServer) -> None:
+    """A shop's first day: its 千牛 export imported (through the endpoint, then again straight to the broker: the
+    same events), its shipments too old to be registered by themselves, then registered in bulk on purpose."""
+    import argparse
+    import asyncio
+    import io
+
+    import config
+    from importers import cli as importers
+    from subscriptions.cli import namespace, register_parcels
+
+    from .export_files import write_taobao_csv
+
+    export = write_taobao_csv(tmp_path / "ExportOrderList.csv")
+    with FakeAggregators() as fake:
+        override = tmp_path / "override.yaml"
+        override.write_text(f"subscriptions:\n  endpoint: {fake.url('/poll')}\n  sender_phones: {{shop-a: '13800135678'}}\n",
+                            encoding="utf-8")
+        env = {"PARCELWATCH_CONFIG": str(override), "PARCELWATCH_SUBSCRIPTIONS": "kuaidi100",
+               "PARCELWATCH_KUAIDI100_KEY": "kd100-key", "PARCELWATCH_SUBSCRIPTION_CALLBACK_URL": "https://shop.example/ingest/kuaidi100"}
+        worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_INGEST_TOKENS="ingest-a=shop-a", **env).start()
+        try:
+            parser = argparse.ArgumentParser()
+            importers.add_arguments(parser)
+            common = [str(export), "--platform", "taobao", "--shop", "shop-a", "--no-progress"]
+            err = io.StringIO()
+            assert importers.run(parser.parse_args([*common, "--url", worker.url(""), "--token", "ingest-a"]), err=err) == 0
+            assert "sent 12 events" in err.getvalue()
+            assert importers.run(parser.parse_args([*common, "--bootstrap", broker.bootstrap]), err=io.StringIO()) == 0
+
+            def event_ids() -> list[str]:
+                from delivery.batch_records import record_events
+
+                return [e["event_id"] for m in consume_all(broker.bootstrap, "parcelwatch-orders") for e in record_events(m.value)]
+
+            ids = wait_for(lambda: (lambda got: got if len(got) == 24 else None)(event_ids()), 30, "both imports on the topic")
+            assert set(Counter(ids).values()) == {2}  # the re-import: the same 12 events again
+            metrics = wait_for(lambda: (lambda text: text if re.search(
+                r'parcelwatch_subscriptions_total\{aggregator="kuaidi100",outcome="too_old"\} 8\.0', text) else None)(
+                worker.get("/metrics")[1].decode()), 30, "the old shipments counted, not registered")
+            assert "outcome=\"registered\"} 0.0" in metrics and not fake.calls_of("kuaidi100")
+
+            settings = config.load(env=env)
+            out = io.StringIO()
+            args = namespace(files=[str(export)], platform="taobao", shop="shop-a")
+            assert asyncio.run(register_parcels(settings, redis_server.url, "test", args, out=out)) == 0
+            assert "filed 4 parcels for kuaidi100" in out.getvalue()
+            wait_for(lambda: len(fake.registered["kuaidi100"]) == 4, 60, "the past parcels registered")
+            assert {json.loads(c.form["param"])["number"] for c in fake.calls_of("kuaidi100")} == {
+                "73100012345678", "YT7500000000001", "YT7500000000002", "SF1400000000006"}
+            out = io.StringIO()
+            assert asyncio.run(register_parcels(settings, redis_server.url, "test", args, out=out)) == 0
+            assert "filed 0 parcels" in out.getvalue() and "registered 4" in out.getvalue()
         finally:
             worker.stop()
