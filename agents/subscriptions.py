@@ -59,21 +59,20 @@ class SubscriptionAgents(Agent):
 
     async def requests(self, stream: StreamT[bytes]) -> None:
         async for raw in stream:
-            try:
-                events = record_events(raw)
-            except InvalidEvent:
-                continue  # (dead-lettered with its reason by the order router, which reads the same record)
-            now = time.time()
-            pairs = []
-            for doc in events:
-                parcel = self.shipped_parcel(doc, now)
-                if parcel is not None:
-                    pairs.append((parcel.key, orjson.dumps(asdict(parcel))))
+            pairs = [(p.key, orjson.dumps(asdict(p))) for p in self.shipped_parcels(raw, time.time())]
             try:
                 for key, partition, record in keyed_records(pairs, self.partitions):
                     await self.topics.subscriptions.send(key=key, value=record, partition=partition)
             except Exception:
                 log.exception("could not forward shipped parcels to the subscriptions topic")
+
+    def shipped_parcels(self, raw: bytes | None, now: float) -> list[Parcel]:
+        """The parcels of an orders record's shipped events (none of a record that is not JSON: the order router,
+        which reads the same record, dead-letters it with its reason)."""
+        try:
+            return [p for p in (self.shipped_parcel(doc, now) for doc in record_events(raw)) if p is not None]
+        except InvalidEvent:
+            return []
 
     def shipped_parcel(self, doc: Any, now: float) -> Parcel | None:
         """The parcel of a valid ``shipped`` event recent enough to register by itself, else None."""

@@ -91,6 +91,20 @@ class Vendor(Protocol):
     def results(self, parcels: Sequence[Parcel], status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Result]: ...
 
 
+class Client:
+    """What every vendor client is built from: the key, the vendor's address (or a test's), the shops' sender
+    phones and the deployment's carrier code pins."""
+
+    URL = ""
+
+    def __init__(self, credentials: Credentials, endpoint: str = "", sender_phones: Mapping[str, str] | None = None,
+                 carrier_codes: Mapping[str, str] | None = None) -> None:
+        self.credentials = credentials
+        self.url = endpoint or self.URL
+        self.sender_phones = dict(sender_phones or {})
+        self.carrier_codes = dict(carrier_codes or {})
+
+
 def _all(parcels: Sequence[Parcel], result: Result) -> dict[str, Result]:
     return {p.key: result for p in parcels}
 
@@ -134,7 +148,7 @@ def no_phone(parcel: Parcel, sender_phones: Mapping[str, str]) -> Result | None:
     return None
 
 
-class Kuaidi100:
+class Kuaidi100(Client):
     """kuaidi100 subscription ("快递信息推送服务", 订阅接口): ``POST https://poll.kuaidi100.com/poll``, form fields
     ``schema=json`` and ``param`` (JSON: ``company``, ``number``, ``key``, ``from``, ``to``, ``parameters``:
     ``callbackurl``, ``salt`` (kuaidi100 then signs each push md5(param + salt)), ``resultv2``, ``phone``).
@@ -162,11 +176,8 @@ class Kuaidi100:
 
     def __init__(self, credentials: Credentials, callback_url: str, endpoint: str = "",
                  sender_phones: Mapping[str, str] | None = None, carrier_codes: Mapping[str, str] | None = None) -> None:
-        self.credentials = credentials
+        super().__init__(credentials, endpoint, sender_phones, carrier_codes)
         self.callback_url = callback_url
-        self.url = endpoint or self.URL
-        self.sender_phones = dict(sender_phones or {})
-        self.carrier_codes = dict(carrier_codes or {})
 
     def precheck(self, parcel: Parcel) -> Result | None:
         return no_phone(parcel, self.sender_phones)
@@ -206,7 +217,7 @@ class Kuaidi100:
         return _all(parcels, Result(self.CODES.get(code, RETRY), code, message))
 
 
-class AfterShip:
+class AfterShip(Client):
     """AfterShip Tracking API, create a tracking: ``POST https://api.aftership.com/tracking/2025-01/trackings``,
     header ``as-api-key``, JSON body ``{"tracking_number", "slug", "order_id"}``.
     https://www.aftership.com/docs/tracking/2025-01/api/create-a-tracking
@@ -225,11 +236,6 @@ class AfterShip:
     max_batch = 1
     URL = "https://api.aftership.com/tracking/2025-01/trackings"
     PARCEL_CODES = frozenset({"4001", "4005", "4007", "4008", "4009", "4010", "4011", "4012", "4017"})
-
-    def __init__(self, credentials: Credentials, endpoint: str = "", carrier_codes: Mapping[str, str] | None = None) -> None:
-        self.credentials = credentials
-        self.url = endpoint or self.URL
-        self.carrier_codes = dict(carrier_codes or {})
 
     def precheck(self, parcel: Parcel) -> Result | None:
         return None
@@ -277,7 +283,7 @@ def _reset_in(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-class SeventeenTrack:
+class SeventeenTrack(Client):
     """17TRACK Tracking API v2.2, register: ``POST https://api.17track.net/track/v2.2/register``, header
     ``17token``, a JSON array of up to 40 ``{"number", "carrier", "param", "tag"}``.
     https://asset.17track.net/api/document/v2.2_en/index.html
@@ -299,13 +305,6 @@ class SeventeenTrack:
     ACCOUNT_CODES = frozenset({"-18010001", "-18010002", "-18010004", "-18010005"})
     PARCEL_CODES = frozenset({"-18010010", "-18010011", "-18010012", "-18010013", "-18010015", "-18010018",
                               "-18010019", "-18010020", "-18019903"})
-
-    def __init__(self, credentials: Credentials, endpoint: str = "", sender_phones: Mapping[str, str] | None = None,
-                 carrier_codes: Mapping[str, str] | None = None) -> None:
-        self.credentials = credentials
-        self.url = endpoint or self.URL
-        self.sender_phones = dict(sender_phones or {})
-        self.carrier_codes = dict(carrier_codes or {})
 
     def precheck(self, parcel: Parcel) -> Result | None:
         return None  # (17TRACK answers -18010020 itself when a carrier needs a phone)
@@ -360,7 +359,7 @@ class SeventeenTrack:
         return out
 
 
-class Kdniao:
+class Kdniao(Client):
     """kdniao (快递鸟) 物流跟踪 subscription: ``POST https://api.kdniao.com/api/dist``, form fields ``RequestData``
     (JSON: ``ShipperCode``, ``LogisticCode``, ``OrderCode``, ``CustomerName``), ``EBusinessID``,
     ``RequestType=8008``, ``DataSign`` = Base64(md5(RequestData + ApiKey), 32 lower-case hex), ``DataType=2``.
@@ -381,13 +380,6 @@ class Kdniao:
     max_batch = 1
     URL = "https://api.kdniao.com/api/dist"
     REQUEST_TYPE = "8008"
-
-    def __init__(self, credentials: Credentials, endpoint: str = "", sender_phones: Mapping[str, str] | None = None,
-                 carrier_codes: Mapping[str, str] | None = None) -> None:
-        self.credentials = credentials
-        self.url = endpoint or self.URL
-        self.sender_phones = dict(sender_phones or {})
-        self.carrier_codes = dict(carrier_codes or {})
 
     def precheck(self, parcel: Parcel) -> Result | None:
         if not vendor_code(parcel.carrier, self.name, self.carrier_codes):
@@ -434,7 +426,7 @@ def make_vendor(aggregator: str, credentials: Credentials, *, callback_url: str 
     if aggregator == "kuaidi100":
         return Kuaidi100(credentials, callback_url, endpoint, sender_phones, carrier_codes)
     if aggregator == "aftership":
-        return AfterShip(credentials, endpoint, carrier_codes)
+        return AfterShip(credentials, endpoint, carrier_codes=carrier_codes)
     if aggregator == "17track":
         return SeventeenTrack(credentials, endpoint, sender_phones, carrier_codes)
     if aggregator == "kdniao":
