@@ -144,7 +144,7 @@ async def simulate(self: object, parcels: int, rate: float | None, days_back: fl
     option("--dry-run", is_flag=True, default=False, help="Print the events (JSON Lines) instead of sending them."),
     option("--bootstrap", default=None, help="host:port of the broker (default: a running `make run`'s, else config)."),
     option("--url", default=None, help="Send to this worker's POST /ingest/orders instead of the broker."),
-    option("--token", default=None, help="The ingest token for --url (or PARCELWATCH_INGEST_TOKEN)."),
+    option("--token", default=None, help="The order token for --url (or PARCELWATCH_ORDER_TOKEN)."),
     option("--no-progress", is_flag=True, default=False, help="No progress bar."),
 )
 async def import_orders(self: object, files: tuple[str, ...], **options: object) -> None:

@@ -184,16 +184,18 @@ class Labels:
 @dataclass(frozen=True)
 class Access:
     tokens: dict[str, list[str]]
-    # Tokens that may send orders (POST /ingest/orders) for their shops, and nothing else.
-    ingest_tokens: dict[str, list[str]]
+    # Order tokens: ingest tokens that may send orders (POST /ingest/orders) for their shops, and nothing else.
+    order_tokens: dict[str, list[str]]
     metric_shops: list[str]
 
     def validate(self, path: str) -> None:
-        for token in self.ingest_tokens:
+        for token in self.order_tokens:
+            # Never echo a token: name the entry by its place only.
             if token in self.tokens:
-                # Never echo a token: name the entry by its place only.
-                raise ConfigError(f"{path}.ingest_tokens", "a token is both a staff token and an ingest token; "
+                raise ConfigError(f"{path}.order_tokens", "a token is both a staff token and an order token; "
                                   "give the order senders tokens of their own")
+            if len(token.strip()) < 16:
+                raise ConfigError(f"{path}.order_tokens", "a token is too short to be a secret (16 characters at least)")
 
 
 # Aggregator -> the environment variables its registration needs (secrets never live in a config file).
@@ -436,7 +438,7 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
             raise ConfigError("PARCELWATCH_CONFIG", f"file {override_path} does not exist")
         override_data = _read_yaml(override_path)
         access = override_data.get("access") or {}
-        if (access.get("tokens") or access.get("ingest_tokens")) and override_path.stat().st_mode & 0o077:
+        if (access.get("tokens") or access.get("order_tokens")) and override_path.stat().st_mode & 0o077:
             # Tokens are secrets: a file others can read would leak every shop's queue.
             raise ConfigError(
                 "PARCELWATCH_CONFIG",
@@ -462,8 +464,8 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
             data.setdefault(section, {})[key] = value
     if env.get("PARCELWATCH_TOKENS"):
         data.setdefault("access", {})["tokens"] = _parse_tokens(env["PARCELWATCH_TOKENS"])
-    if env.get("PARCELWATCH_INGEST_TOKENS"):
-        data.setdefault("access", {})["ingest_tokens"] = _parse_tokens(env["PARCELWATCH_INGEST_TOKENS"], "PARCELWATCH_INGEST_TOKENS")
+    if env.get("PARCELWATCH_ORDER_TOKENS"):
+        data.setdefault("access", {})["order_tokens"] = _parse_tokens(env["PARCELWATCH_ORDER_TOKENS"], "PARCELWATCH_ORDER_TOKENS")
     settings: Settings = _build(Settings, data, "")
     _check_credentials(settings.subscriptions, env)
     return dataclasses.replace(settings, source=tuple(sources))

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the events (JSON Lines) instead of sending them")
     parser.add_argument("--bootstrap", help="host:port of the broker (default: a running `make run`'s, else config)")
     parser.add_argument("--url", help="send to this worker's POST /ingest/orders instead of the broker")
-    parser.add_argument("--token", help="the ingest token for --url (or PARCELWATCH_INGEST_TOKEN)")
+    parser.add_argument("--token", help="the order token for --url (or PARCELWATCH_ORDER_TOKEN)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -184,9 +184,9 @@ def run(args: argparse.Namespace, *, bootstrap: str | None = None, out: TextIO =
     elif events:
         settings = config.load()
         if args.url:
-            token = args.token or os.environ.get("PARCELWATCH_INGEST_TOKEN")
+            token = args.token or os.environ.get("PARCELWATCH_ORDER_TOKEN")
             if not token:
-                err.write("import-orders: --url needs an ingest --token (or PARCELWATCH_INGEST_TOKEN)\n")
+                err.write("import-orders: --url needs an order --token (or PARCELWATCH_ORDER_TOKEN)\n")
                 return 2
             post(args.url, token, events)
             err.write(f"sent {len(events)} events to {args.url}/ingest/orders\n")

@@ -1,4 +1,4 @@
-"""A live worker with subscriptions on: orders POSTed to /ingest/orders with an ingest token reach the orders
+"""A live worker with subscriptions on: orders POSTed to /ingest/orders with an order token reach the orders
 topic (bad elements rejected alone and dead-lettered, buyer fields dropped), and their shipped parcels are
 registered with a loopback kuaidi100; a parcel kuaidi100 refuses becomes a staff issue; /healthz and /metrics
 show it."""
@@ -53,7 +53,7 @@ def test_orders_endpoint_and_registration_on_a_live_worker(tmp_path: Path, broke
                         PARCELWATCH_SUBSCRIPTIONS="kuaidi100", PARCELWATCH_KUAIDI100_KEY="kd100-key",
                         PARCELWATCH_KUAIDI100_SALT="salt-1",
                         PARCELWATCH_SUBSCRIPTION_CALLBACK_URL="https://shop.example/ingest/kuaidi100",
-                        PARCELWATCH_INGEST_TOKENS="ingest-a=shop-a", PARCELWATCH_TOKENS="staff=*").start()
+                        PARCELWATCH_ORDER_TOKENS="orders-a-0123456789=shop-a", PARCELWATCH_TOKENS="staff-0123456789ab=*").start()
         try:
             url = worker.url("/ingest/orders")
             now = datetime.now(CHINA_TZ)
@@ -67,13 +67,13 @@ def test_orders_endpoint_and_registration_on_a_live_worker(tmp_path: Path, broke
             old = order("shipped", "TB0999", now - timedelta(days=60), carrier="ZTO", tracking_number="73100000000999")
 
             assert post(url, [paid], None)[0] == 401
-            assert post(url, [paid], "staff")[0] == 401  # a staff token cannot send orders
-            assert post(url, b"{not json", "ingest-a")[0] == 400
-            status, body = post(url, [paid, shipped, split, refused, bad, other_shop, old], "ingest-a")
+            assert post(url, [paid], "staff-0123456789ab")[0] == 401  # a staff token cannot send orders
+            assert post(url, b"{not json", "orders-a-0123456789")[0] == 400
+            status, body = post(url, [paid, shipped, split, refused, bad, other_shop, old], "orders-a-0123456789")
             assert status == 200 and body["accepted"] == 5 and body["ok"] is False
             assert [(r["index"], r["field"]) for r in body["rejected"]] == [(4, "destination_province"), (5, "shop")]
             assert body["ignored_fields"] == ["buyer_phone", "receiver_name"]
-            status, body = post(url, bad, "ingest-a")  # a single invalid object: 400 naming the field
+            status, body = post(url, bad, "orders-a-0123456789")  # a single invalid object: 400 naming the field
             assert status == 400 and body["rejected"][0]["field"] == "destination_province"
 
             # Both parcels of the split order registered (SF with the last four digits of the shop's sender phone);
@@ -132,13 +132,13 @@ def test_an_export_imported_then_its_past_parcels_registered_in_bulk(tmp_path: P
                             encoding="utf-8")
         env = {"PARCELWATCH_CONFIG": str(override), "PARCELWATCH_SUBSCRIPTIONS": "kuaidi100",
                "PARCELWATCH_KUAIDI100_KEY": "kd100-key", "PARCELWATCH_SUBSCRIPTION_CALLBACK_URL": "https://shop.example/ingest/kuaidi100"}
-        worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_INGEST_TOKENS="ingest-a=shop-a", **env).start()
+        worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_ORDER_TOKENS="orders-a-0123456789=shop-a", **env).start()
         try:
             parser = argparse.ArgumentParser()
             importers.add_arguments(parser)
             common = [str(export), "--platform", "taobao", "--shop", "shop-a", "--no-progress"]
             err = io.StringIO()
-            assert importers.run(parser.parse_args([*common, "--url", worker.url(""), "--token", "ingest-a"]), err=err) == 0
+            assert importers.run(parser.parse_args([*common, "--url", worker.url(""), "--token", "orders-a-0123456789"]), err=err) == 0
             assert "sent 12 events" in err.getvalue()
             assert importers.run(parser.parse_args([*common, "--bootstrap", broker.bootstrap]), err=io.StringIO()) == 0
 

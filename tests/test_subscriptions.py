@@ -324,3 +324,14 @@ def test_kdniao_signed_subscription_and_what_it_cannot_take(redis_server: RedisS
     assert data == {"ShipperCode": "ZTO", "LogisticCode": "73100000009001", "OrderCode": "TB73100000009001"}
     assert call.form["DataSign"] == Kdniao.sign(call.form["RequestData"], "kdn-key") and call.form["RequestType"] == "8008"
     assert parse_qs(f"x={call.form['DataSign']}")  # (form-encoded once, as kdniao documents)
+
+
+def test_order_tokens_are_long_and_never_staff_tokens() -> None:
+    settings = config.load(env={"PARCELWATCH_ORDER_TOKENS": "orders-a-0123456789=shop-a,shop-b;orders-all-0123456=*"})
+    assert settings.access.order_tokens == {"orders-a-0123456789": ["shop-a", "shop-b"], "orders-all-0123456": ["*"]}
+    for env, message in (({"PARCELWATCH_ORDER_TOKENS": "short=shop-a"}, "too short"),
+                         ({"PARCELWATCH_ORDER_TOKENS": "same-token-0123456789=shop-a", "PARCELWATCH_TOKENS": "same-token-0123456789=*"},
+                          "both a staff token and an order token")):
+        with pytest.raises(config.ConfigError) as err:
+            config.load(env=env)
+        assert err.value.key == "access.order_tokens" and message in str(err.value) and "0123456789" not in str(err.value)

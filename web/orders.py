@@ -1,9 +1,9 @@
 """``POST /ingest/orders``: order events from a shop's own system (an ERP, a script, ``python app.py
 import-orders --url``) into the orders topic.
 
-- **Who**: an ingest token (``Authorization: Bearer``; ``access.ingest_tokens`` / ``PARCELWATCH_INGEST_TOKENS``),
-  scoped to shops like a staff token but separate from them: a staff token cannot send orders, an ingest token
-  cannot read the queue. No ingest token configured: every request is refused (401).
+- **Who**: an order token, the ingest token for orders (``Authorization: Bearer``; ``access.order_tokens`` /
+  ``PARCELWATCH_ORDER_TOKENS``), scoped to shops like a staff token but separate from them: a staff token cannot
+  send orders, an order token cannot read the queue. None configured: every request is refused (401).
 - **What**: one order event (a JSON object) or a list of them, in the format of docs/events.md, validated
   element by element exactly as the order router validates them (``parse_order_event``). A bad element, or one
   for a shop the token does not cover, is rejected alone: it goes to the dead-letter topic with its reason
@@ -55,7 +55,7 @@ class OrderEndpoint:
         self.orders = orders
         self.dead_letter = dead_letter
         self.recorder = recorder
-        self.access = Access(settings.access.ingest_tokens)
+        self.access = Access(settings.access.order_tokens)
         self.batcher = RecordBatcher(self._send, settings.app.partitions, linger=settings.app.producer_linger_ms / 1000.0)
         route(app, ENDPOINT, "ingest_orders", post=self.handle)
 
@@ -68,8 +68,8 @@ class OrderEndpoint:
         scope = self.access.shops_for(token_of(request))
         if scope is None:
             observe(SOURCE, "bad_token")
-            problem = ("an ingest token is required (Authorization: Bearer <token>)" if self.access.enabled else
-                       "no ingest token is configured: set PARCELWATCH_INGEST_TOKENS (token=shop,...)")
+            problem = ("an order token is required (Authorization: Bearer <token>)" if self.access.enabled else
+                       "no order token is configured: set PARCELWATCH_ORDER_TOKENS (token=shop,...)")
             return view.json({"ok": False, "error": problem}, status=401)
         if (request.content_length or 0) > MAX_BODY:  # type: ignore[attr-defined]
             observe(SOURCE, "too_large")
@@ -94,7 +94,7 @@ class OrderEndpoint:
                     raise InvalidEvent("$", f"an order event must be a JSON object, got {type(item).__name__}")
                 ev = parse_order_event(item)
                 if "*" not in scope and ev.shop not in scope:
-                    raise InvalidEvent("shop", "this ingest token may not send orders of this shop")
+                    raise InvalidEvent("shop", "this order token may not send orders of this shop")
             except InvalidEvent as exc:
                 rejected.append((index, orjson.dumps(item), exc))
                 continue
