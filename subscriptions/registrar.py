@@ -9,8 +9,9 @@ and the vendor's rate through its request slots (``store.py``).
   ``retry_initial_seconds``, doubling up to ``retry_max_seconds`` (or as long as the vendor asked), with
   jitter; still failing ``give_up_after_hours`` after the first attempt, it fails for good.
 - **Refused for this parcel** (bad number, carrier, missing field): fails for good at once.
-- **Refused for our key or account**: no parcel is at fault. Every parcel waits (backing off the same way)
-  until the key works again; ``/healthz`` names the vendor's answer; no issue is raised for it.
+- **Refused for our key or account**: no parcel is at fault. The parcels wait; the worker asks again with one
+  request at a time, backing off the same way, until the key works (a worker restarted with the right key
+  takes them at once); ``/healthz`` names the vendor's answer; no issue is raised for it.
 - **Failed for good**: the parcel gets a ``tracking_unregistered`` issue in the staff's queue, through the
   issues topic like every issue (its ``opened_at`` makes it idempotent), and counts in the metrics.
 
@@ -82,6 +83,7 @@ class Registrar:
         # The vendor's last refusal of our key or account (None once a registration works again).
         self.account_error: dict[str, Any] | None = None
         self._holds = 0
+        self._probe_at = 0.0  # while the key is refused: when to ask again
         self._counts_at = 0.0
 
     # -- the loop ----------------------------------------------------------------------------------------------
@@ -110,7 +112,11 @@ class Registrar:
             self._counts_at = now
             self.on_counts(await self.store.counts())
         size = self.vendor.max_batch
-        claimed = await self.store.claim(now, self.lease, max(1, int(self.rate * 2)) * size)
+        if self.account_error is not None and now < self._probe_at:
+            return 0
+        # While the key is refused, one request's worth at a time: a probe, not a flood of refusals.
+        limit = size if self.account_error is not None else max(1, int(self.rate * 2)) * size
+        claimed = await self.store.claim(now, self.lease, limit)
         batches = [claimed[i : i + size] for i in range(0, len(claimed), size)]
         await asyncio.gather(*(self.register(session, batch) for batch in batches))
         if claimed:
@@ -166,7 +172,7 @@ class Registrar:
         error = f"{self.vendor.name} {result.code}: {result.message}".strip().rstrip(":")[:300]
         if result.ok:
             self.on_outcome(self.vendor.name, result.outcome)
-            self.account_error, self._holds = None, 0
+            self.account_error, self._holds, self._probe_at = None, 0, 0.0
             event = self.issue_event(claimed.parcel, "resolve", claimed.issue, now, result, claimed.attempts + 1) if claimed.issue else b""
             await self.store.settle(key, "registered", now, event=event)
             return
@@ -175,8 +181,10 @@ class Registrar:
             if self.account_error is None:
                 log.error("%s refuses our key or account (%s): registrations wait until it is fixed", self.vendor.name, error)
                 self.account_error = {"code": result.code, "message": result.message, "since": format_time(now)}
-            self._holds += 1
-            await self.store.settle(key, "hold", now, next_at=now + self.backoff(self._holds - 1), error=error)
+            if now >= self._probe_at:
+                self._holds += 1
+                self._probe_at = now + self.backoff(self._holds - 1)
+            await self.store.settle(key, "hold", now, next_at=now + self.cfg.retry_initial_seconds, error=error)
             return
         if result.outcome == RETRY:
             delay = result.retry_after if result.retry_after else self.backoff(claimed.attempts)

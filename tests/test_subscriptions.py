@@ -54,9 +54,10 @@ class Rig:
 
     def __init__(self, redis_url: str, fake: FakeAggregators, aggregator: Any, **cfg: Any) -> None:
         base = config.load(env={}).subscriptions
-        self.cfg = dataclasses.replace(base, aggregator=aggregator, callback_url="https://shop.example/ingest/kuaidi100",
-                                       endpoint=fake.url(PATHS[aggregator]), retry_initial_seconds=0.05,
-                                       retry_max_seconds=0.2, timeout_seconds=2.0, **cfg)
+        settings = {"aggregator": aggregator, "callback_url": "https://shop.example/ingest/kuaidi100",
+                    "endpoint": fake.url(PATHS[aggregator]), "retry_initial_seconds": 0.05, "retry_max_seconds": 0.2,
+                    "timeout_seconds": 2.0, **cfg}
+        self.cfg = dataclasses.replace(base, **settings)
         self.redis = aioredis.from_url(redis_url)
         self.store = SubscriptionStore(self.redis)
         self.issues = IssueStore(self.redis)
@@ -215,12 +216,14 @@ def test_a_refused_key_holds_every_parcel_without_blaming_them(redis_server: Red
         wrong = rig.registrar(Credentials("expired-key"))
         async with aiohttp.ClientSession() as session:
             await wrong.pump(session)
+            await wrong.pump(session)  # at once again: no new request until its probe is due
+        assert len(fake.calls_of("kuaidi100")) == 3
         held, counts = wrong.account_error, await rig.store.counts()
         # The operator puts the right key in; the held parcels are registered on their next attempt.
         await rig.until_settled([rig.registrar()])
         return held, counts, list(rig.outcomes), await rig.store.counts()
 
-    held, counts, outcomes, after = run(redis_server, fake, "kuaidi100", body)
+    held, counts, outcomes, after = run(redis_server, fake, "kuaidi100", body, retry_initial_seconds=1.0, retry_max_seconds=2.0)
     assert held is not None and held["code"] == "600"
     assert counts == {"pending": 3, "failed": 0, "registered": 0}
     assert outcomes.count("account") == 3 and "rejected" not in outcomes
