@@ -35,6 +35,8 @@ Commands:
   queue      print the day's problem-parcel queue as a table, or write it as CSV for Excel
   replay     replay a JSON Lines file of events in event time through the same detectors
   simulate   send realistic demo orders and tracking updates to the broker, or to a file
+  import-orders     read a platform's order export (千牛, 抖店, 拼多多; CSV or XLSX) into order events
+  register-parcels  register a shop's past parcels with the tracking aggregator, or the failed ones again
 
   python app.py COMMAND --help   a command's options
   python app.py --faust-help     Faust's own options and commands (agents, tables, reset, ...)
@@ -130,6 +132,56 @@ async def simulate(self: object, parcels: int, rate: float | None, days_back: fl
                               jsonl=jsonl, batch=batch)
     # The simulator runs its own event loop (aiokafka producer); keep it off Faust's loop.
     await asyncio.get_running_loop().run_in_executor(None, simulator.run, args)
+
+
+@app.command(
+    argument("files", nargs=-1, required=True),
+    option("--platform", default=None, help="taobao, tmall, douyin or pinduoduo (the export's built-in layout)."),
+    option("--mapping", default=None, help="A YAML mapping file for an export whose columns differ."),
+    option("--shop", required=True, help="The shop these orders belong to."),
+    option("--origin-province", default=None, help="The province the shop ships from, e.g. 广东."),
+    option("--exported-at", default=None, help="When the file was exported (ISO 8601; default: the file's time)."),
+    option("--dry-run", is_flag=True, default=False, help="Print the events (JSON Lines) instead of sending them."),
+    option("--bootstrap", default=None, help="host:port of the broker (default: a running `make run`'s, else config)."),
+    option("--url", default=None, help="Send to this worker's POST /ingest/orders instead of the broker."),
+    option("--token", default=None, help="The order token for --url (or PARCELWATCH_ORDER_TOKEN)."),
+    option("--no-progress", is_flag=True, default=False, help="No progress bar."),
+)
+async def import_orders(self: object, files: tuple[str, ...], **options: object) -> None:
+    """Read order exports (千牛, 抖店, 拼多多, or any through a mapping file) into paid / shipped / confirmed /
+    refunded / closed order events."""
+    import argparse
+    import asyncio
+
+    from importers import cli
+
+    args = argparse.Namespace(files=list(files), **options)
+    broker, _ = _stack_url("broker", settings.app.broker.split(";")[0], "PARCELWATCH_BROKER_URL")
+    # The producer runs its own event loop; keep it off Faust's.
+    code = await asyncio.get_running_loop().run_in_executor(None, lambda: cli.run(args, bootstrap=broker.removeprefix("kafka://")))
+    if code:
+        sys.exit(code)
+
+
+@app.command(
+    argument("files", nargs=-1, required=False),
+    option("--platform", default=None, help="With export files: taobao, tmall, douyin or pinduoduo."),
+    option("--mapping", default=None, help="With export files: a YAML mapping file."),
+    option("--shop", default=None, help="Only this shop's parcels (required with export files)."),
+    option("--since", default=None, help="Only parcels shipped since this day (YYYY-MM-DD, China time) or time."),
+    option("--retry-failed", is_flag=True, default=False, help="File the parcels that could not be registered again."),
+    option("--status", is_flag=True, default=False, help="Counts and the latest failures."),
+    option("--dry-run", is_flag=True, default=False, help="List the parcels instead of filing them."),
+)
+async def register_parcels(self: object, files: tuple[str, ...], **options: object) -> None:
+    """Register a shop's past parcels with the tracking aggregator (subscriptions.aggregator), in bulk."""
+    from subscriptions.cli import namespace
+    from subscriptions.cli import register_parcels as run
+
+    redis_url, where = _stack_url("redis", settings.app.redis_url, "PARCELWATCH_REDIS_URL")
+    code = await run(settings, redis_url, where, namespace(files=list(files), **options))
+    if code:
+        sys.exit(code)
 
 
 def _stack_url(name: str, configured: str, variable: str) -> tuple[str, str]:

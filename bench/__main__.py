@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import ceiling, detector_core, memory, records, redis_sink, sweep
+from . import ceiling, detector_core, importer, memory, records, redis_sink, sweep
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
         # The scale-out target: the same with two workers in one group (on a 2-core machine they
         # share the cores with the broker, Redis and the harness: read "events per worker CPU-second").
         ("scale-out, two workers", lambda: ceiling.main(["--events", "20000", "--workers", "2"])),
+        ("importer (an order export read into events)", lambda: importer.main(["--rows", "50000"])),
     ]
     only = set(sys.argv[1:])
     for name, run in steps:

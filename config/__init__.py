@@ -18,7 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from domain.vocabulary import ISSUE_KINDS, PROVINCES, SEVERITIES
+from domain.vocabulary import CARRIERS, ISSUE_KINDS, PROVINCES, SEVERITIES
 
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")
 
@@ -85,6 +85,7 @@ class Topics:
     deliveries: str
     alert_routing: str
     notifications: str
+    subscriptions: str
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,73 @@ class Labels:
 @dataclass(frozen=True)
 class Access:
     tokens: dict[str, list[str]]
+    # Order tokens: ingest tokens that may send orders (POST /ingest/orders) for their shops, and nothing else.
+    order_tokens: dict[str, list[str]]
     metric_shops: list[str]
+
+    def validate(self, path: str) -> None:
+        for token in self.order_tokens:
+            # Never echo a token: name the entry by its place only.
+            if token in self.tokens:
+                raise ConfigError(f"{path}.order_tokens", "a token is both a staff token and an order token; "
+                                  "give the order senders tokens of their own")
+            if len(token.strip()) < 16:
+                raise ConfigError(f"{path}.order_tokens", "a token is too short to be a secret (16 characters at least)")
+
+
+# Aggregator -> the environment variables its registration needs (secrets never live in a config file).
+SUBSCRIPTION_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "kuaidi100": ("PARCELWATCH_KUAIDI100_KEY",),
+    "aftership": ("PARCELWATCH_AFTERSHIP_API_KEY",),
+    "17track": ("PARCELWATCH_17TRACK_KEY",),
+    "kdniao": ("PARCELWATCH_KDNIAO_BUSINESS_ID", "PARCELWATCH_KDNIAO_API_KEY"),
+}
+
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """Registering shipped parcels with the tracking aggregator (``subscriptions/``)."""
+
+    aggregator: Literal["none", "kuaidi100", "aftership", "17track", "kdniao"]
+    callback_url: str
+    endpoint: str
+    rate_per_second: float
+    timeout_seconds: float
+    retry_initial_seconds: float
+    retry_max_seconds: float
+    give_up_after_hours: float
+    max_age_days: float
+    sender_phones: dict[str, str]
+    carrier_codes: dict[str, str]
+
+    @property
+    def enabled(self) -> bool:
+        return self.aggregator != "none"
+
+    def validate(self, path: str) -> None:
+        for name in ("callback_url", "endpoint"):
+            url = getattr(self, name)
+            if url and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{path}.{name}", "expected an http:// or https:// URL")
+        if self.aggregator == "kuaidi100" and not self.callback_url:
+            raise ConfigError(f"{path}.callback_url", "is required with kuaidi100: it takes the push address with "
+                              "each subscription (your worker's /ingest/kuaidi100 as the internet reaches it)")
+        if self.rate_per_second < 0:
+            raise ConfigError(f"{path}.rate_per_second", "must be >= 0 (0 = the vendor's documented limit)")
+        for name in ("timeout_seconds", "retry_initial_seconds", "retry_max_seconds", "give_up_after_hours", "max_age_days"):
+            _positive(f"{path}.{name}", getattr(self, name))
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ConfigError(f"{path}.retry_max_seconds", "must be >= retry_initial_seconds")
+        for shop, phone in self.sender_phones.items():
+            digits = phone.replace("-", "").replace(" ", "")
+            if not digits.isascii() or not digits.isdigit() or len(digits) < 4:
+                # (the value is the shop's own phone: still never echoed)
+                raise ConfigError(f"{path}.sender_phones.{shop}", "expected a phone number (digits, at least the last four)")
+        for carrier, code in self.carrier_codes.items():
+            if carrier not in CARRIERS:
+                raise ConfigError(f"{path}.carrier_codes.{carrier}", f"unknown carrier; expected one of {', '.join(CARRIERS)}")
+            if not code.strip():
+                raise ConfigError(f"{path}.carrier_codes.{carrier}", "must not be empty")
 
 
 @dataclass(frozen=True)
@@ -221,6 +288,7 @@ class Settings:
     severity: Severity
     labels: Labels
     access: Access
+    subscriptions: Subscriptions
     simulator: Simulator
     source: tuple[str, ...] = field(default=(), compare=False)
 
@@ -342,16 +410,18 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "PARCELWATCH_PARTITIONS": ("app", "partitions", int),
     "PARCELWATCH_TICK_INTERVAL": ("app", "tick_interval_seconds", float),
     "PARCELWATCH_APP_ID": ("app", "id", str),
+    "PARCELWATCH_SUBSCRIPTIONS": ("subscriptions", "aggregator", str),
+    "PARCELWATCH_SUBSCRIPTION_CALLBACK_URL": ("subscriptions", "callback_url", str),
 }
 
 
-def _parse_tokens(raw: str) -> dict[str, list[str]]:
+def _parse_tokens(raw: str, variable: str = "PARCELWATCH_TOKENS") -> dict[str, list[str]]:
     """``token1=shop-a,shop-b;token2=*`` -> {token1: [shop-a, shop-b], token2: [*]}."""
     tokens: dict[str, list[str]] = {}
     for part in filter(None, (p.strip() for p in raw.split(";"))):
         token, sep, shops = part.partition("=")
         if not sep or not token.strip() or not shops.strip():
-            raise ConfigError("PARCELWATCH_TOKENS", "expected token=shop[,shop];token=shop ... (one entry is malformed)")
+            raise ConfigError(variable, "expected token=shop[,shop];token=shop ... (one entry is malformed)")
         tokens[token.strip()] = [s.strip() for s in shops.split(",") if s.strip()]
     return tokens
 
@@ -367,7 +437,8 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
         if not override_path.is_file():
             raise ConfigError("PARCELWATCH_CONFIG", f"file {override_path} does not exist")
         override_data = _read_yaml(override_path)
-        if (override_data.get("access") or {}).get("tokens") and override_path.stat().st_mode & 0o077:
+        access = override_data.get("access") or {}
+        if (access.get("tokens") or access.get("order_tokens")) and override_path.stat().st_mode & 0o077:
             # Tokens are secrets: a file others can read would leak every shop's queue.
             raise ConfigError(
                 "PARCELWATCH_CONFIG",
@@ -393,5 +464,17 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
             data.setdefault(section, {})[key] = value
     if env.get("PARCELWATCH_TOKENS"):
         data.setdefault("access", {})["tokens"] = _parse_tokens(env["PARCELWATCH_TOKENS"])
+    if env.get("PARCELWATCH_ORDER_TOKENS"):
+        data.setdefault("access", {})["order_tokens"] = _parse_tokens(env["PARCELWATCH_ORDER_TOKENS"], "PARCELWATCH_ORDER_TOKENS")
     settings: Settings = _build(Settings, data, "")
+    _check_credentials(settings.subscriptions, env)
     return dataclasses.replace(settings, source=tuple(sources))
+
+
+def _check_credentials(subs: Subscriptions, env: Mapping[str, str]) -> None:
+    """The aggregator chosen needs its keys in the environment: a worker that would fail every registration
+    stops at start-up instead, naming the variable (never its value)."""
+    for variable in SUBSCRIPTION_CREDENTIALS.get(subs.aggregator, ()):
+        if not env.get(variable, "").strip():
+            raise ConfigError(variable, f"is required when subscriptions.aggregator is {subs.aggregator} "
+                              "(the key from the vendor's console; it is read from the environment only)")

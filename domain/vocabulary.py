@@ -62,6 +62,9 @@ class IssueKind(str, enum.Enum):
     AUTOCONFIRM_IMMINENT = "autoconfirm_imminent"
     LOCKER_UNCOLLECTED = "locker_uncollected"
     CARRIER_EXCEPTION = "carrier_exception"
+    # Not a detector's finding: the parcel could not be registered with the tracking aggregator, so no scan
+    # of it will arrive and none of the rules above can watch it (``subscriptions/``).
+    TRACKING_UNREGISTERED = "tracking_unregistered"
 
 
 ISSUE_KINDS: tuple[str, ...] = tuple(k.value for k in IssueKind)

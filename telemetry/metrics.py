@@ -122,6 +122,17 @@ class Metrics:
             "earlier open period; invalid: dead-lettered).", ["result"], registry=registry)
         self.notifications = Counter(
             "parcelwatch_notifications_total", "Buyer notifications emitted, by stage.", ["stage"], registry=registry)
+        self.subscriptions = Counter(
+            "parcelwatch_subscriptions_total",
+            "Parcel registrations with the tracking aggregator, by outcome: registered, already (registered before), "
+            "retry (temporary failure), rejected (refused for the parcel: an issue for staff), gave_up (still failing "
+            "after subscriptions.give_up_after_hours: an issue), account (the vendor refused our key), too_old (a "
+            "shipment older than subscriptions.max_age_days, not registered by itself).", ["aggregator", "outcome"],
+            registry=registry)
+        self.subscriptions_waiting = Gauge(
+            "parcelwatch_subscriptions_waiting",
+            "Parcels not registered with the aggregator, from Redis (every worker's): pending (to be tried) or failed "
+            "(could not be registered; each has an issue).", ["state"], registry=registry)
         self.scrape_time = _ScrapeTimeGauges()
         registry.register(self.scrape_time)
 

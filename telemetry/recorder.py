@@ -140,6 +140,24 @@ class Recorder:
     def observe_unknown_code(self, source: str) -> None:
         self._child(self.metrics.ingest_unknown, source).inc()
 
+    # -- subscriptions ----------------------------------------------------------------------------------------
+
+    SUBSCRIPTION_OUTCOMES = ("registered", "already", "retry", "rejected", "gave_up", "account", "too_old")
+
+    def watch_subscriptions(self, aggregator: str) -> None:
+        """The outcomes of this aggregator's registrations start at zero."""
+        for outcome in self.SUBSCRIPTION_OUTCOMES:
+            self._child(self.metrics.subscriptions, aggregator, outcome)
+        for state in ("pending", "failed"):
+            self.metrics.subscriptions_waiting.labels(state=state).set(0)
+
+    def observe_subscription(self, aggregator: str, outcome: str) -> None:
+        self._child(self.metrics.subscriptions, aggregator, outcome).inc()
+
+    def set_subscriptions_waiting(self, counts: dict[str, int]) -> None:
+        for state in ("pending", "failed"):
+            self.metrics.subscriptions_waiting.labels(state=state).set(counts.get(state, 0))
+
     # -- alert routing ----------------------------------------------------------------------------------------
 
     def watch_alert_router(self, router: Any) -> None:

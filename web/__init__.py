@@ -1,6 +1,6 @@
 """The HTTP side of a worker, on Faust's web server: the issue API (``api.py``), the queue page
-(``page.py``, with ``static/``), the aggregators' push endpoints (``ingest.py``) and what on-call and
-Prometheus read (``health.py``)."""
+(``page.py``, with ``static/``), the aggregators' push endpoints (``ingest.py``), the order endpoint
+(``orders.py``) and what on-call and Prometheus read (``health.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from issue_queue.access import Access
 from .api import IssueApi
 from .health import Health
 from .ingest import IngestEndpoints
+from .orders import OrderEndpoint
 from .page import QueuePage
 
 if TYPE_CHECKING:
@@ -24,4 +25,5 @@ def register(stream: StreamApp) -> None:
     IssueApi(app, settings, stream.store, access, stream.recorder)
     QueuePage(app, settings.labels, stream.store, access)
     IngestEndpoints(app, settings, stream.topology.tracking, stream.recorder)
+    OrderEndpoint(app, settings, stream.topology.orders, stream.topology.dead_letter, stream.recorder)
     Health(stream)

@@ -116,7 +116,10 @@ class Health:
             checks["streams"] = self._streams(time.time())
         deadlines = describe(list(stream.topology.deadline_index.data.items()), time.time())
         ok = all(c["ok"] for c in checks.values())
-        return view.json({"ok": ok, "checks": checks, "deadline_index": deadlines}, status=200 if ok else 503)
+        body: dict[str, Any] = {"ok": ok, "checks": checks, "deadline_index": deadlines}
+        if stream.subscriptions is not None:  # a detail, never a check: a vendor's trouble is not the worker's
+            body["subscriptions"] = await stream.subscriptions.describe()
+        return view.json(body, status=200 if ok else 503)
 
     async def lanes(self, view: web.View, request: web.Request) -> web.Response:
         """Each learned lane: sample count, p50/p90 and the limit in use with its source (learned or fallback)."""

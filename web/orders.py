@@ -1,0 +1,147 @@
+"""``POST /ingest/orders``: order events from a shop's own system (an ERP, a script, ``python app.py
+import-orders --url``) into the orders topic.
+
+- **Who**: an order token, the ingest token for orders (``Authorization: Bearer``; ``access.order_tokens`` /
+  ``PARCELWATCH_ORDER_TOKENS``), scoped to shops like a staff token but separate from them: a staff token cannot
+  send orders, an order token cannot read the queue. None configured: every request is refused (401).
+- **What**: one order event (a JSON object) or a list of them, in the format of docs/events.md, validated
+  element by element exactly as the order router validates them (``parse_order_event``). A bad element, or one
+  for a shop the token does not cover, is rejected alone: it goes to the dead-letter topic with its reason
+  (headers as the stream's dead letters, plus ``pw-source-endpoint``) and the answer names its index, field and
+  problem; the rest is sent. A body that is not JSON is dead-lettered whole (400).
+- **No buyer data**: an order event has no field for the buyer's name, phone or street. What is forwarded is
+  the validated event re-encoded, so any other field a sender adds is dropped (its name is listed in the answer
+  as ``ignored_fields``, so the sender can stop sending it).
+- **Acknowledged before success**: 200 only once the broker acknowledged the accepted events and the dead
+  letters (one batch record per orders partition every ``app.producer_linger_ms``,
+  ``delivery/record_batcher.py``); a broker that fails or does not answer within
+  ``app.ingest_ack_timeout_seconds`` gets the sender a 503 with ``Retry-After`` (a repeat is harmless: order
+  events are idempotent by their content).
+- Answers: 200 ``{"ok", "accepted", "rejected": [...]}`` (``ok`` false when some were rejected); 400 when none
+  could be accepted; 401 token; 413 over 1 MiB; 503 broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+import faust
+import orjson
+from faust import web
+
+from config import Settings
+from delivery.record_batcher import RecordBatcher
+from domain.events import InvalidEvent, OrderEvent, parse_order_event
+from issue_queue.access import Access
+from telemetry.recorder import Recorder
+
+from .views import route, token_of
+
+log = logging.getLogger("parcelwatch.ingest.orders")
+MAX_BODY = 1 << 20
+RETRY_AFTER_SECONDS = 30
+ENDPOINT = "/ingest/orders"
+SOURCE = "orders"  # the ingest metric's source label
+EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(OrderEvent))
+
+
+class OrderEndpoint:
+    def __init__(self, app: faust.App, settings: Settings, orders: faust.TopicT, dead_letter: faust.TopicT,
+                 recorder: Recorder) -> None:
+        self.settings = settings
+        self.orders = orders
+        self.dead_letter = dead_letter
+        self.recorder = recorder
+        self.access = Access(settings.access.order_tokens)
+        self.batcher = RecordBatcher(self._send, settings.app.partitions, linger=settings.app.producer_linger_ms / 1000.0)
+        route(app, ENDPOINT, "ingest_orders", post=self.handle)
+
+    async def _send(self, partition: int, key: str | None, value: bytes) -> Any:
+        # force: never deferred to a current event's commit; the sender waits for this acknowledgement.
+        return await self.orders.send(key=key, value=value, partition=partition, force=True)
+
+    async def handle(self, view: web.View, request: web.Request) -> web.Response:
+        observe = self.recorder.observe_push
+        scope = self.access.shops_for(token_of(request))
+        if scope is None:
+            observe(SOURCE, "bad_token")
+            problem = ("an order token is required (Authorization: Bearer <token>)" if self.access.enabled else
+                       "no order token is configured: set PARCELWATCH_ORDER_TOKENS (token=shop,...)")
+            return view.json({"ok": False, "error": problem}, status=401)
+        if (request.content_length or 0) > MAX_BODY:  # type: ignore[attr-defined]
+            observe(SOURCE, "too_large")
+            return view.json({"ok": False, "error": "body larger than 1 MiB: send fewer orders per request"}, status=413)
+        body: bytes = await request.read()  # type: ignore[attr-defined]
+        if len(body) > MAX_BODY:
+            observe(SOURCE, "too_large")
+            return view.json({"ok": False, "error": "body larger than 1 MiB: send fewer orders per request"}, status=413)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            error = InvalidEvent("$", f"not valid JSON (UTF-8): {exc}")
+            return await self._answer(view, [], [(None, body, error)], set())
+        items = doc if isinstance(doc, list) else [doc]
+        accepted: list[OrderEvent] = []
+        rejected: list[tuple[int | None, bytes, InvalidEvent]] = []
+        ignored: set[str] = set()
+        for i, item in enumerate(items):
+            index = i if isinstance(doc, list) else None
+            try:
+                if not isinstance(item, dict):
+                    raise InvalidEvent("$", f"an order event must be a JSON object, got {type(item).__name__}")
+                ev = parse_order_event(item)
+                if "*" not in scope and ev.shop not in scope:
+                    raise InvalidEvent("shop", "this order token may not send orders of this shop")
+            except InvalidEvent as exc:
+                rejected.append((index, orjson.dumps(item), exc))
+                continue
+            ignored.update(str(k) for k in item if k not in EVENT_FIELDS)
+            accepted.append(ev)
+        return await self._answer(view, accepted, rejected, ignored)
+
+    async def _answer(self, view: web.View, accepted: list[OrderEvent],
+                      rejected: list[tuple[int | None, bytes, InvalidEvent]], ignored: set[str]) -> web.Response:
+        timeout = self.settings.app.ingest_ack_timeout_seconds
+        try:
+            await asyncio.wait_for(self._deliver(accepted, rejected), timeout)
+        except Exception as exc:  # noqa: BLE001 - the sender must retry; nothing counts as received
+            outcome = "timeout" if isinstance(exc, TimeoutError) else "broker_error"
+            self.recorder.observe_push(SOURCE, outcome)
+            log.error("could not deliver %d order events (%s)", len(accepted) + len(rejected), type(exc).__name__)
+            return view.json({"ok": False, "error": "temporarily unavailable, retry"}, status=503,
+                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        self.recorder.observe_push(SOURCE, "ok" if not rejected else "invalid" if not accepted else "partly_invalid")
+        answer: dict[str, Any] = {
+            "ok": not rejected, "accepted": len(accepted),
+            "rejected": [{"index": i, "field": e.field, "problem": e.problem} for i, _, e in rejected],
+        }
+        if ignored:
+            answer["ignored_fields"] = sorted(ignored)
+        return view.json(answer, status=400 if rejected and not accepted else 200)
+
+    async def _deliver(self, accepted: list[OrderEvent], rejected: list[tuple[int | None, bytes, InvalidEvent]]) -> None:
+        """Send the accepted events (keyed by order id) and the dead letters; return once the broker
+        acknowledged all of them."""
+        waits = [await self.dead_letter.send(key=None, value=value, headers=_dead_letter_headers(self.orders, index, exc), force=True)
+                 for index, value, exc in rejected]
+        await self.batcher.send([(ev.order_id, ev.to_json()) for ev in accepted])
+        await asyncio.gather(*waits)
+        for _, _, exc in rejected:
+            self.recorder.observe_dead_letter(self.settings.topics.orders, exc.field)
+
+
+def _dead_letter_headers(orders: faust.TopicT, index: int | None, error: InvalidEvent) -> dict[str, bytes]:
+    """The stream's dead-letter headers (``delivery/dead_letters.py``), for an element that never reached a
+    topic: where it was bound, and the endpoint it came through."""
+    headers = {
+        "pw-reason": f"{error.field}: {error.problem}"[:1000].encode(),
+        "pw-field": error.field.encode(),
+        "pw-source-topic": orders.get_topic_name().encode(),
+        "pw-source-endpoint": ENDPOINT.encode(),
+    }
+    if index is not None:
+        headers["pw-batch-index"] = str(index).encode()
+    return headers
