@@ -23,5 +23,5 @@ def register(stream: StreamApp) -> None:
     access = Access(settings.access.tokens)
     IssueApi(app, settings, stream.store, access, stream.recorder)
     QueuePage(app, settings.labels, stream.store, access)
-    IngestEndpoints(app, settings, stream.topology.tracking, stream.recorder)
+    IngestEndpoints(app, settings, stream.topology.tracking, stream.recorder, stream.dead_letters)
     Health(stream)
