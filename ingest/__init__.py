@@ -19,42 +19,63 @@ What every adapter holds to:
 from __future__ import annotations
 
 import hashlib
+import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs
-
-import orjson
 
 from domain.events import MAX_TEXT, InvalidEvent, TrackingUpdate, parse_tracking_update
-from domain.vocabulary import CHINA_TZ, is_mapped_carrier, normalise_province
-
-from .carriers import resolve
+from domain.vocabulary import normalise_province
 
 MAX_RAW_CODE = 40
 MAX_CITY = 40
 
 
-class PushError(ValueError):
-    """A push that cannot be read as a whole: ``field`` names the place, ``problem`` what was wrong (HTTP 4xx)."""
+class FieldError(ValueError):
+    """``field`` names the place in the push, ``problem`` what was wrong (never the value)."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class PushError(FieldError):
+    """A push that cannot be read as a whole (HTTP 4xx)."""
+
+
+class ElementError(FieldError):
+    """One element of a push (a scan, a parcel) cannot be read; the rest of the push is taken."""
 
 
 class BadSignature(ValueError):
     """The push is not signed with the configured secret (HTTP 401)."""
 
 
-class ElementError(ValueError):
-    """One element of a push (a scan, a parcel) cannot be read; the rest of the push is taken."""
+def check_signature(expected: bytes, given: str | None, problem: str, *, also: Callable[[str], str] | None = None) -> None:
+    """``given`` (a header or form field, any text) must be ``expected``, compared in constant time; ``also``
+    names another spelling of the same value a sender may use. BadSignature(problem) otherwise."""
+    text = (given or "").strip()
+    spellings = [text] if also is None else [text, also(text)]
+    matched = False
+    for spelling in spellings:
+        matched |= hmac.compare_digest(expected, spelling.encode("utf-8", "replace"))
+    if not matched:
+        raise BadSignature(problem)
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
+
+Reader = Callable[[bytes, Mapping[str, str], "str | None", "str | None", float], "Parsed"]
+
+
+def signed_by_header(verify: Callable[[bytes, str | None, str | None], None], header: str,
+                     parse: Callable[..., Parsed]) -> Reader:
+    """A JSON webhook signed in a request header: check the signature, then parse the body."""
+    def read(body: bytes, headers: Mapping[str, str], secret: str | None, charset: str | None,
+             received_at: float) -> Parsed:
+        verify(body, headers.get(header), secret)
+        return parse(body, charset=charset, received_at=received_at)
+
+    return read
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +100,15 @@ class Parsed:
     carrier_corrections: list[tuple[str, str]] = field(default_factory=list)
     # What the vendor's reply must echo (kdniao: EBusinessID).
     reply_context: dict[str, str] = field(default_factory=dict)
+
+    def unknown(self, source: str, code: str, on_unknown: Callable[[str, str], Any] | None = None
+                ) -> tuple[Meaning, str | None]:
+        """A code no table knows: counted, and read as a plain scan that keeps the code."""
+        if code:
+            self.unknown_codes.append(code[:40])
+            if on_unknown:
+                on_unknown(source, code)
+        return SCAN, code or None
 
     def reject(self, exc: ElementError | InvalidEvent, path: str = "") -> None:
         where = exc.field if not path else (f"{path}.{exc.field}" if exc.field != "$" else path)
@@ -112,29 +142,6 @@ def event_id(source: str, carrier: str, number: str, t: float, status: str, reas
     return f"{source}:{digest[:16]}"
 
 
-class Carrier(NamedTuple):
-    code: str
-    mapped: bool
-
-
-def carrier_of(source: str, value: object, where: str, error: type[PushError] | type[ElementError] = PushError) -> Carrier:
-    """The canonical carrier for ``value`` as ``source`` writes it; an unknown one kept under the source's code."""
-    try:
-        code = resolve(source, value)
-    except ValueError as exc:
-        raise error(where, str(exc)) from None
-    return Carrier(code, is_mapped_carrier(code))
-
-
-def tracking_number(value: object, where: str, error: type[PushError] | type[ElementError] = PushError) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-        raise error(where, "is required (the tracking number)")
-    number = str(value).strip()
-    if len(number) > 40 or not number.isascii() or not number.replace("-", "").isalnum():
-        raise error(where, "must be letters, digits and dashes only, at most 40")
-    return number
-
-
 def scan(source: str, carrier: str, number: str, t: float, meaning: Meaning, *, code: str | None, text: str,
          city: str | None = None, province: str | None = None) -> TrackingUpdate:
     """One normalised scan, checked exactly as the parcel agent will check it (``InvalidEvent`` if not)."""
@@ -156,128 +163,3 @@ def scan(source: str, carrier: str, number: str, t: float, meaning: Meaning, *, 
     if province and normalise_province(province) is not None:
         doc["province"] = province.strip()
     return parse_tracking_update(doc)
-
-
-def text_of(value: object, limit: int = MAX_TEXT) -> str:
-    return value.strip()[:limit] if isinstance(value, str) else ""
-
-
-def code_of(value: object) -> str:
-    """A vendor's status code or name as text ("" when absent); numbers and strings alike."""
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, (int, str)):
-        return str(value).strip()
-    return ""
-
-
-# -- bodies ------------------------------------------------------------------------------------------------------
-
-
-def decode_text(body: bytes, charset: str | None, what: str = "body") -> str:
-    """``body`` as text in its declared charset (UTF-8 when none is declared), or a PushError saying which."""
-    name = (charset or "utf-8").strip().strip('"').lower()
-    try:
-        return body.decode(name)
-    except LookupError:
-        raise PushError("Content-Type", f"unknown charset {name[:20]!r}; send UTF-8") from None
-    except UnicodeDecodeError as exc:
-        raise PushError("$", f"the {what} is not valid {name} (byte {exc.start}); send UTF-8, or declare the "
-                             f"charset in Content-Type (e.g. charset=gbk)") from None
-
-
-def json_document(body: bytes, charset: str | None = None) -> Any:
-    """The JSON document of a body (UTF-8, or its declared charset), or a PushError saying what is wrong."""
-    try:
-        if charset is None or charset.strip().strip('"').lower() in ("utf-8", "utf8"):
-            return orjson.loads(body)
-        return orjson.loads(decode_text(body, charset))
-    except orjson.JSONDecodeError as exc:
-        raise PushError("$", f"not valid JSON: {_json_problem(exc)}") from None
-
-
-def _json_problem(exc: orjson.JSONDecodeError) -> str:
-    # orjson's message names the position, never the content.
-    return str(exc).splitlines()[0][:200]
-
-
-def json_section(body: bytes, name: str, charset: str | None = None) -> dict[str, Any]:
-    """The JSON object ``body[name]`` of a webhook body, or a PushError naming what is wrong."""
-    doc = json_document(body, charset)
-    if not isinstance(doc, dict):
-        raise PushError("$", f"expected a JSON object, got {_kind(doc)}")
-    section = doc.get(name)
-    if not isinstance(section, dict):
-        raise PushError(name, f"is required (an object), got {_kind(section)}")
-    return section
-
-
-def form_fields(body: bytes, charset: str | None) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body's fields (first value of each), decoded in its charset."""
-    text = decode_text(body, charset)
-    try:
-        form = parse_qs(text, keep_blank_values=True, encoding=charset or "utf-8", errors="strict", max_num_fields=50)
-    except UnicodeDecodeError as exc:
-        raise PushError("$", f"a form field is not valid {charset or 'utf-8'} after percent-decoding (byte "
-                             f"{exc.start}); send UTF-8, or declare the charset") from None
-    except ValueError:
-        raise PushError("$", "too many form fields (more than 50)") from None
-    return {name: values[0] for name, values in form.items()}
-
-
-def object_at(value: object, where: str, error: type[PushError] | type[ElementError] = ElementError) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise error(where, f"expected an object, got {_kind(value)}")
-    return value
-
-
-def optional_object(value: object) -> dict[str, Any]:
-    """An optional nested object (absent, null or not an object: empty)."""
-    return value if isinstance(value, dict) else {}
-
-
-def list_at(value: object, where: str) -> list[Any]:
-    """A list field (absent or null: empty); anything else is a PushError."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise PushError(where, f"expected a list, got {_kind(value)}")
-    return value
-
-
-def _kind(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
-
-
-# -- times -------------------------------------------------------------------------------------------------------
-
-
-def local_time(raw: object, where: str, zone: tzinfo) -> float:
-    """A vendor's time as epoch seconds: ISO 8601 with an offset as given; without one, local time in ``zone``;
-    a date alone (``YYYY-MM-DD``) the start of that day in ``zone``. ``YYYY/MM/DD`` and a space for ``T`` are
-    accepted. An ElementError names the field otherwise."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise ElementError(where, f"expected a time, got {_kind(raw)}")
-    text = raw.strip().replace("/", "-")
-    if len(text) > 40:
-        raise ElementError(where, "is too long to be a time")
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise ElementError(where, "is not a time (expected e.g. 2026-11-02 10:00:00 or ISO 8601)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=zone)
-    return dt.timestamp()
-
-
-def china_time(raw: object, where: str) -> float:
-    """Chinese aggregators' times: China time without a zone (``2026-11-02 10:00:00``), or with an offset."""
-    return local_time(raw, where, CHINA_TZ)
-
-
-def epoch_time(raw: object, where: str) -> float:
-    """An epoch-seconds field (AfterShip's ``ts``), or an ElementError."""
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        raise ElementError(where, f"expected epoch seconds, got {_kind(raw)}")
-    return float(raw)

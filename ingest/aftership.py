@@ -24,34 +24,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import tzinfo
 from typing import Any
 
 from domain.events import InvalidEvent
 from domain.vocabulary import CHINA_TZ
 
-from . import (
-    NO_SCAN_YET,
-    SCAN,
-    TIMER,
-    BadSignature,
-    ElementError,
-    Meaning,
-    Parsed,
-    PushError,
-    carrier_of,
-    code_of,
-    epoch_time,
-    json_document,
-    list_at,
-    local_time,
-    object_at,
-    scan,
-    settle,
-    text_of,
-    tracking_number,
-)
+from . import NO_SCAN_YET, TIMER, ElementError, Meaning, Parsed, PushError, check_signature, fields, scan, settle, signed_by_header
 from .timezones import zone_of
 
 SOURCE = "aftership"
@@ -90,60 +70,55 @@ def verify(body: bytes, header: str | None, secret: str | None) -> None:
     if not secret:
         return
     expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
-    given = (header or "").strip().encode("utf-8", "replace")
-    if not hmac.compare_digest(expected, given):
-        raise BadSignature(f"{SIGNATURE_HEADER} does not match the body")
-
-
-def read(body: bytes, headers: Mapping[str, str], secret: str | None, charset: str | None,
-         received_at: float) -> Parsed:
-    verify(body, headers.get(SIGNATURE_HEADER), secret)
-    return parse(body, charset=charset, received_at=received_at)
+    check_signature(expected, header, f"{SIGNATURE_HEADER} does not match the body")
 
 
 def parse(body: bytes, on_unknown: Callable[[str, str], Any] | None = None, *, charset: str | None = None,
           received_at: float | None = None) -> Parsed:
-    doc = json_document(body, charset)
+    doc = fields.json_document(body, charset)
     if not isinstance(doc, dict):
         raise PushError("$", "expected a JSON object (an AfterShip webhook: ts, event, msg)")
-    msg = object_at(doc.get("msg"), "msg", PushError)
+    msg = fields.object_at(doc.get("msg"), "msg", PushError)
     result = Parsed()
-    carrier = carrier_of(SOURCE, msg.get("slug"), "msg.slug")
+    carrier = fields.carrier_of(SOURCE, msg.get("slug"), "msg.slug")
     if not carrier.mapped:
         result.unknown_carriers.append(carrier.code)
-    number = tracking_number(msg.get("tracking_number"), "msg.tracking_number")
+    number = fields.tracking_number(msg.get("tracking_number"), "msg.tracking_number")
     fallback = (_zone(msg, "destination_country_region", "destination_country_iso3", None)
                 or _zone(msg, "origin_country_region", "origin_country_iso3", None) or CHINA_TZ)
-    checkpoints = list_at(msg.get("checkpoints"), "msg.checkpoints")
+    checkpoints = fields.list_at(msg.get("checkpoints"), "msg.checkpoints")
     for i, item in enumerate(checkpoints):
         where = f"msg.checkpoints[{i}]"
         try:
-            cp = object_at(item, where)
+            cp = fields.object_at(item, where)
             zone = _zone(cp, "country_region", "country_iso3", cp.get("state")) or fallback
-            t = local_time(cp.get("checkpoint_time"), f"{where}.checkpoint_time", zone)
-            meaning, code = _meaning(code_of(cp.get("subtag")), code_of(cp.get("tag")), result, on_unknown)
-            city = text_of(cp.get("city")) or None
+            t = fields.local_time(cp.get("checkpoint_time"), f"{where}.checkpoint_time", zone)
+            meaning, code = _meaning(fields.code_of(cp.get("subtag")), fields.code_of(cp.get("tag")), result, on_unknown)
+            city = fields.text_of(cp.get("city")) or None
             result.updates.append(scan(SOURCE, carrier.code, number, t, settle(meaning, scan=True), code=code,
-                                       text=text_of(cp.get("message")), city=city))
+                                       text=fields.text_of(cp.get("message")), city=city))
         except ElementError as exc:
             result.reject(exc)
         except InvalidEvent as exc:
             result.reject(exc, where)
-    tag = code_of(msg.get("tag"))
+    tag = fields.code_of(msg.get("tag"))
     if not checkpoints and tag:
         _without_checkpoints(doc.get("ts"), msg, carrier.code, number, tag, result, on_unknown, received_at)
     result.updates.sort(key=lambda u: u.event_time)
     return result
 
 
+read = signed_by_header(verify, SIGNATURE_HEADER, parse)
+
+
 def _without_checkpoints(ts: object, msg: dict[str, Any], carrier: str, number: str, tag: str, result: Parsed,
                          on_unknown: Callable[[str, str], Any] | None, received_at: float | None) -> None:
     """A tracking's tag with no checkpoint to carry it: its status once, at the webhook's ``ts``."""
     try:
-        t = received_at if ts is None and received_at is not None else epoch_time(ts, "ts")
-        meaning, code = _meaning(code_of(msg.get("subtag")), tag, result, on_unknown)
+        t = received_at if ts is None and received_at is not None else fields.epoch_time(ts, "ts")
+        meaning, code = _meaning(fields.code_of(msg.get("subtag")), tag, result, on_unknown)
         result.updates.append(scan(SOURCE, carrier, number, t, settle(meaning, scan=False), code=code,
-                                   text=text_of(msg.get("subtag_message"))))
+                                   text=fields.text_of(msg.get("subtag_message"))))
     except ElementError as exc:
         result.reject(exc)
     except InvalidEvent as exc:
@@ -160,9 +135,4 @@ def _meaning(subtag: str, tag: str, result: Parsed, on_unknown: Callable[[str, s
     for code in (subtag, tag, subtag.partition("_")[0]):
         if code and (code in SUBTAG or code in TAG):
             return SUBTAG.get(code) or TAG[code], subtag or tag
-    unknown = subtag or tag
-    if unknown:
-        result.unknown_codes.append(unknown[:40])
-        if on_unknown:
-            on_unknown(SOURCE, unknown)
-    return SCAN, unknown or None
+    return result.unknown(SOURCE, subtag or tag, on_unknown)

@@ -12,7 +12,7 @@ from typing import Any
 from domain.events import InvalidEvent, parse_tracking_update
 from domain.vocabulary import carrier_source, is_mapped_carrier
 
-from . import Parsed, PushError, json_document
+from . import Parsed, PushError, fields
 from .carriers import resolve
 
 SOURCE = "generic"
@@ -24,7 +24,7 @@ def read(body: bytes, headers: Mapping[str, str], secret: str | None, charset: s
 
 
 def parse(body: bytes, *, charset: str | None = None) -> Parsed:
-    doc = json_document(body, charset)
+    doc = fields.json_document(body, charset)
     if not isinstance(doc, (dict, list)):
         raise PushError("$", "expected a tracking update (a JSON object) or a list of them")
     items: list[Any] = doc if isinstance(doc, list) else [doc]

@@ -27,36 +27,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
+import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from domain.events import InvalidEvent
 from domain.vocabulary import CHINA_TZ
 
-from . import (
-    NO_SCAN_YET,
-    SCAN,
-    TIMER,
-    BadSignature,
-    ElementError,
-    Meaning,
-    Parsed,
-    PushError,
-    carrier_of,
-    china_time,
-    code_of,
-    form_fields,
-    list_at,
-    object_at,
-    scan,
-    settle,
-    text_of,
-    tracking_number,
-)
+from . import NO_SCAN_YET, SCAN, TIMER, ElementError, Meaning, Parsed, PushError, check_signature, fields, scan, settle
 
 SOURCE = "kdniao"
 PUSH_REQUEST_TYPES = ("101", "102")
@@ -86,21 +65,15 @@ def sign(request_data: str, api_key: str) -> str:
 def verify(request_data: str, data_sign: str | None, api_key: str | None) -> None:
     if not api_key:
         return
-    expected = sign(request_data, api_key).encode()
-    given = (data_sign or "").strip().encode("utf-8", "replace")
-    # Some senders URL-encode the sign once more ("%3d" for "="): accept that spelling of the same value.
-    unquoted = given.replace(b"%3d", b"=").replace(b"%3D", b"=").replace(b"%2b", b"+").replace(b"%2B", b"+") \
-        .replace(b"%2f", b"/").replace(b"%2F", b"/")
-    if not (hmac.compare_digest(expected, given) | hmac.compare_digest(expected, unquoted)):
-        raise BadSignature("kdniao DataSign does not match Base64(MD5(RequestData + ApiKey))")
+    # Some senders URL-encode the sign once more ("%3d" for "="): that spelling of the same value is accepted.
+    check_signature(sign(request_data, api_key).encode(), data_sign,
+                    "kdniao DataSign does not match Base64(MD5(RequestData + ApiKey))", also=urllib.parse.unquote)
 
 
 def read(body: bytes, headers: Mapping[str, str], secret: str | None, charset: str | None,
          received_at: float) -> Parsed:
-    form = form_fields(body, charset)
-    request_data = form.get("RequestData")
-    if not request_data:
-        raise PushError("RequestData", "form field is required (kdniao pushes RequestData, DataSign, RequestType)")
+    form = fields.form_fields(body, charset)
+    request_data = fields.required_field(form, "RequestData", "kdniao pushes RequestData, DataSign and RequestType")
     verify(request_data, form.get("DataSign"), secret)
     request_type = form.get("RequestType", "").strip()
     if request_type and request_type not in PUSH_REQUEST_TYPES:
@@ -109,26 +82,21 @@ def read(body: bytes, headers: Mapping[str, str], secret: str | None, charset: s
 
 
 def parse(request_data: str, *, received_at: float) -> Parsed:
-    try:
-        doc = orjson.loads(request_data)
-    except orjson.JSONDecodeError as exc:
-        raise PushError("RequestData", f"not valid JSON: {str(exc).splitlines()[0][:200]}") from None
-    if not isinstance(doc, dict):
-        raise PushError("RequestData", "expected a JSON object")
+    doc = fields.json_object_in(request_data, "RequestData")
     result = Parsed()
-    business = code_of(doc.get("EBusinessID"))
+    business = fields.code_of(doc.get("EBusinessID"))
     if business:
         result.reply_context["EBusinessID"] = business[:40]
     pushed_at = received_at
     if doc.get("PushTime"):
         try:
-            pushed_at = china_time(doc.get("PushTime"), "RequestData.PushTime")
+            pushed_at = fields.china_time(doc.get("PushTime"), "RequestData.PushTime")
         except ElementError:
             pushed_at = received_at
-    for p, item in enumerate(list_at(doc.get("Data"), "RequestData.Data")):
+    for p, item in enumerate(fields.list_at(doc.get("Data"), "RequestData.Data")):
         where = f"RequestData.Data[{p}]"
         try:
-            _parcel(object_at(item, where), where, pushed_at, result)
+            _parcel(fields.object_at(item, where), where, pushed_at, result)
         except ElementError as exc:
             result.reject(exc)
     result.updates.sort(key=lambda u: u.event_time)
@@ -136,11 +104,11 @@ def parse(request_data: str, *, received_at: float) -> Parsed:
 
 
 def _parcel(parcel: dict[str, Any], where: str, pushed_at: float, result: Parsed) -> None:
-    carrier = carrier_of(SOURCE, parcel.get("ShipperCode"), f"{where}.ShipperCode", ElementError)
-    number = tracking_number(parcel.get("LogisticCode"), f"{where}.LogisticCode", ElementError)
+    carrier = fields.carrier_of(SOURCE, parcel.get("ShipperCode"), f"{where}.ShipperCode", ElementError)
+    number = fields.tracking_number(parcel.get("LogisticCode"), f"{where}.LogisticCode", ElementError)
     if not carrier.mapped:
         result.unknown_carriers.append(carrier.code)
-    state_ex, state = code_of(parcel.get("StateEx")), code_of(parcel.get("State"))
+    state_ex, state = fields.code_of(parcel.get("StateEx")), fields.code_of(parcel.get("State"))
     traces = parcel.get("Traces")
     if traces is not None and not isinstance(traces, list):
         raise ElementError(f"{where}.Traces", "expected a list")
@@ -149,12 +117,12 @@ def _parcel(parcel: dict[str, Any], where: str, pushed_at: float, result: Parsed
     for i, item in enumerate(traces):
         at = f"{where}.Traces[{i}]"
         try:
-            trace = object_at(item, at)
-            t = china_time(trace.get("AcceptTime"), f"{at}.AcceptTime")
-            meaning, code = _meaning(code_of(trace.get("Action")), (state_ex, state) if i == newest else ("", ""),
+            trace = fields.object_at(item, at)
+            t = fields.china_time(trace.get("AcceptTime"), f"{at}.AcceptTime")
+            meaning, code = _meaning(fields.code_of(trace.get("Action")), (state_ex, state) if i == newest else ("", ""),
                                      result)
             result.updates.append(scan(SOURCE, carrier.code, number, t, settle(meaning, scan=True), code=code,
-                                       text=text_of(trace.get("AcceptStation")), city=text_of(trace.get("Location"))))
+                                       text=fields.text_of(trace.get("AcceptStation")), city=fields.text_of(trace.get("Location"))))
         except ElementError as exc:
             result.reject(exc)
         except InvalidEvent as exc:
@@ -163,7 +131,7 @@ def _parcel(parcel: dict[str, Any], where: str, pushed_at: float, result: Parsed
         meaning, code = _meaning("", (state_ex, state), result)
         try:
             result.updates.append(scan(SOURCE, carrier.code, number, pushed_at, settle(meaning, scan=False), code=code,
-                                       text=text_of(parcel.get("Reason")), city=text_of(parcel.get("Location"))))
+                                       text=fields.text_of(parcel.get("Reason")), city=fields.text_of(parcel.get("Location"))))
         except InvalidEvent as exc:
             result.reject(exc, where)
 
@@ -173,7 +141,7 @@ def _newest(traces: list[Any]) -> int:
     best, best_t = -1, float("-inf")
     for i, item in enumerate(traces):
         try:
-            t = china_time(item.get("AcceptTime"), "") if isinstance(item, dict) else None
+            t = fields.china_time(item.get("AcceptTime"), "") if isinstance(item, dict) else None
         except ElementError:
             t = None
         if t is not None and t >= best_t:
@@ -189,7 +157,7 @@ def _meaning(action: str, states: tuple[str, str], result: Parsed) -> tuple[Mean
     own = action if action in STATE_EX else ""
     for code in (action, state_ex, state):
         if code and code not in STATE_EX:
-            result.unknown_codes.append(code[:40])
+            result.unknown(SOURCE, code)
     if state_ex in STATE_EX and not (own and (own == state_ex or own.startswith(state_ex))):
         return STATE_EX[state_ex], state_ex
     if own:

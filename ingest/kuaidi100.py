@@ -34,33 +34,12 @@ one the seller shipped, ``comOld``), and the correction is reported.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
 from domain.events import InvalidEvent
 
-from . import (
-    SCAN,
-    TIMER,
-    BadSignature,
-    ElementError,
-    Meaning,
-    Parsed,
-    PushError,
-    carrier_of,
-    china_time,
-    code_of,
-    form_fields,
-    list_at,
-    object_at,
-    scan,
-    settle,
-    text_of,
-    tracking_number,
-)
+from . import SCAN, TIMER, ElementError, Meaning, Parsed, PushError, check_signature, fields, scan, settle
 
 SOURCE = "kuaidi100"
 
@@ -106,36 +85,27 @@ def verify(param: str, sign: str | None, salt: str | None) -> None:
     if not salt:
         return
     expected = hashlib.md5((param + salt).encode()).hexdigest().encode()
-    given = (sign or "").strip().lower().encode("utf-8", "replace")
-    if not hmac.compare_digest(expected, given):
-        raise BadSignature("kuaidi100 sign does not match md5(param + salt)")
+    check_signature(expected, sign, "kuaidi100 sign does not match md5(param + salt)", also=str.lower)
 
 
 def read(body: bytes, headers: Mapping[str, str], secret: str | None, charset: str | None,
          received_at: float) -> Parsed:
     """A push as the endpoint receives it: the form, its signature, then ``parse``."""
-    form = form_fields(body, charset)
-    param = form.get("param")
-    if not param:
-        raise PushError("param", "form field is required (kuaidi100 pushes param and sign as a form)")
+    form = fields.form_fields(body, charset)
+    param = fields.required_field(form, "param", "kuaidi100 pushes param and sign as a form")
     verify(param, form.get("sign"), secret)
     return parse(param)
 
 
 def parse(param: str, on_unknown: Callable[[str, str], Any] | None = None) -> Parsed:
-    try:
-        doc = orjson.loads(param)
-    except orjson.JSONDecodeError as exc:
-        raise PushError("param", f"not valid JSON: {str(exc).splitlines()[0][:200]}") from None
-    if not isinstance(doc, dict):
-        raise PushError("param", "expected a JSON object")
-    last = object_at(doc.get("lastResult"), "param.lastResult", PushError)
+    doc = fields.json_object_in(param, "param")
+    last = fields.object_at(doc.get("lastResult"), "param.lastResult", PushError)
     result = Parsed()
-    declared = carrier_of(SOURCE, last.get("com"), "param.lastResult.com") if last.get("com") else None
+    declared = fields.carrier_of(SOURCE, last.get("com"), "param.lastResult.com") if last.get("com") else None
     if str(doc.get("autoCheck")) == "1" and doc.get("comNew"):
-        corrected = carrier_of(SOURCE, doc.get("comNew"), "param.comNew")
+        corrected = fields.carrier_of(SOURCE, doc.get("comNew"), "param.comNew")
         if doc.get("comOld"):
-            declared = carrier_of(SOURCE, doc.get("comOld"), "param.comOld")
+            declared = fields.carrier_of(SOURCE, doc.get("comOld"), "param.comOld")
         if declared is None:
             declared = corrected
         elif declared.code != corrected.code:
@@ -144,18 +114,18 @@ def parse(param: str, on_unknown: Callable[[str, str], Any] | None = None) -> Pa
         raise PushError("param.lastResult.com", "is required (the carrier code)")
     if not declared.mapped:
         result.unknown_carriers.append(declared.code)
-    number = tracking_number(last.get("nu"), "param.lastResult.nu")
-    data = list_at(last.get("data"), "param.lastResult.data")
-    state = code_of(last.get("state"))
+    number = fields.tracking_number(last.get("nu"), "param.lastResult.nu")
+    data = fields.list_at(last.get("data"), "param.lastResult.data")
+    state = fields.code_of(last.get("state"))
     for i, item in enumerate(data):
         where = f"param.lastResult.data[{i}]"
         try:
-            entry = object_at(item, where)
-            t = china_time(entry.get("ftime") or entry.get("time"), f"{where}.ftime")
+            entry = fields.object_at(item, where)
+            t = fields.china_time(entry.get("ftime") or entry.get("time"), f"{where}.ftime")
             meaning, raw_code = _meaning(entry, state if i == 0 else "", result, on_unknown)
             province, city = _area(entry.get("areaName"))
             result.updates.append(scan(SOURCE, declared.code, number, t, settle(meaning, scan=True), code=raw_code,
-                                       text=text_of(entry.get("context")), city=city, province=province))
+                                       text=fields.text_of(entry.get("context")), city=city, province=province))
         except ElementError as exc:
             result.reject(exc)
         except InvalidEvent as exc:
@@ -170,26 +140,20 @@ def _meaning(entry: dict[str, Any], state: str, result: Parsed, on_unknown: Call
     The newest scan takes the push's ``state`` instead (kuaidi100's latest word: a re-classification such as
     在途 → 疑难 → 拒签 shows there), unless the scan's own code is that state or details it."""
     own, raw = "", ""
-    for code, known in ((code_of(entry.get("statusCode")), STATE), (code_of(entry.get("status")), NAME_CODES)):
+    for code, known in ((fields.code_of(entry.get("statusCode")), STATE), (fields.code_of(entry.get("status")), NAME_CODES)):
         if not code:
             continue
         if code in known:
             own = code if known is STATE else NAME_CODES[code]
             raw = code
             break
-        _unknown(code, result, on_unknown)
+        result.unknown(SOURCE, code, on_unknown)
     if state:
         if state not in STATE:
-            _unknown(state, result, on_unknown)
+            result.unknown(SOURCE, state, on_unknown)
         elif not own or (own != state and SUBSTATE_OF.get(own) != state):
             return STATE[state], state
     return (STATE[own], raw) if own else (SCAN, None)
-
-
-def _unknown(code: str, result: Parsed, on_unknown: Callable[[str, str], Any] | None) -> None:
-    result.unknown_codes.append(code[:40])
-    if on_unknown:
-        on_unknown(SOURCE, code)
 
 
 def _area(area: object) -> tuple[str | None, str | None]:

@@ -21,34 +21,13 @@ the event's ``address.country``. A tracking with a status but no event still giv
 from __future__ import annotations
 
 import hashlib
-import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from domain.events import InvalidEvent
 from domain.vocabulary import CHINA_TZ
 
-from . import (
-    NO_SCAN_YET,
-    SCAN,
-    TIMER,
-    BadSignature,
-    ElementError,
-    Meaning,
-    Parsed,
-    PushError,
-    carrier_of,
-    code_of,
-    json_section,
-    list_at,
-    local_time,
-    object_at,
-    optional_object,
-    scan,
-    settle,
-    text_of,
-    tracking_number,
-)
+from . import NO_SCAN_YET, SCAN, TIMER, ElementError, Meaning, Parsed, PushError, check_signature, fields, scan, settle, signed_by_header
 from .timezones import zone_of
 
 SOURCE = "17track"
@@ -92,36 +71,28 @@ def verify(body: bytes, sign: str | None, key: str | None) -> None:
     if not key:
         return
     expected = hashlib.sha256(body + b"/" + key.encode()).hexdigest().encode()
-    given = (sign or "").strip().lower().encode("utf-8", "replace")
-    if not hmac.compare_digest(expected, given):
-        raise BadSignature("17TRACK sign does not match sha256(body/key)")
-
-
-def read(body: bytes, headers: Mapping[str, str], secret: str | None, charset: str | None,
-         received_at: float) -> Parsed:
-    verify(body, headers.get(SIGNATURE_HEADER), secret)
-    return parse(body, charset=charset, received_at=received_at)
+    check_signature(expected, sign, "17TRACK sign does not match sha256(body/key)", also=str.lower)
 
 
 def parse(body: bytes, on_unknown: Callable[[str, str], Any] | None = None, *, charset: str | None = None,
           received_at: float | None = None) -> Parsed:
-    data = json_section(body, "data", charset)
+    data = fields.json_section(body, "data", charset)
     if "track" in data and "track_info" not in data:
         raise PushError("data.track", "this is a 17TRACK v1 push; parcelwatch reads v2.2 pushes: set the webhook "
                                       "version to v2.2 in the 17TRACK console, then replay the dead letters")
     result = Parsed()
-    carrier = carrier_of(SOURCE, data.get("carrier"), "data.carrier")
+    carrier = fields.carrier_of(SOURCE, data.get("carrier"), "data.carrier")
     if not carrier.mapped:
         result.unknown_carriers.append(carrier.code)
-    number = tracking_number(data.get("number"), "data.number")
+    number = fields.tracking_number(data.get("number"), "data.number")
     info = data.get("track_info")
     if info is None:
         return result  # TRACKING_STOPPED and the like: nothing to track
-    info = object_at(info, "data.track_info", PushError)
-    latest = optional_object(info.get("latest_status"))
-    latest_codes = (code_of(latest.get("sub_status")), code_of(latest.get("status")))
+    info = fields.object_at(info, "data.track_info", PushError)
+    latest = fields.optional_object(info.get("latest_status"))
+    latest_codes = (fields.code_of(latest.get("sub_status")), fields.code_of(latest.get("status")))
     tracking = info.get("tracking")
-    providers = list_at(object_at(tracking, "data.track_info.tracking", PushError).get("providers"),
+    providers = fields.list_at(fields.object_at(tracking, "data.track_info.tracking", PushError).get("providers"),
                         "data.track_info.tracking.providers") if tracking is not None else []
     events: list[tuple[str, Any]] = []
     for p, provider in enumerate(providers):
@@ -133,20 +104,20 @@ def parse(body: bytes, on_unknown: Callable[[str, str], Any] | None = None, *, c
     timed: list[tuple[float, str, dict[str, Any]]] = []
     for where, item in events:
         try:
-            ev = object_at(item, where)
+            ev = fields.object_at(item, where)
             timed.append((_time(ev, where), where, ev))
         except ElementError as exc:
             result.reject(exc)
     newest = max(range(len(timed)), key=lambda i: timed[i][0], default=-1)
     for i, (t, where, ev) in enumerate(timed):
-        codes = (code_of(ev.get("sub_status")), code_of(ev.get("stage")))
+        codes = (fields.code_of(ev.get("sub_status")), fields.code_of(ev.get("stage")))
         if i == newest and not any(codes):
             codes = latest_codes
         meaning, code = _meaning(codes, result, on_unknown)
-        address = optional_object(ev.get("address"))
+        address = fields.optional_object(ev.get("address"))
         try:
             result.updates.append(scan(SOURCE, carrier.code, number, t, settle(meaning, scan=True), code=code,
-                                       text=text_of(ev.get("description")), city=text_of(address.get("city")) or None))
+                                       text=fields.text_of(ev.get("description")), city=fields.text_of(address.get("city")) or None))
         except InvalidEvent as exc:
             result.reject(exc, where)
     if not events and any(latest_codes) and received_at is not None:
@@ -160,18 +131,21 @@ def parse(body: bytes, on_unknown: Callable[[str, str], Any] | None = None, *, c
     return result
 
 
+read = signed_by_header(verify, SIGNATURE_HEADER, parse)
+
+
 def _time(ev: dict[str, Any], where: str) -> float:
     """``time_utc`` or ``time_iso`` (offsets given); else ``time_raw`` in the zone of the event's country."""
     for key in ("time_utc", "time_iso"):
         if ev.get(key):
-            return local_time(ev.get(key), f"{where}.{key}", CHINA_TZ)
+            return fields.local_time(ev.get(key), f"{where}.{key}", CHINA_TZ)
     raw = ev.get("time_raw")
     if isinstance(raw, dict) and raw.get("date"):
-        address = optional_object(ev.get("address"))
+        address = fields.optional_object(ev.get("address"))
         zone = zone_of(address.get("country"), address.get("state")) or CHINA_TZ
         text = f"{raw.get('date')} {raw.get('time') or '00:00:00'}".strip()
-        offset = code_of(raw.get("timezone"))
-        return local_time(f"{text}{offset}" if offset.startswith(("+", "-")) else text, f"{where}.time_raw", zone)
+        offset = fields.code_of(raw.get("timezone"))
+        return fields.local_time(f"{text}{offset}" if offset.startswith(("+", "-")) else text, f"{where}.time_raw", zone)
     raise ElementError(f"{where}.time_iso", "is required (time_utc, time_iso or time_raw)")
 
 
@@ -188,9 +162,4 @@ def _meaning(codes: tuple[str, str], result: Parsed, on_unknown: Callable[[str, 
     main = sub.partition("_")[0]
     if main in STATUS:
         return STATUS[main], sub
-    unknown = sub or other
-    if unknown:
-        result.unknown_codes.append(unknown[:40])
-        if on_unknown:
-            on_unknown(SOURCE, unknown)
-    return SCAN, unknown or None
+    return result.unknown(SOURCE, sub or other, on_unknown)

@@ -49,7 +49,7 @@ from config import INGEST_SECRETS, Settings
 from delivery.dead_letters import DeadLetters
 from delivery.record_batcher import RecordBatcher
 from domain.events import TrackingUpdate
-from ingest import BadSignature, Parsed, PushError, aftership, generic, kdniao, kuaidi100, seventeentrack
+from ingest import BadSignature, Parsed, PushError, Reader, aftership, generic, kdniao, kuaidi100, seventeentrack
 from telemetry.recorder import Recorder
 
 from .views import route
@@ -62,9 +62,6 @@ SEEN_LIMIT = 200_000
 DEAD_LETTERED_LIMIT = 10_000
 RETRY_AFTER_SECONDS = 30  # a hint to sources that honour it; the aggregators retry on their own schedule
 REJECTIONS_ANSWERED = 20
-
-Reader = Callable[[bytes, Mapping[str, str], "str | None", "str | None", float], Parsed]
-
 
 @dataclass(frozen=True)
 class Vendor:
