@@ -95,6 +95,12 @@ def test_every_documented_kuaidi100_code_per_scan_and_as_the_pushs_state(code: s
         assert parsed.updates[0].status == "in_transit" and not parsed.unknown_codes
 
 
+@pytest.mark.parametrize(("name", "code"), sorted(kuaidi100.NAME_CODES.items()))
+def test_every_kuaidi100_status_name_reads_as_its_code(name: str, code: str) -> None:
+    (update,) = kuaidi100.parse(k100([{"context": "扫描", "ftime": "2026-11-03 09:00:00", "status": name}], state="")).updates
+    assert (update.status, update.exception_reason) == KUAIDI100_DOCUMENTED[code] and update.raw_code == name
+
+
 def test_kuaidi100_timers_are_plain_scans_at_the_scans_own_time() -> None:
     for code in ("201", "202"):
         scans = [{"context": "超时未更新", "ftime": "2026-11-03 09:00:00", "statusCode": code}]
@@ -281,6 +287,19 @@ def test_every_documented_aftership_subtag_is_known(subtag: str) -> None:
     parsed = aftership.parse(body.encode())
     assert parsed.updates[0].raw_code == subtag and not parsed.unknown_codes
     assert parsed.updates[0].status in STATUS_RANK
+
+
+@pytest.mark.parametrize("tag", sorted(aftership.TAG))
+def test_every_aftership_tag_on_a_checkpoint_and_without_one(tag: str) -> None:
+    with_checkpoint = json.dumps({"ts": NOW, "msg": {"slug": "dhl", "tracking_number": "1234567890", "checkpoints": [
+        {"checkpoint_time": "2026-11-03T10:00:00+01:00", "tag": tag}]}})
+    without = json.dumps({"ts": NOW, "msg": {"slug": "dhl", "tracking_number": "1234567890", "tag": tag, "checkpoints": []}})
+    meaning = aftership.TAG[tag]
+    for body, expected in ((with_checkpoint, ("in_transit", None) if meaning.timer else meaning[:2]),
+                           (without, ("info_received", None) if meaning.timer else meaning[:2])):
+        (update,) = aftership.parse(body.encode()).updates
+        assert (update.status, update.exception_reason) == expected and update.raw_code == tag
+        assert update.carrier == "DHL"
 
 
 def test_aftership_signature_and_bad_checkpoints_alone() -> None:
