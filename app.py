@@ -204,8 +204,13 @@ def main() -> None:
     argv = sys.argv[1:]
     if argv == ["--faust-help"]:
         sys.argv[1:] = ["--help"]
-    elif "worker" in argv and "--help" not in argv and settings.app.broker_kind == "embedded":
-        _discard_stale_tables()
+    elif "worker" in argv and "--help" not in argv:
+        try:
+            config.check_ingest_secrets(settings)  # a worker reachable from other machines takes no unsigned pushes
+        except config.ConfigError as exc:
+            sys.exit(f"parcelwatch: {exc}")
+        if settings.app.broker_kind == "embedded":
+            _discard_stale_tables()
     app.main()
 
 

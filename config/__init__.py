@@ -253,6 +253,58 @@ class Subscriptions:
                 raise ConfigError(f"{path}.carrier_codes.{carrier}", "must not be empty")
 
 
+# Push endpoints a worker can serve (``/ingest/<source>``), and the environment variable holding each one's
+# secret: the aggregators' signing secrets, and for our own JSON the ingest tokens.
+INGEST_SECRETS: dict[str, str] = {
+    "kuaidi100": "PARCELWATCH_KUAIDI100_SALT",
+    "kdniao": "PARCELWATCH_KDNIAO_API_KEY",
+    "aftership": "PARCELWATCH_AFTERSHIP_SECRET",
+    "17track": "PARCELWATCH_17TRACK_KEY",
+    "generic": "PARCELWATCH_INGEST_TOKENS",
+}
+LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Ingest:
+    # The push endpoints this worker serves; the others answer 404.
+    sources: list[str]
+    # Tokens that may post scans to /ingest/generic (Authorization: Bearer). Never a staff token.
+    tokens: list[str]
+
+    def validate(self, path: str) -> None:
+        for i, source in enumerate(self.sources):
+            if source not in INGEST_SECRETS:
+                raise ConfigError(f"{path}.sources[{i}]", f"unknown source {source!r}; expected one of "
+                                                          f"{', '.join(INGEST_SECRETS)}")
+        for i, token in enumerate(self.tokens):
+            if len(token.strip()) < 16:
+                raise ConfigError(f"{path}.tokens[{i}]", "is too short to be a secret (16 characters at least)")
+
+
+def listens_beyond_loopback(host: str) -> bool:
+    """Whether a web server bound to ``host`` can be reached from other machines."""
+    name = host.strip().strip("[]").lower()
+    return not (name in LOOPBACK_HOSTS or name.startswith("127."))
+
+
+def check_ingest_secrets(settings: Settings, env: Mapping[str, str] | None = None) -> None:
+    """A worker that listens beyond loopback serves pushes only with their secrets: each enabled source's
+    secret must be set (a ConfigError naming the variable). On loopback (a developer's machine), the
+    aggregators' signatures are checked when their secret is set; /ingest/generic always needs a token."""
+    env = os.environ if env is None else env
+    host = settings.app.web_host
+    if not listens_beyond_loopback(host):
+        return
+    for source in settings.ingest.sources:
+        variable = INGEST_SECRETS[source]
+        present = bool(settings.ingest.tokens) if source == "generic" else bool((env.get(variable) or "").strip())
+        if not present:
+            raise ConfigError(variable, f"is required: this worker listens on {host} (beyond loopback) and serves "
+                                        f"/ingest/{source}; set {variable}, or leave {source} out of ingest.sources "
+                                        f"(PARCELWATCH_INGEST_SOURCES)")
+
+
 @dataclass(frozen=True)
 class Simulator:
     seed: int
@@ -289,6 +341,7 @@ class Settings:
     labels: Labels
     access: Access
     subscriptions: Subscriptions
+    ingest: Ingest
     simulator: Simulator
     source: tuple[str, ...] = field(default=(), compare=False)
 
@@ -415,6 +468,11 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
 }
 
 
+def _parse_list(raw: str) -> list[str]:
+    """``a,b;c`` -> [a, b, c] (commas or semicolons; blanks dropped)."""
+    return [part.strip() for part in raw.replace(";", ",").split(",") if part.strip()]
+
+
 def _parse_tokens(raw: str, variable: str = "PARCELWATCH_TOKENS") -> dict[str, list[str]]:
     """``token1=shop-a,shop-b;token2=*`` -> {token1: [shop-a, shop-b], token2: [*]}."""
     tokens: dict[str, list[str]] = {}
@@ -438,7 +496,8 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
             raise ConfigError("PARCELWATCH_CONFIG", f"file {override_path} does not exist")
         override_data = _read_yaml(override_path)
         access = override_data.get("access") or {}
-        if (access.get("tokens") or access.get("order_tokens")) and override_path.stat().st_mode & 0o077:
+        holds_tokens = access.get("tokens") or access.get("order_tokens") or (override_data.get("ingest") or {}).get("tokens")
+        if holds_tokens and override_path.stat().st_mode & 0o077:
             # Tokens are secrets: a file others can read would leak every shop's queue.
             raise ConfigError(
                 "PARCELWATCH_CONFIG",
@@ -466,8 +525,16 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
         data.setdefault("access", {})["tokens"] = _parse_tokens(env["PARCELWATCH_TOKENS"])
     if env.get("PARCELWATCH_ORDER_TOKENS"):
         data.setdefault("access", {})["order_tokens"] = _parse_tokens(env["PARCELWATCH_ORDER_TOKENS"], "PARCELWATCH_ORDER_TOKENS")
+    if "PARCELWATCH_INGEST_SOURCES" in env:
+        data.setdefault("ingest", {})["sources"] = _parse_list(env["PARCELWATCH_INGEST_SOURCES"])
+    if env.get("PARCELWATCH_INGEST_TOKENS"):
+        data.setdefault("ingest", {})["tokens"] = _parse_list(env["PARCELWATCH_INGEST_TOKENS"])
     settings: Settings = _build(Settings, data, "")
     _check_credentials(settings.subscriptions, env)
+    staff = set(settings.access.tokens)
+    if any(token in staff for token in settings.ingest.tokens):
+        # A staff token must never post scans: one leaked page token could then resolve issues with fake scans.
+        raise ConfigError("ingest.tokens", "a token is also a staff token (access.tokens); use separate tokens")
     return dataclasses.replace(settings, source=tuple(sources))
 
 

@@ -85,7 +85,7 @@ class NotificationRules:
 
     def build(self, subject: str, stage: str, reached_at: float, facts: dict[str, Any]) -> dict[str, Any] | None:
         """The notification event for ``stage`` of ``subject``, or None when no rule matches."""
-        carrier, number = subject.split(":", 1)
+        carrier, number = subject.rsplit(":", 1)
         for rule in self.by_stage.get(stage, ()):
             if not rule.matches(facts.get("order_value"), facts.get("platform"), facts.get("shop"), carrier):
                 continue

@@ -437,7 +437,7 @@ class Processor:
         if subject.startswith(ORDER_SUBJECT_PREFIX):
             carrier = number = parcel = None
         else:
-            carrier, number = subject.split(":", 1)
+            carrier, number = subject.rsplit(":", 1)  # an unmapped carrier is "source:code"
             parcel = subject
         lane = (
             f"{carrier} {state.origin_province or '?'}→{state.destination_province or '?'}" if carrier else None
@@ -459,7 +459,7 @@ class Processor:
 
     def _delivery(self, subject: str, state: ParcelState) -> dict[str, Any]:
         return {
-            "carrier": subject.split(":", 1)[0],
+            "carrier": subject.rsplit(":", 1)[0],
             "origin_province": state.origin_province,
             "destination_province": state.destination_province,
             "picked_up_at": state.picked_up_at,

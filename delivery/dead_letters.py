@@ -10,7 +10,9 @@ never the payload (it may carry buyer data).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -20,6 +22,7 @@ from domain.events import InvalidEvent
 from telemetry.recorder import Recorder
 
 log = logging.getLogger("parcelwatch.deadletter")
+_PROBLEMS_KEPT = 20  # of a push's rejected elements, the first ones named in its dead letter's headers
 
 
 class DeadLetters:
@@ -57,6 +60,39 @@ class DeadLetters:
         log.warning("dead-lettered %s: %s", where, headers["pw-reason"].decode())
         self.recorder.observe_dead_letter(msg.topic, label)
         return label
+
+    async def reject_push(self, body: bytes, *, source: str, endpoint: str, problems: Sequence[tuple[str, str]],
+                          whole: bool, key: str | None = None, request_headers: Mapping[str, str] | None = None,
+                          timeout: float | None = None) -> None:
+        """Dead-letter an HTTP push (not a Kafka record) byte for byte: ``problems`` are (field, problem), the
+        first one the reason; ``whole`` says whether the push was rejected whole or only some of its elements
+        (the rest was taken). ``request_headers`` are the ones a replay needs (content type, the vendor's
+        signature): replaying is posting the value to ``endpoint`` again with them. Returns once the broker has
+        the record (raises if it did not acknowledge within ``timeout``)."""
+        field, problem = problems[0] if problems else ("$", "rejected")
+        headers = {
+            "pw-reason": f"{field}: {problem}"[:1000].encode(),
+            "pw-field": field[:200].encode(),
+            "pw-source": source.encode(),
+            "pw-endpoint": endpoint.encode(),
+            "pw-rejected": (b"push" if whole else str(len(problems)).encode()),
+            "pw-problems": "\n".join(f"{f}: {p}" for f, p in problems[:_PROBLEMS_KEPT])[:4000].encode(),
+        }
+        for name, value in (request_headers or {}).items():
+            headers[f"pw-http-{name.lower()}"] = _header_bytes(value[:1000])
+        fut = await self.topic.send(key=key, value=body, headers=headers, force=True)
+        await asyncio.wait_for(asyncio.ensure_future(fut), timeout)
+        log.warning("dead-lettered a %s push (%d bytes, %s): %s", source, len(body),
+                    "whole" if whole else f"{len(problems)} element(s)", headers["pw-reason"].decode())
+        self.recorder.observe_dead_letter_push(source, "push" if whole else "element")
+
+
+def _header_bytes(value: str) -> bytes:
+    """A request header's value as it came (the web server decoded undecodable bytes as surrogates)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace")
 
 
 def _element_key(doc: Any) -> str | None:

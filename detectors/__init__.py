@@ -60,7 +60,7 @@ def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext)
         if state.first_scan_at is None:
             checks.append(pickup_overdue(state, now, ctx))
         if state.picked_up_at is not None or state.first_scan_at is not None:
-            checks.append(transit_overdue(state, now, ctx, subject[: subject.find(":")]))
+            checks.append(transit_overdue(state, now, ctx, subject[: subject.rfind(":")]))
         if state.last_scan_at is not None:
             checks.append(tracking_stale(state, now, ctx))
         if state.shipped_at is not None:
@@ -110,7 +110,7 @@ def earliest_deadline(subject: str, s: ParcelState, now: float, ctx: DetectorCon
             earliest = shipped + ctx.pickup_seconds_by_category.get(s.category or "", ctx.pickup_seconds)
     pickup = s.picked_up_at if s.picked_up_at is not None else first_scan_at
     if pickup is not None:
-        carrier = subject[: subject.find(":")]
+        carrier = subject[: subject.rfind(":")]
         deadline = pickup + ctx.baselines.transit_limit(carrier, s.origin_province, s.destination_province, now)[0] * HOUR
         if deadline < earliest:  # transit_deadline
             earliest = deadline

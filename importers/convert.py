@@ -31,8 +31,8 @@ from datetime import datetime
 from typing import Any
 
 from domain.events import InvalidEvent, OrderEvent, parse_order_event
-from domain.vocabulary import CHINA_TZ, normalise_province
-from subscriptions.carriers import UnknownCarrier, carrier_code
+from domain.vocabulary import CHINA_TZ, is_mapped_carrier, normalise_province
+from ingest.carriers import ALIASES, resolve
 
 from .address import region_of
 from .layouts import Binding, Layout, clean
@@ -181,7 +181,8 @@ class Converter:
 
     def parcels(self, binding: Binding, number: int, cells: list[Any], errors: list[RowError]) -> list[tuple[str, str]]:
         """The (carrier, tracking number) pairs of a row: from carrier + number columns, or a combined cell."""
-        source = self.layout.carrier_names
+        # A carrier the vocabulary does not know is kept under the platform's (or the ERP's) own name for it.
+        source = self.layout.platform if self.layout.carrier_names == "name" else self.layout.carrier_names
         numbers_cell, numbers_header = binding.value("tracking_number", cells)
         if numbers_cell:
             names_cell, names_header = binding.value("carrier", cells)
@@ -193,7 +194,7 @@ class Converter:
                 errors.append(RowError(number, numbers_header, str(exc)))
                 return []
             try:
-                names = [carrier(n, source) for n in _NAME_SPLIT.split(str(names_cell)) if n.strip()]
+                names = [carrier(n, source, self.layout.carriers) for n in _NAME_SPLIT.split(str(names_cell)) if n.strip()]
             except Bad as exc:
                 errors.append(RowError(number, names_header, str(exc)))
                 return []
@@ -210,7 +211,7 @@ class Converter:
         if not express:
             return []
         try:
-            return _unique(express_parcels(str(express), source))
+            return _unique(express_parcels(str(express), source, self.layout.carriers))
         except Bad as exc:
             errors.append(RowError(number, header, str(exc)))
             return []
@@ -336,14 +337,24 @@ def tracking_number(cell: str) -> str:
     return value
 
 
-def carrier(name: str, source: str) -> str:
+def carrier(name: str, source: str, listed: dict[str, str] | None = None) -> str:
+    """The canonical code of a carrier as a cell names it (``ingest.carriers.resolve``). A name the vocabulary
+    does not know is a row error unless the mapping file lists it (``carriers``: kept under the code given): a
+    cell is free text, and a mis-mapped column must not turn a buyer's name into a carrier. An ERP's codes
+    (``carrier_names``: an aggregator) are kept under that source's code, as its pushes are."""
+    text = name.strip(_NAME_PUNCT)
     try:
-        return carrier_code(name.strip(_NAME_PUNCT), source)
-    except UnknownCarrier as exc:
-        raise Bad(f"{exc}: map it with carrier_names in a mapping file, or ask for it to be added") from None
+        if listed and text in listed:
+            return resolve(source, listed[text])
+        code = resolve(source, text)
+    except ValueError as exc:
+        raise Bad(f"the carrier {exc}") from None
+    if not is_mapped_carrier(code) and source not in ALIASES:
+        raise Bad("not a carrier parcelwatch knows: list it under carriers in a mapping file (name: code)")
+    return code
 
 
-def express_parcels(cell: str, source: str) -> list[tuple[str, str]]:
+def express_parcels(cell: str, source: str, listed: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """抖店's 快递信息: "中通快递 73100012345678", "【中通快递】7310…;圆通速递:YT…", one parcel per piece; a piece
     without a carrier name takes the previous one's."""
     out: list[tuple[str, str]] = []
@@ -356,7 +367,7 @@ def express_parcels(cell: str, source: str) -> list[tuple[str, str]]:
         for n in numbers:
             name = name.replace(n, " ")
         name = name.strip(_NAME_PUNCT + "0123456789")
-        code = carrier(name, source) if name else last
+        code = carrier(name, source, listed) if name else last
         if code is None:
             raise Bad("names a tracking number without its carrier")
         last = code

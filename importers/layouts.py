@@ -36,7 +36,7 @@ from typing import Any, Literal
 import yaml
 
 from domain.vocabulary import PLATFORMS, normalise_province
-from subscriptions.carriers import SOURCES as CARRIER_SOURCES
+from ingest.carriers import NAMING_SOURCES as CARRIER_SOURCES
 
 FIELDS = ("order_id", "status", "paid_at", "shipped_at", "confirmed_at", "closed_at", "carrier", "tracking_number",
           "express", "address", "province", "city", "promised_ship_at", "auto_confirm_at", "order_value",
@@ -74,6 +74,8 @@ class Layout:
     origin_province: str | None = None
     time_formats: tuple[str, ...] = ()
     source: str = "built-in"
+    # carrier names the vocabulary does not know -> the code to keep them under (a mapping file's ``carriers``)
+    carriers: dict[str, str] = field(default_factory=dict)
 
     def headers(self, name: str) -> tuple[str, ...]:
         return self.columns.get(name, ())
@@ -175,6 +177,8 @@ def load_mapping(path: str | Path) -> Layout:
     based_on: pinduoduo            # optional: start from a built-in layout, replace what is listed below
     rows_are: orders               # orders | items
     carrier_names: name            # name | kuaidi100 | aftership | 17track | kdniao (an ERP's codes)
+    carriers:                      # names parcelwatch does not know -> the code to keep them under (optional)
+      安能物流: ane
     origin_province: 广东           # where the shop ships from (optional)
     columns:                       # field -> the header in your file, or a list of headers
       order_id: 订单号
@@ -193,7 +197,8 @@ def load_mapping(path: str | Path) -> Layout:
         raise LayoutError(where, f"is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise LayoutError(where, "must hold a mapping (platform:, columns: ...)")
-    known = {"platform", "based_on", "rows_are", "carrier_names", "origin_province", "columns", "statuses", "time_formats"}
+    known = {"platform", "based_on", "rows_are", "carrier_names", "carriers", "origin_province", "columns", "statuses",
+             "time_formats"}
     for key in doc:
         if key not in known:
             raise LayoutError(str(key), f"unknown key; expected one of {', '.join(sorted(known))}")
@@ -244,7 +249,12 @@ def load_mapping(path: str | Path) -> Layout:
     formats = doc.get("time_formats") or []
     if not isinstance(formats, list) or not all(isinstance(f, str) and "%" in f for f in formats):
         raise LayoutError("time_formats", "expected a list of strptime formats such as \"%Y%m%d %H%M%S\"")
-    extra: dict[str, Any] = {"origin_province": normalise_province(str(origin)) if origin else base.origin_province}
+    carriers = doc.get("carriers") or {}
+    if not isinstance(carriers, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                 for k, v in carriers.items()):
+        raise LayoutError("carriers", "expected carrier name: code pairs (e.g. 安能物流: ane)")
+    extra: dict[str, Any] = {"origin_province": normalise_province(str(origin)) if origin else base.origin_province,
+                             "carriers": {**base.carriers, **{k.strip(): v.strip() for k, v in carriers.items()}}}
     return Layout(f"mapping {Path(path).name}", platform, columns, picked["closed"], picked["refunded"], picked["confirmed"],
                   rows_are, carrier_names, time_formats=(*base.time_formats, *formats), source=where, **extra)
 

@@ -9,6 +9,7 @@ kdniao), or no scan of it ever reaches ``/ingest/...``. The road:
    rate (shared by all workers), retries temporary failures with backoff, and raises a
    ``tracking_unregistered`` issue for staff when a parcel cannot be registered at all.
 3. ``vendors.py``: each vendor's request and the meaning of its answers, from its documentation.
-4. ``carriers.py``: carrier names and vendor codes, both ways (``carrier_code`` is the one resolver).
+4. ``carriers.py``: each aggregator's registration code for a canonical carrier (names and pushed codes are
+   resolved by ``ingest.carriers.resolve``).
 5. ``cli.py``: ``python app.py register-parcels``: past parcels in bulk, or failed ones again.
 """

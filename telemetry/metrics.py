@@ -95,6 +95,10 @@ class Metrics:
         self.ingest_unknown = Counter(
             "parcelwatch_ingest_unknown_codes_total", "Aggregator status codes not in our tables.", ["source"],
             registry=registry)
+        self.ingest_unknown_carriers = Counter(
+            "parcelwatch_ingest_unknown_carriers_total",
+            "Parcels pushed with a carrier no table maps (kept under the source's own code), by source.", ["source"],
+            registry=registry)
         self.alerts_sent = Counter(
             "parcelwatch_alerts_sent_total", "Alert messages delivered.", ["route", "destination"], registry=registry)
         self.alerts_failed = Counter(

@@ -175,6 +175,19 @@ def test_a_mapping_file_reads_an_erp_export_with_its_own_codes(tmp_path: Path) -
     assert_no_buyer_data(json.dumps(events, ensure_ascii=False), err)
 
 
+def test_a_carrier_the_vocabulary_lacks_is_kept_under_the_code_the_mapping_file_gives(tmp_path: Path) -> None:
+    rows = taobao_rows()
+    rows[1]["物流公司"] = "安能物流"
+    export = write_taobao_csv(tmp_path / "orders.csv", rows)
+    code, _events, err = dry_run(export, platform="taobao")
+    assert code == 1 and "row 3, column 物流公司: not a carrier parcelwatch knows" in err
+    mapping = tmp_path / "carriers.yaml"
+    mapping.write_text("platform: taobao\nbased_on: taobao\ncarriers: {安能物流: ane}\n", encoding="utf-8")
+    code, events, err = dry_run(export, mapping=str(mapping))
+    assert code == 0, err
+    assert "taobao:ane" in {e.get("carrier") for e in events if e["kind"] == "shipped"}
+
+
 @pytest.mark.parametrize(("text", "key"), [
     ("columns: {order_id: 单号}\n", "platform"),
     ("platform: taobao\ncolumns: {order_id: 单号, buyer_phone: 电话}\n", "columns.buyer_phone"),
@@ -183,6 +196,7 @@ def test_a_mapping_file_reads_an_erp_export_with_its_own_codes(tmp_path: Path) -
     ("platform: taobao\ncolumns: {order_id: 单号}\nstatuses: {closed: 作废}\n", "statuses.closed"),
     ("platform: taobao\ncolumns: {order_id: 单号}\ncarrier_names: sf\n", "carrier_names"),
     ("platform: taobao\ncolumns: {order_id: 单号}\nfields: {}\n", "fields"),
+    ("platform: taobao\ncolumns: {order_id: 单号}\ncarriers: [安能物流]\n", "carriers"),
 ])
 def test_mapping_file_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     path = tmp_path / "m.yaml"

@@ -63,7 +63,7 @@ def test_carrier_exception_reaches_redis_and_api_and_bad_event_is_dead_lettered(
     produce(broker.bootstrap, [
         shipped("TB1001", "7310001", now - 3600),
         (TRACKING, b"ZTO:broken", b"{not json"),
-        (TRACKING, b"ZTO:7310009", json.dumps({"event_id": "x", "carrier": "NOPE", "tracking_number": "1",
+        (TRACKING, b"ZTO:7310009", json.dumps({"event_id": "x", "carrier": "!!!", "tracking_number": "1",
                                                 "status": "in_transit", "event_time": iso(now)}).encode()),
         scan("7310001", "exception", now - 60, exception_reason="lost"),
     ])

@@ -101,12 +101,13 @@ def test_orders_endpoint_and_registration_on_a_live_worker(tmp_path: Path, broke
             # What reached the orders topic carries no buyer field; the rejected elements are dead letters.
             orders = b"".join(m.value for m in consume_all(broker.bootstrap, "parcelwatch-orders"))
             assert b"13912345678" not in orders and "张三".encode() not in orders and b"TB1001" in orders
+            # Each push with a rejected element is a dead letter byte for byte, with every problem (as tracking pushes).
             dead = consume_all(broker.bootstrap, "parcelwatch-dead-letter")
-            endpoints = [dict(m.headers) for m in dead]
-            assert len(dead) == 4  # (the whole non-JSON body, two elements, the single object)
-            assert all(h["pw-source-endpoint"] == b"/ingest/orders" and h["pw-source-topic"] == b"parcelwatch-orders"
-                       for h in endpoints)
-            assert sorted(h["pw-field"] for h in endpoints) == [b"$", b"destination_province", b"destination_province", b"shop"]
+            pushes = [dict(m.headers) for m in dead]
+            assert len(dead) == 3  # (the whole non-JSON body, the list with two bad elements, the single object)
+            assert all(h["pw-endpoint"] == b"/ingest/orders" and h["pw-source"] == b"orders" for h in pushes)
+            problems = sorted(line.split(b":")[0] for h in pushes for line in h["pw-problems"].split(b"\n"))
+            assert problems == [b"$", b"[4].destination_province", b"[5].shop", b"destination_province"]
         finally:
             worker.stop()
 

@@ -24,6 +24,6 @@ def register(stream: StreamApp) -> None:
     access = Access(settings.access.tokens)
     IssueApi(app, settings, stream.store, access, stream.recorder)
     QueuePage(app, settings.labels, stream.store, access)
-    IngestEndpoints(app, settings, stream.topology.tracking, stream.recorder)
-    OrderEndpoint(app, settings, stream.topology.orders, stream.topology.dead_letter, stream.recorder)
+    OrderEndpoint(app, settings, stream.topology.orders, stream.dead_letters, stream.recorder)
+    IngestEndpoints(app, settings, stream.topology.tracking, stream.recorder, stream.dead_letters)
     Health(stream)

@@ -6,9 +6,10 @@ import-orders --url``) into the orders topic.
   send orders, an order token cannot read the queue. None configured: every request is refused (401).
 - **What**: one order event (a JSON object) or a list of them, in the format of docs/events.md, validated
   element by element exactly as the order router validates them (``parse_order_event``). A bad element, or one
-  for a shop the token does not cover, is rejected alone: it goes to the dead-letter topic with its reason
-  (headers as the stream's dead letters, plus ``pw-source-endpoint``) and the answer names its index, field and
-  problem; the rest is sent. A body that is not JSON is dead-lettered whole (400).
+  for a shop the token does not cover, is rejected alone: the push goes to the dead-letter topic byte for byte
+  with every problem (``DeadLetters.reject_push``, as the tracking pushes: replaying it is posting it again,
+  which order events, idempotent by their content, allow) and the answer names each index, field and problem;
+  the rest is sent. A body that is not JSON is dead-lettered whole (400).
 - **No buyer data**: an order event has no field for the buyer's name, phone or street. What is forwarded is
   the validated event re-encoded, so any other field a sender adds is dropped (its name is listed in the answer
   as ``ignored_fields``, so the sender can stop sending it).
@@ -33,6 +34,7 @@ import orjson
 from faust import web
 
 from config import Settings
+from delivery.dead_letters import DeadLetters
 from delivery.record_batcher import RecordBatcher
 from domain.events import InvalidEvent, OrderEvent, parse_order_event
 from issue_queue.access import Access
@@ -49,11 +51,11 @@ EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(OrderEvent))
 
 
 class OrderEndpoint:
-    def __init__(self, app: faust.App, settings: Settings, orders: faust.TopicT, dead_letter: faust.TopicT,
+    def __init__(self, app: faust.App, settings: Settings, orders: faust.TopicT, dead_letters: DeadLetters,
                  recorder: Recorder) -> None:
         self.settings = settings
         self.orders = orders
-        self.dead_letter = dead_letter
+        self.dead_letters = dead_letters
         self.recorder = recorder
         self.access = Access(settings.access.order_tokens)
         self.batcher = RecordBatcher(self._send, settings.app.partitions, linger=settings.app.producer_linger_ms / 1000.0)
@@ -82,10 +84,10 @@ class OrderEndpoint:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             error = InvalidEvent("$", f"not valid JSON (UTF-8): {exc}")
-            return await self._answer(view, [], [(None, body, error)], set())
+            return await self._answer(view, request, body, [], [(None, error)], set())
         items = doc if isinstance(doc, list) else [doc]
         accepted: list[OrderEvent] = []
-        rejected: list[tuple[int | None, bytes, InvalidEvent]] = []
+        rejected: list[tuple[int | None, InvalidEvent]] = []
         ignored: set[str] = set()
         for i, item in enumerate(items):
             index = i if isinstance(doc, list) else None
@@ -96,17 +98,17 @@ class OrderEndpoint:
                 if "*" not in scope and ev.shop not in scope:
                     raise InvalidEvent("shop", "this order token may not send orders of this shop")
             except InvalidEvent as exc:
-                rejected.append((index, orjson.dumps(item), exc))
+                rejected.append((index, exc))
                 continue
             ignored.update(str(k) for k in item if k not in EVENT_FIELDS)
             accepted.append(ev)
-        return await self._answer(view, accepted, rejected, ignored)
+        return await self._answer(view, request, body, accepted, rejected, ignored)
 
-    async def _answer(self, view: web.View, accepted: list[OrderEvent],
-                      rejected: list[tuple[int | None, bytes, InvalidEvent]], ignored: set[str]) -> web.Response:
+    async def _answer(self, view: web.View, request: web.Request, body: bytes, accepted: list[OrderEvent],
+                      rejected: list[tuple[int | None, InvalidEvent]], ignored: set[str]) -> web.Response:
         timeout = self.settings.app.ingest_ack_timeout_seconds
         try:
-            await asyncio.wait_for(self._deliver(accepted, rejected), timeout)
+            await asyncio.wait_for(self._deliver(request, body, accepted, rejected), timeout)
         except Exception as exc:  # noqa: BLE001 - the sender must retry; nothing counts as received
             outcome = "timeout" if isinstance(exc, TimeoutError) else "broker_error"
             self.recorder.observe_push(SOURCE, outcome)
@@ -116,32 +118,21 @@ class OrderEndpoint:
         self.recorder.observe_push(SOURCE, "ok" if not rejected else "invalid" if not accepted else "partly_invalid")
         answer: dict[str, Any] = {
             "ok": not rejected, "accepted": len(accepted),
-            "rejected": [{"index": i, "field": e.field, "problem": e.problem} for i, _, e in rejected],
+            "rejected": [{"index": i, "field": e.field, "problem": e.problem} for i, e in rejected],
         }
         if ignored:
             answer["ignored_fields"] = sorted(ignored)
         return view.json(answer, status=400 if rejected and not accepted else 200)
 
-    async def _deliver(self, accepted: list[OrderEvent], rejected: list[tuple[int | None, bytes, InvalidEvent]]) -> None:
-        """Send the accepted events (keyed by order id) and the dead letters; return once the broker
-        acknowledged all of them."""
-        waits = [await self.dead_letter.send(key=None, value=value, headers=_dead_letter_headers(self.orders, index, exc), force=True)
-                 for index, value, exc in rejected]
-        await self.batcher.send([(ev.order_id, ev.to_json()) for ev in accepted])
-        await asyncio.gather(*waits)
-        for _, _, exc in rejected:
-            self.recorder.observe_dead_letter(self.settings.topics.orders, exc.field)
-
-
-def _dead_letter_headers(orders: faust.TopicT, index: int | None, error: InvalidEvent) -> dict[str, bytes]:
-    """The stream's dead-letter headers (``delivery/dead_letters.py``), for an element that never reached a
-    topic: where it was bound, and the endpoint it came through."""
-    headers = {
-        "pw-reason": f"{error.field}: {error.problem}"[:1000].encode(),
-        "pw-field": error.field.encode(),
-        "pw-source-topic": orders.get_topic_name().encode(),
-        "pw-source-endpoint": ENDPOINT.encode(),
-    }
-    if index is not None:
-        headers["pw-batch-index"] = str(index).encode()
-    return headers
+    async def _deliver(self, request: web.Request, body: bytes, accepted: list[OrderEvent],
+                       rejected: list[tuple[int | None, InvalidEvent]]) -> None:
+        """Send the accepted events (keyed by order id) and, when some were rejected, the push as a dead letter;
+        return once the broker acknowledged all of them."""
+        sent = asyncio.ensure_future(self.batcher.send([(ev.order_id, ev.to_json()) for ev in accepted]))
+        if rejected:
+            problems = [(e.field if i is None else f"[{i}].{e.field}", e.problem) for i, e in rejected]
+            content_type = request.headers.get("Content-Type")  # type: ignore[attr-defined]
+            await self.dead_letters.reject_push(body, source=SOURCE, endpoint=ENDPOINT, problems=problems,
+                                                whole=not accepted,
+                                                request_headers={"content-type": content_type} if content_type else None)
+        await sent
