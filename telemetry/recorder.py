@@ -172,7 +172,7 @@ class Recorder:
         router.on_failed = lambda r, d: m.alerts_failed.labels(route=r, destination=d).inc()
         router.on_refused = lambda r, d, why: m.alerts_refused.labels(route=r, destination=d, reason=why).inc()
         router.on_throttled = lambda r, d: m.alerts_throttled.labels(route=r, destination=d).inc()
-        router.on_incident = lambda carrier: m.lane_incidents.labels(carrier=carrier).inc()
+        router.on_incident = lambda carrier: m.lane_incidents.labels(carrier=carrier_label(carrier)).inc()
         for route in router.route_names:
             m.alerts_pending.labels(route=route).set_function(_pending(router, route))
 
