@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from config import Labels
 from domain.events import InvalidEvent, parse_time
-from domain.vocabulary import CARRIERS, SEVERITY_LABELS, china_time
+from domain.vocabulary import SEVERITY_LABELS, carrier_name, china_time
 from issue_queue.store import issue_id
 
 from .config import severity_rank
@@ -69,7 +69,7 @@ def severity_label(severity: str | None) -> str:
 
 
 def carrier_label(code: Any) -> str:
-    return CARRIERS.get(str(code or ""), str(code or "?"))
+    return carrier_name(str(code)) if code else "?"
 
 
 def lane_label(item: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from config import ConfigError
-from domain.vocabulary import CARRIERS, CHINA_TZ, NOTIFICATION_STAGES, PLATFORMS
+from domain.vocabulary import CARRIERS, CHINA_TZ, NOTIFICATION_STAGES, PLATFORMS, carrier_name
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "notifications.yaml"
 TEMPLATE_FIELDS = ("carrier_name", "carrier", "tracking_number", "city", "province", "reason", "expected_delay",
@@ -90,7 +90,7 @@ class NotificationRules:
             if not rule.matches(facts.get("order_value"), facts.get("platform"), facts.get("shop"), carrier):
                 continue
             values = {
-                "carrier_name": CARRIERS.get(carrier, carrier), "carrier": carrier, "tracking_number": number,
+                "carrier_name": carrier_name(carrier), "carrier": carrier, "tracking_number": number,
                 "city": facts.get("city") or facts.get("province") or "", "province": facts.get("province") or "",
                 "reason": _EXCEPTION_ZH.get(facts.get("exception_reason") or "", facts.get("exception_reason") or ""),
                 "expected_delay": facts.get("expected_delay") or "有所延误",
