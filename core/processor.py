@@ -38,6 +38,7 @@ from typing import Any
 from config import Settings
 from detectors import DetectorContext, Evaluation, evaluate, finished_at
 from detectors.base import Finding, TransitBaseline
+from detectors.rules import autoconfirm_deadline
 from domain.events import TrackingUpdate, format_time
 from domain.state import ORDER_SUBJECT_PREFIX, OrderFacts, ParcelState
 
@@ -455,6 +456,12 @@ class Processor:
             "destination_province": state.destination_province,
             "destination_city": state.destination_city,
             "order_value": state.order_value,
+            # The parcel's story and order facts for staff (the queue keeps them beside the issue).
+            "scans": state.scans,
+            "autoconfirm_at": autoconfirm_deadline(state, self.ctx),
+            "paid_at": state.paid_at,
+            "shipped_at": state.shipped_at,
+            "category": state.category,
         }
 
     def _delivery(self, subject: str, state: ParcelState) -> dict[str, Any]:

@@ -21,6 +21,10 @@ from domain.events import OrderEvent, TrackingUpdate
 from domain.vocabulary import STATUS_RANK
 
 ORDER_SUBJECT_PREFIX = "order:"
+# A parcel's story (``ParcelState.scans``): its newest scans, each text clipped. Bounded, as every
+# tracked parcel holds one.
+SCANS_KEPT = 8
+SCAN_TEXT_CHARS = 80
 
 
 def order_subject(order_id: str) -> str:
@@ -181,6 +185,9 @@ class ParcelState:
     # Which processor incarnation filed ``indexed_bucket``. A crash can lose the index write while the
     # state write lands; a filing from another incarnation is therefore not trusted (see processor.py).
     index_epoch: int = 0
+    # The parcel's story for staff: its newest scans, oldest first, each [event time, status, the carrier's
+    # own text, place, exception reason] (``SCANS_KEPT`` at most; texts clipped to ``SCAN_TEXT_CHARS``).
+    scans: list[list[Any]] = field(default_factory=list)
 
     # -- merges ------------------------------------------------------------------------------------
 
@@ -218,6 +225,7 @@ class ParcelState:
             elif status == "signed":
                 if self.signed_at is None or t < self.signed_at:
                     self.signed_at = t
+        self._keep_scan(up)
         if status != "info_received":
             # Any carrier scan (an exception scan too) shows the carrier has the parcel.
             if self.last_scan_at is None or t >= self.last_scan_at:
@@ -228,6 +236,19 @@ class ParcelState:
                 self.last_scan_at = t
             if self.first_scan_at is None or t < self.first_scan_at:
                 self.first_scan_at = t
+
+    def _keep_scan(self, up: TrackingUpdate) -> None:
+        """Add the scan to the story (a scan seen before is not added again; the oldest leave first)."""
+        text = up.raw_text[:SCAN_TEXT_CHARS] if up.raw_text else None
+        scan = [up.event_time, up.status, text, up.city or up.province, up.exception_reason]
+        scans = self.scans
+        if scan in scans:
+            return
+        if len(scans) >= SCANS_KEPT and up.event_time < scans[0][0]:
+            return  # older than everything kept
+        scans.append(scan)
+        scans.sort(key=_scan_order)
+        del scans[:-SCANS_KEPT]
 
     def apply_order(self, facts: OrderFacts) -> None:
         self.order_id = facts.order_id
@@ -274,6 +295,10 @@ class ParcelState:
         # One constructor call (measured about twice as fast as setting each attribute). An older,
         # shorter encoding leaves the fields added since at their defaults.
         return cls(*orjson.loads(raw)[:_N_FIELDS])
+
+
+def _scan_order(scan: list[Any]) -> tuple[float, int, str]:
+    return scan[0], STATUS_RANK.get(scan[1], 0), scan[2] or ""
 
 
 _ORDER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(OrderFacts))

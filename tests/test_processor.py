@@ -205,6 +205,11 @@ def test_issue_event_fields() -> None:
         "at": iso(T0 + 24 * H),
         "resolved_at": None,
         "resolution": None,
+        "scans": [],
+        "autoconfirm_at": T0 + 10 * D,
+        "paid_at": T0 - H,
+        "shipped_at": T0,
+        "category": None,
     }
     assert issue["evidence_data"] == {"shipped_at": T0, "window_hours": 24.0, "deadline": T0 + 24 * H}
     orjson.dumps(issue)  # every issue event is JSON-serialisable as it is
