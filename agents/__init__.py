@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .notification_webhook import NotificationWebhook
     from .orders import OrderRouterAgent
     from .parcels import ParcelAgent
+    from .shop_health import ShopHealthAgent
 
 
 @dataclass(eq=False)
@@ -52,6 +53,7 @@ class StreamApp:
     issue_sink: IssueSink | None = None
     alerts: AlertRouting | None = None
     notification_webhook: NotificationWebhook | None = None
+    shop_health: ShopHealthAgent | None = None
 
 
 class Agent:
@@ -74,6 +76,7 @@ def build(settings: Settings) -> StreamApp:
     from .notification_webhook import NotificationWebhook
     from .orders import OrderRouterAgent
     from .parcels import ParcelAgent
+    from .shop_health import ShopHealthAgent
 
     cfg = settings.app
     app = make_app(settings)
@@ -92,6 +95,7 @@ def build(settings: Settings) -> StreamApp:
     stream.issue_sink = IssueSink(stream)
     stream.alerts = AlertRouting(stream)
     stream.notification_webhook = NotificationWebhook(stream)
+    stream.shop_health = ShopHealthAgent(stream)
     return stream
 
 

@@ -85,6 +85,7 @@ class Topics:
     deliveries: str
     alert_routing: str
     notifications: str
+    shop_logistics: str
 
 
 @dataclass(frozen=True)

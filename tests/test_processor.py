@@ -62,6 +62,7 @@ class Rig:
             o = self.p.on_order_facts(self.partition, subject, facts, at, ev.event_time if now is None else now)
             out.issues += o.issues
             out.deliveries += o.deliveries
+            out.logistics += o.logistics
             out.gone += o.gone
         return self._keep(out)
 
