@@ -177,7 +177,12 @@ def render(issue: Mapping[str, Any], labels: Labels, lang: str = "zh") -> IssueT
     renderer = _KINDS.get(kind)
     if renderer is None:
         return IssueText(labels.kind(kind, lang), facts.generic_evidence(), "")
-    reason, evidence, action = renderer(facts)
+    reason, evidence = renderer(facts)
+    if kind == "carrier_exception":
+        code = str(facts.value("exception_reason") or issue.get("exception_reason") or "other")
+        action = _EXCEPTION_ACTIONS.get(code, _EXCEPTION_ACTIONS["other"])[_i(lang)]
+    else:
+        action = _ACTIONS[kind][_i(lang)]
     evidence = evidence or facts.generic_evidence()
     if lang == "en":
         evidence = evidence[:1].upper() + evidence[1:]
@@ -248,7 +253,7 @@ def _sentence(lang: str, *parts: str) -> str:
     return ("，" if lang == "zh" else ", ").join(p for p in parts if p)
 
 
-def _ship_overdue(f: _Facts) -> tuple[str, str, str]:
+def _ship_overdue(f: _Facts) -> tuple[str, str]:
     promised = f.value("promised")
     limit = f.hours("limit_hours")
     if promised:
@@ -260,12 +265,10 @@ def _ship_overdue(f: _Facts) -> tuple[str, str, str]:
     deadline = f.time("deadline")
     due = (f.t("承诺发货时间 ", "promised ship time ") if promised else f.t("最晚发货时间 ", "ship by ")) + deadline if deadline else ""
     evidence = _sentence(f.lang, f.t("付款 ", "paid ") + f.time("paid_at") if f.time("paid_at") else "", due)
-    action = f.t("尽快发货；来不及发货时先联系买家说明，避免被平台判为延迟发货",
-                 "Ship now, or tell the buyer about the delay before the platform counts it as late shipping")
-    return reason, evidence, action
+    return reason, evidence
 
 
-def _pickup_overdue(f: _Facts) -> tuple[str, str, str]:
+def _pickup_overdue(f: _Facts) -> tuple[str, str]:
     window = f.hours("window_hours")
     reason = (f.t(f"发货后 {window}仍无揽收记录", f"No carrier scan within {window} of shipping") if window
               else f.t("发货后超时未揽收", "Not picked up in time after shipping"))
@@ -275,9 +278,7 @@ def _pickup_overdue(f: _Facts) -> tuple[str, str, str]:
         f.t(f"揽收时限 {window}", f"pickup limit {window}") if window else "",
         f.t(f"截至 {f.time('deadline')} 仍无揽收扫描", f"no carrier scan by {f.time('deadline')}") if f.time("deadline") else "",
     )
-    action = f.t("联系快递网点尽快上门揽收；网点无法揽收时换一家快递重新发货",
-                 "Push the carrier's outlet to collect the parcel, or re-ship with another carrier")
-    return reason, evidence, action
+    return reason, evidence
 
 
 _BASELINES = {
@@ -288,7 +289,7 @@ _BASELINES = {
 }
 
 
-def _transit_overdue(f: _Facts) -> tuple[str, str, str]:
+def _transit_overdue(f: _Facts) -> tuple[str, str]:
     limit = f.hours("limit_hours")
     reason = (f.t(f"揽收后超过正常时效（{limit}）仍未签收", f"Not signed within the normal transit time ({limit}) after pickup")
               if limit else f.t("超过线路正常时效仍未签收", "Not signed within the lane's normal transit time"))
@@ -307,15 +308,13 @@ def _transit_overdue(f: _Facts) -> tuple[str, str, str]:
         f.t(f"正常时效 {limit}", f"normal transit {limit}") if limit else "",
         basis,
     )
-    action = f.t("联系快递查询包裹位置，在买家询问前主动告知物流进度",
-                 "Ask the carrier where the parcel is and tell the buyer before they ask")
-    return reason, evidence, action
+    return reason, evidence
 
 
 _STAGES = {"in transit": ("运输中", "in transit"), "out for delivery": ("派件中", "out for delivery")}
 
 
-def _tracking_stale(f: _Facts) -> tuple[str, str, str]:
+def _tracking_stale(f: _Facts) -> tuple[str, str]:
     limit = f.hours("limit_hours")
     stage = f.value("stage")
     stage_name = _STAGES[stage][_i(f.lang)] if stage in _STAGES else ""
@@ -326,12 +325,10 @@ def _tracking_stale(f: _Facts) -> tuple[str, str, str]:
     place = f.place()
     last = f.time("last_scan_at")
     evidence = (f.t(f"最后一条物流 {last}", f"last scan {last}") + (f.t(f"（{place}）", f" ({place})") if place else "")) if last else ""
-    action = f.t("联系快递追查包裹；确认丢失时向快递申请理赔，并给买家补发",
-                 "Ask the carrier to trace the parcel; if it is lost, file a claim and re-ship")
-    return reason, evidence, action
+    return reason, evidence
 
 
-def _confirmed_unsigned(f: _Facts) -> tuple[str, str, str]:
+def _confirmed_unsigned(f: _Facts) -> tuple[str, str]:
     by_buyer = f.value("by_buyer")
     if by_buyer:
         reason = f.t("买家已确认收货，但包裹未签收", "Confirmed received by the buyer, parcel not signed")
@@ -346,12 +343,10 @@ def _confirmed_unsigned(f: _Facts) -> tuple[str, str, str]:
         f.t("快递状态：", "carrier status: ") + f.parcel_status(),
         f.t(f"最后物流 {last}", f"last scan {last}") if last else "",
     )
-    action = f.t("联系买家核实是否收到包裹；没收到就催快递派送或给买家补发",
-                 "Check with the buyer that the parcel arrived; if not, push the carrier or re-ship")
-    return reason, evidence, action
+    return reason, evidence
 
 
-def _autoconfirm_imminent(f: _Facts) -> tuple[str, str, str]:
+def _autoconfirm_imminent(f: _Facts) -> tuple[str, str]:
     deadline = f.time("deadline")
     reason = (f.t(f"将于 {deadline} 自动确认收货，包裹还未签收", f"Auto-confirms at {deadline}; parcel not signed") if deadline
               else f.t("即将自动确认收货，包裹还未签收", "Auto-confirm is near; parcel not signed"))
@@ -370,12 +365,10 @@ def _autoconfirm_imminent(f: _Facts) -> tuple[str, str, str]:
         f.t(f"提前 {warning}提醒", f"warned {warning} before") if warning else "",
         f.t("快递状态：", "carrier status: ") + f.parcel_status(),
     )
-    action = f.t("在后台为买家延长收货时间，避免包裹未到就被自动确认收货",
-                 "Extend the buyer's receipt deadline so the order is not confirmed before delivery")
-    return reason, evidence, action
+    return reason, evidence
 
 
-def _locker_uncollected(f: _Facts) -> tuple[str, str, str]:
+def _locker_uncollected(f: _Facts) -> tuple[str, str]:
     limit = f.hours("limit_hours")
     reason = (f.t(f"放入驿站/快递柜超过 {limit}未取件", f"Uncollected at a locker or station for over {limit}") if limit
               else f.t("驿站/快递柜超时未取件", "Uncollected at a locker or station"))
@@ -384,8 +377,7 @@ def _locker_uncollected(f: _Facts) -> tuple[str, str, str]:
     evidence = ""
     if at:
         evidence = f.t(f"{at} 放入驿站/快递柜", f"put into a locker or station {at}") + (f.t(f"（{place}）", f" in {place}") if place else "")
-    action = f.t("提醒买家凭取件码尽快取件", "Remind the buyer to collect the parcel with the pickup code")
-    return reason, evidence, action
+    return reason, evidence
 
 
 _EXCEPTION_ACTIONS = {
@@ -401,10 +393,11 @@ _EXCEPTION_ACTIONS = {
     "unreachable": ("联系买家核对电话和地址，方便快递员派送", "Contact the buyer to confirm phone and address for the courier"),
     "delivery_failed": ("联系买家约好再次派送的时间", "Contact the buyer to arrange another delivery"),
     "customs": ("按快递公司要求提供清关资料", "Provide the customs documents the carrier asks for"),
+    "other": ("联系快递公司核实异常情况", "Contact the carrier about the exception"),
 }
 
 
-def _carrier_exception(f: _Facts) -> tuple[str, str, str]:
+def _carrier_exception(f: _Facts) -> tuple[str, str]:
     code = f.value("exception_reason") or f.issue.get("exception_reason") or "other"
     label = f.labels.reason(str(code), f.lang)
     reason = f.t(f"物流异常：{label}", f"Carrier exception: {label}")
@@ -415,11 +408,29 @@ def _carrier_exception(f: _Facts) -> tuple[str, str, str]:
         evidence = f.t(f"快递公司 {at} 报告{label}", f"the carrier reported {label.lower()} at {at}")
         if place:
             evidence += f.t(f"（{place}）", f" in {place}")
-    action = _EXCEPTION_ACTIONS.get(str(code), ("联系快递公司核实异常情况", "Contact the carrier about the exception"))[_i(f.lang)]
-    return reason, evidence, action
+    return reason, evidence
 
 
-_KINDS: dict[str, Callable[[_Facts], tuple[str, str, str]]] = {
+# What staff should do about each kind of issue (a carrier exception: per its reason, below).
+_ACTIONS = {
+    "ship_overdue": ("尽快发货；来不及发货时先联系买家说明，避免被平台判为延迟发货",
+                    "Ship now, or tell the buyer about the delay before the platform counts it as late shipping"),
+    "pickup_overdue": ("联系快递网点尽快上门揽收；网点无法揽收时换一家快递重新发货",
+                      "Push the carrier's outlet to collect the parcel, or re-ship with another carrier"),
+    "transit_overdue": ("联系快递查询包裹位置，在买家询问前主动告知物流进度",
+                       "Ask the carrier where the parcel is and tell the buyer before they ask"),
+    "tracking_stale": ("联系快递追查包裹；确认丢失时向快递申请理赔，并给买家补发",
+                      "Ask the carrier to trace the parcel; if it is lost, file a claim and re-ship"),
+    "confirmed_unsigned": ("联系买家核实是否收到包裹；没收到就催快递派送或给买家补发",
+                          "Check with the buyer that the parcel arrived; if not, push the carrier or re-ship"),
+    "autoconfirm_imminent": ("在后台为买家延长收货时间，避免包裹未到就被自动确认收货",
+                            "Extend the buyer's receipt deadline so the order is not confirmed before delivery"),
+    "locker_uncollected": ("提醒买家凭取件码尽快取件",
+                          "Remind the buyer to collect the parcel with the pickup code"),
+}
+
+
+_KINDS: dict[str, Callable[[_Facts], tuple[str, str]]] = {
     "ship_overdue": _ship_overdue,
     "pickup_overdue": _pickup_overdue,
     "transit_overdue": _transit_overdue,
