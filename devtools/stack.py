@@ -91,7 +91,7 @@ def _demo_account(redis_url: str) -> tuple[str, str]:
     from issue_queue.people import People
     from issue_queue.store import IssueStore
 
-    password = os.environ.get("PARCELWATCH_DEMO_PASSWORD") or secrets.token_urlsafe(9)
+    password = os.environ.get("PARCELWATCH_DEMO_PASSWORD") or secrets.token_hex(5)
 
     async def create() -> None:
         store = IssueStore.from_url(redis_url)

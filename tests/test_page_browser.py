@@ -28,6 +28,7 @@ from devtools.redis_server import RedisServer
 from domain.events import format_time
 from issue_queue.people import People
 from issue_queue.store import IssueStore, issue_id
+from issue_queue.texts import carrier_name
 
 from .harness import Worker, wait_for
 
@@ -70,7 +71,7 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--lang=zh-CN",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         yield b
         b.close()
@@ -87,14 +88,14 @@ def run_async(coro: Any) -> Any:
 
 def issue(kind: str, number: str, shop: str, *, severity: str = "medium", opened: float | None = None,
           order_id: str | None = None, carrier: str = "ZTO", platform: str = "taobao", action: str = "open",
-          at: float | None = None, **extra: Any) -> dict[str, Any]:
+          at: float | None = None, to: tuple[str, str] = ("甘肃", "兰州市"), **extra: Any) -> dict[str, Any]:
     """An issue event as the stream sends it: the detectors' English texts, the structured evidence, the
     order facts and the parcel's scans."""
     opened = time.time() - 30 * H if opened is None else opened
     subject = f"{carrier}:{number}"
     evidence_by_kind: dict[str, dict[str, Any]] = {
         "pickup_overdue": {"shipped_at": opened - 24 * H, "window_hours": 24.0, "deadline": opened},
-        "carrier_exception": {"exception_at": opened, "exception_reason": "lost", "city": "兰州市"},
+        "carrier_exception": {"exception_at": opened, "exception_reason": "lost", "city": to[1]},
         "transit_overdue": {"picked_up_at": opened - 72 * H, "limit_hours": 72.0, "baseline_source": "lane", "samples": 41},
         "tracking_stale": {"last_scan_at": opened - 48 * H, "limit_hours": 48.0, "stage": "in transit"},
         "autoconfirm_imminent": {"deadline": opened + 48 * H, "source": "taobao default", "order_deadline": False,
@@ -113,17 +114,18 @@ def issue(kind: str, number: str, shop: str, *, severity: str = "medium", opened
         "autoconfirm_imminent": ("auto-confirm at 2026-11-12 10:00 (taobao default); parcel not signed",
                                  "auto-confirm deadline ...", "extend the receipt deadline"),
     }[kind]
-    scans = [[opened - 60 * H, "picked_up", f"【广州市】{carrier}广州白云区公司 已揽收", "广州市", None],
-             [opened - 40 * H, "in_transit", "【广州市】快件已发往 兰州转运中心", "广州市", None]]
+    province, city = to
+    scans = [[opened - 60 * H, "picked_up", f"【广州市】{carrier_name(carrier)}广州白云区公司 已揽收", "广州市", None],
+             [opened - 40 * H, "in_transit", f"【广州市】快件已发往 {city.removesuffix('市')}转运中心", "广州市", None]]
     if kind == "carrier_exception":
-        scans.append([opened, "exception", "【兰州市】快件丢失，已登记理赔", "兰州市", "lost"])
+        scans.append([opened, "exception", f"【{city}】快件丢失，已登记理赔", city, "lost"])
     if kind == "pickup_overdue":
         scans = [[opened - 24 * H, "info_received", "【广州市】商家已打单，等待揽收", "广州市", None]]
     event = {
         "action": action, "issue_key": f"{subject}|{kind}", "kind": kind, "subject": subject, "parcel": subject,
         "carrier": carrier, "tracking_number": number, "order_id": order_id or f"TB{number}", "shop": shop,
-        "platform": platform, "lane": f"{carrier} 广东→甘肃", "origin_province": "广东", "destination_province": "甘肃",
-        "destination_city": "兰州市", "order_value": 129.0, "severity": severity, "reason": english[0],
+        "platform": platform, "lane": f"{carrier} 广东→{province}", "origin_province": "广东", "destination_province": province,
+        "destination_city": city, "order_value": 129.0, "severity": severity, "reason": english[0],
         "evidence": english[1], "suggested_action": english[2], "evidence_data": evidence,
         "exception_reason": "lost" if kind == "carrier_exception" else None, "opened_at": format_time(opened),
         "at": format_time(at if at is not None else opened), "resolved_at": format_time(at) if action == "resolve" else None,
@@ -346,7 +348,7 @@ def test_everything_reads_in_chinese_with_the_parcels_story(live: tuple[Worker, 
     assert page.evaluate("() => navigator.clipboard.readText()") == "JT0099887766"
     row.get_by_role("button", name="详情").click()
     detail = page.locator("#rows tr.detail")
-    expect(detail).to_contain_text("【广州市】JTEXPRESS广州白云区公司 已揽收")  # the whole story, newest first
+    expect(detail).to_contain_text("【广州市】极兔速递广州白云区公司 已揽收")  # the whole story, newest first
     story = detail.inner_text()
     assert story.index("快件丢失") < story.index("已发往") < story.index("已揽收")
     assert "向快递公司申请理赔，并给买家补发" in story and "系统 发现问题（高）" in story
@@ -619,17 +621,17 @@ def test_the_docs_picture(live: tuple[Worker, RedisServer], browser: Any) -> Non
     now = time.time()
     seed(redis_server.url, [
         issue("carrier_exception", "JT0056781234567", "旗舰店", carrier="JTEXPRESS", severity="critical", platform="douyin",
-              opened=now - 5 * H, order_id="6921504418800712", order_value=899.0),
+              opened=now - 5 * H, order_id="6921504418800712", order_value=899.0, to=("新疆", "乌鲁木齐市")),
         issue("autoconfirm_imminent", "SF1403318871204", "旗舰店", carrier="SF", severity="high", opened=now - 20 * H,
-              order_id="3325017716620001", order_value=268.0),
+              order_id="3325017716620001", order_value=268.0, to=("北京", "北京市")),
         issue("transit_overdue", "73100098412230", "家居专营店", severity="high", opened=now - 9 * H, order_id="3325017716620388",
-              platform="tmall", order_value=1299.0),
+              platform="tmall", order_value=1299.0, to=("四川", "成都市")),
         issue("pickup_overdue", "YT7712209931442", "旗舰店", carrier="YTO", opened=now - 6 * H, order_id="3325017716620410",
-              order_value=59.9),
+              order_value=59.9, to=("浙江", "杭州市")),
         issue("transit_overdue", "4317720088911", "家居专营店", carrier="YUNDA", opened=now - 26 * H, platform="pinduoduo",
-              order_id="250112-448810223", order_value=139.0),
+              order_id="250112-448810223", order_value=139.0, to=("河南", "郑州市")),
         issue("tracking_stale", "77300911827364", "旗舰店", carrier="STO", severity="low", opened=now - 14 * H,
-              order_id="3325017716620555", order_value=79.0),
+              order_id="3325017716620555", order_value=79.0, to=("山东", "济南市")),
     ])
     page = signed_in(browser, worker, "旗舰店", "flagship", height=820)
     row_of(page, "JT0056781234567").get_by_role("button", name="详情").click()
