@@ -423,6 +423,28 @@ end
 return #ARGV
 """
 SCANS_KEPT = 30
+
+# Rows and search entries for issues written before they existed. ARGV: prefix, then issue ids.
+_BACKFILL = """
+local prefix = ARGV[1]
+--ROW--
+local n = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local raw = redis.call('GET', prefix .. 'issue:' .. id)
+  if raw then
+    local d = cjson.decode(raw)
+    if redis.call('HEXISTS', prefix .. 'row', id) == 0 then redis.call('HSET', prefix .. 'row', id, row_of(d)) end
+    for _, f in ipairs({'order_id', 'tracking_number'}) do
+      if type(d[f]) == 'string' and d[f] ~= '' then redis.call('SADD', prefix .. 'find:' .. d[f], id) end
+    end
+    n = n + 1
+  end
+end
+return n
+""".replace("--ROW--", _LUA_ROW)
+# What ``backfill_indexes`` records once it has indexed every issue of a queue.
+INDEXES_VERSION = b"1"
 # Order facts an issue event carries beyond the issue document's own fields (``_parcel_args``).
 PARCEL_FACTS = ("autoconfirm_at", "paid_at", "shipped_at", "category")
 
@@ -442,6 +464,7 @@ class IssueStore:
         self._day = redis.register_script(_DAY_QUEUE)
         self._query = redis.register_script(_QUERY)
         self._parcel = redis.register_script(_PARCEL)
+        self._backfill = redis.register_script(_BACKFILL)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "pw:", socket_timeout: float = 5) -> IssueStore:
@@ -608,22 +631,18 @@ class IssueStore:
         return QueryResult(docs, reply["total"], _counts(reply["by_kind"]), _counts(reply["by_severity"]),
                            _counts(reply["by_shop"]), reply["new"])
 
-    async def backfill_search_index(self, batch: int = 500) -> int:
-        """Index issues written before the search index existed (``find:``, and their rows); idempotent.
-        Returns how many issues it looked at."""
+    async def backfill_indexes(self, batch: int = 500) -> int:
+        """Rows and search entries for issues written before they existed (``_BACKFILL``); idempotent, and
+        done once per queue (``indexes_version``). Returns how many issues it looked at (0: done before)."""
+        marker = f"{self.prefix}indexes_version"
+        if await self.redis.get(marker) == INDEXES_VERSION:
+            return 0
         seen = 0
         async for keys in _batches(self.redis.scan_iter(match=f"{self.prefix}issue:*", count=batch), batch):
-            raws = await self.redis.mget(keys)
-            pipe = self.redis.pipeline(transaction=False)
-            for raw in raws:
-                if raw is None:
-                    continue
-                doc = orjson.loads(raw)
-                for ref in (doc.get("order_id"), doc.get("tracking_number")):
-                    if isinstance(ref, str) and ref:
-                        pipe.sadd(f"{self.prefix}find:{ref}", doc["id"])
-                seen += 1
-            await pipe.execute()
+            prefix_len = len(self.prefix) + len("issue:")
+            ids = [(k.decode() if isinstance(k, bytes) else str(k))[prefix_len:] for k in keys]
+            seen += int(await self._backfill(args=[self.prefix, *ids]))
+        await self.redis.set(marker, INDEXES_VERSION)
         return seen
 
 

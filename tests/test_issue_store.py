@@ -362,11 +362,14 @@ def test_the_parcels_story_merges_whatever_order_its_events_come_in(redis_server
 def test_issues_written_before_rows_and_the_search_index_are_still_found(redis_server: RedisServer) -> None:
     t = START + 3600
 
-    async def go(store: IssueStore) -> tuple[int, int, int]:
+    async def go(store: IssueStore) -> tuple[int, int, int, int, int]:
         await store.apply_events([event("open", t, key=f"ZTO:55{i}|pickup_overdue") for i in range(3)])
         await store.redis.delete("pw:row", "pw:find:551", "pw:find:TB1")  # as an older version left them
-        listed = (await store.query(shops=["shop-a"])).total
-        seen = await store.backfill_search_index(batch=2)
-        return listed, seen, (await store.query(shops=["shop-a"], statuses=None, search="551")).total
+        listed = (await store.query(shops=["shop-a"])).total  # rows are made on first read
+        await store.redis.delete("pw:row")
+        seen = await store.backfill_indexes(batch=2)
+        rows = await store.redis.hlen("pw:row")
+        found = (await store.query(shops=["shop-a"], statuses=None, search="551")).total
+        return listed, seen, rows, found, await store.backfill_indexes()
 
-    assert run(redis_server, go) == (3, 3, 1)
+    assert run(redis_server, go) == (3, 3, 3, 1, 0)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from issue_queue.access import Access
@@ -20,6 +21,8 @@ from .session import Callers
 if TYPE_CHECKING:
     from agents import StreamApp
 
+log = logging.getLogger("parcelwatch.web")
+
 
 def register(stream: StreamApp) -> None:
     """Serve every view of a worker on its Faust app's web server."""
@@ -30,3 +33,12 @@ def register(stream: StreamApp) -> None:
     ShopHealthApi(app, stream, callers)
     IngestEndpoints(app, settings, stream.topology.tracking, stream.recorder)
     Health(stream)
+
+    @app.task
+    async def backfill_indexes() -> None:
+        """Rows and search entries for a queue an older version wrote (once per queue; a few seconds per
+        hundred thousand issues). The page works meanwhile: a missing row is made on first read."""
+        try:
+            await stream.store.backfill_indexes()
+        except Exception:  # noqa: BLE001 - Redis away at start: the next start tries again
+            log.warning("could not index the queue's older issues for search; the next start tries again")
