@@ -45,9 +45,12 @@ async def print_queue(
         await store.redis.aclose()
     if csv_path:
         Path(csv_path).write_bytes(to_csv(result.issues, settings, lang))
-        print(f"wrote {result.total} issues to {csv_path}")
+        print(f"已导出 {result.total} 条问题到 {csv_path}" if lang == "zh" else f"wrote {result.total} issues to {csv_path}")
     else:
-        print(f"{the_day.isoformat()}  {', '.join(shops) or '(no shops yet)'}  {result.total} issues  (Redis {redis_url})")
+        if lang == "zh":
+            print(f"{the_day.isoformat()}  {'、'.join(shops) or '（还没有店铺）'}  共 {result.total} 条问题  (Redis {redis_url})")
+        else:
+            print(f"{the_day.isoformat()}  {', '.join(shops) or '(no shops yet)'}  {result.total} issues  (Redis {redis_url})")
         print(table(result.issues, settings, lang))
     return 0
 
