@@ -27,7 +27,7 @@ ORDER_SUBJECT_PREFIX = "order:"
 SCANS_KEPT = 5
 SCAN_TEXT_CHARS = 48
 # In a carrier's text, what names a person or reaches one: a mobile or landline number, who signed.
-_DIGIT_OR_SIGNER = re.compile(r"\d|签收人|收件人|代收人")
+_DIGIT = re.compile(r"\d")
 _PERSONAL = re.compile(r"(1[3-9]\d)\d{4}(\d{4})|(0\d{2,3}-?)\d{7,8}|((?:签收人|收件人|代收人)(?:[:：]\s*|\s+))[^\s，,。；;]{1,6}")
 
 
@@ -251,7 +251,7 @@ class ParcelState:
         reason = up.exception_reason
         scan: list[Any]
         if text:
-            if _DIGIT_OR_SIGNER.search(text):
+            if _DIGIT.search(text) or "人" in text:  # (a number, or 签收人 / 收件人 / 代收人)
                 text = _PERSONAL.sub(_mask, text)  # (before clipping: no half number is left unmasked)
             text = text[:SCAN_TEXT_CHARS]
             scan = [t, status, text] if reason is None else [t, status, text, None, reason]
