@@ -33,6 +33,7 @@ Commands:
   worker     run a stream worker: the agents, the deadline timer and the web server
              (queue page /queue, issue API /issues, ingest /ingest/..., /healthz, /metrics)
   queue      print the day's problem-parcel queue as a table, or write it as CSV for Excel
+  staff      staff accounts for the queue page (add, list, remove, password)
   replay     replay a JSON Lines file of events in event time through the same detectors
   simulate   send realistic demo orders and tracking updates to the broker, or to a file
   import-orders     read a platform's order export (千牛, 抖店, 拼多多; CSV or XLSX) into order events
@@ -104,6 +105,26 @@ async def queue(
     redis_url, where = _stack_url("redis", settings.app.redis_url, "PARCELWATCH_REDIS_URL")
     code = await print_queue(settings, redis_url, where, shop=shop, day=day, kind=kind, severity=severity, status=status,
                              order=order, csv_path=csv_path, lang=lang)
+    if code:
+        sys.exit(code)
+
+
+@app.command(
+    argument("action", type=str),
+    argument("login", type=str, required=False),
+    option("--name", default=None, help="The person's name as colleagues know it (shown in the history)."),
+    option("--shops", default=None, help="Comma-separated shops they work (* = every shop)."),
+    option("--role", default="agent", help="agent (works issues) or viewer (reads only)."),
+    option("--password-stdin", is_flag=True, default=False, help="Read the password from standard input."),
+)
+async def staff(self: object, action: str, login: str | None, name: str | None, shops: str | None, role: str,
+                password_stdin: bool) -> None:
+    """Staff accounts for the queue page: staff add LOGIN --name 小李 --shops shop-a | list | remove LOGIN | password LOGIN."""
+    from issue_queue.cli import manage_staff
+
+    redis_url, where = _stack_url("redis", settings.app.redis_url, "PARCELWATCH_REDIS_URL")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    code = await manage_staff(redis_url, where, action, login, name=name, shops=shops, role=role, password=password)
     if code:
         sys.exit(code)
 

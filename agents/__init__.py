@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .notification_webhook import NotificationWebhook
     from .orders import OrderRouterAgent
     from .parcels import ParcelAgent
+    from .shop_health import ShopHealthAgent
     from .subscriptions import SubscriptionAgents
 
 
@@ -54,6 +55,7 @@ class StreamApp:
     alerts: AlertRouting | None = None
     notification_webhook: NotificationWebhook | None = None
     subscriptions: SubscriptionAgents | None = None
+    shop_health: ShopHealthAgent | None = None
 
 
 class Agent:
@@ -76,6 +78,7 @@ def build(settings: Settings) -> StreamApp:
     from .notification_webhook import NotificationWebhook
     from .orders import OrderRouterAgent
     from .parcels import ParcelAgent
+    from .shop_health import ShopHealthAgent
     from .subscriptions import SubscriptionAgents
 
     cfg = settings.app
@@ -96,6 +99,7 @@ def build(settings: Settings) -> StreamApp:
     stream.alerts = AlertRouting(stream)
     stream.notification_webhook = NotificationWebhook(stream)
     stream.subscriptions = SubscriptionAgents(stream) if settings.subscriptions.enabled else None
+    stream.shop_health = ShopHealthAgent(stream)
     return stream
 
 

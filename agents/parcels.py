@@ -237,6 +237,10 @@ class ParcelAgent(Agent):
         # A record's deliveries as one record per partition (a batch record when several), as issue events.
         for key, deliveries_partition, record in keyed_records(deliveries, self.partitions):
             await self.topics.deliveries.send(key=key, value=record, partition=deliveries_partition)
+        # The same for the parcels' milestones, read by the shops' logistics health (agents/shop_health.py).
+        milestones = [(m["parcel"], orjson.dumps(m)) for out in outs for m in out.logistics]
+        for key, milestones_partition, record in keyed_records(milestones, self.partitions):
+            await self.topics.shop_logistics.send(key=key, value=record, partition=milestones_partition)
 
     def _remove(self, removals: Output, partition: int) -> None:
         self.processor.apply_index_removals(removals)

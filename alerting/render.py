@@ -6,7 +6,7 @@ blocks) and cut the lines to what the platform takes, measured on the encoded re
 many were left out. A digest lists the most severe issues first, the oldest first among equals, so a cut
 never hides a critical issue behind routine ones.
 
-:func:`issue_words` is the one place an issue's reason, evidence and suggested action become words.
+:func:`issue_words` turns an issue into words with the staff page's own templates (``issue_queue/texts.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from config import Labels
-from domain.events import InvalidEvent, parse_time
-from domain.vocabulary import SEVERITY_LABELS, carrier_name, china_time
+from domain.vocabulary import SEVERITY_LABELS, china_time
+from issue_queue import texts
 from issue_queue.store import issue_id
 
 from .config import severity_rank
@@ -28,16 +28,6 @@ INCIDENT_KIND = "lane_incident"
 # Not an issue kind of the detectors, so not in the configured labels.
 INCIDENT_LABEL = "线路异常"
 ACTION_LABELS = {"open": "新问题", "update": "更新", "resolve": "已解决"}
-# Why the stream resolved an issue (processor._resolution); unknown codes are shown as they are.
-RESOLUTION_LABELS = {
-    "signed": "已签收", "shipped": "已发货", "picked_up": "已揽收", "scanned_again": "物流已更新", "collected": "已取件",
-    "order_confirmed": "订单已确认收货", "order_refunded": "订单已退款", "order_closed": "订单已关闭",
-    "deadline_moved_or_passed": "确认收货期限已变更或已过", "condition_ended": "条件已解除",
-}
-PLATFORM_LABELS = {
-    "taobao": "淘宝", "tmall": "天猫", "douyin": "抖店", "pinduoduo": "拼多多", "jd": "京东", "kuaishou": "快手",
-    "xiaohongshu": "小红书", "other": "其他",
-}
 ISSUE_LINK_TEXT = "在工作台查看"
 QUEUE_LINK_TEXT = "在问题队列中查看全部"
 # A line longer than this (an evidence dump) is clipped, so it cannot push every other line out of a message.
@@ -69,7 +59,7 @@ def severity_label(severity: str | None) -> str:
 
 
 def carrier_label(code: Any) -> str:
-    return carrier_name(str(code)) if code else "?"
+    return texts.carrier_name(str(code)) if code else "?"
 
 
 def lane_label(item: Mapping[str, Any]) -> str:
@@ -91,156 +81,11 @@ def _time(value: Any) -> str:
         return str(value)  # shown as received rather than losing the line
 
 
-def _epoch(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return parse_time(value, "time")
-    except InvalidEvent:  # an unreadable time only loses its part of the sentence
-        return None
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return ""
-    hours = seconds / 3600
-    if hours < 48:
-        return f"{hours:.0f} 小时" if hours >= 10 else f"{hours:.1f} 小时".replace(".0 ", " ")
-    days, rest = divmod(round(hours), 24)
-    return f"{days} 天 {rest} 小时" if rest else f"{days} 天"
-
-
-def _hours(value: Any) -> str:
-    return f"{value:g} 小时" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-
-
-_STAGES = {"out for delivery": "派送中", "in transit": "运输中"}
-_BASELINES = {"lane": "该线路近期", "carrier_destination": "该快递到该省近期", "default_sla": "默认时效", "region_sla:remote": "偏远地区时效"}
-_EXCEPTION_ACTIONS = {
-    "problem_parcel": "联系快递网点处理疑难件",
-    "out_of_area": "告知买家自提地点，或改用能派送到该地区的快递重新发货",
-    "refused": "联系买家了解拒收原因，退回后准备退款",
-    "returned": "联系买家，退件到达后补发或退款",
-    "lost": "向快递公司发起理赔，并给买家补发",
-    "damaged": "向快递公司发起理赔，并给买家换货或退款",
-    "held": "催快递公司放行滞留的包裹",
-    "unreachable": "联系买家核实电话和地址，方便快递员联系",
-    "delivery_failed": "联系买家另约派送时间",
-    "customs": "按快递公司要求补充清关资料",
-}
-_REASONS = {
-    "ship_overdue": "付款后超时未发货", "pickup_overdue": "发货后超时未揽收", "transit_overdue": "超过线路正常时效仍未签收",
-    "tracking_stale": "物流长时间没有更新", "confirmed_unsigned": "已确认收货但包裹未签收",
-    "autoconfirm_imminent": "即将自动确认收货，包裹尚未签收", "locker_uncollected": "包裹在驿站/快递柜超时未取",
-    "carrier_exception": "快递公司报告异常",
-}
-_ACTIONS = {
-    "ship_overdue": "尽快发货，或联系买家说明延迟，避免平台判定延迟发货",
-    "pickup_overdue": "催快递网点上门揽收，或换一家快递重新发货",
-    "transit_overdue": "向快递公司查询包裹位置，在买家询问前主动告知",
-    "tracking_stale": "请快递公司追查包裹；如已丢失，发起理赔并补发",
-    "confirmed_unsigned": "联系买家确认是否收到包裹；如未收到，催快递或补发",
-    "autoconfirm_imminent": "为买家延长收货时间，避免包裹送达前被自动确认收货",
-    "locker_uncollected": "提醒买家凭取件码尽快取件",
-    "carrier_exception": "联系快递公司处理异常",
-}
-
-
-def _ship_overdue(d: Mapping[str, Any], now: float | None, item: Mapping[str, Any], labels: Labels) -> tuple[str, str]:
-    paid, deadline = _epoch(d.get("paid_at")), _epoch(d.get("deadline"))
-    since = _duration(now - paid) if now is not None and paid is not None else ""
-    reason = f"付款 {since}后仍未发货" if since else _REASONS["ship_overdue"]
-    return reason, "，".join(x for x in (f"付款时间 {_time(paid)}" if paid else "", f"发货期限 {_time(deadline)}" if deadline else "") if x)
-
-
-def _pickup_overdue(d: Mapping[str, Any], now: float | None, item: Mapping[str, Any], labels: Labels) -> tuple[str, str]:
-    shipped, window = _epoch(d.get("shipped_at")), _hours(d.get("window_hours"))
-    since = _duration(now - shipped) if now is not None and shipped is not None else ""
-    reason = f"发货 {since}后仍无揽收记录" + (f"（时限 {window}）" if window else "") if since else _REASONS["pickup_overdue"]
-    parts = (f"发货时间 {_time(shipped)}" if shipped else "", f"揽收时限 {window}" if window else "",
-             f"截至 {_time(now)} 无揽收扫描" if now is not None else "")
-    return reason, "，".join(x for x in parts if x)
-
-
-def _transit_overdue(d: Mapping[str, Any], now: float | None, item: Mapping[str, Any], labels: Labels) -> tuple[str, str]:
-    pickup = _epoch(d.get("picked_up_at"))
-    limit = d.get("limit_hours")
-    limit_text = _duration(limit * 3600) if isinstance(limit, (int, float)) and not isinstance(limit, bool) else ""
-    since = _duration(now - pickup) if now is not None and pickup is not None else ""
-    if since:
-        reason = f"揽收 {since}后仍未签收" + (f"，超过正常时效 {limit_text}" if limit_text else "")
-    else:
-        reason = _REASONS["transit_overdue"]
-    basis = ""
-    if limit_text:
-        source = str(d.get("baseline_source") or "")
-        samples = d.get("samples")
-        basis = f"{_BASELINES.get(source, '参考')}时效 {limit_text}" + (f"（{samples} 单）" if isinstance(samples, int) and samples else "")
-    parts = (f"揽收时间 {_time(pickup)}" if pickup else "", f"线路 {lane_label(item)}" if item.get("carrier") else "", basis)
-    return reason, "，".join(x for x in parts if x)
-
-
-def _tracking_stale(d: Mapping[str, Any], now: float | None, item: Mapping[str, Any], labels: Labels) -> tuple[str, str]:
-    last = _epoch(d.get("last_scan_at"))
-    limit = _hours(d.get("limit_hours"))
-    stage = _STAGES.get(str(d.get("stage") or ""), "")
-    since = _duration(now - last) if now is not None and last is not None else ""
-    reason = (f"{stage}已 {since}没有新物流" + (f"（时限 {limit}）" if limit else "")) if since else _REASONS["tracking_stale"]
-    return reason, f"最后一次扫描 {_time(last)}" if last else ""
-
-
-def _confirmed_unsigned(d: Mapping[str, Any], now: float | None, item: Mapping[str, Any], labels: Labels) -> tuple[str, str]:
-    at = _epoch(d.get("confirmed_at"))
-    by_buyer = d.get("by_buyer")
-    who = "买家已确认收货" if by_buyer is True else "平台已自动确认收货" if by_buyer is False else "订单已确认收货"
-    return f"{who}，但包裹未签收", f"确认收货时间 {_time(at)}" if at else ""
-
-
-def _autoconfirm_imminent(d: Mapping[str, Any], now: float | None, item: Mapping[str, Any], labels: Labels) -> tuple[str, str]:
-    deadline = _epoch(d.get("deadline"))
-    if deadline is None:
-        return _REASONS["autoconfirm_imminent"], ""
-    source = "订单的确认收货期限" if d.get("source") == "order deadline" else "平台默认期限"
-    return f"将于 {_time(deadline)} 自动确认收货，包裹尚未签收", f"自动确认收货时间 {_time(deadline)}（{source}）"
-
-
-def _locker_uncollected(d: Mapping[str, Any], now: float | None, item: Mapping[str, Any], labels: Labels) -> tuple[str, str]:
-    at = _epoch(d.get("at_locker_at"))
-    limit = _hours(d.get("limit_hours"))
-    since = _duration(now - at) if now is not None and at is not None else ""
-    reason = (f"包裹已在驿站/快递柜 {since}，买家未取件" + (f"（时限 {limit}）" if limit else "")) if since else _REASONS["locker_uncollected"]
-    return reason, f"入柜/入站时间 {_time(at)}" if at else ""
-
-
-def _carrier_exception(d: Mapping[str, Any], now: float | None, item: Mapping[str, Any], labels: Labels) -> tuple[str, str]:
-    code = str(d.get("exception_reason") or item.get("exception_reason") or "other")
-    at = _epoch(d.get("exception_at"))
-    city = item.get("destination_city")
-    evidence = f"快递公司于 {_time(at)} 报告异常：{labels.reason(code, 'zh')}" if at else ""
-    return f"快递异常：{labels.reason(code, 'zh')}", evidence + (f"（收件城市 {city}）" if evidence and city else "")
-
-
-_KIND_WORDS: dict[str, Callable[[Mapping[str, Any], float | None, Mapping[str, Any], Labels], tuple[str, str]]] = {
-    "ship_overdue": _ship_overdue, "pickup_overdue": _pickup_overdue, "transit_overdue": _transit_overdue,
-    "tracking_stale": _tracking_stale, "confirmed_unsigned": _confirmed_unsigned,
-    "autoconfirm_imminent": _autoconfirm_imminent, "locker_uncollected": _locker_uncollected,
-    "carrier_exception": _carrier_exception,
-}
-
-
 def issue_words(item: Mapping[str, Any], labels: Labels) -> IssueWords:
-    """An issue's reason, evidence and suggested action in Chinese, from its structured ``evidence_data`` (the
-    detectors' English ``reason``/``evidence``/``suggested_action`` strings are never shown). A value missing
-    from ``evidence_data`` drops its part of the sentence, never the message."""
-    kind = str(item.get("kind") or "")
-    data = item.get("evidence_data")
-    data = data if isinstance(data, Mapping) else {}
-    words = _KIND_WORDS.get(kind)
-    reason, evidence = words(data, _epoch(item.get("at")), item, labels) if words else (labels.kind(kind, "zh"), "")
-    action = _ACTIONS.get(kind, "")
-    if kind == "carrier_exception":
-        action = _EXCEPTION_ACTIONS.get(str(data.get("exception_reason") or item.get("exception_reason") or ""), action)
-    return IssueWords(reason, evidence, action)
+    """An issue's reason, evidence and suggested action in Chinese, from the staff page's templates
+    (``issue_queue/texts.py``): the same words in the queue and in the chat."""
+    text = texts.render(item, labels, "zh")
+    return IssueWords(text.reason, text.evidence, text.suggested_action)
 
 
 def _parcel(item: Mapping[str, Any]) -> str:
@@ -253,7 +98,7 @@ def _parcel(item: Mapping[str, Any]) -> str:
 
 def _shop(item: Mapping[str, Any]) -> str:
     platform = item.get("platform")
-    label = PLATFORM_LABELS.get(platform or "", platform or "")
+    label = texts.platform_name(platform) if platform else ""
     return f"{item.get('shop') or '?'}（{label}）" if label else str(item.get("shop") or "?")
 
 
@@ -263,8 +108,7 @@ def kind_label(item: Mapping[str, Any], labels: Labels) -> str:
 
 
 def _resolution(item: Mapping[str, Any]) -> str:
-    code = str(item.get("resolution") or "")
-    return RESOLUTION_LABELS.get(code, code) or "已解决"
+    return texts.resolution_name(str(item.get("resolution") or "")) or "已解决"
 
 
 def _issue_lines(item: Mapping[str, Any], labels: Labels) -> list[str]:

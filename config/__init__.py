@@ -86,6 +86,7 @@ class Topics:
     alert_routing: str
     notifications: str
     subscriptions: str
+    shop_logistics: str
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from typing import Any
 from config import Settings
 from detectors import DetectorContext, Evaluation, evaluate, finished_at
 from detectors.base import Finding, TransitBaseline
+from detectors.rules import autoconfirm_deadline
 from domain.events import TrackingUpdate, format_time
 from domain.state import ORDER_SUBJECT_PREFIX, OrderFacts, ParcelState
 
@@ -65,6 +66,8 @@ class Output:
     gone: list[tuple[str, str]] = field(default_factory=list)
     # The event was for a subject no longer (or never) held and lies before the retention horizon: ignored.
     expired: bool = False
+    # A parcel shipped, picked up or signed (each once): the shops' logistics health (``_logistics``).
+    logistics: list[dict[str, Any]] = field(default_factory=list)
     # Index writes that must wait until everything else this output wrote is durable: the keys of swept
     # buckets (None: delete) and the sweep cursor. ``Processor`` applies them itself when told to.
     index_removals: dict[str, bytes | None] = field(default_factory=dict)
@@ -171,13 +174,16 @@ class Processor:
         ):
             state.delivery_reported = True
             out.deliveries.append(self._delivery(subject, state))
+            out.logistics.append(_logistics("signed", subject, state))
         if not is_order and state.shipped_at is not None:
             if not state.shipment_reported:
                 state.shipment_reported = True
                 out.milestones.append((state.shop, state.shipped_at, None))
+                out.logistics.append(_logistics("shipped", subject, state))
             if not state.pickup_reported and state.pickup_at is not None:
                 state.pickup_reported = True
                 out.milestones.append((state.shop, state.shipped_at, state.pickup_at))
+                out.logistics.append(_logistics("picked_up", subject, state))
         pending = self._notify(subject, state, now, wall, out)
         if pending is not None:
             next_at = pending if next_at is None else min(next_at, pending)
@@ -455,6 +461,12 @@ class Processor:
             "destination_province": state.destination_province,
             "destination_city": state.destination_city,
             "order_value": state.order_value,
+            # The parcel's story and order facts for staff (the queue keeps them beside the issue).
+            "scans": state.scans,
+            "autoconfirm_at": autoconfirm_deadline(state, self.ctx),
+            "paid_at": state.paid_at,
+            "shipped_at": state.shipped_at,
+            "category": state.category,
         }
 
     def _delivery(self, subject: str, state: ParcelState) -> dict[str, Any]:
@@ -466,6 +478,15 @@ class Processor:
             "signed_at": state.signed_at,
             "shop": state.shop,
         }
+
+
+def _logistics(kind: str, subject: str, state: ParcelState) -> dict[str, Any]:
+    """A parcel's milestone for its shop's logistics health: ``shipped``, ``picked_up`` or ``signed``."""
+    return {
+        "kind": kind, "parcel": subject, "shop": state.shop, "platform": state.platform, "carrier": subject.split(":", 1)[0],
+        "origin_province": state.origin_province, "destination_province": state.destination_province,
+        "shipped_at": state.shipped_at, "picked_up_at": state.pickup_at, "signed_at": state.signed_at,
+    }
 
 
 def _last_since(record: list[Any]) -> float:

@@ -65,7 +65,7 @@ def _ship_overdue_texts(args: tuple[Any, ...]) -> Texts:
         f"not shipped {hours(now - paid_at)} after payment ({promise})",
         f"paid {china_time(paid_at)}, {promise}, now {hours(now - paid_at)} since payment",
         "ship now or contact the buyer about the delay before the platform penalises late shipping",
-        {"paid_at": paid_at, "deadline": deadline},
+        {"paid_at": paid_at, "deadline": deadline, "promised": promised, "limit_hours": limit_h},
     )
 
 
@@ -233,7 +233,7 @@ def _confirmed_unsigned_texts(args: tuple[Any, ...]) -> Texts:
         f"{how} {china_time(since)}; carrier status {status or 'no scan'}"
         + (f", last scan {china_time(last_scan_at)}" if last_scan_at is not None else ""),
         "check with the buyer that the parcel arrived; if not, push the carrier or re-ship",
-        {"confirmed_at": since, "by_buyer": by_buyer},
+        {"confirmed_at": since, "by_buyer": by_buyer, "status": status, "last_scan_at": last_scan_at},
     )
 
 
@@ -272,7 +272,7 @@ def _autoconfirm_imminent_texts(args: tuple[Any, ...]) -> Texts:
         f"auto-confirm deadline {china_time(deadline)} ({source}), warning {warn_h:g} h before; "
         f"carrier status {status or 'no scan'}",
         "extend the receipt deadline (延长收货) so the buyer is not confirmed before delivery",
-        {"deadline": deadline, "source": source},
+        {"deadline": deadline, "source": source, "order_deadline": order_deadline, "warning_hours": warn_h, "status": status},
     )
 
 
@@ -303,7 +303,7 @@ def _locker_uncollected_texts(args: tuple[Any, ...]) -> Texts:
         f"waiting at locker/station for {hours(now - at_locker)} (limit {limit_h:g} h)",
         f"put into locker/station {china_time(at_locker)}" + (f" in {last_city}" if last_city else ""),
         "remind the buyer to collect the parcel with the pickup code",
-        {"at_locker_at": at_locker, "limit_hours": limit_h},
+        {"at_locker_at": at_locker, "limit_hours": limit_h, "city": last_city},
     )
 
 
@@ -334,7 +334,7 @@ def _carrier_exception_texts(args: tuple[Any, ...]) -> Texts:
         f"carrier exception: {label}",
         f"carrier reported {reason_code} at {china_time(exception_at)}" + (f" in {last_city}" if last_city else ""),
         _EXCEPTION_ACTIONS.get(reason_code, "contact the carrier about the exception"),
-        {"exception_at": exception_at, "exception_reason": reason_code},
+        {"exception_at": exception_at, "exception_reason": reason_code, "city": last_city},
     )
 
 

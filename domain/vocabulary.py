@@ -111,6 +111,21 @@ RESOLUTION_LABELS = {
     "other": ("其他", "Other"),
 }
 
+# Why the stream ended an issue by itself (``core/processor.py`` ``_resolution``), as staff read it.
+# Unknown codes are shown as they are.
+AUTO_RESOLUTION_LABELS = {
+    "signed": ("已签收", "Signed"),
+    "shipped": ("已发货", "Shipped"),
+    "picked_up": ("已揽收", "Picked up"),
+    "scanned_again": ("物流已更新", "Scanned again"),
+    "collected": ("已取件", "Collected"),
+    "order_confirmed": ("订单已确认收货", "Order confirmed"),
+    "order_refunded": ("订单已退款", "Order refunded"),
+    "order_closed": ("订单已关闭", "Order closed"),
+    "deadline_moved_or_passed": ("确认收货时间已延长或已过", "Auto-confirm deadline moved or passed"),
+    "condition_ended": ("问题条件已解除", "Condition ended"),
+}
+
 # -- parcels and orders -------------------------------------------------------------------------------------
 
 
@@ -126,6 +141,18 @@ class TrackingStatus(str, enum.Enum):
     SIGNED = "signed"  # 签收
     EXCEPTION = "exception"  # carrier exception; see ExceptionReason
 
+
+# (Chinese, English) labels of the parcel statuses, as a scan timeline shows them.
+TRACKING_STATUS_LABELS = {
+    "info_received": ("已打单", "Label printed"),
+    "picked_up": ("已揽收", "Picked up"),
+    "in_transit": ("运输中", "In transit"),
+    "arrived_city": ("到达派件城市", "Arrived in the city"),
+    "out_for_delivery": ("派件中", "Out for delivery"),
+    "at_locker": ("已入柜/驿站", "At a locker or station"),
+    "signed": ("已签收", "Signed"),
+    "exception": ("异常", "Exception"),
+}
 
 STATUS_RANK: dict[str, int] = {
     "info_received": 0,
@@ -281,6 +308,17 @@ def carrier_name(code: str) -> str:
 
 
 PLATFORMS = ("taobao", "tmall", "douyin", "pinduoduo", "jd", "kuaishou", "xiaohongshu", "other")
+# (Chinese, English) display names of the platforms, as sellers call them (Douyin's seller side is 抖店).
+PLATFORM_LABELS = {
+    "taobao": ("淘宝", "Taobao"),
+    "tmall": ("天猫", "Tmall"),
+    "douyin": ("抖店", "Douyin Shop"),
+    "pinduoduo": ("拼多多", "Pinduoduo"),
+    "jd": ("京东", "JD.com"),
+    "kuaishou": ("快手", "Kuaishou"),
+    "xiaohongshu": ("小红书", "Xiaohongshu"),
+    "other": ("其他平台", "Other platform"),
+}
 
 # Where carrier codes come from: the aggregators' pushes, our own JSON and the shop platforms (their order
 # events name carriers in their own words). A carrier kept under its source's code is prefixed by one of these.

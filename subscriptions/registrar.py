@@ -233,7 +233,8 @@ class Registrar:
             event.update(
                 reason=f"tracking not registered: {cause} {vendor}",
                 evidence=f"{vendor} answered {answer} at {china_time(now)} (attempt {attempts})",
-                evidence_data={"aggregator": vendor, "code": result.code, "message": result.message, "attempts": attempts},
+                evidence_data={"aggregator": vendor, "code": result.code, "message": result.message, "attempts": attempts,
+                               "refused": result.outcome == REJECTED, "answered_at": now},
                 suggested_action="check the carrier and tracking number of the order; once right, register it again "
                                  "with `python app.py register-parcels --retry-failed`",
             )

@@ -321,10 +321,11 @@ def test_reason_evidence_and_action_are_chinese_for_every_kind() -> None:
         assert len(words) == 3, (kind, d.lines)
         assert not [w for w in words if english.search(w)], (kind, words)
     lines = describe([issue(kind="transit_overdue", evidence_data=cases["transit_overdue"], at=at)], LABELS).lines
-    assert "原因：揽收 3 天 8 小时后仍未签收，超过正常时效 4 天" in lines
-    assert "依据：揽收时间 2026-11-02 10:00，线路 中通快递 广东→新疆，该线路近期时效 4 天（42 单）" in lines
+    # The staff page's own words (issue_queue/texts.py): the same in the queue and in the chat.
+    assert "原因：揽收后超过正常时效（4 天）仍未签收" in lines
+    assert "依据：揽收 2026-11-02 10:00，正常时效 4 天，依据该线路历史时效（42 单）" in lines
     digest = describe([issue(1), issue(2, kind="carrier_exception", evidence_data=cases["carrier_exception"], severity="critical")], LABELS)
-    assert digest.lines[0] == "[紧急] 物流异常 · 中通快递 7310002 · shop-a · 快递异常：超区"
+    assert digest.lines[0] == "[紧急] 物流异常 · 中通快递 7310002 · shop-a · 物流异常：超区"
 
 
 def test_an_old_issue_without_evidence_data_still_reads_in_chinese() -> None:

@@ -109,7 +109,7 @@ def test_ship_overdue_48h_after_payment() -> None:
     assert f.kind == "ship_overdue"
     assert f.reason == "not shipped 2.0 d after payment (limit 48 h after payment)"
     assert f.evidence == "paid 2026-11-02 10:00, limit 48 h after payment, now 2.0 d since payment"
-    assert f.evidence_data == {"paid_at": T0, "deadline": T0 + 48 * H}
+    assert f.evidence_data == {"paid_at": T0, "deadline": T0 + 48 * H, "promised": False, "limit_hours": 48.0}
 
 
 def test_ship_overdue_uses_the_orders_own_promise() -> None:
@@ -339,7 +339,7 @@ def test_confirmed_unsigned_by_the_buyer_is_immediate() -> None:
     assert f.since == T0 + 50 * H
     assert f.reason == "confirmed received by the buyer, parcel not signed"
     assert f.evidence == "confirmed received by the buyer 2026-11-04 12:00; carrier status in_transit, last scan 2026-11-02 11:00"
-    assert f.evidence_data == {"confirmed_at": T0 + 50 * H, "by_buyer": True}
+    assert f.evidence_data == {"confirmed_at": T0 + 50 * H, "by_buyer": True, "status": "in_transit", "last_scan_at": T0 + H}
     assert f.late_hours == 0
 
 
@@ -351,7 +351,7 @@ def test_confirmed_unsigned_by_the_platform_at_the_orders_deadline() -> None:
     assert f is not None and f.since == deadline
     assert f.reason == "auto-confirmed by the platform at its deadline, parcel not signed"
     assert f.evidence == "auto-confirmed by the platform at its deadline 2026-11-09 10:00; carrier status no scan"
-    assert f.evidence_data == {"confirmed_at": deadline, "by_buyer": False}
+    assert f.evidence_data == {"confirmed_at": deadline, "by_buyer": False, "status": None, "last_scan_at": None}
 
 
 def test_confirmed_unsigned_buyer_after_the_deadline_counts_from_the_deadline() -> None:
@@ -403,7 +403,8 @@ def test_autoconfirm_imminent_48h_before_the_orders_deadline() -> None:
     assert (f.kind, f.since, f.late_hours) == ("autoconfirm_imminent", warn, 0)
     assert f.reason == "auto-confirm at 2026-11-12 10:00 (order deadline); parcel not signed"
     assert f.evidence == "auto-confirm deadline 2026-11-12 10:00 (order deadline), warning 48 h before; carrier status in_transit"
-    assert f.evidence_data == {"deadline": deadline, "source": "order deadline"}
+    assert f.evidence_data == {"deadline": deadline, "source": "order deadline", "order_deadline": True, "warning_hours": 48.0,
+                               "status": "in_transit"}
     last = imminent(s, deadline - 1)
     assert last.finding is not None and last.next_at == deadline
     # At the deadline the order is confirmed: confirmed_unsigned takes over.
@@ -415,7 +416,8 @@ def test_autoconfirm_imminent_per_platform_default() -> None:
     s = parcel(platform="douyin")
     deadline = T0 + 10 * D
     f = imminent(s, deadline - 48 * H).finding
-    assert f is not None and f.evidence_data == {"deadline": deadline, "source": "douyin default"}
+    assert f is not None and f.evidence_data == {"deadline": deadline, "source": "douyin default", "order_deadline": False,
+                                                 "warning_hours": 48.0, "status": None}
     assert imminent(s, deadline - 48 * H - 1).next_at == deadline - 48 * H
 
 
@@ -458,7 +460,7 @@ def test_locker_uncollected_48h() -> None:
     assert f.kind == "locker_uncollected"
     assert f.reason == "waiting at locker/station for 2.0 d (limit 48 h)"
     assert f.evidence == "put into locker/station 2026-11-03 16:00 in 杭州市"
-    assert f.evidence_data == {"at_locker_at": T0 + 30 * H, "limit_hours": 48.0}
+    assert f.evidence_data == {"at_locker_at": T0 + 30 * H, "limit_hours": 48.0, "city": "杭州市"}
 
 
 @pytest.mark.parametrize("end", [{"signed_at": T0 + 90 * H}, {"closed_at": T0 + 90 * H, "closed_kind": "closed"}])
@@ -501,7 +503,7 @@ def test_carrier_exception_is_immediate_and_keeps_its_reason(reason: str, label:
     assert (f.kind, f.since, f.exception_reason) == ("carrier_exception", at, reason)
     assert f.reason == f"carrier exception: {label}"
     assert f.evidence == f"carrier reported {reason} at 2026-11-03 06:00 in 乌鲁木齐市"
-    assert f.evidence_data == {"exception_at": at, "exception_reason": reason}
+    assert f.evidence_data == {"exception_at": at, "exception_reason": reason, "city": "乌鲁木齐市"}
     assert f.suggested_action.startswith(action_start)
     later = exc(s, at + 500 * H)
     assert later.finding is not None and later.finding.late_hours == 0 and later.next_at is None

@@ -62,6 +62,7 @@ class Rig:
             o = self.p.on_order_facts(self.partition, subject, facts, at, ev.event_time if now is None else now)
             out.issues += o.issues
             out.deliveries += o.deliveries
+            out.logistics += o.logistics
             out.gone += o.gone
         return self._keep(out)
 
@@ -205,6 +206,11 @@ def test_issue_event_fields() -> None:
         "at": iso(T0 + 24 * H),
         "resolved_at": None,
         "resolution": None,
+        "scans": [],
+        "autoconfirm_at": T0 + 10 * D,
+        "paid_at": T0 - H,
+        "shipped_at": T0,
+        "category": None,
     }
     assert issue["evidence_data"] == {"shipped_at": T0, "window_hours": 24.0, "deadline": T0 + 24 * H}
     orjson.dumps(issue)  # every issue event is JSON-serialisable as it is

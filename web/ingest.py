@@ -52,6 +52,7 @@ from domain.events import TrackingUpdate
 from ingest import BadSignature, Parsed, PushError, Reader, aftership, generic, kdniao, kuaidi100, seventeentrack
 from telemetry.recorder import Recorder
 
+from .session import bearer_of
 from .views import route
 
 log = logging.getLogger("parcelwatch.ingest")
@@ -218,8 +219,7 @@ class IngestEndpoints:
         if not self._ingest_tokens:
             return Answer(401, False, "no ingest token is configured: set PARCELWATCH_INGEST_TOKENS "
                                       "(/ingest/generic never takes anonymous scans)")
-        header = request.headers.get("Authorization", "")  # type: ignore[attr-defined]
-        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        token = bearer_of(request) or ""
         if not token:
             return Answer(401, False, "an ingest token is required (Authorization: Bearer <token>)")
         given = token.encode("utf-8", "replace")

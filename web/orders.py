@@ -40,7 +40,8 @@ from domain.events import InvalidEvent, OrderEvent, parse_order_event
 from issue_queue.access import Access
 from telemetry.recorder import Recorder
 
-from .views import route, token_of
+from .session import bearer_of
+from .views import route
 
 log = logging.getLogger("parcelwatch.ingest.orders")
 MAX_BODY = 1 << 20
@@ -67,7 +68,7 @@ class OrderEndpoint:
 
     async def handle(self, view: web.View, request: web.Request) -> web.Response:
         observe = self.recorder.observe_push
-        scope = self.access.shops_for(token_of(request))
+        scope = self.access.shops_for(bearer_of(request))
         if scope is None:
             observe(SOURCE, "bad_token")
             problem = ("an order token is required (Authorization: Bearer <token>)" if self.access.enabled else
