@@ -14,6 +14,7 @@ import pytest
 
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
+from domain.vocabulary import ISSUE_KINDS
 from issue_queue.store import IssueStore, issue_id
 
 from .harness import Worker
@@ -130,8 +131,7 @@ def test_texts_come_in_the_callers_language_and_a_machine_is_named_by_its_token(
     assert issue["reason"] == "物流异常：其他异常" and issue["detector_texts"]["reason"] == "no carrier scan 24.0 h after shipping"
     assert call(api, "GET", "/issues?kind=carrier_exception&lang=en", token="tok-a")[1]["issues"][0]["kind_label"] == "Carrier exception"
     assert call(api, "GET", "/issues?kind=nope", token="tok-a")[1]["error"] == "问题类型填写有误：不认识 'nope'，可选：" + "、".join(
-        ("ship_overdue", "pickup_overdue", "transit_overdue", "tracking_stale", "confirmed_unsigned", "autoconfirm_imminent",
-         "locker_uncollected", "carrier_exception"))
+        ISSUE_KINDS)
     assert call(api, "GET", "/issues?kind=nope&lang=en", token="tok-a")[1]["error"].startswith("kind: unknown value")
     iid = issue_id("ZTO:1002|carrier_exception")
     status, body, _ = call(api, "POST", f"/issues/{iid}/assign", token="tok-a", body={"assignee": "小王", "by": "erp"})
