@@ -306,12 +306,13 @@ class World:
         if season:
             cause += ":" + season
         value = round(math.exp(rng.gauss(math.log(150 if not service.freight else 2500), 0.7)), 2)
-        base = {"order_id": order_id, "shop": shop.name, "platform": shop.platform}
-        self.events.append(OrderEvent(f"{order_id}-paid", kind="paid", event_time=paid, order_value=value, **base))
-        self.events.append(OrderEvent(
-            f"{order_id}-shipped", kind="shipped", event_time=shipped, carrier=carrier, tracking_number=number,
-            origin_province=origin, destination_province=dest, order_value=value,
-            auto_confirm_deadline=shipped + shop.autoconfirm_days * DAY, **base))
+
+        def order_event(kind: str, t: float, **facts: Any) -> None:
+            self.events.append(OrderEvent(f"{order_id}-{kind}", order_id, shop.name, shop.platform, kind, t, **facts))
+
+        order_event("paid", paid, order_value=value)
+        order_event("shipped", shipped, carrier=carrier, tracking_number=number, origin_province=origin,
+                    destination_province=dest, order_value=value, auto_confirm_deadline=shipped + shop.autoconfirm_days * DAY)
 
         def scan(status: str, t: float, reason: str | None = None) -> None:
             self.events.append(TrackingUpdate(f"{subject}-{status}-{len(self.events)}", carrier, number, status, t,
@@ -329,7 +330,7 @@ class World:
                 scan("exception", pickup + rng.uniform(5, 15) * DAY, "lost")
             # The buyer complains after the promise; the seller refunds.
             ended = promise + rng.uniform(1.0, 10.0) * DAY
-            self.events.append(OrderEvent(f"{order_id}-refunded", kind="refunded", event_time=ended, **base))
+            order_event("refunded", ended)
         elif cause.startswith("refused"):
             for status, t in scans:
                 if status in ("in_transit", "arrived_city"):
@@ -343,8 +344,7 @@ class World:
             scan("signed", signed)
             ended = signed_at = signed
             if rng.random() < 0.6:  # most buyers confirm within days; the rest are auto-confirmed
-                self.events.append(OrderEvent(f"{order_id}-confirmed", kind="confirmed",
-                                              event_time=signed + rng.uniform(0.1, 4.0) * DAY, **base))
+                order_event("confirmed", signed + rng.uniform(0.1, 4.0) * DAY)
         self.parcels.append(Truth(subject, f"{carrier} {origin}→{dest}", paid, pickup, promise, signed_at, ended, cause))
 
     def run(self, start: float, days: int) -> None:
