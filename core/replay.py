@@ -69,9 +69,7 @@ class Engine:
         for order_id, subject in out.gone:
             self.router.forget(order_id, subject)
         for d in out.deliveries:
-            self.baselines.add_delivery(
-                d["carrier"], d["origin_province"], d["destination_province"], d["picked_up_at"], d["signed_at"]
-            )
+            self.baselines.add_record(d)
         for ev in out.issues:
             key = (ev["issue_key"], ev["opened_at"])
             if ev["action"] == "open":

@@ -181,6 +181,15 @@ class ParcelState:
     # Which processor incarnation filed ``indexed_bucket``. A crash can lose the index write while the
     # state write lands; a filing from another incarnation is therefore not trusted (see processor.py).
     index_epoch: int = 0
+    # Where the parcel waits for its transit limit in the index (pickup bucket, origin, destination): the
+    # lanes' refreshes re-check it there (see processor.py). None: not waiting.
+    transit_filed: list[Any] | None = None
+    # (Fields are encoded by position: new ones go last, so a state stored before they existed still decodes.)
+    # The scans between pickup and signature (in transit, arrived, out for delivery, at a locker): the first
+    # and the last, for the carrier's scan cadence; and the source of the latest scan (kuaidi100, ...).
+    first_transit_scan_at: float | None = None
+    last_transit_scan_at: float | None = None
+    source: str | None = None
 
     # -- merges ------------------------------------------------------------------------------------
 
@@ -220,14 +229,24 @@ class ParcelState:
                     self.signed_at = t
         if status != "info_received":
             # Any carrier scan (an exception scan too) shows the carrier has the parcel.
-            if self.last_scan_at is None or t >= self.last_scan_at:
+            last = self.last_scan_at
+            if last is None or t >= last:
                 if up.province is not None:
                     self.last_province = up.province
                 if up.city is not None:
                     self.last_city = up.city
                 self.last_scan_at = t
+                # The latest scan's source (on a tie the greater name, so any arrival order gives one answer).
+                source = up.source
+                if last is None or t > last or self.source is None or source > self.source:
+                    self.source = source
             if self.first_scan_at is None or t < self.first_scan_at:
                 self.first_scan_at = t
+            if status in _TRANSIT_SCANS:
+                if self.first_transit_scan_at is None or t < self.first_transit_scan_at:
+                    self.first_transit_scan_at = t
+                if self.last_transit_scan_at is None or t > self.last_transit_scan_at:
+                    self.last_transit_scan_at = t
 
     def apply_order(self, facts: OrderFacts) -> None:
         self.order_id = facts.order_id
@@ -264,6 +283,20 @@ class ParcelState:
     def is_signed(self) -> bool:
         return self.signed_at is not None
 
+    @property
+    def returned(self) -> bool:
+        """The carrier is sending the parcel back (its latest exception)."""
+        return self.exception_reason == "returned"
+
+    def finding_time(self, kind: str) -> float | None:
+        """The finding time an open issue of ``kind`` last reported (its deadline crossed); None: not open.
+        (An open-issue record is [opened_at, severity, context, finding time]; older records have no fourth
+        element and reported their opening time.)"""
+        record = self.open_issues.get(kind)
+        if record is None:
+            return None
+        return record[3] if len(record) > 3 else record[0]
+
     # -- encoding ----------------------------------------------------------------------------------
 
     def encode(self) -> bytes:
@@ -276,6 +309,8 @@ class ParcelState:
         return cls(*orjson.loads(raw)[:_N_FIELDS])
 
 
+# Scans between pickup and signature: what a carrier's scan cadence is learned from.
+_TRANSIT_SCANS = frozenset(("in_transit", "arrived_city", "out_for_delivery", "at_locker"))
 _ORDER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(OrderFacts))
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ParcelState))
 _N_FIELDS = len(_FIELD_NAMES)
