@@ -116,6 +116,7 @@ class Lanes:
     half_life_days: float
     horizon_days: float
     credibility_samples: float
+    min_hours_past_median: float
     refresh_minutes: float
     severity_percentiles: list[float]
     default_sla_hours: float
@@ -128,6 +129,8 @@ class Lanes:
         _positive(f"{path}.half_life_days", self.half_life_days)
         _positive(f"{path}.horizon_days", self.horizon_days)
         _positive(f"{path}.credibility_samples", self.credibility_samples)
+        if self.min_hours_past_median < 0:
+            raise ConfigError(f"{path}.min_hours_past_median", f"must be >= 0, got {self.min_hours_past_median}")
         _positive(f"{path}.refresh_minutes", self.refresh_minutes)
         previous = self.quantile
         for i, p in enumerate(self.severity_percentiles):

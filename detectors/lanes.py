@@ -14,13 +14,14 @@ A lane's normal is its own level's blended with its parent's, and that with its 
 deliveries: a level that has seen n (decayed) deliveries keeps n / (n + ``credibility_samples``) of its own
 and takes the rest from the level above (credibility: shrinkage towards the parent, no hard cut-off).
 
-The limit is the ``quantile`` of the lane's normal transit, and never less than its median plus a day (a
-parcel that missed today's delivery round is delivered tomorrow: on 1-4 day express lanes that is normal);
+The limit is the ``quantile`` of the lane's normal transit, and never less than its median plus
+``min_hours_past_median`` (a day: a parcel that missed today's delivery round is delivered tomorrow, which on
+1-4 day express lanes is normal);
 a parcel's severity follows its elapsed time's percentile in it. Constants (``default_sla_hours``,
 ``region_sla_hours``) before any delivery has been seen; and while all deliveries seen so far span less than
 twice their own limit (a new stream has seen only its fastest parcels arrive), the limit is at least the
-constant. A level's deliveries are kept as a histogram over log-spaced transit times (5 % wide bins, 15
-minutes to 229 days), from which its percentiles are read.
+constant. A level's deliveries are kept as a histogram over log-spaced transit times (5 % wide bins, a
+second to 280 days), from which its percentiles are read.
 
 Refresh. Baselines are taken at fixed moments (every ``refresh_minutes`` from midnight China time) from the
 deliveries signed before that moment: between two refreshes a lane's answer does not move, and a replay at
@@ -57,8 +58,8 @@ _CHINA_OFFSET = 8 * HOUR
 MAX_SAMPLES = 5000
 # The histogram: bin i holds transit times in [exp(LOG_LOW + i * WIDTH), exp(LOG_LOW + (i + 1) * WIDTH)) hours.
 WIDTH = 0.05
-LOG_LOW = math.log(0.25)
-BINS = 200
+LOG_LOW = math.log(1 / 3600)
+BINS = 340
 # Distributions kept per level key (the current refresh and a few past ones, for walks along old timelines).
 _KEPT_REFRESHES = 3
 # The faster half's spread is read between these percentiles (z of the 10th percentile: 1.2816).
@@ -66,8 +67,6 @@ _LOW_PERCENTILE = 0.1
 _Z_LOW = -NormalDist().inv_cdf(_LOW_PERCENTILE)
 # A spread below this (in log time, about 5 %) is the histogram's resolution, not the lane's.
 _MIN_SPREAD = 0.05
-# Beyond the median, at least this long is normal: the next day's delivery round.
-DAY_ROUND_HOURS = 24.0
 # The earliest deliveries by signature time kept to tell how long the stream has been watched.
 _FIRST_KEPT = 1000
 _NORMAL = NormalDist()
@@ -253,6 +252,7 @@ class LaneBaselines:
         self.decay = math.log(2) / (cfg.half_life_days * DAY)
         self.refresh = cfg.refresh_minutes * 60.0
         self.z = _NORMAL.inv_cdf(cfg.quantile)
+        self.past_median = cfg.min_hours_past_median
         self.remote = frozenset(cfg.remote_provinces)
         self._levels: dict[tuple[Any, ...], _Level] = {}
         # Per lane: the refresh its baseline was last taken at, and that baseline.
@@ -377,10 +377,11 @@ class LaneBaselines:
         return Baseline(limit, source, q, refresh, shares, normal, (limit, source, round(behind)))
 
     def _limit(self, normal: Normal) -> float:
-        """The ``quantile`` of a normal transit (hours), and at least its median and a day's round."""
+        """The ``quantile`` of a normal transit (hours), and at least its median and ``min_hours_past_median``."""
         median = math.exp(normal.mu)
         limit = median * math.exp(self.z * normal.sigma)
-        return limit if limit > median + DAY_ROUND_HOURS else median + DAY_ROUND_HOURS
+        least = median + self.past_median
+        return limit if limit > least else least
 
     def _watched(self, refresh: float) -> float:
         """How long deliveries signed before ``refresh`` have been watched: since the earliest pickup among them."""

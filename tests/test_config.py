@@ -128,6 +128,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
         ("lanes:\n  quantile: 0\n", "lanes.quantile", "must be between 0 and 1"),
         ("lanes:\n  credibility_samples: 0\n", "lanes.credibility_samples", "must be > 0, got 0"),
         ("lanes:\n  refresh_minutes: -1\n", "lanes.refresh_minutes", "must be > 0"),
+        ("lanes:\n  min_hours_past_median: -1\n", "lanes.min_hours_past_median", "must be >= 0"),
         ("lanes:\n  severity_percentiles: [0.99, 0.98]\n", "lanes.severity_percentiles[1]", "must be above 0.99"),
         ("lanes:\n  severity_percentiles: [0.9]\n", "lanes.severity_percentiles[0]", "must be above 0.95 (the quantile"),
         ("lanes:\n  min_samples: 20\n", "lanes.min_samples", "unknown key"),
