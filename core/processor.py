@@ -233,14 +233,15 @@ class Processor:
         removals = out.index_removals
         # The lanes' refreshes since the last one this partition acted on, each at its own place among the
         # swept minutes: a refresh that lowers a lane's limit re-checks the parcels it makes due.
+        # (None: the partition's first filing set its cursor before any tick: from the refresh in force.)
         raw_refreshed = self.index.get(refreshed_at)
         refreshes: list[float] = []
         refresh = baselines.refreshed_at(now) if raw_refreshed is None else float(raw_refreshed)
         while (following := baselines.next_refresh(refresh)) <= now:
             refreshes.append(following)
             refresh = following
-        if refreshes:
-            removals[refreshed_at] = repr(refreshes[-1]).encode()
+        if refreshes or raw_refreshed is None:
+            removals[refreshed_at] = repr(refresh).encode()
         for b in range(cursor, last + 1):
             while refreshes and bucket_of(refreshes[0]) <= b:
                 self._recheck_transit(partition, refreshes.pop(0), wall, out)

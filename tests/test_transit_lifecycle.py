@@ -197,3 +197,16 @@ def test_an_order_shipped_long_after_payment_is_watched_with_its_order_facts() -
     # The order subject's ship-overdue issue ended with the shipment (and was not ignored either).
     assert ("resolve", "ship_overdue") in [(a, k) for a, k, _, _ in brief(r.log)]
     assert iso(shipped_at) in [i["resolved_at"] for i in r.log if i["kind"] == "ship_overdue"]
+
+
+def test_a_partition_whose_first_filing_came_before_its_first_tick_still_acts_on_refreshes() -> None:
+    """A worker may take events of a partition before that partition's first tick: the filing sets the
+    sweep's cursor, and the first tick must still start counting the lanes' refreshes."""
+    r = Rig()
+    slow_lane(r)
+    r.index.clear()  # (no tick yet on this partition)
+    in_flight(r, T0)
+    ticks(r, T0 + H, T0 + 40 * H)
+    feed(r, 24.0, T0 + 50 * H, 400)
+    log = ticks(r, T0 + 40 * H, REFRESHED + 600)
+    assert [(e["action"], e["opened_at"]) for e in transit(log)] == [("open", iso(REFRESHED))]
