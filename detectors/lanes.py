@@ -60,8 +60,13 @@ MAX_SAMPLES = 5000
 WIDTH = 0.05
 LOG_LOW = math.log(1 / 3600)
 BINS = 340
-# Distributions kept per level key (the current refresh and a few past ones, for walks along old timelines).
-_KEPT_REFRESHES = 3
+# What a level learned, kept for this many refreshes (the current one, and past ones for walks along old
+# timelines: a worker catching up walks each parcel through the days it missed).
+_KEPT_REFRESHES = 64
+# Lanes' baselines at earlier refreshes kept for walks along old timelines (cleared when full).
+_PAST_KEPT = 10_000
+# A delivery's weight is kept relative to this moment (its age-halving then needs no exponential per refresh).
+_REFERENCE = 1_700_000_000.0
 # The faster half's spread is read between these percentiles (z of the 10th percentile: 1.2816).
 _LOW_PERCENTILE = 0.1
 _Z_LOW = -NormalDist().inv_cdf(_LOW_PERCENTILE)
@@ -98,68 +103,86 @@ _NOTHING = Normal(0.0, 0.0, 0.0)
 
 
 class _Level:
-    """One level key's samples (signature time, transit bin), sorted by signature time, and what it learned
-    as of the refreshes asked lately."""
+    """One level key's samples (signature time, transit bin, weight relative to ``_REFERENCE``), sorted by
+    signature time, and what it learned as of the refreshes asked lately."""
 
-    __slots__ = ("bins", "cached", "signed")
+    __slots__ = ("bins", "cached", "decay", "newest", "signed", "weights")
 
-    def __init__(self) -> None:
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
         self.signed = array("d")
         self.bins = array("H")
+        self.weights = array("d")
         self.cached: dict[float, Normal] = {}
+        self.newest = -math.inf  # the latest refresh in ``cached``
 
-    def add(self, signed_at: float, b: int) -> None:
-        i = bisect.bisect_right(self.signed, signed_at)
-        self.signed.insert(i, signed_at)
-        self.bins.insert(i, b)
-        if len(self.signed) > MAX_SAMPLES:
-            del self.signed[0]
+    def add(self, signed_at: float, b: int, weight: float) -> None:
+        """A sample signed at ``signed_at`` in bin ``b``, weighing ``weight`` at ``_REFERENCE``."""
+        signed = self.signed
+        if signed and signed_at < signed[-1]:
+            i = bisect.bisect_right(signed, signed_at)
+            signed.insert(i, signed_at)
+            self.bins.insert(i, b)
+            self.weights.insert(i, weight)
+        else:  # (nearly always: deliveries arrive about in the order they are signed)
+            signed.append(signed_at)
+            self.bins.append(b)
+            self.weights.append(weight)
+        if len(signed) > MAX_SAMPLES:
+            del signed[0]
             del self.bins[0]
-        if self.cached:
+            del self.weights[0]
+        if signed_at < self.newest:
             # Only the refreshes after the sample's signature change (a delivery reaching a worker late).
             for at in [at for at in self.cached if at > signed_at]:
                 del self.cached[at]
+            self.newest = max(self.cached, default=-math.inf)
 
-    def at(self, refresh: float, horizon: float, decay: float) -> Normal:
+    def at(self, refresh: float, horizon: float) -> Normal:
         n = self.cached.get(refresh)
         if n is None:
-            n = self._learn(refresh, horizon, decay)
+            n = self._learn(refresh, horizon)
             if len(self.cached) >= _KEPT_REFRESHES:
                 del self.cached[min(self.cached)]
             self.cached[refresh] = n
+            if refresh > self.newest:
+                self.newest = refresh
         return n
 
-    def _learn(self, refresh: float, horizon: float, decay: float) -> Normal:
+    def _learn(self, refresh: float, horizon: float) -> Normal:
         signed = self.signed
         lo = bisect.bisect_left(signed, refresh - horizon)
         hi = bisect.bisect_left(signed, refresh)  # signed exactly at the refresh: not yet
         if lo >= hi:
             return _NOTHING
-        hist = [0.0] * BINS
-        bins = self.bins
-        exp = math.exp
-        for i in range(lo, hi):
-            hist[bins[i]] += exp((signed[i] - refresh) * decay)
-        total = sum(hist)
+        hist: dict[int, float] = {}  # (sparse: most levels' deliveries fall into a few bins)
+        get = hist.get
+        for b, w in zip(self.bins[lo:hi], self.weights[lo:hi], strict=True):
+            hist[b] = get(b, 0.0) + w
+        total = sum(hist.values())
         low, median = _percentiles_log(hist, total, _LOW_PERCENTILE, 0.5)
         spread = (median - low) / _Z_LOW
-        return Normal(total, median, spread if spread > _MIN_SPREAD else _MIN_SPREAD)
+        deliveries = total * math.exp((_REFERENCE - refresh) * self.decay)  # each weighed by its age at the refresh
+        return Normal(deliveries, median, spread if spread > _MIN_SPREAD else _MIN_SPREAD)
 
     def prune(self, before: float) -> None:
         cut = bisect.bisect_left(self.signed, before)
         if cut:
             del self.signed[:cut]
             del self.bins[:cut]
+            del self.weights[:cut]
             self.cached.clear()
+            self.newest = -math.inf
 
 
-def _percentiles_log(hist: list[float], total: float, low: float, high: float) -> tuple[float, float]:
-    """The ``low`` and ``high`` percentiles' log hours of a histogram holding ``total`` (one pass), each
-    interpolated within its bin."""
+def _percentiles_log(hist: dict[int, float], total: float, low: float, high: float) -> tuple[float, float]:
+    """The ``low`` and ``high`` percentiles' log hours of a histogram (bin -> weight) holding ``total`` (one
+    pass), each interpolated within its bin."""
     found: list[float] = []
     need = low * total
     seen = 0.0
-    for i, w in enumerate(hist):
+    for i in sorted(hist):
+        w = hist[i]
         if w:
             while seen + w >= need:
                 found.append(LOG_LOW + (i + (need - seen) / w) * WIDTH)
@@ -195,11 +218,25 @@ class Baseline:
     source: str
     quantile: float
     refreshed_at: float
-    levels: tuple[LevelShare, ...]
     # The blended log-normal (log hours); None for a constant.
     normal: Normal | None
     # What ``transit_limit`` answers: (limit hours, source, deliveries behind the blend, rounded).
     answer: tuple[float, str, int]
+    # The blend: each level's key, what it learned and its weight (narrowest first; empty: nothing to show).
+    keys: tuple[tuple[Any, ...], ...] = ()
+    learned: tuple[Normal, ...] = ()
+    weights: tuple[float, ...] = ()
+
+    @property
+    def levels(self) -> tuple[LevelShare, ...]:
+        """Each level's part in the blend (built when shown: most baselines are only asked for their limit)."""
+        if not self.keys:
+            return ()
+        return tuple(
+            LevelShare(name, _label(key), n.deliveries, w, math.exp(n.mu) if n.deliveries > 0 else None,
+                       n.sigma if n.deliveries > 0 else None)
+            for name, key, n, w in zip(LEVELS, self.keys, self.learned, self.weights, strict=True)
+        )
 
     def percentile(self, elapsed_hours: float) -> float | None:
         """The share of the lane's normal deliveries that took no longer than ``elapsed_hours`` (None: a
@@ -255,12 +292,14 @@ class LaneBaselines:
         self.past_median = cfg.min_hours_past_median
         self.remote = frozenset(cfg.remote_provinces)
         self._levels: dict[tuple[Any, ...], _Level] = {}
-        # Per lane: the refresh its baseline was last taken at, and that baseline.
+        # Per lane: the refresh its baseline was last taken at, and that baseline; and baselines taken at earlier
+        # refreshes (a sweep catching up walks each parcel through the days it missed), a bounded number.
         self._answers: dict[LaneKey, tuple[float, Baseline]] = {}
+        self._past: dict[tuple[LaneKey, float], Baseline] = {}
         self._latest_answer = -math.inf  # the latest refresh any answer was taken at
-        # The earliest deliveries by signature time: (signed_at, picked_up_at), sorted.
-        self._first: list[tuple[float, float]] = []
-        self._watched_at: tuple[float, int, float] = (math.nan, 0, 0.0)  # (refresh, deliveries kept, answer)
+        # The earliest deliveries' signature times (sorted), and the earliest pickup among each and those before.
+        self._first: list[float] = []
+        self._earliest_pickup: list[float] = []
         self._cadence: dict[tuple[str, str], _Cadence] = {}
         self._stale: dict[tuple[str, str | None], tuple[float, float | None]] = {}
         self.deliveries = 0
@@ -286,20 +325,31 @@ class LaneBaselines:
         if transit <= 0:
             return  # clock skew between scans: not a usable sample
         b = bin_of(transit / HOUR)
+        weight = math.exp((signed_at - _REFERENCE) * self.decay)
+        levels = self._levels
         for key in _level_keys(carrier, origin, destination):
-            level = self._levels.get(key)
+            level = levels.get(key)
             if level is None:
-                level = self._levels[key] = _Level()
-            level.add(signed_at, b)
+                level = levels[key] = _Level(self.decay)
+            level.add(signed_at, b, weight)
         first = self._first
-        if len(first) < _FIRST_KEPT or signed_at < first[-1][0]:
-            bisect.insort(first, (signed_at, picked_up_at))
+        if len(first) < _FIRST_KEPT or signed_at < first[-1]:
+            i = bisect.bisect_right(first, signed_at)
+            first.insert(i, signed_at)
+            earliest = self._earliest_pickup
+            earliest.insert(i, picked_up_at if i == 0 or picked_up_at < earliest[i - 1] else earliest[i - 1])
+            for j in range(i + 1, len(earliest)):  # (running minima: only the first deliveries are kept)
+                if earliest[j] <= earliest[j - 1]:
+                    break
+                earliest[j] = earliest[j - 1]
             del first[_FIRST_KEPT:]
+            del earliest[_FIRST_KEPT:]
         if signed_at < self._latest_answer:
             # A lane's answer for a refresh after this signature changes (a delivery reaching a worker after
             # the refresh it belongs to): taken again when asked.
             for lane in [lane for lane, (at, _) in self._answers.items() if at > signed_at]:
                 del self._answers[lane]
+            self._past.clear()
         self.deliveries += 1
 
     def add_cadence(self, carrier: str, source: str, signed_at: float, legs: tuple[float, float] | None) -> None:
@@ -307,7 +357,7 @@ class LaneBaselines:
         scan to the signature) in seconds, None when it had no scan in between."""
         cadence = self._cadence.get((carrier, source))
         if cadence is None:
-            cadence = self._cadence[(carrier, source)] = _Cadence()
+            cadence = self._cadence[(carrier, source)] = _Cadence(self.decay)
         cadence.add(signed_at, legs)
         if any(at > signed_at for at, _ in self._stale.values()):  # (a delivery reaching a worker late)
             self._stale.clear()
@@ -334,11 +384,19 @@ class LaneBaselines:
         cached = self._answers.get(lane)
         if cached is not None and cached[0] == refresh:
             return cached[1]
+        if cached is not None and refresh < cached[0]:
+            past = self._past.get((lane, refresh))
+            if past is None:
+                if len(self._past) >= _PAST_KEPT:
+                    self._past.clear()
+                past = self._past[(lane, refresh)] = self._blend(lane, refresh)
+            return past
         b = self._blend(lane, refresh)
-        if cached is None or refresh >= cached[0]:  # keep the latest refresh (past ones are asked rarely)
-            self._answers[lane] = (refresh, b)
-            if refresh > self._latest_answer:
-                self._latest_answer = refresh
+        if cached is not None:
+            self._past[(lane, cached[0])] = cached[1]
+        self._answers[lane] = (refresh, b)
+        if refresh > self._latest_answer:
+            self._latest_answer = refresh
         return b
 
     def _blend(self, lane: LaneKey, refresh: float) -> Baseline:
@@ -347,8 +405,8 @@ class LaneBaselines:
         q = self.cfg.quantile
         constant, constant_source = self.region_sla_hours(lane[2])
         if learned[-1].deliveries <= 0:
-            shares = tuple(LevelShare(name, _label(key), 0.0, 0.0, None, None) for name, key in zip(LEVELS, keys, strict=True))
-            return Baseline(constant, constant_source, q, refresh, shares, None, (constant, constant_source, 0))
+            return Baseline(constant, constant_source, q, refresh, None, (constant, constant_source, 0), keys, tuple(learned),
+                            (0.0,) * len(keys))
         k = self.cfg.credibility_samples
         weights: list[float] = []
         remaining = 1.0
@@ -369,12 +427,7 @@ class LaneBaselines:
         root = learned[-1]
         if limit < constant and self._watched(refresh) < 2 * self._limit(root) * HOUR:
             limit, source = constant, "learned+floor"
-        shares = tuple(
-            LevelShare(name, _label(key), n.deliveries, w, math.exp(n.mu) if n.deliveries > 0 else None,
-                       n.sigma if n.deliveries > 0 else None)
-            for name, key, n, w in zip(LEVELS, keys, learned, weights, strict=True)
-        )
-        return Baseline(limit, source, q, refresh, shares, normal, (limit, source, round(behind)))
+        return Baseline(limit, source, q, refresh, normal, (limit, source, round(behind)), keys, tuple(learned), tuple(weights))
 
     def _limit(self, normal: Normal) -> float:
         """The ``quantile`` of a normal transit (hours), and at least its median and ``min_hours_past_median``."""
@@ -385,16 +438,12 @@ class LaneBaselines:
 
     def _watched(self, refresh: float) -> float:
         """How long deliveries signed before ``refresh`` have been watched: since the earliest pickup among them."""
-        cached = self._watched_at
-        if cached[0] != refresh or cached[1] != len(self._first):
-            first = self._first
-            earliest = min((p for _, p in first[: bisect.bisect_left(first, (refresh, -math.inf))]), default=refresh)
-            cached = self._watched_at = (refresh, len(first), refresh - earliest)
-        return cached[2]
+        i = bisect.bisect_left(self._first, refresh)
+        return 0.0 if i == 0 else refresh - self._earliest_pickup[i - 1]
 
     def _level_at(self, key: tuple[Any, ...], refresh: float) -> Normal:
         level = self._levels.get(key)
-        return _NOTHING if level is None else level.at(refresh, self.horizon, self.decay)
+        return _NOTHING if level is None else level.at(refresh, self.horizon)
 
     def region_sla_hours(self, destination: str | None) -> tuple[float, str]:
         if destination in self.remote:
@@ -405,8 +454,9 @@ class LaneBaselines:
 
     def stale_limit_hours(self, carrier: str, source: str | None, configured_hours: float, now: float) -> float | None:
         """How long a parcel of ``carrier`` reported by ``source`` may go without a scan while in transit:
-        the configured hours, or longer if this carrier and source's own legs without a scan are longer;
-        None when the source does not report scans between pickup and signature (nothing to judge by)."""
+        the configured hours, or longer if this carrier and source's own legs without a scan are longer (their
+        ``quantile``); None when the source does not report scans between pickup and signature. Until a
+        source has shown that, it is taken to report scans (that prior weighs ``credibility_samples``)."""
         key = (carrier, source)
         cached = self._stale.get(key)
         if cached is not None and cached[0] <= now < cached[0] + self.refresh:
@@ -414,14 +464,13 @@ class LaneBaselines:
         refresh = self.refreshed_at(now)
         limit: float | None = configured_hours
         cadence = self._cadence.get((carrier, source or "generic"))
-        learned = None if cadence is None else cadence.at(refresh, self.horizon, self.decay, self.cfg.credibility_samples,
-                                                          self.cfg.quantile)
-        if learned is not None:
-            reports, legs_hours = learned
-            if not reports:
+        if cadence is not None:
+            n, share, legs = cadence.summary(refresh, self.horizon)
+            k = self.cfg.credibility_samples
+            if n > 0 and (share * n + k) / (n + k) < 0.5:
                 limit = None
-            elif legs_hours is not None and legs_hours > configured_hours:
-                limit = legs_hours
+            elif legs.deliveries > 0 and legs.hours_at(self.cfg.quantile) > configured_hours:
+                limit = legs.hours_at(self.cfg.quantile)
         self._stale[key] = (refresh, limit)
         return limit
 
@@ -457,10 +506,11 @@ class LaneBaselines:
             lanes.append({"lane": _label(key), "deliveries": round(b.levels[0].deliveries, 1), **b.evidence()})
         cadence = []
         for (carrier, source), c in sorted(self._cadence.items()):
-            n, share, legs = c.summary(refresh, self.horizon, self.decay, cfg.quantile)
+            n, share, legs = c.summary(refresh, self.horizon)
             if n > 0:
                 cadence.append({"carrier": carrier, "source": source, "deliveries": round(n, 1),
-                                "with_transit_scans": round(share, 3), "legs_hours": None if legs is None else round(legs, 1),
+                                "with_transit_scans": round(share, 3),
+                                "legs_hours": round(legs.hours_at(cfg.quantile), 1) if legs.deliveries > 0 else None,
                                 "stale_limit_hours": self.stale_limit_hours(carrier, source, stale_hours, refresh)})
         return {
             "quantile": cfg.quantile, "half_life_days": cfg.half_life_days, "horizon_days": cfg.horizon_days,
@@ -496,68 +546,27 @@ def _label(key: tuple[Any, ...]) -> str:
 
 
 class _Cadence:
-    """One carrier and source's delivered parcels: signature time, whether any scan came between pickup and
-    signature, and the longer of the two legs without one (hours; 0 when none came)."""
+    """One carrier and source's delivered parcels (``delivered``), and of those the ones with any scan
+    between pickup and signature, by the longer of their two legs without one (``scanned``)."""
 
-    __slots__ = ("cached", "legs", "signed")
+    __slots__ = ("delivered", "scanned")
 
-    def __init__(self) -> None:
-        self.signed = array("d")
-        self.legs = array("d")
-        self.cached: dict[float, tuple[float, float, float | None]] = {}
+    def __init__(self, decay: float) -> None:
+        self.delivered = _Level(decay)
+        self.scanned = _Level(decay)
 
     def add(self, signed_at: float, legs: tuple[float, float] | None) -> None:
-        i = bisect.bisect_right(self.signed, signed_at)
-        self.signed.insert(i, signed_at)
-        self.legs.insert(i, -1.0 if legs is None else max(0.0, *legs) / HOUR)
-        if len(self.signed) > MAX_SAMPLES:
-            del self.signed[0]
-            del self.legs[0]
-        for at in [at for at in self.cached if at > signed_at]:
-            del self.cached[at]
+        weight = math.exp((signed_at - _REFERENCE) * self.delivered.decay)
+        self.delivered.add(signed_at, 0, weight)
+        if legs is not None:
+            self.scanned.add(signed_at, bin_of(max(legs) / HOUR), weight)
 
-    def summary(self, refresh: float, horizon: float, decay: float, q: float) -> tuple[float, float, float | None]:
-        """(deliveries, share with in-transit scans, the legs' ``q`` quantile in hours) as of ``refresh``."""
-        found = self.cached.get(refresh)
-        if found is not None:
-            return found
-        lo = bisect.bisect_left(self.signed, refresh - horizon)
-        hi = bisect.bisect_left(self.signed, refresh)
-        n = with_scans = 0.0
-        legs: list[tuple[float, float]] = []
-        for i in range(lo, hi):
-            w = math.exp((self.signed[i] - refresh) * decay)
-            n += w
-            if self.legs[i] >= 0:
-                with_scans += w
-                legs.append((self.legs[i], w))
-        quantile: float | None = None
-        if legs:
-            legs.sort()
-            need, seen = q * with_scans, 0.0
-            for hours, w in legs:
-                seen += w
-                if seen >= need:
-                    quantile = hours
-                    break
-        found = (n, with_scans / n if n > 0 else 0.0, quantile)
-        if len(self.cached) >= _KEPT_REFRESHES:
-            del self.cached[min(self.cached)]
-        self.cached[refresh] = found
-        return found
-
-    def at(self, refresh: float, horizon: float, decay: float, credibility: float, q: float) -> tuple[bool, float | None] | None:
-        """(reports in-transit scans, legs' quantile hours) as of ``refresh``; None before any delivery. Until
-        it has seen enough, a source is taken to report scans (the prior weighs ``credibility`` deliveries)."""
-        n, share, legs = self.summary(refresh, horizon, decay, q)
-        if n <= 0:
-            return None
-        reports = (share * n + credibility) / (n + credibility) >= 0.5
-        return reports, legs
+    def summary(self, refresh: float, horizon: float) -> tuple[float, float, Normal]:
+        """(deliveries, share with in-transit scans, what their legs without a scan learned) as of ``refresh``."""
+        n = self.delivered.at(refresh, horizon).deliveries
+        legs = self.scanned.at(refresh, horizon)
+        return n, legs.deliveries / n if n > 0 else 0.0, legs
 
     def prune(self, before: float) -> None:
-        cut = bisect.bisect_left(self.signed, before)
-        if cut:
-            del self.signed[:cut]
-            del self.legs[:cut]
-            self.cached.clear()
+        self.delivered.prune(before)
+        self.scanned.prune(before)

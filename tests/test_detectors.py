@@ -60,7 +60,7 @@ class FixedBaseline:
     def baseline(self, carrier: str, origin: str | None, destination: str | None, now: float) -> Baseline:
         self.asked.append((carrier, origin, destination, now))
         limit, source, _ = self.answer
-        return Baseline(limit, source, S.lanes.quantile, now, (), None, self.answer)
+        return Baseline(limit, source, S.lanes.quantile, now, None, self.answer)
 
     def stale_limit_hours(self, carrier: str, source: str | None, configured_hours: float, now: float) -> float | None:
         return configured_hours
