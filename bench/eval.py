@@ -109,10 +109,14 @@ def evaluate(scenario: Scenario, settings: config.Settings) -> list[str]:
     if len(shown) < len(frontier):
         lines.append(f"  ({len(frontier) - len(shown)} more fixed thresholds, each with precision and recall under 50%)")
     lines.append("  transit_overdue dominated by: " + (", ".join(s.rule.split(": ")[1] for s in dominating) or "none"))
-    met = (transit.recall >= TARGET_RECALL and transit.precision >= TARGET_PRECISION
-           and transit.lead_days is not None and transit.lead_days >= TARGET_LEAD_DAYS)
+    lead = transit.lead_days
+    missed = [f"{name} {value}" for name, value, ok in (
+        ("recall", f"{transit.recall:.1%}", transit.recall >= TARGET_RECALL),
+        ("precision", f"{transit.precision:.1%}", transit.precision >= TARGET_PRECISION),
+        ("median lead", "none" if lead is None else f"{lead:.2f} d", lead is not None and lead >= TARGET_LEAD_DAYS),
+    ) if not ok]
     lines.append(f"  target (recall >= {TARGET_RECALL:.0%} at precision >= {TARGET_PRECISION:.0%}, median lead >= "
-                 f"{TARGET_LEAD_DAYS:g} d): {'met' if met else 'not met'}")
+                 f"{TARGET_LEAD_DAYS:g} d): {'met' if not missed else 'not met: ' + ', '.join(missed)}")
     best = max(frontier, key=lambda s: 2 * s.precision * s.recall / (s.precision + s.recall or 1), default=None)
     if best is not None:
         lines.append(f"  best fixed threshold by F1: {best.rule.split(': ')[1]}")

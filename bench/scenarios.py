@@ -129,6 +129,8 @@ class Truth:
     # When it stopped being a parcel in flight: signed, or the order refunded (lost), or refused.
     ended_at: float
     cause: str  # normal, delayed, lost, refused, plus ":regional" / ":peak" / ":festival"
+    # Picked up after the platform's handling allowance had passed (the seller shipped late).
+    shipped_late: bool = False
 
     @property
     def late(self) -> bool:
@@ -345,7 +347,9 @@ class World:
             ended = signed_at = signed
             if rng.random() < 0.6:  # most buyers confirm within days; the rest are auto-confirmed
                 order_event("confirmed", signed + rng.uniform(0.1, 4.0) * DAY)
-        self.parcels.append(Truth(subject, f"{carrier} {origin}→{dest}", paid, pickup, promise, signed_at, ended, cause))
+        shipped_late = pickup > paid + (shop.handling_days + shop.promise_extra(paid)) * DAY
+        self.parcels.append(Truth(subject, f"{carrier} {origin}→{dest}", paid, pickup, promise, signed_at, ended, cause,
+                                  shipped_late))
 
     def run(self, start: float, days: int) -> None:
         shop, rng = self.shop, self.rng
@@ -513,9 +517,17 @@ SCENARIOS: dict[str, Callable[..., Scenario]] = {
 
 def describe(s: Scenario) -> Iterator[str]:
     scored = [p for p in s.parcels if p.scored]
-    late = sum(p.late for p in scored)
+    late = [p for p in scored if p.late]
     lanes = len({p.lane for p in s.parcels})
     transit = sorted((p.signed_at - p.picked_up_at) / DAY for p in scored if p.signed_at is not None)
     yield (f"{len(s.parcels):,} parcels on {lanes} lanes, {len(s.events):,} events; late or never delivered "
-           f"{late / max(1, len(scored)):.0%}; transit p10/p50/p90 "
+           f"{len(late) / max(1, len(scored)):.0%}; transit p10/p50/p90 "
            f"{transit[len(transit) // 10]:.1f}/{transit[len(transit) // 2]:.1f}/{transit[9 * len(transit) // 10]:.1f} d")
+    # Why the late ones were late: what a rule counting from pickup can and cannot see.
+    n = max(1, len(late))
+    shipped = sum(p.shipped_late and p.cause.startswith("normal") for p in late)
+    normal = sum(not p.shipped_late and p.cause.startswith("normal") for p in late)
+    held = sum(p.cause.startswith("delayed") for p in late)
+    lost = sum(p.cause.startswith("lost") for p in late)
+    yield (f"late ones: {held / n:.0%} held up in transit, {lost / n:.0%} lost, {shipped / n:.0%} shipped late "
+           f"(a normal journey after it), {normal / n:.0%} a normal journey that still missed the promise")

@@ -35,7 +35,7 @@ def test_defaults_load_with_the_documented_values() -> None:
     assert s.thresholds.autoconfirm_warning_hours == 48.0
     assert s.thresholds.autoconfirm_default_days["other"] == 10.0
     assert (s.lanes.quantile, s.lanes.half_life_days, s.lanes.horizon_days) == (0.95, 30.0, 180.0)
-    assert (s.lanes.credibility_samples, s.lanes.refresh_minutes, s.lanes.severity_percentiles) == (10.0, 1440.0, [0.99, 0.999])
+    assert (s.lanes.credibility_samples, s.lanes.refresh_minutes, s.lanes.severity_percentiles) == (20.0, 1440.0, [0.99, 0.999])
     assert (s.lanes.default_sla_hours, s.lanes.region_sla_hours) == (96.0, {"remote": 168.0})
     assert "新疆" in s.lanes.remote_provinces
     assert s.severity.base["carrier_exception"] == "high"
