@@ -234,7 +234,8 @@ def _tracking_stale_texts(args: tuple[Any, ...]) -> Texts:
         f"last scan {china_time(last_scan)}" + (f" at {where}" if where else "") + f", status {status}",
         "ask the carrier to trace the parcel; if lost, file a claim and re-ship",
         {"last_scan_at": last_scan, "limit_hours": limit_h, "stage": stage, "deadline": deadline,
-         "configured_hours": configured_h, "cadence": "learned" if learned else "configured", "source": source},
+         "configured_hours": configured_h, "cadence": "learned" if learned else "configured", "source": source,
+         "last_province": last_province, "last_city": last_city, "status": status},
     )
 
 

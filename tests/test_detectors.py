@@ -341,7 +341,8 @@ def test_tracking_stale_48h_in_transit() -> None:
     assert f.reason == "no new scan for 2.0 d while in transit (limit 48 h)"
     assert f.evidence == "last scan 2026-11-02 15:00 at 广东 广州市, status in_transit"
     assert f.evidence_data == {"last_scan_at": T0 + 5 * H, "limit_hours": 48.0, "stage": "in transit",
-                               "deadline": T0 + 53 * H, "configured_hours": 48.0, "cadence": "configured", "source": None}
+                               "deadline": T0 + 53 * H, "configured_hours": 48.0, "cadence": "configured", "source": None,
+                               "last_province": "广东", "last_city": "广州市", "status": "in_transit"}
 
 
 def test_tracking_stale_24h_once_out_for_delivery() -> None:
