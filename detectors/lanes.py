@@ -86,7 +86,7 @@ def bin_of(hours: float) -> int:
     return 0 if i < 0 else BINS - 1 if i >= BINS else i
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Normal:
     """What one level learned as of one refresh: how many (decayed) deliveries, and their normal transit as
     a log-normal's parameters (log hours): ``mu`` the median's log, ``sigma`` the faster half's spread."""
@@ -208,7 +208,7 @@ class LevelShare:
     spread: float | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Baseline:
     """A lane's normal transit time as of one refresh."""
 
@@ -296,6 +296,8 @@ class LaneBaselines:
         # refreshes (a sweep catching up walks each parcel through the days it missed), a bounded number.
         self._answers: dict[LaneKey, tuple[float, Baseline]] = {}
         self._past: dict[tuple[LaneKey, float], Baseline] = {}
+        # Per lane: its six level keys and levels (with how many levels existed when they were looked up).
+        self._lane_levels: dict[LaneKey, tuple[int, tuple[tuple[Any, ...], ...], tuple[_Level | None, ...]]] = {}
         self._latest_answer = -math.inf  # the latest refresh any answer was taken at
         # The earliest deliveries' signature times (sorted), and the earliest pickup among each and those before.
         self._first: list[float] = []
@@ -400,8 +402,13 @@ class LaneBaselines:
         return b
 
     def _blend(self, lane: LaneKey, refresh: float) -> Baseline:
-        keys = _level_keys(*lane)
-        learned = [self._level_at(key, refresh) for key in keys]
+        found = self._lane_levels.get(lane)
+        if found is None or found[0] != len(self._levels):  # (a level created since: look the keys up again)
+            keys = _level_keys(*lane)
+            found = self._lane_levels[lane] = (len(self._levels), keys, tuple(self._levels.get(key) for key in keys))
+        _, keys, levels = found
+        horizon = self.horizon
+        learned = [_NOTHING if level is None else level.at(refresh, horizon) for level in levels]
         q = self.cfg.quantile
         constant, constant_source = self.region_sla_hours(lane[2])
         if learned[-1].deliveries <= 0:
