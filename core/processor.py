@@ -404,7 +404,6 @@ class Processor:
             or state.closed_at is not None
             or state.exception_reason == "returned"
             or "transit_overdue" in state.open_issues
-            or subject.startswith(ORDER_SUBJECT_PREFIX)
         ):
             if filed is not None:
                 state.transit_filed = None  # (its line goes at the next refresh that looks at it)
