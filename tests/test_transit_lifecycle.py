@@ -210,3 +210,31 @@ def test_a_partition_whose_first_filing_came_before_its_first_tick_still_acts_on
     feed(r, 24.0, T0 + 50 * H, 400)
     log = ticks(r, T0 + 40 * H, REFRESHED + 600)
     assert [(e["action"], e["opened_at"]) for e in transit(log)] == [("open", iso(REFRESHED))]
+
+
+def test_a_source_that_reports_only_pickup_and_signature_raises_no_stale_tracking_once_learned() -> None:
+    """On a freight line's feed every parcel goes days without a scan between pickup and signature: once the
+    deliveries (as the processor reports them to the baselines) show that, its parcels are not judged stale;
+    a source that does report scans still is."""
+    from domain.events import TrackingUpdate
+
+    r = Rig()
+    r.tick(T0 - 30 * D)
+
+    def scan(number: str, status: str, t: float, source: str) -> None:
+        r._keep(r.p.on_tracking(0, TrackingUpdate(f"{number}-{status}", "ZTO", number, status, t, source=source), t))
+
+    for i in range(60):
+        number = f"F{i}"
+        r.order(shipped(T0 - 20 * D, number=number, order_id=f"TB-F{i}"))
+        scan(number, "picked_up", T0 - 20 * D + H, "17track")
+        out = r.p.on_tracking(0, TrackingUpdate(f"{number}-s", "ZTO", number, "signed", T0 - 15 * D, source="17track"),
+                              T0 - 15 * D)
+        for d in out.deliveries:  # (the deliveries topic, as every worker's feed reads it)
+            r.p.ctx.baselines.add_record(d)
+    for number, source in (("A", "17track"), ("B", "kuaidi100")):
+        r.order(shipped(T0 - H, number=number, order_id=f"TB-{number}"))
+        scan(number, "picked_up", T0, source)
+    log = ticks(r, T0, T0 + 60 * H, every=H)
+    stale = [(e["subject"], e["action"]) for e in log if e["kind"] == "tracking_stale"]
+    assert stale == [("ZTO:B", "open")]
