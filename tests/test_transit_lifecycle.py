@@ -220,6 +220,8 @@ def test_a_source_that_reports_only_pickup_and_signature_raises_no_stale_trackin
 
     r = Rig()
     r.tick(T0 - 30 * D)
+    baselines = r.p.ctx.baselines
+    assert isinstance(baselines, LaneBaselines)
 
     def scan(number: str, status: str, t: float, source: str) -> None:
         r._keep(r.p.on_tracking(0, TrackingUpdate(f"{number}-{status}", "ZTO", number, status, t, source=source), t))
@@ -231,7 +233,7 @@ def test_a_source_that_reports_only_pickup_and_signature_raises_no_stale_trackin
         out = r.p.on_tracking(0, TrackingUpdate(f"{number}-s", "ZTO", number, "signed", T0 - 15 * D, source="17track"),
                               T0 - 15 * D)
         for d in out.deliveries:  # (the deliveries topic, as every worker's feed reads it)
-            r.p.ctx.baselines.add_record(d)
+            baselines.add_record(d)
     for number, source in (("A", "17track"), ("B", "kuaidi100")):
         r.order(shipped(T0 - H, number=number, order_id=f"TB-{number}"))
         scan(number, "picked_up", T0, source)
