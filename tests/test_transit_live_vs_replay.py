@@ -1,5 +1,6 @@
 """A lane's baseline learned, raised and lowered while parcels are in flight: the live worker's whole Redis queue
-equals ``app.py replay --out`` of the same events.
+equals ``app.py replay --out`` of the same events (each issue's status, opened_at, resolved_at, resolution,
+severity and re-openings).
 
 Events flow in real time (each produced at its own event time) through a worker whose baselines are refreshed
 every 20 seconds (``lanes.refresh_minutes``), on a lane whose parcels take seconds:
@@ -21,21 +22,23 @@ baselines (through the deliveries topic) well before the refresh that counts it.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import config
-from core.replay import replay
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
 from devtools.simulator import write_jsonl
 from domain.events import OrderEvent, TrackingUpdate
 
-from .harness import Worker, all_issues, explain_subjects, produce, wait_for
+from .harness import ROOT, Worker, all_issues, explain_subjects, produce, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +84,11 @@ def queue_of_redis(redis_url: str) -> dict[str, tuple[Any, ...]]:
             for d in all_issues(redis_url)}
 
 
-def queue_of_replay(result: Any) -> dict[str, tuple[Any, ...]]:
-    """The replay's issues as the queue holds them: each issue's last open period, and how often it reopened."""
+def queue_of_replay(issues: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """``app.py replay --out``'s issues (one line per open period) as the queue holds them: each issue's last
+    open period, and how often it reopened."""
     periods: dict[str, list[dict[str, Any]]] = {}
-    for issue in result.issues.values():
+    for issue in issues:
         periods.setdefault(issue["issue_key"], []).append(issue)
     out = {}
     for key, seen in periods.items():
@@ -124,8 +128,12 @@ def test_the_live_queue_equals_replay_while_a_lanes_baseline_rises_and_falls(
             live = wait_for(settled, 60, "P, Q and L's issues raised and ended in the live queue")
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n{explain_subjects(broker.bootstrap, {'ZTO:P', 'ZTO:Q'})}") from None
-        with (tmp_path / "events.jsonl").open("rb") as fh:
-            replayed = queue_of_replay(replay(config.load(overrides, env={}), fh, until=time.time()))
+        out = tmp_path / "replayed.jsonl"
+        until = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        subprocess.run([sys.executable, "app.py", "replay", str(tmp_path / "events.jsonl"), "--until", until, "--out", str(out)],
+                       cwd=ROOT, env={**os.environ, "PARCELWATCH_CONFIG": str(overrides)}, check=True, capture_output=True,
+                       timeout=120)
+        replayed = queue_of_replay([json.loads(line) for line in out.read_text().splitlines()])
         assert live == replayed
         # What the scenario is for, in the replay's (= the queue's) terms.
         p, q = replayed["ZTO:P|transit_overdue"], replayed["ZTO:Q|transit_overdue"]
