@@ -102,13 +102,15 @@ def evaluate(scenario: Scenario, settings: config.Settings) -> list[str]:
         frontier.append(s)
         k += 0.5
     transit = detectors[0]
-    dominating = [s for s in frontier if s.dominates(transit)]
     # The fixed rules around the detector's operating point and the ERP-style ones, not all of them.
     shown = [s for s in frontier if s.recall >= 0.5 or s.precision >= 0.5]
     lines += [s.row() for s in shown]
     if len(shown) < len(frontier):
         lines.append(f"  ({len(frontier) - len(shown)} more fixed thresholds, each with precision and recall under 50%)")
-    lines.append("  transit_overdue dominated by: " + (", ".join(s.rule.split(": ")[1] for s in dominating) or "none"))
+    for kind, detector in zip(DETECTORS, detectors, strict=True):
+        dominating = [s.rule.split(": ")[1].removeprefix("not signed ").removesuffix(" after pickup")
+                      for s in frontier if s.dominates(detector)]
+        lines.append(f"  {kind} dominated by: " + (", ".join(dominating) if dominating else "none"))
     lead = transit.lead_days
     missed = [f"{name} {value}" for name, value, ok in (
         ("recall", f"{transit.recall:.1%}", transit.recall >= TARGET_RECALL),
