@@ -275,10 +275,7 @@ class ParcelAgent(Agent):
         added = 0
         for d in elements:
             try:
-                self.stream.baselines.add_delivery(
-                    d["carrier"], d.get("origin_province"), d.get("destination_province"),
-                    float(d["picked_up_at"]), float(d["signed_at"]),
-                )
+                self.stream.baselines.add_record(d)
                 self.recorder.observe_delivery(d)
                 added += 1
             except (AttributeError, KeyError, TypeError, ValueError):

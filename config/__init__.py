@@ -115,8 +115,12 @@ class Thresholds:
 @dataclass(frozen=True)
 class Lanes:
     quantile: float
-    window_days: float
-    min_samples: int
+    half_life_days: float
+    horizon_days: float
+    credibility_samples: float
+    min_hours_past_median: float
+    refresh_minutes: float
+    severity_percentiles: list[float]
     default_sla_hours: float
     region_sla_hours: dict[str, float]
     remote_provinces: list[str]
@@ -124,8 +128,18 @@ class Lanes:
     def validate(self, path: str) -> None:
         if not 0 < self.quantile < 1:
             raise ConfigError(f"{path}.quantile", f"must be between 0 and 1 (exclusive), got {self.quantile}")
-        _positive(f"{path}.window_days", self.window_days)
-        _positive(f"{path}.min_samples", self.min_samples)
+        _positive(f"{path}.half_life_days", self.half_life_days)
+        _positive(f"{path}.horizon_days", self.horizon_days)
+        _positive(f"{path}.credibility_samples", self.credibility_samples)
+        if self.min_hours_past_median < 0:
+            raise ConfigError(f"{path}.min_hours_past_median", f"must be >= 0, got {self.min_hours_past_median}")
+        _positive(f"{path}.refresh_minutes", self.refresh_minutes)
+        previous = self.quantile
+        for i, p in enumerate(self.severity_percentiles):
+            if not previous < p < 1:
+                raise ConfigError(f"{path}.severity_percentiles[{i}]", f"must be above {previous:g} (the quantile, then "
+                                  f"the step before) and below 1, got {p}")
+            previous = p
         _positive(f"{path}.default_sla_hours", self.default_sla_hours)
         for k, v in self.region_sla_hours.items():
             _positive(f"{path}.region_sla_hours.{k}", v)

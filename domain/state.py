@@ -193,6 +193,15 @@ class ParcelState:
     # own text, place, exception reason] without trailing nulls (``SCANS_KEPT`` at most; texts clipped to
     # ``SCAN_TEXT_CHARS``, numbers and signers' names masked; the place only when there is no text).
     scans: list[list[Any]] = field(default_factory=list)
+    # Where the parcel waits for its transit limit in the index (pickup bucket, origin, destination): the
+    # lanes' refreshes re-check it there (see processor.py). None: not waiting.
+    transit_filed: list[Any] | None = None
+    # (Fields are encoded by position: new ones go last, so a state stored before they existed still decodes.)
+    # The scans between pickup and signature (in transit, arrived, out for delivery, at a locker): the first
+    # and the last, for the carrier's scan cadence; and the source of the latest scan (kuaidi100, ...).
+    first_transit_scan_at: float | None = None
+    last_transit_scan_at: float | None = None
+    source: str | None = None
 
     # -- merges ------------------------------------------------------------------------------------
 
@@ -233,14 +242,24 @@ class ParcelState:
         self._keep_scan(up)
         if status != "info_received":
             # Any carrier scan (an exception scan too) shows the carrier has the parcel.
-            if self.last_scan_at is None or t >= self.last_scan_at:
+            last = self.last_scan_at
+            if last is None or t >= last:
                 if up.province is not None:
                     self.last_province = up.province
                 if up.city is not None:
                     self.last_city = up.city
                 self.last_scan_at = t
+                # The latest scan's source (on a tie the greater name, so any arrival order gives one answer).
+                source = up.source
+                if last is None or t > last or self.source is None or source > self.source:
+                    self.source = source
             if self.first_scan_at is None or t < self.first_scan_at:
                 self.first_scan_at = t
+            if status in _TRANSIT_SCANS:
+                if self.first_transit_scan_at is None or t < self.first_transit_scan_at:
+                    self.first_transit_scan_at = t
+                if self.last_transit_scan_at is None or t > self.last_transit_scan_at:
+                    self.last_transit_scan_at = t
 
     def _keep_scan(self, up: TrackingUpdate) -> None:
         """Add the scan to the story (a scan seen before is not added again; the oldest leave first). Runs
@@ -309,6 +328,20 @@ class ParcelState:
     def is_signed(self) -> bool:
         return self.signed_at is not None
 
+    @property
+    def returned(self) -> bool:
+        """The carrier is sending the parcel back (its latest exception)."""
+        return self.exception_reason == "returned"
+
+    def finding_time(self, kind: str) -> float | None:
+        """The finding time an open issue of ``kind`` last reported (its deadline crossed); None: not open.
+        (An open-issue record is [opened_at, severity, context, finding time]; older records have no fourth
+        element and reported their opening time.)"""
+        record = self.open_issues.get(kind)
+        if record is None:
+            return None
+        return record[3] if len(record) > 3 else record[0]
+
     # -- encoding ----------------------------------------------------------------------------------
 
     def encode(self) -> bytes:
@@ -333,6 +366,8 @@ def _mask(m: re.Match[str]) -> str:
     return f"{m.group(4)}*"
 
 
+# Scans between pickup and signature: what a carrier's scan cadence is learned from.
+_TRANSIT_SCANS = frozenset(("in_transit", "arrived_city", "out_for_delivery", "at_locker"))
 _ORDER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(OrderFacts))
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ParcelState))
 _N_FIELDS = len(_FIELD_NAMES)

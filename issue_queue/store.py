@@ -14,8 +14,13 @@ Layout (prefix ``pw:`` by default; see docs/events.md "Redis layout"):
 
 Every write goes through one Lua script (atomic, one round trip). Stream events are applied
 idempotently: the input is at-least-once, so a redelivered event must change nothing. The rules:
-an ``open`` creates the issue or reopens a resolved one with a newer ``opened_at``; an ``update`` or
-``resolve`` applies only to the open period it names (same ``opened_at``); anything older is ignored.
+an ``open`` creates the issue, or starts a new open period when it comes after the current one began
+(its ``at``, the moment it was raised, is later than the current period's: ``period_ts``), reopening a
+resolved issue; an ``update`` or ``resolve`` applies only to the open period it names (same
+``opened_at``, at or after the period began); anything older is ignored. A period is told by when it
+began, not by its ``opened_at`` alone: a re-opening whose ``opened_at`` was not later than the period
+before (a producer that back-dated it) was dropped as a duplicate, and the queue showed auto-resolved a
+parcel still overdue.
 "The same ``opened_at``" is compared at the 14 significant digits Redis's cjson keeps of the stored
 ``opened_ts`` (0.1 ms for today's epochs): compared exactly, every ``resolve`` and ``update`` of an issue
 opened at a time with microseconds (a deadline computed from event times) was dropped as stale.
@@ -117,6 +122,10 @@ local id, ev, opened_at, at, key, doc
 --INDEXES--
 -- cjson stores numbers with 14 significant digits: the stored opened_ts is the event's opened_at rounded.
 local function same_time(a, b) return string.format('%.14g', a) == string.format('%.14g', b) end
+local function after(a, b) return a > b and not same_time(a, b) end
+-- When the document's current open period began (documents written before periods were told by it: their
+-- opening's at was its opened_at).
+local function period_start(d) return d.period_ts or d.opened_ts end
 local function copy_finding(d)
   for _, f in ipairs({'reason', 'severity', 'evidence', 'evidence_data', 'suggested_action', 'exception_reason'}) do
     if ev[f] ~= nil then d[f] = ev[f] end
@@ -142,6 +151,7 @@ local function open_period(what)
   doc.status = 'open'
   doc.opened_at = ev.opened_at
   doc.opened_ts = opened_at
+  doc.period_ts = at
   doc.updated_at = ev.at
   push_history(doc, what, {severity = ev.severity, reason = ev.reason})
   index(doc)
@@ -162,11 +172,16 @@ local function apply()
       open_period('opened')
       return 'opened'
     end
-    if opened_at <= doc.opened_ts or same_time(opened_at, doc.opened_ts) then return 'duplicate' end
+    -- Raised no later than the current period began: this period's opening again, or an older one's.
+    if not after(at, period_start(doc)) then return 'duplicate' end
     if doc.status == 'open' or doc.status == 'acknowledged' then
-      -- A newer open period while still open (the resolve was lost upstream): carry on as an update.
+      -- A newer open period while still open (the resolve was lost upstream): carry on as an update, in
+      -- the new period (its own updates and resolve name it).
       unindex(doc)
       copy_finding(doc)
+      doc.opened_at = ev.opened_at
+      doc.opened_ts = opened_at
+      doc.period_ts = at
       doc.updated_at = ev.at
       index(doc)
       redis.call('SET', key, cjson.encode(doc))
@@ -182,7 +197,8 @@ local function apply()
     return 'reopened'
   end
 
-  if doc == nil or not same_time(opened_at, doc.opened_ts) then return 'stale' end
+  -- Another period's event (named by its opened_at), or one from before this period began.
+  if doc == nil or not same_time(opened_at, doc.opened_ts) or after(period_start(doc), at) then return 'stale' end
 
   if ev.action == 'update' then
     if doc.status ~= 'open' and doc.status ~= 'acknowledged' then return 'stale' end

@@ -142,6 +142,30 @@ def test_condition_returning_reopens_the_same_issue_with_history(redis_server: R
     assert [h["action"] for h in doc["history"]] == ["opened", "auto_resolved", "reopened"]
 
 
+@pytest.mark.parametrize("reopened_at", [-3600.0, 0.0])
+def test_a_reopening_is_never_dropped_whatever_its_opened_at(redis_server: RedisServer, reopened_at: float) -> None:
+    """A period that begins after the last one ended is a re-opening, even when its ``opened_at`` is not
+    later than the period before (a producer that back-dated it): dropping it as a duplicate left the
+    issue auto-resolved in the queue while the parcel was still overdue. A re-delivered event of the
+    ended period (its ``at`` is not after the end) is still a duplicate."""
+    t = START + 7200
+    key = "ZTO:7310001|transit_overdue"
+    first = [event("open", t, key=key), event("resolve", t, t + 600, key=key)]
+    # Re-opened two hours after the resolution, with an opened_at at or before the first period's.
+    again = event("open", t + reopened_at, t + 600 + 7200, key=key)
+
+    async def go(store: IssueStore) -> tuple[list[str], list[str], dict[str, Any] | None]:
+        applied = await store.apply_events([*first, again])
+        redelivered = await store.apply_events([*first, again, event("resolve", t + reopened_at, t + 9000, key=key)])
+        return applied, redelivered, await store.get(issue_id(key))
+
+    applied, redelivered, doc = run(redis_server, go)
+    assert applied == ["opened", "auto_resolved", "reopened"]
+    assert redelivered == ["duplicate", "stale", "duplicate", "auto_resolved"]
+    assert doc is not None and doc["status"] == "auto_resolved" and doc["reopened"] == 1
+    assert [h["action"] for h in doc["history"]] == ["opened", "auto_resolved", "reopened", "auto_resolved"]
+
+
 def test_staff_lifecycle_and_illegal_transitions(redis_server: RedisServer) -> None:
     t = START + 3600
     iid = issue_id("ZTO:7310001|pickup_overdue")

@@ -48,13 +48,15 @@ def findings(ctx: DetectorContext) -> dict[str, dict[str, Any]]:
                                           last_scan_at=T0 + 2 * D, exception_at=T0 + 2 * D, exception_reason="out_of_area",
                                           last_city="乌鲁木齐市"), T0 + 2 * D),
     }
-    rules = {"ship_overdue": r.ship_overdue, "pickup_overdue": r.pickup_overdue, "tracking_stale": r.tracking_stale,
+    rules = {"ship_overdue": r.ship_overdue, "pickup_overdue": r.pickup_overdue,
              "confirmed_unsigned": r.confirmed_unsigned, "autoconfirm_imminent": r.autoconfirm_imminent,
              "locker_uncollected": r.locker_uncollected, "carrier_exception": r.carrier_exception}
     out = {}
     for kind, (state, now) in states.items():
         if kind == "transit_overdue":
             check = r.transit_overdue(state, now, ctx, "ZTO")
+        elif kind == "tracking_stale":
+            check = r.tracking_stale(state, now, ctx, "ZTO")
         else:
             check = rules[kind](state, now, ctx)
         finding = check.finding

@@ -122,14 +122,10 @@ class Health:
         return view.json(body, status=200 if ok else 503)
 
     async def lanes(self, view: web.View, request: web.Request) -> web.Response:
-        """Each learned lane: sample count, p50/p90 and the limit in use with its source (learned or fallback)."""
-        baselines = self.stream.baselines
-        lanes = [
-            {"lane": s.lane, "samples": s.samples, "p50_hours": s.p50_hours, "p90_hours": s.p90_hours,
-             "limit_hours": s.limit_hours, "source": s.source}
-            for s in baselines.stats(time.time())
-        ]
-        return view.json({"quantile": baselines.cfg.quantile, "window_days": baselines.cfg.window_days, "lanes": lanes})
+        """What the baselines learned (detectors/lanes.py ``describe``): each level's normal transit, each lane's
+        blend and its limit at the configured quantile, each carrier and source's scan cadence."""
+        stream = self.stream
+        return view.json(stream.baselines.describe(time.time(), stream.settings.thresholds.tracking_stale_hours))
 
     async def metrics(self, view: web.View, request: web.Request) -> web.Response:
         # ``?name[]=a&name[]=b``: only those series, as prometheus_client's own exposition handlers allow.
