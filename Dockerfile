@@ -26,8 +26,10 @@ COPY --chown=parcelwatch:parcelwatch delivery/ delivery/
 COPY --chown=parcelwatch:parcelwatch detectors/ detectors/
 COPY --chown=parcelwatch:parcelwatch devtools/ devtools/
 COPY --chown=parcelwatch:parcelwatch domain/ domain/
+COPY --chown=parcelwatch:parcelwatch importers/ importers/
 COPY --chown=parcelwatch:parcelwatch ingest/ ingest/
 COPY --chown=parcelwatch:parcelwatch issue_queue/ issue_queue/
+COPY --chown=parcelwatch:parcelwatch subscriptions/ subscriptions/
 COPY --chown=parcelwatch:parcelwatch telemetry/ telemetry/
 COPY --chown=parcelwatch:parcelwatch web/ web/
 

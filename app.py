@@ -33,8 +33,11 @@ Commands:
   worker     run a stream worker: the agents, the deadline timer and the web server
              (queue page /queue, issue API /issues, ingest /ingest/..., /healthz, /metrics)
   queue      print the day's problem-parcel queue as a table, or write it as CSV for Excel
+  staff      staff accounts for the queue page (add, list, remove, password)
   replay     replay a JSON Lines file of events in event time through the same detectors
   simulate   send realistic demo orders and tracking updates to the broker, or to a file
+  import-orders     read a platform's order export (千牛, 抖店, 拼多多; CSV or XLSX) into order events
+  register-parcels  register a shop's past parcels with the tracking aggregator, or the failed ones again
 
   python app.py COMMAND --help   a command's options
   python app.py --faust-help     Faust's own options and commands (agents, tables, reset, ...)
@@ -107,6 +110,26 @@ async def queue(
 
 
 @app.command(
+    argument("action", type=str),
+    argument("login", type=str, required=False),
+    option("--name", default=None, help="The person's name as colleagues know it (shown in the history)."),
+    option("--shops", default=None, help="Comma-separated shops they work (* = every shop)."),
+    option("--role", default="agent", help="agent (works issues) or viewer (reads only)."),
+    option("--password-stdin", is_flag=True, default=False, help="Read the password from standard input."),
+)
+async def staff(self: object, action: str, login: str | None, name: str | None, shops: str | None, role: str,
+                password_stdin: bool) -> None:
+    """Staff accounts for the queue page: staff add LOGIN --name 小李 --shops shop-a | list | remove LOGIN | password LOGIN."""
+    from issue_queue.cli import manage_staff
+
+    redis_url, where = _stack_url("redis", settings.app.redis_url, "PARCELWATCH_REDIS_URL")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    code = await manage_staff(redis_url, where, action, login, name=name, shops=shops, role=role, password=password)
+    if code:
+        sys.exit(code)
+
+
+@app.command(
     option("--parcels", type=int, default=2000, help="Parcels to simulate."),
     option("--rate", type=float, default=None, help="At most this many events per second."),
     option("--days-back", type=float, default=3.0, help="The simulated clock starts this many days ago."),
@@ -132,6 +155,56 @@ async def simulate(self: object, parcels: int, rate: float | None, days_back: fl
     await asyncio.get_running_loop().run_in_executor(None, simulator.run, args)
 
 
+@app.command(
+    argument("files", nargs=-1, required=True),
+    option("--platform", default=None, help="taobao, tmall, douyin or pinduoduo (the export's built-in layout)."),
+    option("--mapping", default=None, help="A YAML mapping file for an export whose columns differ."),
+    option("--shop", required=True, help="The shop these orders belong to."),
+    option("--origin-province", default=None, help="The province the shop ships from, e.g. 广东."),
+    option("--exported-at", default=None, help="When the file was exported (ISO 8601; default: the file's time)."),
+    option("--dry-run", is_flag=True, default=False, help="Print the events (JSON Lines) instead of sending them."),
+    option("--bootstrap", default=None, help="host:port of the broker (default: a running `make run`'s, else config)."),
+    option("--url", default=None, help="Send to this worker's POST /ingest/orders instead of the broker."),
+    option("--token", default=None, help="The order token for --url (or PARCELWATCH_ORDER_TOKEN)."),
+    option("--no-progress", is_flag=True, default=False, help="No progress bar."),
+)
+async def import_orders(self: object, files: tuple[str, ...], **options: object) -> None:
+    """Read order exports (千牛, 抖店, 拼多多, or any through a mapping file) into paid / shipped / confirmed /
+    refunded / closed order events."""
+    import argparse
+    import asyncio
+
+    from importers import cli
+
+    args = argparse.Namespace(files=list(files), **options)
+    broker, _ = _stack_url("broker", settings.app.broker.split(";")[0], "PARCELWATCH_BROKER_URL")
+    # The producer runs its own event loop; keep it off Faust's.
+    code = await asyncio.get_running_loop().run_in_executor(None, lambda: cli.run(args, bootstrap=broker.removeprefix("kafka://")))
+    if code:
+        sys.exit(code)
+
+
+@app.command(
+    argument("files", nargs=-1, required=False),
+    option("--platform", default=None, help="With export files: taobao, tmall, douyin or pinduoduo."),
+    option("--mapping", default=None, help="With export files: a YAML mapping file."),
+    option("--shop", default=None, help="Only this shop's parcels (required with export files)."),
+    option("--since", default=None, help="Only parcels shipped since this day (YYYY-MM-DD, China time) or time."),
+    option("--retry-failed", is_flag=True, default=False, help="File the parcels that could not be registered again."),
+    option("--status", is_flag=True, default=False, help="Counts and the latest failures."),
+    option("--dry-run", is_flag=True, default=False, help="List the parcels instead of filing them."),
+)
+async def register_parcels(self: object, files: tuple[str, ...], **options: object) -> None:
+    """Register a shop's past parcels with the tracking aggregator (subscriptions.aggregator), in bulk."""
+    from subscriptions.cli import namespace
+    from subscriptions.cli import register_parcels as run
+
+    redis_url, where = _stack_url("redis", settings.app.redis_url, "PARCELWATCH_REDIS_URL")
+    code = await run(settings, redis_url, where, namespace(files=list(files), **options))
+    if code:
+        sys.exit(code)
+
+
 def _stack_url(name: str, configured: str, variable: str) -> tuple[str, str]:
     """The URL a command-line tool should use for ``name`` ("redis", "broker"), and where it came from: the
     environment variable when set, else the running ``make run`` stack's (which may have moved to a free
@@ -152,8 +225,13 @@ def main() -> None:
     argv = sys.argv[1:]
     if argv == ["--faust-help"]:
         sys.argv[1:] = ["--help"]
-    elif "worker" in argv and "--help" not in argv and settings.app.broker_kind == "embedded":
-        _discard_stale_tables()
+    elif "worker" in argv and "--help" not in argv:
+        try:
+            config.check_ingest_secrets(settings)  # a worker reachable from other machines takes no unsigned pushes
+        except config.ConfigError as exc:
+            sys.exit(f"parcelwatch: {exc}")
+        if settings.app.broker_kind == "embedded":
+            _discard_stale_tables()
     app.main()
 
 

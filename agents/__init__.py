@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .notification_webhook import NotificationWebhook
     from .orders import OrderRouterAgent
     from .parcels import ParcelAgent
+    from .shop_health import ShopHealthAgent
+    from .subscriptions import SubscriptionAgents
 
 
 @dataclass(eq=False)
@@ -58,6 +60,8 @@ class StreamApp:
     issue_sink: IssueSink | None = None
     alerts: AlertRouting | None = None
     notification_webhook: NotificationWebhook | None = None
+    subscriptions: SubscriptionAgents | None = None
+    shop_health: ShopHealthAgent | None = None
 
 
 class Agent:
@@ -80,6 +84,8 @@ def build(settings: Settings) -> StreamApp:
     from .notification_webhook import NotificationWebhook
     from .orders import OrderRouterAgent
     from .parcels import ParcelAgent
+    from .shop_health import ShopHealthAgent
+    from .subscriptions import SubscriptionAgents
 
     cfg = settings.app
     app = make_app(settings)
@@ -98,6 +104,8 @@ def build(settings: Settings) -> StreamApp:
     stream.issue_sink = IssueSink(stream)
     stream.alerts = AlertRouting(stream)
     stream.notification_webhook = NotificationWebhook(stream)
+    stream.subscriptions = SubscriptionAgents(stream) if settings.subscriptions.enabled else None
+    stream.shop_health = ShopHealthAgent(stream)
     if embedded:
         _watch_broker_lifetime(stream, cfg.broker.split(";")[0].removeprefix("kafka://"))
     return stream

@@ -4,7 +4,9 @@ The issues topic is keyed by parcel, so one lane's parcels are spread over every
 need to see a whole lane in one place. ``lane_rekey`` forwards each issue event to the alert-routing
 partition of its lane (the events of one issues record that share a partition in one record, a batch record
 when several), and ``alert_router`` hands them to this worker's ``AlertRouter`` (``alerting/``), which never
-blocks the stream (bounded queues, retries, spill to disk).
+blocks the stream (bounded queues, retries, spill to disk). The router counts the robots' rate limits in the
+issue store's Redis, so every worker of the deployment keeps within them together; a message a robot refuses
+for good goes to the dead-letter topic.
 
 Only valid issue events are forwarded (the issue sink dead-letters the others, from the issues topic); an
 invalid record or element on the alert-routing topic itself, which only someone else could have written,
@@ -20,7 +22,7 @@ import orjson
 from faust.types import EventT, StreamT
 from mode import Service
 
-from alerting import AlertRouter, load_routes
+from alerting import AlertRouter, Refusal, load_routes
 from delivery.batch_records import is_batch, keyed_records, record_events
 from domain.events import InvalidEvent
 from issue_queue.store import check_issue_event
@@ -38,7 +40,10 @@ class AlertRouting:
         self.topics = stream.topology
         self.partitions = stream.settings.app.partitions
         routes = load_routes(data_dir=stream.settings.app.data_dir)
-        self.router = AlertRouter(routes, labels=stream.settings.labels, kafka_send=self._kafka_send)
+        # The issue store's Redis: the robots' rate limits and penalties are counted there by every worker.
+        self.router = AlertRouter(routes, labels=stream.settings.labels, kafka_send=self._kafka_send,
+                                  redis=stream.store.redis, redis_prefix=stream.store.prefix)
+        self.router.dead_letter = self._dead_letter
         stream.recorder.watch_alert_router(self.router)
         app.service(_RouterLifetime(self.router))  # type: ignore[arg-type]  # (an instance is started as it is)
         app.agent(self.topics.issues, name="lane_rekey")(self.lane_rekey)
@@ -85,6 +90,19 @@ class AlertRouting:
 
     async def _reject(self, event: EventT, exc: InvalidEvent, element: tuple[int, Any] | None) -> None:
         await self.stream.dead_letters.reject(event, exc, element)
+
+    async def _dead_letter(self, refusal: Refusal) -> None:
+        """A message a destination refused for good goes to the dead-letter topic: the envelope as JSON, the
+        platform's answer as the reason. (Counted by the router's ``on_refused``.)"""
+        headers = {
+            "pw-reason": f"destination: {refusal.detail}"[:1000].encode(),
+            "pw-field": b"destination",
+            "pw-alert-route": refusal.route.encode(),
+            "pw-alert-destination": refusal.destination.encode(),
+            "pw-alert-refusal": refusal.reason.encode(),
+        }
+        await self.topics.dead_letter.send(key=str(refusal.envelope.get("id", "")), value=orjson.dumps(refusal.envelope),
+                                           headers=headers)
 
 
 class _RouterLifetime(Service):

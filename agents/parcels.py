@@ -284,6 +284,10 @@ class ParcelAgent(Agent):
         # A record's deliveries as one record per partition (a batch record when several), as issue events.
         for key, deliveries_partition, record in keyed_records(deliveries, self.partitions):
             await self.topics.deliveries.send(key=key, value=record, partition=deliveries_partition)
+        # The same for the parcels' milestones, read by the shops' logistics health (agents/shop_health.py).
+        milestones = [(m["parcel"], orjson.dumps(m)) for out in outs for m in out.logistics]
+        for key, milestones_partition, record in keyed_records(milestones, self.partitions):
+            await self.topics.shop_logistics.send(key=key, value=record, partition=milestones_partition)
 
     def _remove(self, removals: Output, partition: int) -> None:
         self.processor.apply_index_removals(removals)
@@ -320,10 +324,7 @@ class ParcelAgent(Agent):
         added = 0
         for d in elements:
             try:
-                self.stream.baselines.add_delivery(
-                    d["carrier"], d.get("origin_province"), d.get("destination_province"),
-                    float(d["picked_up_at"]), float(d["signed_at"]),
-                )
+                self.stream.baselines.add_record(d)
                 self.recorder.observe_delivery(d)
                 added += 1
             except (AttributeError, KeyError, TypeError, ValueError):

@@ -67,6 +67,8 @@ class Topology:
         self.deliveries = self._topic(names.deliveries)
         self.alert_routing = self._topic(names.alert_routing)
         self.notifications = self._topic(names.notifications)
+        self.subscriptions = self._topic(names.subscriptions)
+        self.shop_logistics = self._topic(names.shop_logistics)
         # The parcel state's inputs, keyed by subject.
         self.parcel_inputs = self._inputs(names.tracking, names.order_facts, names.ticks)
         # The order router's inputs, both keyed by order id (co-partitioned with the orders table): order

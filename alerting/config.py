@@ -14,22 +14,27 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from config import ConfigError
-from domain.vocabulary import CARRIERS, ISSUE_KINDS, PLATFORMS, SEVERITIES
+from domain.vocabulary import CARRIERS, CHINA_TZ, ISSUE_KINDS, PLATFORMS, SEVERITIES, china_date, china_day_bounds
+
+from .vendors import VENDORS, RateLimit
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "alert_routes.yaml"
 PATH_ENV = "PARCELWATCH_ALERT_ROUTES"
 ACTIONS = ("open", "update", "resolve")
 DESTINATION_TYPES = ("webhook", "dingtalk", "wecom", "feishu", "slack", "kafka")
+CHAT_TYPES = ("dingtalk", "wecom", "feishu", "slack")
 FEISHU_FORMATS = ("text", "post", "interactive")
 # Route and destination names become metric label values and spool file names: keep them plain.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 ROOT = "alert_routes"
 
 
@@ -91,14 +96,6 @@ class Digest:
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimit:
-    """At most ``max_messages`` sends per destination in any ``window_seconds`` (60: "per minute")."""
-
-    max_messages: int
-    window_seconds: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 5
     initial_backoff_seconds: float = 1.0
@@ -115,6 +112,45 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class OnCall:
+    """A rotation: ``users`` take turns of ``shift_hours`` each, the first from ``start`` (epoch seconds).
+    ``by_mobile``: the entries are DingTalk phone numbers rather than user ids."""
+
+    users: tuple[str, ...]
+    start: float
+    shift_hours: float = 24.0
+    by_mobile: bool = False
+
+    def current(self, now: float) -> str:
+        shift = int((now - self.start) // (self.shift_hours * 3600))
+        return self.users[shift % len(self.users)]
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """Who a destination's messages @-mention, in that platform's own ids: DingTalk userIds (or ``mobiles``),
+    WeCom userids, Feishu open_ids (ou_...), Slack member ids (U...). Only new and updated issues at least
+    ``min_severity`` mention anyone (never a resolve); @all only a message with a critical issue in it."""
+
+    users: tuple[str, ...] = ()
+    mobiles: tuple[str, ...] = ()  # dingtalk only
+    on_call: OnCall | None = None
+    min_severity: str | None = None
+    all_for_critical: bool = False
+
+    def people(self, now: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(user ids, mobiles) to mention now: the fixed ones and whoever is on call."""
+        users = list(self.users)
+        mobiles = list(self.mobiles)
+        if self.on_call is not None:
+            person = self.on_call.current(now)
+            target = mobiles if self.on_call.by_mobile else users
+            if person not in target:
+                target.append(person)
+        return tuple(users), tuple(mobiles)
+
+
+@dataclass(frozen=True, slots=True)
 class DestinationConfig:
     name: str
     type: str
@@ -124,11 +160,54 @@ class DestinationConfig:
     topic: str | None = None
     format: str = "text"  # feishu: text | post | interactive
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    at_mobiles: tuple[str, ...] = ()  # dingtalk: phone numbers to @
-    at_all: bool = False  # dingtalk: @ everyone
+    at_mobiles: tuple[str, ...] = ()  # dingtalk: phone numbers to @ (kept for older files; see ``mention``)
+    at_all: bool = False  # dingtalk: @all, for messages with a critical issue (kept for older files)
     timeout_seconds: float = 10.0
-    # The robot's own platform limit (DingTalk: 20 a minute), shared by every route that sends to it.
-    rate_limit: RateLimit | None = None
+    # Every window must hold: the platform's documented limits plus any the operator adds. Shared by every
+    # route and every worker that sends to the same robot.
+    rate_limits: tuple[RateLimit, ...] = ()
+    # The robot's 关键词 (DingTalk / Feishu keyword security): put in front of every message's title and text.
+    keyword: str | None = None
+    environment: str | None = None  # 生产 / 测试 ...: shown in front of every title
+    base_url: str | None = None  # the staff page (https://...): each message links back to its issue there
+    proxy: str | None = field(default=None, repr=False)  # http://[user:password@]host:port for allow-listed egress
+    mention: Mention = Mention()
+    # The wait after a throttling answer that names none (default: the platform's documented penalty).
+    throttle_penalty_seconds: float | None = None
+
+    @property
+    def mentions(self) -> Mention:
+        """``mention`` with the older ``at_mobiles`` / ``at_all`` keys folded in."""
+        m = self.mention
+        if not self.at_mobiles and not self.at_all:
+            return m
+        mobiles = tuple(dict.fromkeys((*m.mobiles, *self.at_mobiles)))
+        return Mention(m.users, mobiles, m.on_call, m.min_severity, m.all_for_critical or self.at_all)
+
+    @property
+    def penalty_seconds(self) -> float:
+        if self.throttle_penalty_seconds is not None:
+            return self.throttle_penalty_seconds
+        vendor = VENDORS.get(self.type)
+        return vendor.penalty_seconds if vendor else 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """China time, minutes after midnight: from ``start`` to ``end`` (past midnight when ``end`` < ``start``)."""
+
+    start: int
+    end: int
+
+    def active(self, now: float) -> bool:
+        minute = self._minute(now)
+        if self.start <= self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+    @staticmethod
+    def _minute(now: float) -> int:
+        return int((now - china_day_bounds(china_date(now))[0]) // 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +217,16 @@ class Route:
     match: Match = Match()
     actions: frozenset[str] = frozenset({"open"})
     digest: Digest | None = None
-    rate_limit: RateLimit | None = None
+    rate_limits: tuple[RateLimit, ...] = ()
     retry: RetryPolicy = RetryPolicy()
     # Issues of a lane with an open lane incident are left out; the route gets the incident message instead.
     lane_incidents: bool = False
+    # Non-critical alerts wait out these hours and then come as one summary; critical ones are sent at once.
+    quiet_hours: QuietHours | None = None
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        return self.rate_limits[0] if self.rate_limits else None
 
     def matches(self, issue: Mapping[str, Any]) -> bool:
         return issue.get("action") in self.actions and self.match.matches(issue)
@@ -167,6 +252,8 @@ class AlertConfig:
     memory_limit: int = 1000  # envelopes held in memory per (route, destination) before spilling to disk
     incidents: IncidentSettings = IncidentSettings()
     source: str = ""
+    environment: str | None = None
+    base_url: str | None = None
 
 
 # -- validation helpers ---------------------------------------------------------------------------------
@@ -255,18 +342,105 @@ def _url(value: Any, key: str, env: Mapping[str, str]) -> str:
     return url
 
 
-def _rate_limit(value: Any, key: str) -> RateLimit | None:
+def _rate_limits(value: Any, key: str) -> tuple[RateLimit, ...]:
+    """``{per_minute: 20}``, ``{per_second: 5, per_minute: 100}``, ``{per_minute: 3, window_seconds: 10}`` (3 in
+    any 10 s), or a list of those."""
     if value is None:
-        return None
-    data = _mapping(value, key, ("per_minute", "window_seconds"))
-    if "per_minute" not in data:
-        raise ConfigError(f"{key}.per_minute", "is required")
-    window = _number(data.get("window_seconds", 60), f"{key}.window_seconds")
-    return RateLimit(_int(data["per_minute"], f"{key}.per_minute"), window)
+        return ()
+    if isinstance(value, list):
+        return tuple(lim for i, v in enumerate(value) for lim in _rate_limits(v, f"{key}[{i}]"))
+    data = _mapping(value, key, ("per_second", "per_minute", "window_seconds"))
+    if "per_second" not in data and "per_minute" not in data:
+        raise ConfigError(f"{key}.per_minute", "is required (or per_second)")
+    if "window_seconds" in data and "per_second" in data:
+        raise ConfigError(f"{key}.window_seconds", "goes with per_minute alone (per_minute messages in any window_seconds)")
+    limits = []
+    if "per_second" in data:
+        limits.append(RateLimit(_int(data["per_second"], f"{key}.per_second"), 1.0))
+    if "per_minute" in data:
+        window = _number(data.get("window_seconds", 60), f"{key}.window_seconds")
+        limits.append(RateLimit(_int(data["per_minute"], f"{key}.per_minute"), window))
+    return tuple(limits)
 
 
-def _destination(name: str, value: Any, key: str, env: Mapping[str, str]) -> DestinationConfig:
-    allowed = ("type", "url", "secret", "topic", "format", "headers", "at_mobiles", "at_all", "timeout_seconds", "rate_limit")
+def _time(value: Any, key: str) -> float:
+    """An ISO 8601 time (a YAML timestamp too); without an offset it is China time."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(key, f"expected a time like 2026-01-05T09:00:00+08:00, got {value!r}") from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise ConfigError(key, f"expected a time like 2026-01-05T09:00:00+08:00, got {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=CHINA_TZ)
+    return value.timestamp()
+
+
+def _clock_minute(value: Any, key: str) -> int:
+    """"22:00" (China time) as minutes after midnight. YAML 1.1 reads an unquoted 22:00 as the number 1320
+    (base 60), which is the same minutes."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return value
+    if isinstance(value, str) and (m := _CLOCK.match(value.strip())):
+        hours, minutes = int(m.group(1)), int(m.group(2))
+        if hours < 24 and minutes < 60:
+            return hours * 60 + minutes
+    raise ConfigError(key, f"expected a time of day like \"22:00\", got {value!r}")
+
+
+def _mention(value: Any, key: str, kind: str) -> Mention:
+    data = _mapping(value, key, ("users", "mobiles", "on_call", "min_severity", "all_for_critical"))
+    if "mobiles" in data and kind != "dingtalk":
+        raise ConfigError(f"{key}.mobiles", "applies to dingtalk only (the others mention user ids)")
+    min_severity = data.get("min_severity")
+    if min_severity is not None and min_severity not in SEVERITIES:
+        raise ConfigError(f"{key}.min_severity", f"expected one of {', '.join(SEVERITIES)}, got {min_severity!r}")
+    on_call = None
+    if data.get("on_call") is not None:
+        ok = f"{key}.on_call"
+        raw = _mapping(data["on_call"], ok, ("users", "mobiles", "start", "shift_hours"))
+        if ("users" in raw) == ("mobiles" in raw):
+            raise ConfigError(f"{ok}.users", "give the rotation as users (or, for dingtalk, mobiles)")
+        if "mobiles" in raw and kind != "dingtalk":
+            raise ConfigError(f"{ok}.mobiles", "applies to dingtalk only (the others mention user ids)")
+        field_ = "mobiles" if "mobiles" in raw else "users"
+        people = _list(raw[field_], f"{ok}.{field_}")
+        if not people:
+            raise ConfigError(f"{ok}.{field_}", "must name at least one person")
+        if "start" not in raw:
+            raise ConfigError(f"{ok}.start", "is required (when the first person's shift began)")
+        on_call = OnCall(people, _time(raw["start"], f"{ok}.start"),
+                         _number(raw.get("shift_hours", 24), f"{ok}.shift_hours"), by_mobile=field_ == "mobiles")
+    return Mention(
+        users=_list(data.get("users"), f"{key}.users"), mobiles=_list(data.get("mobiles"), f"{key}.mobiles"),
+        on_call=on_call, min_severity=min_severity,
+        all_for_critical=_bool(data.get("all_for_critical", False), f"{key}.all_for_critical"),
+    )
+
+
+def _list(value: Any, key: str) -> tuple[str, ...]:
+    """A list of non-empty strings in the given order, without repeats (numbers are read as text: phone numbers)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        value = [value]
+    out: list[str] = []
+    for i, v in enumerate(value):
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{key}[{i}]", f"expected a non-empty string, got {v!r}")
+        if v not in out:
+            out.append(v)
+    return tuple(out)
+
+
+def _destination(name: str, value: Any, key: str, env: Mapping[str, str], defaults: Mapping[str, Any]) -> DestinationConfig:
+    allowed = ("type", "url", "secret", "topic", "format", "headers", "at_mobiles", "at_all", "timeout_seconds", "rate_limit",
+               "keyword", "proxy", "mention", "throttle_penalty_seconds")
     data = _mapping(value, key, allowed)
     kind = data.get("type")
     if kind not in DESTINATION_TYPES:
@@ -276,7 +450,7 @@ def _destination(name: str, value: Any, key: str, env: Mapping[str, str]) -> Des
         if "topic" not in data:
             raise ConfigError(f"{key}.topic", "is required for a kafka destination")
         topic = _str(data["topic"], f"{key}.topic")
-        for k in ("url", "secret", "headers", "format", "at_mobiles", "at_all"):
+        for k in ("url", "secret", "headers", "format", "at_mobiles", "at_all", "keyword", "proxy", "mention"):
             if k in data:
                 raise ConfigError(f"{key}.{k}", "does not apply to a kafka destination")
     else:
@@ -306,13 +480,30 @@ def _destination(name: str, value: Any, key: str, env: Mapping[str, str]) -> Des
         headers = {str(h): _expand(v, f"{key}.headers.{h}", env) for h, v in raw_headers.items()}
     for k in ("at_mobiles", "at_all"):
         if k in data and kind != "dingtalk":
-            raise ConfigError(f"{key}.{k}", "applies to dingtalk only")
+            raise ConfigError(f"{key}.{k}", "applies to dingtalk only (use mention for the others)")
+    chat = kind in CHAT_TYPES
+    for k in ("keyword", "mention"):
+        if k in data and not chat:
+            raise ConfigError(f"{key}.{k}", f"applies to the chat robots ({', '.join(CHAT_TYPES)}), not {kind}")
     at_mobiles = _set(data.get("at_mobiles"), f"{key}.at_mobiles")
+    vendor = VENDORS.get(kind)
+    proxy = defaults.get("proxy") if kind != "kafka" else None
+    if "proxy" in data:
+        proxy = None if data["proxy"] is None else _url(data["proxy"], f"{key}.proxy", env)
+    penalty = None
+    if "throttle_penalty_seconds" in data:
+        penalty = _number(data["throttle_penalty_seconds"], f"{key}.throttle_penalty_seconds", strict=False)
     return DestinationConfig(
         name=name, type=kind, url=url, secret=secret, topic=topic, format=fmt, headers=headers,
         at_mobiles=tuple(sorted(at_mobiles)), at_all=_bool(data.get("at_all", False), f"{key}.at_all"),
         timeout_seconds=_number(data.get("timeout_seconds", 10), f"{key}.timeout_seconds"),
-        rate_limit=_rate_limit(data.get("rate_limit"), f"{key}.rate_limit"),
+        rate_limits=(vendor.limits if vendor else ()) + _rate_limits(data.get("rate_limit"), f"{key}.rate_limit"),
+        keyword=_str(data["keyword"], f"{key}.keyword") if "keyword" in data else None,
+        environment=defaults.get("environment") if chat else None,
+        base_url=defaults.get("base_url") if chat else None,
+        proxy=proxy,
+        mention=_mention(data.get("mention"), f"{key}.mention", kind) if "mention" in data else Mention(),
+        throttle_penalty_seconds=penalty,
     )
 
 
@@ -350,8 +541,20 @@ def _retry(value: Any, key: str) -> RetryPolicy:
     return policy
 
 
+def _all_of(value: Any, key: str, keys: tuple[str, ...], hint: str = "") -> Mapping[str, Any] | None:
+    """An optional mapping that, when given, must have every one of ``keys`` (and no other)."""
+    if value is None:
+        return None
+    data = _mapping(value, key, keys)
+    for k in keys:
+        if k not in data:
+            raise ConfigError(f"{key}.{k}", f"is required{hint}")
+    return data
+
+
 def _route(value: Any, key: str, destinations: Mapping[str, DestinationConfig]) -> Route:
-    data = _mapping(value, key, ("name", "match", "actions", "destinations", "digest", "rate_limit", "retry", "lane_incidents"))
+    data = _mapping(value, key, ("name", "match", "actions", "destinations", "digest", "rate_limit", "retry", "lane_incidents",
+                                 "quiet_hours"))
     if "name" not in data:
         raise ConfigError(f"{key}.name", "is required")
     name = _name(data["name"], f"{key}.name")
@@ -372,22 +575,26 @@ def _route(value: Any, key: str, destinations: Mapping[str, DestinationConfig]) 
     if not actions:
         raise ConfigError(f"{key}.actions", "must name at least one of open, update, resolve")
     digest = None
-    if data.get("digest") is not None:
+    if (raw := _all_of(data.get("digest"), f"{key}.digest", ("max_items", "max_seconds"))) is not None:
         dk = f"{key}.digest"
-        raw = _mapping(data["digest"], dk, ("max_items", "max_seconds"))
-        for k in ("max_items", "max_seconds"):
-            if k not in raw:
-                raise ConfigError(f"{dk}.{k}", "is required")
         digest = Digest(_int(raw["max_items"], f"{dk}.max_items"), _number(raw["max_seconds"], f"{dk}.max_seconds"))
+    quiet = None
+    hint = " (a time of day, China time, like \"22:00\")"
+    if (raw := _all_of(data.get("quiet_hours"), f"{key}.quiet_hours", ("start", "end"), hint)) is not None:
+        qk = f"{key}.quiet_hours"
+        quiet = QuietHours(_clock_minute(raw["start"], f"{qk}.start"), _clock_minute(raw["end"], f"{qk}.end"))
+        if quiet.start == quiet.end:
+            raise ConfigError(f"{qk}.end", "must differ from start")
     return Route(
         name=name,
         destinations=tuple(dest_names),
         match=_match(data.get("match"), f"{key}.match"),
         actions=actions,
         digest=digest,
-        rate_limit=_rate_limit(data.get("rate_limit"), f"{key}.rate_limit"),
+        rate_limits=_rate_limits(data.get("rate_limit"), f"{key}.rate_limit"),
         retry=_retry(data.get("retry"), f"{key}.retry"),
         lane_incidents=_bool(data.get("lane_incidents", False), f"{key}.lane_incidents"),
+        quiet_hours=quiet,
     )
 
 
@@ -420,12 +627,19 @@ def parse(data: Any, *, env: Mapping[str, str] | None = None, data_dir: str | os
     env = os.environ if env is None else env
     if data is None:
         data = {}
-    top = _mapping(data, ROOT, ("spool_dir", "memory_limit", "incidents", "destinations", "routes"))
+    top = _mapping(data, ROOT, ("spool_dir", "memory_limit", "incidents", "environment", "base_url", "proxy", "destinations",
+                                "routes"))
+    defaults = {
+        "environment": _str(top["environment"], f"{ROOT}.environment") if top.get("environment") is not None else None,
+        "base_url": _url(top["base_url"], f"{ROOT}.base_url", env).rstrip("/") if top.get("base_url") is not None else None,
+        "proxy": _url(top["proxy"], f"{ROOT}.proxy", env) if top.get("proxy") is not None else None,
+    }
     raw_dest = top.get("destinations") or {}
     if not isinstance(raw_dest, Mapping):
         raise ConfigError(f"{ROOT}.destinations", f"expected a mapping of name -> destination, got {type(raw_dest).__name__}")
     destinations = {
-        _name(n, f"{ROOT}.destinations.{n}"): _destination(n, v, f"{ROOT}.destinations.{n}", env) for n, v in raw_dest.items()
+        _name(n, f"{ROOT}.destinations.{n}"): _destination(n, v, f"{ROOT}.destinations.{n}", env, defaults)
+        for n, v in raw_dest.items()
     }
     raw_routes = top.get("routes") or []
     if not isinstance(raw_routes, list):
@@ -446,6 +660,8 @@ def parse(data: Any, *, env: Mapping[str, str] | None = None, data_dir: str | os
         memory_limit=_int(top.get("memory_limit", 1000), f"{ROOT}.memory_limit"),
         incidents=_incidents(top.get("incidents"), f"{ROOT}.incidents"),
         source=source,
+        environment=defaults["environment"],
+        base_url=defaults["base_url"],
     )
 
 

@@ -17,6 +17,7 @@ message twice; every envelope carries an ``id`` receivers can use to drop duplic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import deque
@@ -38,7 +39,7 @@ def _items(envelope: Envelope) -> int:
 
 
 class Outbox:
-    def __init__(self, path: Path, memory_limit: int) -> None:
+    def __init__(self, path: Path, memory_limit: int, wakeup: asyncio.Event | None = None) -> None:
         self.path = path
         self.offset_path = path.with_name(path.name + ".offset")
         self.corrupt_path = path.with_name(path.name + ".corrupt")
@@ -48,7 +49,7 @@ class Outbox:
         self.spooled_items = 0
         self._memory_items = 0
         self._offset = 0
-        self._wakeup = asyncio.Event()
+        self._wakeup = wakeup or asyncio.Event()
         self._dir_ready = False
         if path.exists():
             self._recover()
@@ -212,3 +213,81 @@ class Outbox:
             tmp = self.offset_path.with_name(self.offset_path.name + ".tmp")
             tmp.write_text(str(offset))
             os.replace(tmp, self.offset_path)
+
+
+class PriorityOutbox:
+    """The outbox of one (route, destination) in two lanes: urgent messages (lane incidents, critical issues)
+    go before routine ones; each lane keeps its arrival order, its memory bound and its own spool
+    (``<route>@<dest>.jsonl`` and ``<route>@<dest>.urgent.jsonl``). An envelope is urgent when its
+    ``urgent`` field says so."""
+
+    def __init__(self, path: Path, memory_limit: int) -> None:
+        self._wakeup = asyncio.Event()
+        self.routine = Outbox(path, memory_limit, self._wakeup)
+        self.urgent = Outbox(path.with_name(path.stem + ".urgent" + path.suffix), memory_limit, self._wakeup)
+        self._head_lane: Outbox = self.routine
+        self.urgent_puts = 0  # how many urgent ones were ever put: a waiting sender notices one arriving
+
+    @property
+    def lanes(self) -> tuple[Outbox, Outbox]:
+        return (self.urgent, self.routine)
+
+    @property
+    def path(self) -> Path:
+        return self.routine.path
+
+    def __len__(self) -> int:
+        return len(self.urgent) + len(self.routine)
+
+    @property
+    def items(self) -> int:
+        return self.urgent.items + self.routine.items
+
+    @property
+    def in_memory(self) -> int:
+        return len(self.urgent.memory) + len(self.routine.memory)
+
+    def put(self, envelope: Envelope) -> None:
+        if envelope.get("urgent"):
+            self.urgent_puts += 1
+            self.urgent.put(envelope)
+        else:
+            self.routine.put(envelope)
+
+    def head(self) -> Envelope | None:
+        for lane in self.lanes:
+            envelope = lane.head()
+            if envelope is not None:
+                self._head_lane = lane
+                return envelope
+        return None
+
+    def pop_head(self) -> None:
+        """Take away the envelope ``head`` last returned (a newer urgent one does not take its place)."""
+        self._head_lane.pop_head()
+
+    def requeue_head(self) -> None:
+        self._head_lane.requeue_head()
+
+    async def wait(self) -> None:
+        """Until something is put (at once when something waits)."""
+        self._wakeup.clear()
+        if not len(self):
+            await self._wakeup.wait()
+
+    async def wait_for_urgent(self, timeout: float, seen: int) -> None:
+        """Up to ``timeout`` seconds, or until an urgent envelope is put after ``urgent_puts`` was ``seen`` (a
+        routine one changes nothing for a sender that is waiting: it would queue behind the head)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.urgent_puts == seen:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), left)
+
+    def persist(self) -> None:
+        for lane in self.lanes:
+            lane.persist()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import ceiling, detector_core, memory, records, redis_sink, sweep
+from . import ceiling, detector_core, importer, memory, queue_page, records, redis_sink, sweep
 
 
 def main() -> None:
@@ -15,10 +15,14 @@ def main() -> None:
         ("deadline sweep", lambda: sweep.main(["--large", "1000000"])),
         ("memory", lambda: memory.main(["--parcels", "1000000", "--rocksdb-parcels", "5000000"])),
         ("redis sink", lambda: redis_sink.main([])),
+        # The workbench issue's targets: 10,000 open issues across 20 shops, first page and a filter change
+        # under 100 ms, a search under 50 ms (in process and through a worker's API).
+        ("queue page", lambda: queue_page.main(["--http"])),
         ("ceiling vs product", lambda: ceiling.main(["--events", "20000"])),
         # The issue's scale-out target: the same with two workers in one group (on a 2-core machine they
         # share the cores with the broker, Redis and the harness: read "events per worker CPU-second").
         ("scale-out, two workers", lambda: ceiling.main(["--events", "20000", "--workers", "2"])),
+        ("importer (an order export read into events)", lambda: importer.main(["--rows", "50000"])),
     ]
     only = set(sys.argv[1:])
     for name, run in steps:

@@ -18,7 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from domain.vocabulary import ISSUE_KINDS, PROVINCES, SEVERITIES
+from domain.vocabulary import CARRIERS, ISSUE_KINDS, PROVINCES, SEVERITIES
 
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")
 
@@ -88,6 +88,8 @@ class Topics:
     deliveries: str
     alert_routing: str
     notifications: str
+    subscriptions: str
+    shop_logistics: str
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,12 @@ class Thresholds:
 @dataclass(frozen=True)
 class Lanes:
     quantile: float
-    window_days: float
-    min_samples: int
+    half_life_days: float
+    horizon_days: float
+    credibility_samples: float
+    min_hours_past_median: float
+    refresh_minutes: float
+    severity_percentiles: list[float]
     default_sla_hours: float
     region_sla_hours: dict[str, float]
     remote_provinces: list[str]
@@ -125,8 +131,18 @@ class Lanes:
     def validate(self, path: str) -> None:
         if not 0 < self.quantile < 1:
             raise ConfigError(f"{path}.quantile", f"must be between 0 and 1 (exclusive), got {self.quantile}")
-        _positive(f"{path}.window_days", self.window_days)
-        _positive(f"{path}.min_samples", self.min_samples)
+        _positive(f"{path}.half_life_days", self.half_life_days)
+        _positive(f"{path}.horizon_days", self.horizon_days)
+        _positive(f"{path}.credibility_samples", self.credibility_samples)
+        if self.min_hours_past_median < 0:
+            raise ConfigError(f"{path}.min_hours_past_median", f"must be >= 0, got {self.min_hours_past_median}")
+        _positive(f"{path}.refresh_minutes", self.refresh_minutes)
+        previous = self.quantile
+        for i, p in enumerate(self.severity_percentiles):
+            if not previous < p < 1:
+                raise ConfigError(f"{path}.severity_percentiles[{i}]", f"must be above {previous:g} (the quantile, then "
+                                  f"the step before) and below 1, got {p}")
+            previous = p
         _positive(f"{path}.default_sla_hours", self.default_sla_hours)
         for k, v in self.region_sla_hours.items():
             _positive(f"{path}.region_sla_hours.{k}", v)
@@ -186,7 +202,125 @@ class Labels:
 @dataclass(frozen=True)
 class Access:
     tokens: dict[str, list[str]]
+    # Order tokens: ingest tokens that may send orders (POST /ingest/orders) for their shops, and nothing else.
+    order_tokens: dict[str, list[str]]
     metric_shops: list[str]
+
+    def validate(self, path: str) -> None:
+        for token in self.order_tokens:
+            # Never echo a token: name the entry by its place only.
+            if token in self.tokens:
+                raise ConfigError(f"{path}.order_tokens", "a token is both a staff token and an order token; "
+                                  "give the order senders tokens of their own")
+            if len(token.strip()) < 16:
+                raise ConfigError(f"{path}.order_tokens", "a token is too short to be a secret (16 characters at least)")
+
+
+# Aggregator -> the environment variables its registration needs (secrets never live in a config file).
+SUBSCRIPTION_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "kuaidi100": ("PARCELWATCH_KUAIDI100_KEY",),
+    "aftership": ("PARCELWATCH_AFTERSHIP_API_KEY",),
+    "17track": ("PARCELWATCH_17TRACK_KEY",),
+    "kdniao": ("PARCELWATCH_KDNIAO_BUSINESS_ID", "PARCELWATCH_KDNIAO_API_KEY"),
+}
+
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """Registering shipped parcels with the tracking aggregator (``subscriptions/``)."""
+
+    aggregator: Literal["none", "kuaidi100", "aftership", "17track", "kdniao"]
+    callback_url: str
+    endpoint: str
+    rate_per_second: float
+    timeout_seconds: float
+    retry_initial_seconds: float
+    retry_max_seconds: float
+    give_up_after_hours: float
+    max_age_days: float
+    sender_phones: dict[str, str]
+    carrier_codes: dict[str, str]
+
+    @property
+    def enabled(self) -> bool:
+        return self.aggregator != "none"
+
+    def validate(self, path: str) -> None:
+        for name in ("callback_url", "endpoint"):
+            url = getattr(self, name)
+            if url and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{path}.{name}", "expected an http:// or https:// URL")
+        if self.aggregator == "kuaidi100" and not self.callback_url:
+            raise ConfigError(f"{path}.callback_url", "is required with kuaidi100: it takes the push address with "
+                              "each subscription (your worker's /ingest/kuaidi100 as the internet reaches it)")
+        if self.rate_per_second < 0:
+            raise ConfigError(f"{path}.rate_per_second", "must be >= 0 (0 = the vendor's documented limit)")
+        for name in ("timeout_seconds", "retry_initial_seconds", "retry_max_seconds", "give_up_after_hours", "max_age_days"):
+            _positive(f"{path}.{name}", getattr(self, name))
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ConfigError(f"{path}.retry_max_seconds", "must be >= retry_initial_seconds")
+        for shop, phone in self.sender_phones.items():
+            digits = phone.replace("-", "").replace(" ", "")
+            if not digits.isascii() or not digits.isdigit() or len(digits) < 4:
+                # (the value is the shop's own phone: still never echoed)
+                raise ConfigError(f"{path}.sender_phones.{shop}", "expected a phone number (digits, at least the last four)")
+        for carrier, code in self.carrier_codes.items():
+            if carrier not in CARRIERS:
+                raise ConfigError(f"{path}.carrier_codes.{carrier}", f"unknown carrier; expected one of {', '.join(CARRIERS)}")
+            if not code.strip():
+                raise ConfigError(f"{path}.carrier_codes.{carrier}", "must not be empty")
+
+
+# Push endpoints a worker can serve (``/ingest/<source>``), and the environment variable holding each one's
+# secret: the aggregators' signing secrets, and for our own JSON the ingest tokens.
+INGEST_SECRETS: dict[str, str] = {
+    "kuaidi100": "PARCELWATCH_KUAIDI100_SALT",
+    "kdniao": "PARCELWATCH_KDNIAO_API_KEY",
+    "aftership": "PARCELWATCH_AFTERSHIP_SECRET",
+    "17track": "PARCELWATCH_17TRACK_KEY",
+    "generic": "PARCELWATCH_INGEST_TOKENS",
+}
+LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Ingest:
+    # The push endpoints this worker serves; the others answer 404.
+    sources: list[str]
+    # Tokens that may post scans to /ingest/generic (Authorization: Bearer). Never a staff token.
+    tokens: list[str]
+
+    def validate(self, path: str) -> None:
+        for i, source in enumerate(self.sources):
+            if source not in INGEST_SECRETS:
+                raise ConfigError(f"{path}.sources[{i}]", f"unknown source {source!r}; expected one of "
+                                                          f"{', '.join(INGEST_SECRETS)}")
+        for i, token in enumerate(self.tokens):
+            if len(token.strip()) < 16:
+                raise ConfigError(f"{path}.tokens[{i}]", "is too short to be a secret (16 characters at least)")
+
+
+def listens_beyond_loopback(host: str) -> bool:
+    """Whether a web server bound to ``host`` can be reached from other machines."""
+    name = host.strip().strip("[]").lower()
+    return not (name in LOOPBACK_HOSTS or name.startswith("127."))
+
+
+def check_ingest_secrets(settings: Settings, env: Mapping[str, str] | None = None) -> None:
+    """A worker that listens beyond loopback serves pushes only with their secrets: each enabled source's
+    secret must be set (a ConfigError naming the variable). On loopback (a developer's machine), the
+    aggregators' signatures are checked when their secret is set; /ingest/generic always needs a token."""
+    env = os.environ if env is None else env
+    host = settings.app.web_host
+    if not listens_beyond_loopback(host):
+        return
+    for source in settings.ingest.sources:
+        variable = INGEST_SECRETS[source]
+        present = bool(settings.ingest.tokens) if source == "generic" else bool((env.get(variable) or "").strip())
+        if not present:
+            raise ConfigError(variable, f"is required: this worker listens on {host} (beyond loopback) and serves "
+                                        f"/ingest/{source}; set {variable}, or leave {source} out of ingest.sources "
+                                        f"(PARCELWATCH_INGEST_SOURCES)")
 
 
 @dataclass(frozen=True)
@@ -224,6 +358,8 @@ class Settings:
     severity: Severity
     labels: Labels
     access: Access
+    subscriptions: Subscriptions
+    ingest: Ingest
     simulator: Simulator
     source: tuple[str, ...] = field(default=(), compare=False)
 
@@ -345,16 +481,23 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "PARCELWATCH_PARTITIONS": ("app", "partitions", int),
     "PARCELWATCH_TICK_INTERVAL": ("app", "tick_interval_seconds", float),
     "PARCELWATCH_APP_ID": ("app", "id", str),
+    "PARCELWATCH_SUBSCRIPTIONS": ("subscriptions", "aggregator", str),
+    "PARCELWATCH_SUBSCRIPTION_CALLBACK_URL": ("subscriptions", "callback_url", str),
 }
 
 
-def _parse_tokens(raw: str) -> dict[str, list[str]]:
+def _parse_list(raw: str) -> list[str]:
+    """``a,b;c`` -> [a, b, c] (commas or semicolons; blanks dropped)."""
+    return [part.strip() for part in raw.replace(";", ",").split(",") if part.strip()]
+
+
+def _parse_tokens(raw: str, variable: str = "PARCELWATCH_TOKENS") -> dict[str, list[str]]:
     """``token1=shop-a,shop-b;token2=*`` -> {token1: [shop-a, shop-b], token2: [*]}."""
     tokens: dict[str, list[str]] = {}
     for part in filter(None, (p.strip() for p in raw.split(";"))):
         token, sep, shops = part.partition("=")
         if not sep or not token.strip() or not shops.strip():
-            raise ConfigError("PARCELWATCH_TOKENS", "expected token=shop[,shop];token=shop ... (one entry is malformed)")
+            raise ConfigError(variable, "expected token=shop[,shop];token=shop ... (one entry is malformed)")
         tokens[token.strip()] = [s.strip() for s in shops.split(",") if s.strip()]
     return tokens
 
@@ -370,7 +513,9 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
         if not override_path.is_file():
             raise ConfigError("PARCELWATCH_CONFIG", f"file {override_path} does not exist")
         override_data = _read_yaml(override_path)
-        if (override_data.get("access") or {}).get("tokens") and override_path.stat().st_mode & 0o077:
+        access = override_data.get("access") or {}
+        holds_tokens = access.get("tokens") or access.get("order_tokens") or (override_data.get("ingest") or {}).get("tokens")
+        if holds_tokens and override_path.stat().st_mode & 0o077:
             # Tokens are secrets: a file others can read would leak every shop's queue.
             raise ConfigError(
                 "PARCELWATCH_CONFIG",
@@ -396,5 +541,25 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
             data.setdefault(section, {})[key] = value
     if env.get("PARCELWATCH_TOKENS"):
         data.setdefault("access", {})["tokens"] = _parse_tokens(env["PARCELWATCH_TOKENS"])
+    if env.get("PARCELWATCH_ORDER_TOKENS"):
+        data.setdefault("access", {})["order_tokens"] = _parse_tokens(env["PARCELWATCH_ORDER_TOKENS"], "PARCELWATCH_ORDER_TOKENS")
+    if "PARCELWATCH_INGEST_SOURCES" in env:
+        data.setdefault("ingest", {})["sources"] = _parse_list(env["PARCELWATCH_INGEST_SOURCES"])
+    if env.get("PARCELWATCH_INGEST_TOKENS"):
+        data.setdefault("ingest", {})["tokens"] = _parse_list(env["PARCELWATCH_INGEST_TOKENS"])
     settings: Settings = _build(Settings, data, "")
+    _check_credentials(settings.subscriptions, env)
+    staff = set(settings.access.tokens)
+    if any(token in staff for token in settings.ingest.tokens):
+        # A staff token must never post scans: one leaked page token could then resolve issues with fake scans.
+        raise ConfigError("ingest.tokens", "a token is also a staff token (access.tokens); use separate tokens")
     return dataclasses.replace(settings, source=tuple(sources))
+
+
+def _check_credentials(subs: Subscriptions, env: Mapping[str, str]) -> None:
+    """The aggregator chosen needs its keys in the environment: a worker that would fail every registration
+    stops at start-up instead, naming the variable (never its value)."""
+    for variable in SUBSCRIPTION_CREDENTIALS.get(subs.aggregator, ()):
+        if not env.get(variable, "").strip():
+            raise ConfigError(variable, f"is required when subscriptions.aggregator is {subs.aggregator} "
+                              "(the key from the vendor's console; it is read from the environment only)")

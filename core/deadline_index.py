@@ -5,6 +5,10 @@ Keys (one table, per partition so that a tick on partition p touches only p's su
 - ``"{p}:{bucket}"``: the subjects due in minute ``bucket`` (epoch seconds // 60), newline-separated; a
   crowded minute continues in ``"{p}:{bucket}:1"`` ... ``"{p}:{bucket}:{n}"`` with ``"{p}:{bucket}:tail"`` -> n.
 - ``"{p}:cursor"``: the first bucket the partition's sweep has not swept yet.
+- ``"{p}:transit:{hour}"``: the parcels waiting for their transit limit, by pickup hour (epoch seconds //
+  3600), one ``subject<TAB>origin<TAB>destination`` line each, in chunks like a bucket; ``"{p}:transit"``:
+  the oldest such hour that may hold any; ``"{p}:refreshed"``: the last lanes' refresh the partition acted
+  on. A refresh re-checks the ones a lower limit makes due (core/processor.py).
 
 The index is lazy (a subject is filed under the earliest deadline it has had; a stale entry is harmless):
 the processor (``core/processor.py``) decides what to file and when; this module stores it.
@@ -16,6 +20,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 BUCKET_SECONDS = 60
+TRANSIT_BUCKET_SECONDS = 3600
 
 # A bucket's subjects are kept in chunks of at most this many lines: "{p}:{b}" (the first chunk), then
 # "{p}:{b}:1" ... "{p}:{b}:{n}" with "{p}:{b}:tail" -> n. Every filing rewrites one chunk (a table write
@@ -49,6 +54,18 @@ def append_to_bucket(index: MutableMapping[str, bytes], key: str, line: bytes) -
     index[f"{key}:{n}"] = line if chunk is None else chunk + line
 
 
+def rewrite_bucket(key: str, before: dict[str, bytes], lines: list[bytes]) -> dict[str, bytes | None]:
+    """The writes that leave the bucket ``key`` (stored as ``before``, from ``bucket_chunks``) holding exactly
+    ``lines`` (each ending in a newline): its chunks rewritten, the ones no longer needed deleted."""
+    writes: dict[str, bytes | None] = dict.fromkeys(before)
+    chunks = [b"".join(lines[i : i + CHUNK_SUBJECTS]) for i in range(0, len(lines), CHUNK_SUBJECTS)]
+    for n, chunk in enumerate(chunks):
+        writes[key if n == 0 else f"{key}:{n}"] = chunk
+    if len(chunks) > 1:
+        writes[f"{key}:tail"] = str(len(chunks) - 1).encode()
+    return {k: v for k, v in writes.items() if before.get(k) != v}
+
+
 def bucket_chunks(index: MutableMapping[str, bytes], key: str) -> dict[str, bytes]:
     """Every key the bucket ``key`` is stored under, with its value (the tail pointer's too)."""
     found: dict[str, bytes] = {}
@@ -72,6 +89,22 @@ def cursor_key(partition: int) -> str:
 
 def bucket_key(partition: int, bucket: int) -> str:
     return f"{partition}:{bucket}"
+
+
+def transit_bucket_of(pickup: float) -> int:
+    return int(pickup // TRANSIT_BUCKET_SECONDS)
+
+
+def transit_key(partition: int, hour: int) -> str:
+    return f"{partition}:transit:{hour}"
+
+
+def transit_first_key(partition: int) -> str:
+    return f"{partition}:transit"
+
+
+def refreshed_key(partition: int) -> str:
+    return f"{partition}:refreshed"
 
 
 def describe(items: Iterable[tuple[Any, Any]], now: float) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from config import ConfigError
-from domain.vocabulary import CARRIERS, CHINA_TZ, NOTIFICATION_STAGES, PLATFORMS
+from domain.vocabulary import CARRIERS, CHINA_TZ, NOTIFICATION_STAGES, PLATFORMS, carrier_name
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "notifications.yaml"
 TEMPLATE_FIELDS = ("carrier_name", "carrier", "tracking_number", "city", "province", "reason", "expected_delay",
@@ -85,12 +85,12 @@ class NotificationRules:
 
     def build(self, subject: str, stage: str, reached_at: float, facts: dict[str, Any]) -> dict[str, Any] | None:
         """The notification event for ``stage`` of ``subject``, or None when no rule matches."""
-        carrier, number = subject.split(":", 1)
+        carrier, number = subject.rsplit(":", 1)
         for rule in self.by_stage.get(stage, ()):
             if not rule.matches(facts.get("order_value"), facts.get("platform"), facts.get("shop"), carrier):
                 continue
             values = {
-                "carrier_name": CARRIERS.get(carrier, carrier), "carrier": carrier, "tracking_number": number,
+                "carrier_name": carrier_name(carrier), "carrier": carrier, "tracking_number": number,
                 "city": facts.get("city") or facts.get("province") or "", "province": facts.get("province") or "",
                 "reason": _EXCEPTION_ZH.get(facts.get("exception_reason") or "", facts.get("exception_reason") or ""),
                 "expected_delay": facts.get("expected_delay") or "有所延误",

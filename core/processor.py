@@ -38,12 +38,26 @@ from typing import Any
 from config import Settings
 from detectors import DetectorContext, Evaluation, evaluate, finished_at
 from detectors.base import Finding, TransitBaseline
+from detectors.rules import autoconfirm_deadline
 from domain.events import TrackingUpdate, format_time
 from domain.state import ORDER_SUBJECT_PREFIX, OrderFacts, ParcelState
 
-from .deadline_index import append_to_bucket, bucket_chunks, bucket_key, bucket_of, cursor_key
+from .deadline_index import (
+    TRANSIT_BUCKET_SECONDS,
+    append_to_bucket,
+    bucket_chunks,
+    bucket_key,
+    bucket_of,
+    cursor_key,
+    refreshed_key,
+    rewrite_bucket,
+    transit_bucket_of,
+    transit_first_key,
+    transit_key,
+)
 from .notifications import NotificationRules
 
+HOUR = 3600.0
 DAY = 86_400.0
 # Guard against a rule whose next_at does not move forward (a bug must not hang the sweep).
 MAX_STEPS_PER_SWEEP = 64
@@ -65,6 +79,8 @@ class Output:
     gone: list[tuple[str, str]] = field(default_factory=list)
     # The event was for a subject no longer (or never) held and lies before the retention horizon: ignored.
     expired: bool = False
+    # A parcel shipped, picked up or signed (each once): the shops' logistics health (``_logistics``).
+    logistics: list[dict[str, Any]] = field(default_factory=list)
     # Index writes that must wait until everything else this output wrote is durable: the keys of swept
     # buckets (None: delete) and the sweep cursor. ``Processor`` applies them itself when told to.
     index_removals: dict[str, bytes | None] = field(default_factory=dict)
@@ -110,7 +126,7 @@ class Processor:
         wall = now if wall is None else wall
         self._advance(subject, state, min(update.event_time, now), wall, out)  # deadlines before the event first
         state.apply_tracking(update)
-        if raw is None and self._before_horizon(state, now):
+        if raw is None and self._before_horizon(subject, state, now):
             out.expired = True
             return out
         self._after_event(partition, subject, state, raw, update.event_time, now, wall, out)
@@ -125,7 +141,7 @@ class Processor:
         wall = now if wall is None else wall
         self._advance(subject, state, min(at, now), wall, out)  # deadlines before the event first
         state.apply_order(facts)
-        if raw is None and self._before_horizon(state, now):
+        if raw is None and self._before_horizon(subject, state, now):
             out.expired = True
             out.gone.append((facts.order_id, subject))  # (facts recreated by a late order event)
             return out
@@ -152,13 +168,22 @@ class Processor:
         next_at = ev.next_at
         if findings:
             context = _context(state)
+            # A new issue is raised when the event made it so: its own time (not the clock that happened to
+            # process it, so a replay and a live worker raise it at the same instant), or the finding's if that
+            # is later. An open issue's update is due now (walking back from the event's time would report
+            # every step since then).
+            news = at if at < now else now
             for kind, (finding, sev) in findings.items():
                 record = open_issues.get(kind)
-                if record is None or _last_since(record) != finding.since or record[1] != sev or record[2] != context:
-                    # Something to open or update: let the next sweep do it (it opens at the finding's own
-                    # time). Due now, not at ``finding.since``: a walk restarted in the past would re-evaluate
-                    # issues opened later than that and resolve then reopen them (the sink drops the reopen).
-                    next_at = now if next_at is None else min(next_at, now)
+                if record is None:
+                    due = finding.since if finding.since > news else news
+                elif state.finding_time(kind) != finding.since or record[1] != sev or record[2] != context:
+                    due = now
+                else:
+                    continue
+                # The next sweep does it, walking from then (issues opened later than that are left alone:
+                # absent before their opening is not ended).
+                next_at = due if next_at is None or due < next_at else next_at
         is_order = subject.startswith(ORDER_SUBJECT_PREFIX)
         if (
             not state.delivery_reported
@@ -171,13 +196,16 @@ class Processor:
         ):
             state.delivery_reported = True
             out.deliveries.append(self._delivery(subject, state))
+            out.logistics.append(_logistics("signed", subject, state))
         if not is_order and state.shipped_at is not None:
             if not state.shipment_reported:
                 state.shipment_reported = True
                 out.milestones.append((state.shop, state.shipped_at, None))
+                out.logistics.append(_logistics("shipped", subject, state))
             if not state.pickup_reported and state.pickup_at is not None:
                 state.pickup_reported = True
                 out.milestones.append((state.shop, state.shipped_at, state.pickup_at))
+                out.logistics.append(_logistics("picked_up", subject, state))
         pending = self._notify(subject, state, now, wall, out)
         if pending is not None:
             next_at = pending if next_at is None else min(next_at, pending)
@@ -199,14 +227,30 @@ class Processor:
         cursor_at = cursor_key(partition)
         raw_cursor = self.index.get(cursor_at)
         last = bucket_of(now)
+        baselines = self.ctx.baselines
+        refreshed_at = refreshed_key(partition)
         if raw_cursor is None:
             self.index[cursor_at] = str(last).encode()
+            self.index[refreshed_at] = repr(baselines.refreshed_at(now)).encode()
             return out
         cursor = int(raw_cursor)
         if cursor > last:
             return out  # the clock went backwards (another leader's tick); nothing is due
         removals = out.index_removals
+        # The lanes' refreshes since the last one this partition acted on, each at its own place among the
+        # swept minutes: a refresh that lowers a lane's limit re-checks the parcels it makes due.
+        # (None: the partition's first filing set its cursor before any tick: from the refresh in force.)
+        raw_refreshed = self.index.get(refreshed_at)
+        refreshes: list[float] = []
+        refresh = baselines.refreshed_at(now) if raw_refreshed is None else float(raw_refreshed)
+        while (following := baselines.next_refresh(refresh)) <= now:
+            refreshes.append(following)
+            refresh = following
+        if refreshes or raw_refreshed is None:
+            removals[refreshed_at] = repr(refresh).encode()
         for b in range(cursor, last + 1):
+            while refreshes and bucket_of(refreshes[0]) <= b:
+                self._recheck_transit(partition, refreshes.pop(0), wall, out)
             key = bucket_key(partition, b)
             chunks = bucket_chunks(self.index, key)
             if not chunks:
@@ -283,11 +327,12 @@ class Processor:
         purge_at = self._purge_at(subject, state)
         return purge_at is not None and now >= purge_at and not state.open_issues
 
-    def _before_horizon(self, state: ParcelState, now: float) -> bool:
-        """A new subject whose earliest known time lies before the retention horizon: what a late event for
-        a parcel delivered and deleted long ago looks like (a scan, or an order snapshot that would start
-        pickup-overdue on it from its old shipping time). Not watched again."""
-        earliest = _earliest_time(state)
+    def _before_horizon(self, subject: str, state: ParcelState, now: float) -> bool:
+        """A new subject whose own life began before the retention horizon: what a late event for a parcel
+        delivered and deleted long ago looks like (a scan, or an order snapshot that would start
+        pickup-overdue on it from its old shipping time). Not watched again. The horizon is for finished
+        subjects: a parcel that starts now is watched, however long ago its order was paid."""
+        earliest = _earliest_time(subject, state)
         return earliest is not None and earliest < now - self.retention_seconds
 
     def _advance(self, subject: str, state: ParcelState, now: float, wall: float, out: Output) -> None:
@@ -315,9 +360,11 @@ class Processor:
         for kind, (finding, sev) in ev.findings.items():
             record = state.open_issues.get(kind)
             if record is None:
-                state.open_issues[kind] = [finding.since, sev, context, finding.since]
-                out.issues.append(self._issue("open", subject, state, finding, sev, finding.since, finding.since))
-            elif _last_since(record) != finding.since or record[1] != sev or record[2] != context:
+                # Opened when raised (``t``, the walk's time: the deadline itself, or later when a lower limit
+                # or late news made the finding hold only from then); the deadline crossed is the finding's time.
+                state.open_issues[kind] = [t, sev, context, finding.since]
+                out.issues.append(self._issue("open", subject, state, finding, sev, t, t))
+            elif state.finding_time(kind) != finding.since or record[1] != sev or record[2] != context:
                 # A new exception reason, a severity step, or order facts that arrived after the opening.
                 # The finding's own time is kept too, so the same finding is not reported again.
                 state.open_issues[kind] = [record[0], sev, context, finding.since]
@@ -326,7 +373,9 @@ class Processor:
     def _file(
         self, partition: int, subject: str, state: ParcelState, cursor: int | None = None, now: float | None = None
     ) -> None:
-        """Put the subject in the deadline index if its next check is earlier than where it is filed."""
+        """Put the subject in the deadline index if its next check is earlier than where it is filed (and a
+        parcel waiting for its transit limit where the lanes' refreshes look for it)."""
+        self._file_transit(partition, subject, state)
         next_check_at = state.next_check_at
         if next_check_at is None:
             return
@@ -347,6 +396,114 @@ class Processor:
         append_to_bucket(self.index, bucket_key(partition, target), subject.encode() + b"\n")
         state.indexed_bucket = target
         state.index_epoch = self.epoch
+
+    # -- the transit limit's refreshes -------------------------------------------------------------------
+
+    def _file_transit(self, partition: int, subject: str, state: ParcelState) -> None:
+        """File a parcel waiting for its transit limit (picked up, in flight, not yet overdue) under its pickup
+        hour and lane, once (again after the lane or pickup changed, or by another process: see ``_file``)."""
+        pickup = state.picked_up_at if state.picked_up_at is not None else state.first_scan_at
+        filed = state.transit_filed
+        if (
+            pickup is None
+            or state.signed_at is not None
+            or state.closed_at is not None
+            or state.exception_reason == "returned"
+            or "transit_overdue" in state.open_issues
+        ):
+            if filed is not None:
+                state.transit_filed = None  # (its line goes at the next refresh that looks at it)
+            return
+        hour = transit_bucket_of(pickup)
+        origin, destination = state.origin_province, state.destination_province
+        if (
+            filed is not None and filed[0] == hour and filed[1] == origin and filed[2] == destination
+            and state.index_epoch == self.epoch
+        ):
+            return
+        line = f"{subject}\t{origin or ''}\t{destination or ''}\n".encode()
+        append_to_bucket(self.index, transit_key(partition, hour), line)
+        first = self.index.get(transit_first_key(partition))
+        if first is None or hour < int(first):
+            self.index[transit_first_key(partition)] = str(hour).encode()
+        state.transit_filed = [hour, origin, destination]
+
+    def _recheck_transit(self, partition: int, refresh: float, wall: float, out: Output) -> None:
+        """At a refresh of the lanes' baselines: the parcels waiting for their transit limit that the new
+        limits make due before the next refresh. One due already is walked to the refresh (raised then: a
+        lower limit is acted on at once, its ``opened_at`` the refresh); one due later is filed for its new,
+        earlier deadline. Only pickup hours that can hold such a parcel under their lane's limit are read
+        (a line per parcel, its state only when due): the work is what falls due, not what is in flight.
+        Lines of parcels no longer waiting are dropped; the rewrites wait like a sweep's removals."""
+        raw_first = self.index.get(transit_first_key(partition))
+        if raw_first is None:
+            return
+        baselines = self.ctx.baselines
+        until = baselines.next_refresh(refresh)
+        first = int(raw_first)
+        last = transit_bucket_of(refresh)
+        oldest: int | None = None
+        removals = out.index_removals
+        for hour in range(first, last + 1):
+            key = transit_key(partition, hour)
+            chunks = bucket_chunks(self.index, key)
+            if not chunks:
+                continue
+            lines = [ln for ln in dict.fromkeys(b"".join(chunks.values()).split(b"\n")) if ln]
+            kept: list[bytes] = []
+            earliest_pickup = hour * TRANSIT_BUCKET_SECONDS
+            for line in lines:
+                subject, origin, destination = line.decode().split("\t")
+                lane = (subject[: subject.rfind(":")], origin or None, destination or None)
+                limit = baselines.transit_limit(*lane, refresh)[0] * HOUR
+                if earliest_pickup + limit >= until:
+                    kept.append(line + b"\n")  # nobody of this hour on this lane is due before the next refresh
+                    continue
+                if self._recheck_parcel(partition, subject, hour, lane, limit, refresh, until, wall, out):
+                    kept.append(line + b"\n")
+            if len(kept) != len(lines):
+                removals.update(rewrite_bucket(key, chunks, kept))
+            if kept and oldest is None:
+                oldest = hour
+        # The oldest hour still holding a parcel; past every hour looked at if none did (later ones may hold some).
+        oldest = max(first, last + 1) if oldest is None else oldest
+        if oldest != first:
+            removals[transit_first_key(partition)] = str(oldest).encode()
+
+    def _recheck_parcel(
+        self, partition: int, subject: str, hour: int, lane: tuple[str, str | None, str | None], limit: float,
+        refresh: float, until: float, wall: float, out: Output,
+    ) -> bool:
+        """``_recheck_transit`` for one filed parcel; whether it still waits for its transit limit."""
+        raw = self.states.get(subject)
+        if raw is None:
+            return False
+        state = ParcelState.decode(raw)
+        filed = state.transit_filed
+        if filed is None or filed[0] != hour or filed[1] != lane[1] or filed[2] != lane[2]:
+            return False  # filed elsewhere since (or no longer waiting)
+        pickup = state.picked_up_at if state.picked_up_at is not None else state.first_scan_at
+        assert pickup is not None  # (filed only with one)
+        deadline = pickup + limit
+        if deadline >= until:
+            return True
+        if deadline <= refresh:
+            # Due under the new limit: walked to the refresh, where the issue is raised.
+            out.due += 1
+            self._advance(subject, state, refresh, wall, out)
+            state.next_check_at = refresh
+            self._advance(subject, state, refresh, wall, out)
+        elif state.next_check_at is None or deadline < state.next_check_at:
+            out.due += 1
+            state.next_check_at = deadline  # due before the next refresh, and earlier than filed
+        else:
+            return True
+        state.next_check_at = self._with_purge(subject, state, state.next_check_at)
+        self._file(partition, subject, state, cursor=bucket_of(refresh))
+        encoded = state.encode()
+        if encoded != raw:
+            self.states[subject] = encoded
+        return state.transit_filed is not None
 
     # -- buyer notifications ------------------------------------------------------------------------
 
@@ -437,7 +594,7 @@ class Processor:
         if subject.startswith(ORDER_SUBJECT_PREFIX):
             carrier = number = parcel = None
         else:
-            carrier, number = subject.split(":", 1)
+            carrier, number = subject.rsplit(":", 1)  # an unmapped carrier is "source:code"
             parcel = subject
         lane = (
             f"{carrier} {state.origin_province or '?'}→{state.destination_province or '?'}" if carrier else None
@@ -455,29 +612,48 @@ class Processor:
             "destination_province": state.destination_province,
             "destination_city": state.destination_city,
             "order_value": state.order_value,
+            # The parcel's story and order facts for staff (the queue keeps them beside the issue).
+            "scans": state.scans,
+            "autoconfirm_at": autoconfirm_deadline(state, self.ctx),
+            "paid_at": state.paid_at,
+            "shipped_at": state.shipped_at,
+            "category": state.category,
         }
 
     def _delivery(self, subject: str, state: ParcelState) -> dict[str, Any]:
         return {
-            "carrier": subject.split(":", 1)[0],
+            "carrier": subject.rsplit(":", 1)[0],
             "origin_province": state.origin_province,
             "destination_province": state.destination_province,
             "picked_up_at": state.picked_up_at,
             "signed_at": state.signed_at,
             "shop": state.shop,
+            # For the carrier's scan cadence (detectors/lanes.py).
+            "source": state.source,
+            "first_transit_scan_at": state.first_transit_scan_at,
+            "last_transit_scan_at": state.last_transit_scan_at,
         }
 
 
-def _last_since(record: list[Any]) -> float:
-    """The finding time an open-issue record last reported ([opened_at, severity, context, since]; older
-    records have no fourth element and reported their opening time)."""
-    return record[3] if len(record) > 3 else record[0]
+def _logistics(kind: str, subject: str, state: ParcelState) -> dict[str, Any]:
+    """A parcel's milestone for its shop's logistics health: ``shipped``, ``picked_up`` or ``signed``."""
+    return {
+        "kind": kind, "parcel": subject, "shop": state.shop, "platform": state.platform, "carrier": subject.rsplit(":", 1)[0],
+        "origin_province": state.origin_province, "destination_province": state.destination_province,
+        "shipped_at": state.shipped_at, "picked_up_at": state.pickup_at, "signed_at": state.signed_at,
+    }
 
 
-def _earliest_time(state: ParcelState) -> float | None:
-    """The earliest milestone time known for the subject (None: none known)."""
-    times = [t for t in (state.paid_at, state.shipped_at, state.info_received_at, state.first_scan_at,
-                         state.signed_at, state.exception_at, state.confirmed_at, state.closed_at) if t is not None]
+def _earliest_time(subject: str, state: ParcelState) -> float | None:
+    """The earliest time known of the subject's own life (None: none known): for a parcel, its shipping and
+    scans (the order's payment may lie weeks before: a pre-sale, goods made to order); for an order, any."""
+    own = [state.shipped_at, state.info_received_at, state.first_scan_at, state.signed_at, state.exception_at,
+           state.closed_at]
+    if subject.startswith(ORDER_SUBJECT_PREFIX):
+        own += (state.paid_at, state.confirmed_at)
+    times = [t for t in own if t is not None]
+    if not times:
+        times = [t for t in (state.paid_at, state.confirmed_at) if t is not None]
     return min(times) if times else None
 
 
@@ -535,6 +711,8 @@ def _resolution(kind: str, state: ParcelState) -> str:
         return "picked_up"
     if kind == "tracking_stale":
         return "scanned_again"
+    if kind == "transit_overdue" and state.returned:
+        return "returned"
     if kind == "autoconfirm_imminent":
         if state.confirmed_at is not None:
             return "order_confirmed"

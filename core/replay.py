@@ -70,9 +70,7 @@ class Engine:
         for order_id, subject in out.gone:
             self.router.forget(order_id, subject)
         for d in out.deliveries:
-            self.baselines.add_delivery(
-                d["carrier"], d["origin_province"], d["destination_province"], d["picked_up_at"], d["signed_at"]
-            )
+            self.baselines.add_record(d)
         for ev in out.issues:
             key = (ev["issue_key"], ev["opened_at"])
             if ev["action"] == "open":
@@ -136,7 +134,7 @@ def replay(
 ) -> ReplayResult:
     """Process events in event-time order (stable for equal times) with a clock that follows them."""
     engine = Engine(settings)
-    parsed: list[tuple[float, int, OrderEvent | TrackingUpdate]] = []
+    events: list[OrderEvent | TrackingUpdate] = []
     wall = time.time()
     for n, ev in read_events(lines):
         if not isinstance(ev, InvalidEvent):
@@ -147,11 +145,21 @@ def replay(
         if isinstance(ev, InvalidEvent):
             engine.result.invalid.append((n, str(ev)))
         else:
-            parsed.append((ev.event_time, n, ev))
-    parsed.sort(key=lambda x: (x[0], x[1]))
+            events.append(ev)
+    return play(engine, events, until, progress)
+
+
+def play(
+    engine: Engine, events: list[OrderEvent | TrackingUpdate], until: float | None = None, progress: TextIO | None = None
+) -> ReplayResult:
+    """Run ``events`` through ``engine`` in event-time order (stable for equal times: the order given), the
+    clock following them: before each event every deadline at or before its time fires; ``until`` stops the
+    clock (default: at the last event)."""
+    parsed = sorted(enumerate(events), key=lambda x: (x[1].event_time, x[0]))
     total = len(parsed)
     step = max(1, total // 100)
-    for i, (t, _n, ev) in enumerate(parsed):
+    for i, (_n, ev) in enumerate(parsed):
+        t = ev.event_time
         if until is not None and t > until:
             break
         engine.tick(t)
@@ -162,7 +170,7 @@ def replay(
         engine.result.events += 1
         if progress is not None and total >= 10_000 and i % step == 0:
             _bar(progress, i, total)
-    end = until if until is not None else (parsed[-1][0] if parsed else None)
+    end = until if until is not None else (parsed[-1][1].event_time if parsed else None)
     if end is not None:
         engine.tick(end)
     if progress is not None and total >= 10_000:

@@ -17,8 +17,10 @@ a restart processes it again instead of losing it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from telemetry.recorder import Recorder
 from .framework import note_send_failure
 
 log = logging.getLogger("parcelwatch.deadletter")
+_PROBLEMS_KEPT = 20  # of a push's rejected elements, the first ones named in its dead letter's headers
 
 # A dead letter's value is kept whole up to this size: well under the producer's request limit (Faust's
 # producer_max_request_size, 1,000,000 bytes) and the broker's message.max.bytes with the headers added.
@@ -123,6 +126,39 @@ class DeadLetters:
             self.recorder.observe_dead_letter_failed(source_topic)
             return
         counts.sent += 1
+
+    async def reject_push(self, body: bytes, *, source: str, endpoint: str, problems: Sequence[tuple[str, str]],
+                          whole: bool, key: str | None = None, request_headers: Mapping[str, str] | None = None,
+                          timeout: float | None = None) -> None:
+        """Dead-letter an HTTP push (not a Kafka record) byte for byte: ``problems`` are (field, problem), the
+        first one the reason; ``whole`` says whether the push was rejected whole or only some of its elements
+        (the rest was taken). ``request_headers`` are the ones a replay needs (content type, the vendor's
+        signature): replaying is posting the value to ``endpoint`` again with them. Returns once the broker has
+        the record (raises if it did not acknowledge within ``timeout``)."""
+        field, problem = problems[0] if problems else ("$", "rejected")
+        headers = {
+            "pw-reason": f"{field}: {problem}"[:1000].encode(),
+            "pw-field": field[:200].encode(),
+            "pw-source": source.encode(),
+            "pw-endpoint": endpoint.encode(),
+            "pw-rejected": (b"push" if whole else str(len(problems)).encode()),
+            "pw-problems": "\n".join(f"{f}: {p}" for f, p in problems[:_PROBLEMS_KEPT])[:4000].encode(),
+        }
+        for name, value in (request_headers or {}).items():
+            headers[f"pw-http-{name.lower()}"] = _header_bytes(value[:1000])
+        fut = await self.topic.send(key=key, value=body, headers=headers, force=True)
+        await asyncio.wait_for(asyncio.ensure_future(fut), timeout)
+        log.warning("dead-lettered a %s push (%d bytes, %s): %s", source, len(body),
+                    "whole" if whole else f"{len(problems)} element(s)", headers["pw-reason"].decode())
+        self.recorder.observe_dead_letter_push(source, "push" if whole else "element")
+
+
+def _header_bytes(value: str) -> bytes:
+    """A request header's value as it came (the web server decoded undecodable bytes as surrogates)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace")
 
 
 def _element_key(doc: Any) -> str | None:

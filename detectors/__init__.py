@@ -59,10 +59,11 @@ def evaluate(subject: str, state: ParcelState, now: float, ctx: DetectorContext)
         checks = []
         if state.first_scan_at is None:
             checks.append(pickup_overdue(state, now, ctx))
+        carrier = subject[: subject.rfind(":")]
         if state.picked_up_at is not None or state.first_scan_at is not None:
-            checks.append(transit_overdue(state, now, ctx, subject[: subject.find(":")]))
+            checks.append(transit_overdue(state, now, ctx, carrier))
         if state.last_scan_at is not None:
-            checks.append(tracking_stale(state, now, ctx))
+            checks.append(tracking_stale(state, now, ctx, carrier))
         if state.shipped_at is not None:
             checks.append(confirmed_unsigned(state, now, ctx))
             if state.confirmed_at is None:
@@ -110,19 +111,26 @@ def earliest_deadline(subject: str, s: ParcelState, now: float, ctx: DetectorCon
             earliest = shipped + ctx.pickup_seconds_by_category.get(s.category or "", ctx.pickup_seconds)
     pickup = s.picked_up_at if s.picked_up_at is not None else first_scan_at
     if pickup is not None:
-        carrier = subject[: subject.find(":")]
-        deadline = pickup + ctx.baselines.transit_limit(carrier, s.origin_province, s.destination_province, now)[0] * HOUR
-        if deadline < earliest:  # transit_deadline
-            earliest = deadline
+        carrier = subject[: subject.rfind(":")]
+        if s.exception_reason != "returned":  # transit_deadline
+            if "transit_overdue" in s.open_issues:
+                # Raised: it stays until the parcel is signed, returned or closed, whatever the limit does now.
+                earliest = -_NEVER
+            else:
+                deadline = pickup + ctx.baselines.transit_limit(carrier, s.origin_province, s.destination_province, now)[0] * HOUR
+                if deadline < earliest:
+                    earliest = deadline
         last_scan_at = s.last_scan_at
         status = s.status
         if last_scan_at is not None and status != "at_locker":  # tracking_stale_deadline
             if status == "out_for_delivery":
                 deadline = last_scan_at + ctx.stale_out_for_delivery_seconds
+                if deadline < earliest:
+                    earliest = deadline
             else:
-                deadline = last_scan_at + ctx.stale_seconds
-            if deadline < earliest:
-                earliest = deadline
+                limit_h = ctx.baselines.stale_limit_hours(carrier, s.source, ctx.stale_hours, now)
+                if limit_h is not None and last_scan_at + limit_h * HOUR < earliest:
+                    earliest = last_scan_at + limit_h * HOUR
     shipped_at = s.shipped_at
     if shipped_at is not None:
         autoconfirm = s.autoconfirm_deadline  # autoconfirm_deadline

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from config import Settings
 from domain.vocabulary import SEVERITIES
+
+if TYPE_CHECKING:
+    from .lanes import Baseline
 
 HOUR = 3600.0
 
@@ -30,7 +33,7 @@ class Finding:
     few of them, so a rule hands over the values it read and the texts are rendered on first access.
     """
 
-    __slots__ = ("_args", "_render", "_texts", "exception_reason", "kind", "late_hours", "since")
+    __slots__ = ("_args", "_render", "_texts", "exception_reason", "kind", "late_hours", "since", "steps")
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class Finding:
         self.since = since
         self.late_hours = late_hours
         self.exception_reason = exception_reason
+        self.steps: int | None = None
         self._texts: Texts | None = (reason, evidence, suggested_action, {} if evidence_data is None else evidence_data)
         self._render: TextRenderer | None = None
         self._args: tuple[Any, ...] = ()
@@ -66,6 +70,7 @@ class Finding:
         f.since = since
         f.late_hours = 0.0
         f.exception_reason = exception_reason
+        f.steps = None
         f._texts = None
         f._render = render
         f._args = args
@@ -95,7 +100,7 @@ class Finding:
         return self.texts()[3]
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.kind, self.since, *self.texts(), self.late_hours, self.exception_reason)
+        return (self.kind, self.since, *self.texts(), self.late_hours, self.exception_reason, self.steps)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -126,12 +131,28 @@ NO_CHECK = Check()
 
 
 class TransitBaseline(Protocol):
-    """What the transit detector needs from the learned lane baselines."""
+    """What the transit and tracking-stale detectors need from the learned baselines (detectors/lanes.py)."""
 
     def transit_limit(
         self, carrier: str, origin: str | None, destination: str | None, now: float
     ) -> tuple[float, str, int]:
-        """(limit in hours, source label, sample count) for the lane as of ``now``."""
+        """(limit in hours, source label, deliveries behind it) for the lane as of ``now``."""
+        ...
+
+    def baseline(self, carrier: str, origin: str | None, destination: str | None, now: float) -> Baseline:
+        """The lane's whole baseline as of ``now`` (the same limit), for a finding's severity and evidence."""
+        ...
+
+    def stale_limit_hours(self, carrier: str, source: str | None, configured_hours: float, now: float) -> float | None:
+        """How long a parcel may go without a scan in transit (None: its source reports no such scans)."""
+        ...
+
+    def refreshed_at(self, now: float) -> float:
+        """The refresh of the baselines in force at ``now`` (answers do not move between refreshes)."""
+        ...
+
+    def next_refresh(self, now: float) -> float:
+        """The first refresh after ``now``."""
         ...
 
 
@@ -143,6 +164,7 @@ class DetectorContext:
     # seconds, made once from ``settings``.
     pickup_seconds: float = field(init=False)
     pickup_seconds_by_category: dict[str, float] = field(init=False)
+    stale_hours: float = field(init=False)
     stale_seconds: float = field(init=False)
     stale_out_for_delivery_seconds: float = field(init=False)
     autoconfirm_seconds_by_platform: dict[str, float] = field(init=False)
@@ -153,6 +175,7 @@ class DetectorContext:
         th = self.settings.thresholds
         self.pickup_seconds = th.pickup_overdue_hours * HOUR
         self.pickup_seconds_by_category = {k: v * HOUR for k, v in th.pickup_overdue_hours_by_category.items()}
+        self.stale_hours = th.tracking_stale_hours
         self.stale_seconds = th.tracking_stale_hours * HOUR
         self.stale_out_for_delivery_seconds = th.tracking_stale_out_for_delivery_hours * HOUR
         self.autoconfirm_seconds_by_platform = {k: v * 24 * HOUR for k, v in th.autoconfirm_default_days.items()}
@@ -166,12 +189,16 @@ def hours(seconds: float) -> str:
 
 
 def severity(ctx: DetectorContext, kind: str, finding: Finding, order_value: float | None, remote: bool) -> str:
-    """Base severity per kind, one level up for a high-value order, for very late, for remote regions."""
+    """Base severity per kind, one level up for a high-value order, for how late (the levels the rule gives,
+    ``Finding.steps``: transit_overdue's percentile steps; else one when very late), for remote regions."""
     rules = ctx.settings.severity
     level = _SEVERITY_LEVEL[rules.base[kind]]
     if order_value is not None and order_value >= rules.high_value_order:
         level += 1
-    if finding.late_hours >= rules.very_late_hours:
+    steps = finding.steps
+    if steps is not None:
+        level += steps
+    elif finding.late_hours >= rules.very_late_hours:
         level += 1
     if remote:
         level += rules.remote_region_step

@@ -65,7 +65,7 @@ def _ship_overdue_texts(args: tuple[Any, ...]) -> Texts:
         f"not shipped {hours(now - paid_at)} after payment ({promise})",
         f"paid {china_time(paid_at)}, {promise}, now {hours(now - paid_at)} since payment",
         "ship now or contact the buyer about the delay before the platform penalises late shipping",
-        {"paid_at": paid_at, "deadline": deadline},
+        {"paid_at": paid_at, "deadline": deadline, "promised": promised, "limit_hours": limit_h},
     )
 
 
@@ -105,44 +105,88 @@ def _pickup_overdue_texts(args: tuple[Any, ...]) -> Texts:
 
 
 def transit_deadline(s: ParcelState, now: float, ctx: DetectorContext, carrier: str) -> float | None:
-    """When a picked-up, unsigned parcel becomes transit-overdue by its lane's limit as of ``now``
-    (None: not watched)."""
+    """When a picked-up parcel in flight (not signed, returned or closed) becomes transit-overdue by its lane's
+    limit as of ``now`` (None: not watched)."""
     pickup = s.picked_up_at if s.picked_up_at is not None else s.first_scan_at  # s.pickup_at, inlined
-    if pickup is None or s.signed_at is not None or s.closed_at is not None:
+    if pickup is None or s.signed_at is not None or s.closed_at is not None or s.exception_reason == "returned":
         return None
     return pickup + ctx.baselines.transit_limit(carrier, s.origin_province, s.destination_province, now)[0] * HOUR
 
 
 def transit_overdue(s: ParcelState, now: float, ctx: DetectorContext, carrier: str) -> Check:
-    """Picked up, not signed, past the lane's normal transit time (learned p90, else fallback SLA)."""
+    """Picked up, not signed, past the lane's normal transit time (the configured quantile of its learned,
+    blended baseline; a constant before any delivery). Once raised it stays until the parcel is signed,
+    returned or closed: a baseline that rises later may lower its severity, never end it. Severity steps up
+    past each of ``lanes.severity_percentiles`` of the lane (by very-late hours on a constant)."""
     deadline = transit_deadline(s, now, ctx, carrier)
     if deadline is None:
         return NO_CHECK
-    if now < deadline:
-        return Check(None, deadline)
+    crossed = s.finding_time(TRANSIT_OVERDUE)  # raised already: the deadline it crossed then
+    if crossed is None:
+        if now < deadline:
+            return Check(None, deadline)
+        crossed = deadline
     pickup = s.picked_up_at if s.picked_up_at is not None else s.first_scan_at
+    assert pickup is not None  # transit_deadline answered
     origin = s.origin_province
     destination = s.destination_province
-    limit_h, source, samples = ctx.baselines.transit_limit(carrier, origin, destination, now)
-    args = (now, pickup, carrier, origin, destination, ctx.settings.lanes.quantile, limit_h, source, samples)
-    return _overdue(ctx, Finding.deferred(TRANSIT_OVERDUE, deadline, _transit_overdue_texts, args), deadline, now)
+    baseline = ctx.baselines.baseline(carrier, origin, destination, now)
+    args = (now, pickup, carrier, origin, destination, crossed, baseline)
+    finding = Finding.deferred(TRANSIT_OVERDUE, crossed, _transit_overdue_texts, args)
+    if baseline.normal is None:  # a constant: one step when very late
+        return _overdue(ctx, finding, crossed, now)
+    # One level per severity percentile the parcel is past, counted by time (the next one is when to look again).
+    steps = 0
+    next_at: float | None = None
+    for p in ctx.settings.lanes.severity_percentiles:
+        step_at = pickup + (baseline.hours_at(p) or 0.0) * HOUR
+        if now < step_at:
+            next_at = step_at
+            break
+        steps += 1
+    finding.steps = steps
+    return Check(finding, next_at)
 
 
 def _transit_overdue_texts(args: tuple[Any, ...]) -> Texts:
-    now, pickup, carrier, origin, destination, quantile, limit_h, source, samples = args
+    now, pickup, carrier, origin, destination, crossed, baseline = args
     lane = f"{carrier} {origin or '?'}→{destination or '?'}"
-    q = round(quantile * 100)
-    basis = f"lane {lane} p{q} = {hours(limit_h * HOUR)}" if source == "lane" else f"{lane} {source} {hours(limit_h * HOUR)}"
+    limit_h = baseline.limit_hours
+    q = round(baseline.quantile * 100)
+    elapsed_h = (now - pickup) / HOUR
+    percentile = baseline.percentile(elapsed_h)
+    if baseline.normal is not None:
+        main = max(baseline.levels, key=lambda level: level.weight)
+        basis = (f"p{q} of the normal transit of {lane}, learned from {baseline.answer[2]} deliveries "
+                 f"(mostly {main.level.replace('_', ' ')} {main.key})")
+    else:
+        basis = f"{baseline.source.replace('_', ' ')} for {lane}, no delivery learned yet"
+    data = {
+        "picked_up_at": pickup,
+        "deadline": crossed,
+        "limit_hours": (crossed - pickup) / HOUR,
+        "elapsed_hours": elapsed_h,
+        "percentile": percentile,
+        "lane": lane,
+        "quantile": baseline.quantile,
+        "baseline_source": baseline.source,
+        "samples": baseline.answer[2],
+        "baseline": baseline.evidence(),
+    }
+    beyond = "" if percentile is None else f", slower than {percentile:.0%} of the lane's deliveries"
     return (
         f"not signed {hours(now - pickup)} after pickup; normal transit {hours(limit_h * HOUR)}",
-        f"picked up {china_time(pickup)}, {basis}, now {hours(now - pickup)}",
+        f"picked up {china_time(pickup)}; overdue since {china_time(crossed)} ({hours(crossed - pickup)} after pickup); "
+        f"normal transit {hours(limit_h * HOUR)}: {basis}; now {hours(now - pickup)}{beyond}",
         "ask the carrier where the parcel is and tell the buyer before they ask",
-        {"picked_up_at": pickup, "limit_hours": limit_h, "baseline_source": source, "samples": samples},
+        data,
     )
 
 
-def tracking_stale_deadline(s: ParcelState, ctx: DetectorContext) -> float | None:
-    """When a parcel in transit becomes stale without a new scan (None: not watched)."""
+def tracking_stale_deadline(s: ParcelState, now: float, ctx: DetectorContext, carrier: str) -> float | None:
+    """When a parcel in transit becomes stale without a new scan (None: not watched). In transit the limit is
+    the configured hours, or longer for a carrier and source whose own legs without a scan are longer; a
+    source that reports no scans between pickup and signature is not watched (nothing to judge it by)."""
     last_scan = s.last_scan_at
     if (
         last_scan is None
@@ -156,34 +200,42 @@ def tracking_stale_deadline(s: ParcelState, ctx: DetectorContext) -> float | Non
         return None  # waiting for the buyer, watched by locker_uncollected instead
     if status == "out_for_delivery":
         return last_scan + ctx.stale_out_for_delivery_seconds
-    return last_scan + ctx.stale_seconds
+    limit_h = ctx.baselines.stale_limit_hours(carrier, s.source, ctx.settings.thresholds.tracking_stale_hours, now)
+    return None if limit_h is None else last_scan + limit_h * HOUR
 
 
-def tracking_stale(s: ParcelState, now: float, ctx: DetectorContext) -> Check:
-    """In transit with no new scan for too long (shorter once out for delivery)."""
-    deadline = tracking_stale_deadline(s, ctx)
+def tracking_stale(s: ParcelState, now: float, ctx: DetectorContext, carrier: str) -> Check:
+    """In transit with no new scan for too long (shorter once out for delivery; against the carrier and
+    source's own cadence when that is slower)."""
+    deadline = tracking_stale_deadline(s, now, ctx, carrier)
     if deadline is None:
         return NO_CHECK
     if now < deadline:
         return Check(None, deadline)
     last_scan = s.last_scan_at
+    assert last_scan is not None  # tracking_stale_deadline answered
     status = s.status
     th = ctx.settings.thresholds
     delivering = status == "out_for_delivery"
-    limit_h = th.tracking_stale_out_for_delivery_hours if delivering else th.tracking_stale_hours
-    args = (now, last_scan, limit_h, delivering, s.last_province, s.last_city, status)
+    limit_h = (deadline - last_scan) / HOUR
+    configured_h = th.tracking_stale_out_for_delivery_hours if delivering else th.tracking_stale_hours
+    args = (now, last_scan, limit_h, configured_h, delivering, s.last_province, s.last_city, status, s.source, deadline)
     return _overdue(ctx, Finding.deferred(TRACKING_STALE, deadline, _tracking_stale_texts, args), deadline, now)
 
 
 def _tracking_stale_texts(args: tuple[Any, ...]) -> Texts:
-    now, last_scan, limit_h, delivering, last_province, last_city, status = args
+    now, last_scan, limit_h, configured_h, delivering, last_province, last_city, status, source, deadline = args
     where = " ".join(x for x in (last_province, last_city) if x)
     stage = "out for delivery" if delivering else "in transit"
+    learned = limit_h > configured_h
+    limit = f"{limit_h:g} h" if not learned else f"{hours(limit_h * HOUR)}, this carrier's usual gap via {source}"
     return (
-        f"no new scan for {hours(now - last_scan)} while {stage} (limit {limit_h:g} h)",
+        f"no new scan for {hours(now - last_scan)} while {stage} (limit {limit})",
         f"last scan {china_time(last_scan)}" + (f" at {where}" if where else "") + f", status {status}",
         "ask the carrier to trace the parcel; if lost, file a claim and re-ship",
-        {"last_scan_at": last_scan, "limit_hours": limit_h, "stage": stage},
+        {"last_scan_at": last_scan, "limit_hours": limit_h, "stage": stage, "deadline": deadline,
+         "configured_hours": configured_h, "cadence": "learned" if learned else "configured", "source": source,
+         "last_province": last_province, "last_city": last_city, "status": status},
     )
 
 
@@ -233,7 +285,7 @@ def _confirmed_unsigned_texts(args: tuple[Any, ...]) -> Texts:
         f"{how} {china_time(since)}; carrier status {status or 'no scan'}"
         + (f", last scan {china_time(last_scan_at)}" if last_scan_at is not None else ""),
         "check with the buyer that the parcel arrived; if not, push the carrier or re-ship",
-        {"confirmed_at": since, "by_buyer": by_buyer},
+        {"confirmed_at": since, "by_buyer": by_buyer, "status": status, "last_scan_at": last_scan_at},
     )
 
 
@@ -272,7 +324,7 @@ def _autoconfirm_imminent_texts(args: tuple[Any, ...]) -> Texts:
         f"auto-confirm deadline {china_time(deadline)} ({source}), warning {warn_h:g} h before; "
         f"carrier status {status or 'no scan'}",
         "extend the receipt deadline (延长收货) so the buyer is not confirmed before delivery",
-        {"deadline": deadline, "source": source},
+        {"deadline": deadline, "source": source, "order_deadline": order_deadline, "warning_hours": warn_h, "status": status},
     )
 
 
@@ -303,7 +355,7 @@ def _locker_uncollected_texts(args: tuple[Any, ...]) -> Texts:
         f"waiting at locker/station for {hours(now - at_locker)} (limit {limit_h:g} h)",
         f"put into locker/station {china_time(at_locker)}" + (f" in {last_city}" if last_city else ""),
         "remind the buyer to collect the parcel with the pickup code",
-        {"at_locker_at": at_locker, "limit_hours": limit_h},
+        {"at_locker_at": at_locker, "limit_hours": limit_h, "city": last_city},
     )
 
 
@@ -334,7 +386,7 @@ def _carrier_exception_texts(args: tuple[Any, ...]) -> Texts:
         f"carrier exception: {label}",
         f"carrier reported {reason_code} at {china_time(exception_at)}" + (f" in {last_city}" if last_city else ""),
         _EXCEPTION_ACTIONS.get(reason_code, "contact the carrier about the exception"),
-        {"exception_at": exception_at, "exception_reason": reason_code},
+        {"exception_at": exception_at, "exception_reason": reason_code, "city": last_city},
     )
 
 

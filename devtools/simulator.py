@@ -109,6 +109,30 @@ def tracking_number(rnd: random.Random, carrier: str) -> str:
     return first + "".join(rnd.choices("0123456789", k=14 - len(first)))
 
 
+# What carriers write on their scans (the demo's ``raw_text``), per status; {city} is the scan's city,
+# {place} the same without 市, {hub} a sorting centre's name.
+CARRIER_TEXTS = {
+    "picked_up": "【{city}】{place}营业部 已揽收",
+    "in_transit": "【{city}】快件已到达 {hub}转运中心",
+    "arrived_city": "【{city}】快件已到达 {place}分拨中心，准备派送",
+    "out_for_delivery": "【{city}】{place}营业部 正在派件",
+    "at_locker": "【{city}】快件已放入{place}菜鸟驿站，请凭取件码取件",
+    "signed": "【{city}】已签收，签收人：本人",
+}
+EXCEPTION_TEXTS = {
+    "problem_parcel": "快件为疑难件，网点正在处理", "out_of_area": "超区，请联系收件人到网点自提", "refused": "收件人拒收，快件退回中",
+    "returned": "快件已退回寄件人", "lost": "快件丢失，已登记理赔", "damaged": "快件外包装破损，网点核实中",
+    "held": "快件滞留，等待放行", "unreachable": "电话无人接听，无法派送", "delivery_failed": "派送不成功，明日再次派送",
+}
+
+
+def carrier_text(status: str, city: str | None, reason: str | None, n: int) -> str:
+    place = (city or "").removesuffix("市") or "中转"
+    if status == "exception":
+        return f"【{city or '中转'}】{EXCEPTION_TEXTS.get(reason or '', '快件异常，网点核实中')}"
+    return CARRIER_TEXTS.get(status, "【{city}】快件运输中").format(city=city or "中转", place=place, hub=f"{place}{'一二三'[n % 3]}号")
+
+
 class Simulator:
     def __init__(self, seed: int = 7, problem_shares: dict[str, float] | None = None,
                  start_time: float | None = None, mean_gap_seconds: float = 120.0) -> None:
@@ -154,10 +178,11 @@ class Simulator:
 
         def scan(status: str, t: float, province: str | None = None, reason: str | None = None) -> None:
             n[0] += 1
+            city = CITIES.get(province or "") if province else None
             out.append(("tracking", key.encode(), TrackingUpdate(
                 event_id=f"sim-{self.seed}-{i}-{n[0]}", carrier=carrier, tracking_number=number, status=status,
-                event_time=t, exception_reason=reason, province=province,
-                city=CITIES.get(province or "") if province else None, source="simulator")))
+                event_time=t, exception_reason=reason, province=province, city=city, source="simulator",
+                raw_text=carrier_text(status, city, reason, n[0]))))
 
         order("paid", paid_at, order_value=value, category=category, promised_ship_time=paid_at + 48 * HOUR)
         if scenario == "not_shipped":

@@ -78,6 +78,32 @@ def _tail(path: Path, n: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
+# The demo's staff account: every shop, allowed to work issues. Its password is new every run (printed),
+# unless PARCELWATCH_DEMO_PASSWORD names one.
+DEMO_LOGIN, DEMO_NAME = "demo", "演示客服"
+
+
+def _demo_account(redis_url: str) -> tuple[str, str]:
+    """Create the demo's staff account in the fresh Redis; (login, password)."""
+    import asyncio
+    import secrets
+
+    from issue_queue.people import People
+    from issue_queue.store import IssueStore
+
+    password = os.environ.get("PARCELWATCH_DEMO_PASSWORD") or secrets.token_hex(5)
+
+    async def create() -> None:
+        store = IssueStore.from_url(redis_url)
+        try:
+            await People(store.redis, store.prefix).add(DEMO_LOGIN, DEMO_NAME, ["*"], "agent", password)
+        finally:
+            await store.redis.aclose()
+
+    asyncio.run(create())
+    return DEMO_LOGIN, password
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default=str(RUN_DIR), help="pid files, logs and worker data")
@@ -126,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  broker   Tansu on {broker.bootstrap} (memory-only; log {broker.log_path})")
         redis.start()
         print(f"  redis    {redis.url} (log {redis.log_path})")
+        demo_login = _demo_account(redis.url)
         data_dir = run_dir / "worker-data"
         # The memory-only broker just started empty: tables built against an older one are invalid.
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -138,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "PARCELWATCH_DATA_DIR": str(data_dir),
             "PYTHONUNBUFFERED": "1",
         }
-        # A demo token for every shop, so the queue page and the write API work out of the box.
+        # A demo API token for machines (curl, scripts), every shop; people sign in with the demo account.
         env.setdefault("PARCELWATCH_TOKENS", "demo-token=*")
         worker_log = run_dir / "worker.log"
         worker = subprocess.Popen(
@@ -175,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             {"pid": os.getpid(), "broker": broker.url, "redis": redis.url, "web": base}))
         demo = env["PARCELWATCH_TOKENS"].split("=", 1)[0] if env["PARCELWATCH_TOKENS"].startswith("demo-token=") else None
         print()
-        print(f"  queue page          {base}/queue" + (f"   (open it in a browser; sign in with the token {demo})" if demo else ""))
+        print(f"  queue page          {base}/queue   (open it in a browser; sign in as {demo_login[0]}, "
+              f"password {demo_login[1]})")
         bearer = f"-H 'Authorization: Bearer {demo}' " if demo else ""
         print(f"  issue API (JSON)    curl {bearer}{base}/issues")
         print("  queue in terminal   .venv/bin/python app.py queue")

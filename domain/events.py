@@ -20,7 +20,15 @@ from typing import Any
 
 import orjson
 
-from .vocabulary import CARRIERS, PLATFORMS, ExceptionReason, OrderEventKind, TrackingStatus, normalise_province
+from .vocabulary import (
+    CARRIERS,
+    PLATFORMS,
+    ExceptionReason,
+    OrderEventKind,
+    TrackingStatus,
+    canonical_carrier,
+    normalise_province,
+)
 
 # Event times outside these bounds are rejected as absurd, whatever the clock says.
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
@@ -121,12 +129,17 @@ def _str(data: dict[str, Any], field: str, *, required: bool = True, max_len: in
 
 
 def _carrier(data: dict[str, Any]) -> str:
+    """A canonical carrier code, or an unknown carrier kept under its source's code (``generic:anneng``,
+    ``kuaidi100:zhongtongkuaiyun``; see ``canonical_carrier``): an unknown carrier is never rejected."""
     carrier = _str(data, "carrier")
     assert carrier is not None
-    carrier = carrier.upper()
-    if carrier not in CARRIERS:
-        raise InvalidEvent("carrier", f"unknown carrier code {carrier[:20]!r}; expected one of {', '.join(CARRIERS)}")
-    return carrier
+    if carrier in CARRIERS:
+        return carrier  # the usual case, decided first
+    source = data.get("source")
+    try:
+        return canonical_carrier(carrier, source if isinstance(source, str) else "generic")
+    except ValueError as exc:
+        raise InvalidEvent("carrier", str(exc)) from None
 
 
 def _tracking_number(data: dict[str, Any]) -> str:

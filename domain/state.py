@@ -12,6 +12,7 @@ memory per tracked parcel low.
 from __future__ import annotations
 
 import operator
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -21,6 +22,13 @@ from domain.events import OrderEvent, TrackingUpdate
 from domain.vocabulary import STATUS_RANK
 
 ORDER_SUBJECT_PREFIX = "order:"
+# A parcel's story (``ParcelState.scans``): its newest scans, each text clipped. Bounded, as every
+# tracked parcel holds one (about 120 bytes a scan with a carrier's text).
+SCANS_KEPT = 5
+SCAN_TEXT_CHARS = 48
+# In a carrier's text, what names a person or reaches one: a mobile or landline number, who signed.
+_DIGIT = re.compile(r"\d")
+_PERSONAL = re.compile(r"(1[3-9]\d)\d{4}(\d{4})|(0\d{2,3}-?)\d{7,8}|((?:签收人|收件人|代收人)(?:[:：]\s*|\s+))[^\s，,。；;]{1,6}")
 
 
 def order_subject(order_id: str) -> str:
@@ -181,6 +189,19 @@ class ParcelState:
     # Which processor incarnation filed ``indexed_bucket``. A crash can lose the index write while the
     # state write lands; a filing from another incarnation is therefore not trusted (see processor.py).
     index_epoch: int = 0
+    # The parcel's story for staff: its newest scans, oldest first, each [event time, status, the carrier's
+    # own text, place, exception reason] without trailing nulls (``SCANS_KEPT`` at most; texts clipped to
+    # ``SCAN_TEXT_CHARS``, numbers and signers' names masked; the place only when there is no text).
+    scans: list[list[Any]] = field(default_factory=list)
+    # Where the parcel waits for its transit limit in the index (pickup bucket, origin, destination): the
+    # lanes' refreshes re-check it there (see processor.py). None: not waiting.
+    transit_filed: list[Any] | None = None
+    # (Fields are encoded by position: new ones go last, so a state stored before they existed still decodes.)
+    # The scans between pickup and signature (in transit, arrived, out for delivery, at a locker): the first
+    # and the last, for the carrier's scan cadence; and the source of the latest scan (kuaidi100, ...).
+    first_transit_scan_at: float | None = None
+    last_transit_scan_at: float | None = None
+    source: str | None = None
 
     # -- merges ------------------------------------------------------------------------------------
 
@@ -218,16 +239,59 @@ class ParcelState:
             elif status == "signed":
                 if self.signed_at is None or t < self.signed_at:
                     self.signed_at = t
+        self._keep_scan(up)
         if status != "info_received":
             # Any carrier scan (an exception scan too) shows the carrier has the parcel.
-            if self.last_scan_at is None or t >= self.last_scan_at:
+            last = self.last_scan_at
+            if last is None or t >= last:
                 if up.province is not None:
                     self.last_province = up.province
                 if up.city is not None:
                     self.last_city = up.city
                 self.last_scan_at = t
+                # The latest scan's source (on a tie the greater name, so any arrival order gives one answer).
+                source = up.source
+                if last is None or t > last or self.source is None or source > self.source:
+                    self.source = source
             if self.first_scan_at is None or t < self.first_scan_at:
                 self.first_scan_at = t
+            if status in _TRANSIT_SCANS:
+                if self.first_transit_scan_at is None or t < self.first_transit_scan_at:
+                    self.first_transit_scan_at = t
+                if self.last_transit_scan_at is None or t > self.last_transit_scan_at:
+                    self.last_transit_scan_at = t
+
+    def _keep_scan(self, up: TrackingUpdate) -> None:
+        """Add the scan to the story (a scan seen before is not added again; the oldest leave first). Runs
+        for every scan: the usual one, newer than all kept, is appended without a search or a sort."""
+        t = up.event_time
+        status = up.status
+        text = up.raw_text
+        reason = up.exception_reason
+        scan: list[Any]
+        if text:
+            if _DIGIT.search(text) or "人" in text:  # (a number, or 签收人 / 收件人 / 代收人)
+                text = _PERSONAL.sub(_mask, text)  # (before clipping: no half number is left unmasked)
+            text = text[:SCAN_TEXT_CHARS]
+            scan = [t, status, text] if reason is None else [t, status, text, None, reason]
+        else:
+            place = up.city or up.province
+            if reason is not None:
+                scan = [t, status, None, place, reason]
+            else:
+                scan = [t, status] if place is None else [t, status, None, place]
+        scans = self.scans
+        if not scans or t > scans[-1][0]:
+            scans.append(scan)
+        elif len(scans) >= SCANS_KEPT and t < scans[0][0]:
+            return  # older than everything kept
+        elif scan in scans:
+            return
+        else:
+            scans.append(scan)
+            scans.sort(key=_scan_order)
+        if len(scans) > SCANS_KEPT:
+            del scans[0]
 
     def apply_order(self, facts: OrderFacts) -> None:
         self.order_id = facts.order_id
@@ -264,6 +328,20 @@ class ParcelState:
     def is_signed(self) -> bool:
         return self.signed_at is not None
 
+    @property
+    def returned(self) -> bool:
+        """The carrier is sending the parcel back (its latest exception)."""
+        return self.exception_reason == "returned"
+
+    def finding_time(self, kind: str) -> float | None:
+        """The finding time an open issue of ``kind`` last reported (its deadline crossed); None: not open.
+        (An open-issue record is [opened_at, severity, context, finding time]; older records have no fourth
+        element and reported their opening time.)"""
+        record = self.open_issues.get(kind)
+        if record is None:
+            return None
+        return record[3] if len(record) > 3 else record[0]
+
     # -- encoding ----------------------------------------------------------------------------------
 
     def encode(self) -> bytes:
@@ -276,6 +354,20 @@ class ParcelState:
         return cls(*orjson.loads(raw)[:_N_FIELDS])
 
 
+def _scan_order(scan: list[Any]) -> tuple[float, int, str]:
+    return scan[0], STATUS_RANK.get(scan[1], 0), (scan[2] or "") if len(scan) > 2 else ""
+
+
+def _mask(m: re.Match[str]) -> str:
+    if m.group(1):
+        return f"{m.group(1)}****{m.group(2)}"
+    if m.group(3):
+        return f"{m.group(3)}****"
+    return f"{m.group(4)}*"
+
+
+# Scans between pickup and signature: what a carrier's scan cadence is learned from.
+_TRANSIT_SCANS = frozenset(("in_transit", "arrived_city", "out_for_delivery", "at_locker"))
 _ORDER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(OrderFacts))
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ParcelState))
 _N_FIELDS = len(_FIELD_NAMES)

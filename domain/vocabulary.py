@@ -8,6 +8,8 @@ models check events against it, the queue and the page label it.
 from __future__ import annotations
 
 import enum
+import re
+import unicodedata
 from datetime import date, datetime, timedelta, timezone
 
 # -- time ---------------------------------------------------------------------------------------------------
@@ -62,6 +64,9 @@ class IssueKind(str, enum.Enum):
     AUTOCONFIRM_IMMINENT = "autoconfirm_imminent"
     LOCKER_UNCOLLECTED = "locker_uncollected"
     CARRIER_EXCEPTION = "carrier_exception"
+    # Not a detector's finding: the parcel could not be registered with the tracking aggregator, so no scan
+    # of it will arrive and none of the rules above can watch it (``subscriptions/``).
+    TRACKING_UNREGISTERED = "tracking_unregistered"
 
 
 ISSUE_KINDS: tuple[str, ...] = tuple(k.value for k in IssueKind)
@@ -106,6 +111,23 @@ RESOLUTION_LABELS = {
     "other": ("其他", "Other"),
 }
 
+# Why the stream ended an issue by itself (``core/processor.py`` ``_resolution``), as staff read it.
+# Unknown codes are shown as they are.
+AUTO_RESOLUTION_LABELS = {
+    "signed": ("已签收", "Signed"),
+    "shipped": ("已发货", "Shipped"),
+    "picked_up": ("已揽收", "Picked up"),
+    "scanned_again": ("物流已更新", "Scanned again"),
+    "collected": ("已取件", "Collected"),
+    "order_confirmed": ("订单已确认收货", "Order confirmed"),
+    "order_refunded": ("订单已退款", "Order refunded"),
+    "order_closed": ("订单已关闭", "Order closed"),
+    "deadline_moved_or_passed": ("确认收货时间已延长或已过", "Auto-confirm deadline moved or passed"),
+    "condition_ended": ("问题条件已解除", "Condition ended"),
+    # The embedded broker restarted empty: the parcel's record is gone; a problem that persists is raised again.
+    "state_lost": ("系统重启，包裹记录已清空（问题仍在会再次提醒）", "Parcel record lost in a restart (raised again if it persists)"),
+}
+
 # -- parcels and orders -------------------------------------------------------------------------------------
 
 
@@ -121,6 +143,18 @@ class TrackingStatus(str, enum.Enum):
     SIGNED = "signed"  # 签收
     EXCEPTION = "exception"  # carrier exception; see ExceptionReason
 
+
+# (Chinese, English) labels of the parcel statuses, as a scan timeline shows them.
+TRACKING_STATUS_LABELS = {
+    "info_received": ("已打单", "Label printed"),
+    "picked_up": ("已揽收", "Picked up"),
+    "in_transit": ("运输中", "In transit"),
+    "arrived_city": ("到达派件城市", "Arrived in the city"),
+    "out_for_delivery": ("派件中", "Out for delivery"),
+    "at_locker": ("已入柜/驿站", "At a locker or station"),
+    "signed": ("已签收", "Signed"),
+    "exception": ("异常", "Exception"),
+}
 
 STATUS_RANK: dict[str, int] = {
     "info_received": 0,
@@ -160,7 +194,12 @@ class OrderEventKind(str, enum.Enum):
 # Buyer notification stages, in the order a parcel reaches them.
 NOTIFICATION_STAGES = ("picked_up", "arrived_city", "out_for_delivery", "delayed", "exception", "locker_uncollected")
 
-# Canonical carrier codes. Aggregator adapters map their own codes onto these.
+# -- carriers ----------------------------------------------------------------------------------------------
+
+# Canonical carrier codes and the names staff read. Each source's own codes (kuaidi100 ``com``, kdniao
+# ``ShipperCode``, AfterShip slugs, 17TRACK keys) map onto these in ``ingest/carriers.py``. A carrier nobody
+# maps is kept under its source's own code, ``source:code`` (``kuaidi100:zhongtongkuaiyun``): never rejected,
+# it has lanes and issues like any other, and metrics label it by source (``carrier_label``).
 CARRIERS: dict[str, str] = {
     "ZTO": "中通快递",
     "YTO": "圆通速递",
@@ -174,9 +213,119 @@ CARRIERS: dict[str, str] = {
     "YZPY": "邮政快递包裹",
     "BESTEXP": "百世快递",
     "CAINIAO": "菜鸟速递",
+    "FEDEX": "联邦快递",
+    "UPS": "UPS",
+    "USPS": "美国邮政",
+    "DHL": "DHL",
 }
 
+# Carrier names as sellers, platforms and aggregators write them (matched whole, case-insensitively, never as
+# a part of a longer text), besides the display names above.
+CARRIER_NAMES: dict[str, str] = {
+    **{name: code for code, name in CARRIERS.items()},
+    "中通": "ZTO", "中通速递": "ZTO", "ZTO Express": "ZTO",
+    "圆通": "YTO", "圆通快递": "YTO", "YTO Express": "YTO",
+    "韵达": "YUNDA", "韵达速递": "YUNDA", "Yunda Express": "YUNDA",
+    "申通": "STO", "STO Express": "STO",
+    "顺丰": "SF", "顺丰快递": "SF", "顺丰速递": "SF", "SF Express": "SF",
+    "京东": "JD", "京东快递": "JD", "京东配送": "JD", "JD Logistics": "JD",
+    "邮政EMS": "EMS", "EMS快递": "EMS", "中国邮政速递物流": "EMS", "China EMS": "EMS",
+    "中国邮政": "YZPY", "邮政包裹": "YZPY", "邮政快递": "YZPY", "邮政国内小包": "YZPY", "China Post": "YZPY",
+    "极兔": "JTEXPRESS", "极兔快递": "JTEXPRESS", "J&T极兔": "JTEXPRESS", "J&T": "JTEXPRESS", "J&T Express": "JTEXPRESS",
+    "德邦": "DEPPON", "德邦物流": "DEPPON", "Deppon": "DEPPON",
+    "百世": "BESTEXP", "百世汇通": "BESTEXP", "汇通快递": "BESTEXP", "Best Express": "BESTEXP",
+    "菜鸟": "CAINIAO", "丹鸟": "CAINIAO",
+    "FedEx": "FEDEX", "联邦": "FEDEX",
+    "UPS快递": "UPS",
+    "DHL快递": "DHL", "敦豪": "DHL",
+}
+
+
+def _fold(name: str) -> str:
+    """How names are compared: full-width letters and digits as ASCII, no spaces, any case ('ＥＭＳ ' is 'ems')."""
+    return "".join(unicodedata.normalize("NFKC", name).split()).casefold()
+
+
+_CARRIER_NAME_LOOKUP: dict[str, str] = {
+    **{_fold(code): code for code in CARRIERS},
+    **{_fold(name): code for name, code in CARRIER_NAMES.items()},
+}
+# A source as the prefix of an unmapped carrier code, and the characters kept in the code itself (letters of
+# any script, digits, and . _ & + -; anything else becomes "-").
+_SOURCE_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+_CODE_JUNK = re.compile(r"[^\w.&+-]+")
+MAX_CARRIER_CODE = 40
+
+
+def canonical_carrier(value: str, source: str = "generic") -> str:
+    """The canonical code for ``value``: a canonical code (any case) or a carrier name as is; a code already
+    kept under its source (``kuaidi100:zhongtongkuaiyun``) as is; anything else kept under ``source``'s own
+    code (``generic:anneng``), lower-cased. ValueError when nothing of a code is left.
+
+    A source's own codes (``zhongtong``, ``190455``) are mapped by ``ingest.carriers.resolve``, which knows the
+    sources' tables; this is the part every event shares."""
+    text = value.strip()
+    upper = text.upper()
+    if upper in CARRIERS:
+        return upper
+    named = _CARRIER_NAME_LOOKUP.get(_fold(text))
+    if named is not None:
+        return named
+    prefix, sep, rest = text.partition(":")
+    if sep and _SOURCE_RE.fullmatch(prefix) and rest and ":" not in rest:
+        return f"{prefix}:{_carrier_code_part(rest)}"
+    return f"{carrier_source(source)}:{_carrier_code_part(text)}"
+
+
+def _carrier_code_part(code: str) -> str:
+    cleaned = _CODE_JUNK.sub("-", code.strip().lower()).strip("-")[:MAX_CARRIER_CODE]
+    if not cleaned:
+        raise ValueError("has no letters or digits")
+    return cleaned
+
+
+def carrier_source(source: str | None) -> str:
+    """``source`` as the prefix of an unmapped carrier code ("generic" when it cannot be one)."""
+    text = (source or "").strip().lower()
+    return text if _SOURCE_RE.fullmatch(text) else "generic"
+
+
+def is_mapped_carrier(code: str) -> bool:
+    return code in CARRIERS
+
+
+def carrier_label(code: str) -> str:
+    """A bounded metric label: the canonical code, or ``<source>:other`` for a carrier kept under a source's
+    own code (one label per source, never per code); "other" when the source is not a known one."""
+    if code in CARRIERS:
+        return code
+    source = code.partition(":")[0]
+    return f"{source}:other" if source in CARRIER_SOURCES else "other"
+
+
+def carrier_name(code: str) -> str:
+    """What staff read for a carrier: its Chinese name, or the source's own code of an unmapped one."""
+    name = CARRIERS.get(code)
+    return name if name is not None else code.partition(":")[2] or code
+
+
 PLATFORMS = ("taobao", "tmall", "douyin", "pinduoduo", "jd", "kuaishou", "xiaohongshu", "other")
+# (Chinese, English) display names of the platforms, as sellers call them (Douyin's seller side is 抖店).
+PLATFORM_LABELS = {
+    "taobao": ("淘宝", "Taobao"),
+    "tmall": ("天猫", "Tmall"),
+    "douyin": ("抖店", "Douyin Shop"),
+    "pinduoduo": ("拼多多", "Pinduoduo"),
+    "jd": ("京东", "JD.com"),
+    "kuaishou": ("快手", "Kuaishou"),
+    "xiaohongshu": ("小红书", "Xiaohongshu"),
+    "other": ("其他平台", "Other platform"),
+}
+
+# Where carrier codes come from: the aggregators' pushes, our own JSON and the shop platforms (their order
+# events name carriers in their own words). A carrier kept under its source's code is prefixed by one of these.
+CARRIER_SOURCES: tuple[str, ...] = ("kuaidi100", "kdniao", "aftership", "17track", "generic",
+                                    *(p for p in PLATFORMS if p != "other"))
 
 # Province-level divisions by canonical short name, with the full official names accepted on input.
 PROVINCES: dict[str, tuple[str, ...]] = {

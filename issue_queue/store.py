@@ -14,8 +14,13 @@ Layout (prefix ``pw:`` by default; see docs/events.md "Redis layout"):
 
 Every write goes through one Lua script (atomic, one round trip). Stream events are applied
 idempotently: the input is at-least-once, so a redelivered event must change nothing. The rules:
-an ``open`` creates the issue or reopens a resolved one with a newer ``opened_at``; an ``update`` or
-``resolve`` applies only to the open period it names (same ``opened_at``); anything older is ignored.
+an ``open`` creates the issue, or starts a new open period when it comes after the current one began
+(its ``at``, the moment it was raised, is later than the current period's: ``period_ts``), reopening a
+resolved issue; an ``update`` or ``resolve`` applies only to the open period it names (same
+``opened_at``, at or after the period began); anything older is ignored. A period is told by when it
+began, not by its ``opened_at`` alone: a re-opening whose ``opened_at`` was not later than the period
+before (a producer that back-dated it) was dropped as a duplicate, and the queue showed auto-resolved a
+parcel still overdue.
 "The same ``opened_at``" is compared at the 14 significant digits Redis's cjson keeps of the stored
 ``opened_ts`` (0.1 ms for today's epochs): compared exactly, every ``resolve`` and ``update`` of an issue
 opened at a time with microseconds (a deadline computed from event times) was dropped as stale.
@@ -24,14 +29,16 @@ opened at a time with microseconds (a deadline computed from event times) was dr
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from domain.events import InvalidEvent, format_time, parse_time
-from domain.vocabulary import ACTIVE_STATUSES, SEVERITIES_DESC, STATUSES
+from domain.vocabulary import ACTIVE_STATUSES, STATUSES
 
 
 def _text(value: bytes | str) -> str:
@@ -66,11 +73,20 @@ def check_issue_event(event: Any) -> tuple[float, float]:
     return parse_time(event.get("opened_at"), "opened_at"), parse_time(event.get("at"), "at")
 
 
+# What the queue's reads filter, count and order by (``_QUERY``): one small JSON array per issue in `row`,
+# written with every index change.
+_LUA_ROW = """
+local function row_of(d)
+  local function s(v) if type(v) == 'string' then return v end return '' end
+  return cjson.encode({d.shop, d.status, d.severity, d.kind, s(d.carrier), s(d.platform), d.opened_ts, s(d.assignee_login)})
+end
+"""
+
 # KEYS: none (all keys derive from the prefix, which is ARGV[1]; this keeps one script for any layout).
 # ARGV: prefix, then per event: id, event JSON, opened_at epoch, at epoch (a run of events in one call).
 # Index maintenance shared by both write scripts: every status change moves the id between the zsets
 # and keeps the exact counts in step. Needs `prefix` and `id` defined by the script before it.
-_LUA_INDEXES = """
+_LUA_INDEXES = _LUA_ROW + """
 local function carrier(d) if d.carrier == nil or d.carrier == cjson.null then return '' end return d.carrier end
 local function unindex(d)
   redis.call('ZREM', prefix .. 'q:' .. d.shop .. ':' .. d.status, id)
@@ -94,6 +110,10 @@ local function index(d)
     redis.call('ZADD', prefix .. 'resolved:' .. d.shop, d.resolved_ts, id)
   end
   redis.call('SADD', prefix .. 'shops', d.shop)
+  redis.call('HSET', prefix .. 'row', id, row_of(d))
+  for _, f in ipairs({'order_id', 'tracking_number'}) do
+    if type(d[f]) == 'string' and d[f] ~= '' then redis.call('SADD', prefix .. 'find:' .. d[f], id) end
+  end
 end
 """
 
@@ -106,6 +126,10 @@ local id, ev, opened_at, at, key, doc
 --INDEXES--
 -- cjson stores numbers with 14 significant digits: the stored opened_ts is the event's opened_at rounded.
 local function same_time(a, b) return string.format('%.14g', a) == string.format('%.14g', b) end
+local function after(a, b) return a > b and not same_time(a, b) end
+-- When the document's current open period began (documents written before periods were told by it: their
+-- opening's at was its opened_at).
+local function period_start(d) return d.period_ts or d.opened_ts end
 local function copy_finding(d)
   for _, f in ipairs({'reason', 'severity', 'evidence', 'evidence_data', 'suggested_action', 'exception_reason'}) do
     if ev[f] ~= nil then d[f] = ev[f] end
@@ -131,6 +155,7 @@ local function open_period(what)
   doc.status = 'open'
   doc.opened_at = ev.opened_at
   doc.opened_ts = opened_at
+  doc.period_ts = at
   doc.updated_at = ev.at
   push_history(doc, what, {severity = ev.severity, reason = ev.reason})
   index(doc)
@@ -151,11 +176,16 @@ local function apply()
       open_period('opened')
       return 'opened'
     end
-    if opened_at <= doc.opened_ts or same_time(opened_at, doc.opened_ts) then return 'duplicate' end
+    -- Raised no later than the current period began: this period's opening again, or an older one's.
+    if not after(at, period_start(doc)) then return 'duplicate' end
     if doc.status == 'open' or doc.status == 'acknowledged' then
-      -- A newer open period while still open (the resolve was lost upstream): carry on as an update.
+      -- A newer open period while still open (the resolve was lost upstream): carry on as an update, in
+      -- the new period (its own updates and resolve name it).
       unindex(doc)
       copy_finding(doc)
+      doc.opened_at = ev.opened_at
+      doc.opened_ts = opened_at
+      doc.period_ts = at
       doc.updated_at = ev.at
       index(doc)
       redis.call('SET', key, cjson.encode(doc))
@@ -171,7 +201,8 @@ local function apply()
     return 'reopened'
   end
 
-  if doc == nil or not same_time(opened_at, doc.opened_ts) then return 'stale' end
+  -- Another period's event (named by its opened_at), or one from before this period began.
+  if doc == nil or not same_time(opened_at, doc.opened_ts) or after(period_start(doc), at) then return 'stale' end
 
   if ev.action == 'update' then
     if doc.status ~= 'open' and doc.status ~= 'acknowledged' then return 'stale' end
@@ -236,6 +267,9 @@ local function conflict(why)
 end
 local active = d.status == 'open' or d.status == 'acknowledged'
 local entry = {at = now_iso, by = p.by, action = action}
+-- Who signed in (a staff account's login), or whom a machine token said it acted for (unverified).
+if type(p.by_login) == 'string' then entry.by_login = p.by_login end
+if type(p.on_behalf_of) == 'string' then entry.on_behalf_of = p.on_behalf_of end
 
 if action == 'acknowledge' then
   if d.status == 'acknowledged' then return cjson.encode({ok = true, status = d.status, unchanged = true}) end
@@ -246,6 +280,8 @@ elseif action == 'assign' then
   if d.assignee == p.assignee then return cjson.encode({ok = true, status = d.status, unchanged = true}) end
   entry.assignee = p.assignee
   d.assignee = p.assignee
+  d.assignee_login = p.assignee_login or cjson.null
+  redis.call('HSET', prefix .. 'row', id, row_of(d))
 elseif action == 'resolve' then
   if d.status == 'resolved' and d.resolution_code == p.resolution_code then
     return cjson.encode({ok = true, status = d.status, unchanged = true})
@@ -281,6 +317,157 @@ end
 return out
 """
 
+# A page of the queue from the rows alone (``row_of``): the candidates (a shop's status zsets, a day's
+# queue, or the search index), filtered, counted per kind / severity / shop, ordered, cut to the page.
+# No issue document is read (one is, once, for an issue written before rows existed). ARGV: prefix, the
+# request (``IssueStore.query``) as JSON. Returns JSON {total, new, by_kind, by_severity, by_shop, ids}.
+_QUERY = """
+local prefix = ARGV[1]
+local q = cjson.decode(ARGV[2])
+--ROW--
+local function opt(v) if v == nil or v == cjson.null or v == '' then return nil end return v end
+local kind, severity, carrier, platform = opt(q.kind), opt(q.severity), opt(q.carrier), opt(q.platform)
+local shop, assignee, since = opt(q.shop), opt(q.assignee), tonumber(opt(q.since) or 0)
+local shops, statuses = {}, nil
+for _, s in ipairs(q.shops) do shops[s] = true end
+if opt(q.statuses) then
+  statuses = {}
+  for _, s in ipairs(q.statuses) do statuses[s] = true end
+end
+
+local ids, seen = {}, {}
+local function add(id) if not seen[id] then seen[id] = true; ids[#ids + 1] = id end end
+if opt(q.search) then
+  for _, term in ipairs(q.search) do
+    for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'find:' .. term)) do add(id) end
+  end
+elseif opt(q.day) then
+  -- A day's queue: opened before its end and not resolved before its start.
+  local s, e = tonumber(q.day[1]), q.day[2]
+  for _, sh in ipairs(q.shops) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'opened:' .. sh, '-inf', '(' .. e)) do
+      local r = redis.call('ZSCORE', prefix .. 'resolved:' .. sh, id)
+      if not r or tonumber(r) >= s then add(id) end
+    end
+  end
+else
+  for _, sh in ipairs(q.shops) do
+    for _, st in ipairs(q.statuses) do
+      for _, id in ipairs(redis.call('ZRANGE', prefix .. 'q:' .. sh .. ':' .. st, 0, -1)) do ids[#ids + 1] = id end
+    end
+  end
+  statuses = nil  -- (read from the status zsets themselves)
+end
+
+local RANK = {critical = 0, high = 1, medium = 2, low = 3}
+local total, new = 0, 0
+local by_kind, by_severity, by_shop = {}, {}, {}
+local function bump(t, k) t[k] = (t[k] or 0) + 1 end
+local keys, at_key = {}, {}
+local priority = q.order ~= 'age'
+for i = 1, #ids, 1000 do
+  local chunk = {}
+  for j = i, math.min(i + 999, #ids) do chunk[#chunk + 1] = ids[j] end
+  local rows = redis.call('HMGET', prefix .. 'row', unpack(chunk))
+  for j, id in ipairs(chunk) do
+    local raw = rows[j]
+    if not raw then
+      -- An issue written before rows existed: its row, once.
+      local doc = redis.call('GET', prefix .. 'issue:' .. id)
+      if doc then
+        raw = row_of(cjson.decode(doc))
+        redis.call('HSET', prefix .. 'row', id, raw)
+      end
+    end
+    if raw then
+      local r = cjson.decode(raw)
+      local r_shop, r_status, r_sev, r_kind, r_carrier, r_platform, r_ts, r_assignee = unpack(r)
+      if shops[r_shop] and (statuses == nil or statuses[r_status]) and (not carrier or r_carrier == carrier)
+          and (not platform or r_platform == platform) and (not assignee or r_assignee == assignee) then
+        local m_shop = not shop or r_shop == shop
+        local m_kind = not kind or r_kind == kind
+        local m_sev = not severity or r_sev == severity
+        if m_shop and m_kind then bump(by_severity, r_sev) end
+        if m_shop and m_sev then bump(by_kind, r_kind) end
+        if m_kind and m_sev then bump(by_shop, r_shop) end
+        if m_shop and m_kind and m_sev then
+          total = total + 1
+          if r_ts > since then new = new + 1 end
+          local k = r_ts
+          if priority then k = (RANK[r_sev] or 4) * 1e10 + r_ts end
+          local same = at_key[k]
+          if same == nil then at_key[k] = {id}; keys[#keys + 1] = k else same[#same + 1] = id end
+        end
+      end
+    end
+  end
+end
+
+table.sort(keys)
+local offset, limit = tonumber(q.offset) or 0, tonumber(q.limit) or 100
+local page, n = {}, 0
+for _, k in ipairs(keys) do
+  local same = at_key[k]
+  if n + #same > offset then
+    if #same > 1 then table.sort(same) end
+    for _, id in ipairs(same) do
+      n = n + 1
+      if n > offset then page[#page + 1] = id end
+      if #page >= limit then break end
+    end
+  else
+    n = n + #same
+  end
+  if #page >= limit then break end
+end
+return cjson.encode({total = total, new = new, by_kind = by_kind, by_severity = by_severity, by_shop = by_shop, ids = page})
+""".replace("--ROW--", _LUA_ROW)
+
+# The parcel's story beside its issues: the scans each issue event carries, merged into one zset per subject
+# (score = scan time, kept to the newest SCANS_KEPT; merging is idempotent and order-free, so a redelivered
+# or late event changes nothing), and the order facts of the newest event. ARGV: prefix, kept, then per
+# event: subject, event time (epoch), scans JSON, facts JSON.
+_PARCEL = """
+local prefix, kept = ARGV[1], tonumber(ARGV[2])
+for i = 3, #ARGV, 4 do
+  local subject, at, scans, facts = ARGV[i], tonumber(ARGV[i + 1]), cjson.decode(ARGV[i + 2]), ARGV[i + 3]
+  if #scans > 0 then
+    local key = prefix .. 'scans:' .. subject
+    for _, scan in ipairs(scans) do redis.call('ZADD', key, scan[1], cjson.encode(scan)) end
+    redis.call('ZREMRANGEBYRANK', key, 0, -kept - 1)
+  end
+  local fkey = prefix .. 'facts:' .. subject
+  local stored = tonumber(redis.call('HGET', fkey, 'at'))
+  if stored == nil or at >= stored then redis.call('HSET', fkey, 'at', ARGV[i + 1], 'facts', facts) end
+end
+return #ARGV
+"""
+SCANS_KEPT = 30
+
+# Rows and search entries for issues written before they existed. ARGV: prefix, then issue ids.
+_BACKFILL = """
+local prefix = ARGV[1]
+--ROW--
+local n = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local raw = redis.call('GET', prefix .. 'issue:' .. id)
+  if raw then
+    local d = cjson.decode(raw)
+    if redis.call('HEXISTS', prefix .. 'row', id) == 0 then redis.call('HSET', prefix .. 'row', id, row_of(d)) end
+    for _, f in ipairs({'order_id', 'tracking_number'}) do
+      if type(d[f]) == 'string' and d[f] ~= '' then redis.call('SADD', prefix .. 'find:' .. d[f], id) end
+    end
+    n = n + 1
+  end
+end
+return n
+""".replace("--ROW--", _LUA_ROW)
+# What ``backfill_indexes`` records once it has indexed every issue of a queue.
+INDEXES_VERSION = b"1"
+# Order facts an issue event carries beyond the issue document's own fields (``_parcel_args``).
+PARCEL_FACTS = ("autoconfirm_at", "paid_at", "shipped_at", "category")
+
 # After the broker came back empty (a new lifetime: every parcel state is gone), the issues still active
 # were raised from states nobody holds any more: no event can end them. Each is marked auto_resolved with
 # resolution "state_lost" (a history line says why); a problem that persists is raised again from the new
@@ -311,7 +498,7 @@ for _, shop in ipairs(redis.call('SMEMBERS', prefix .. 'shops')) do
         d.resolved_ts = now_ts
         d.resolution = 'state_lost'
         d.updated_at = now_iso
-        table.insert(d.history, {at = now_iso, by = 'stream', action = 'state_lost'})
+        table.insert(d.history, {at = now_iso, by = 'stream', action = 'auto_resolved', resolution = 'state_lost'})
         index(d)
         redis.call('SET', key, cjson.encode(d))
         marked = marked + 1
@@ -337,10 +524,14 @@ class IssueStore:
         self._staff = redis.register_script(_STAFF_ACTION)
         self._day = redis.register_script(_DAY_QUEUE)
         self._reconcile = redis.register_script(_RECONCILE_LIFETIME)
+        self._query = redis.register_script(_QUERY)
+        self._parcel = redis.register_script(_PARCEL)
+        self._backfill = redis.register_script(_BACKFILL)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "pw:") -> IssueStore:
-        return cls(aioredis.from_url(url, decode_responses=False, socket_timeout=5, socket_connect_timeout=2), prefix)
+    def from_url(cls, url: str, prefix: str = "pw:", socket_timeout: float = 5) -> IssueStore:
+        return cls(aioredis.from_url(url, decode_responses=False, socket_timeout=socket_timeout, socket_connect_timeout=2),
+                   prefix)
 
     async def apply_event(self, event: dict[str, Any]) -> str:
         """Apply one stream issue event idempotently; returns what happened (opened, duplicate, ...).
@@ -359,18 +550,27 @@ class IssueStore:
 
         Each script call applies a run of up to ``EVENTS_PER_CALL`` events: one command to build and one
         reply to parse per run instead of per event (redis-py's own cost per command is most of the
-        sink's), while no single call holds Redis for long."""
+        sink's), while no single call holds Redis for long. The parcels' scans and order facts the events
+        carry go in the same round trip (``_PARCEL``)."""
         args: list[Any] = []
+        parcel: list[Any] = []
         for event, opened, at in checked:
             args += (issue_id(event["issue_key"]), orjson.dumps(event), repr(opened), repr(at))
+            parcel += _parcel_args(event, at)
         step = 4 * EVENTS_PER_CALL
-        if len(args) <= step:
-            replies = [await self._apply(args=[self.prefix, *args])] if args else []
-        else:
+        calls = [args[i : i + step] for i in range(0, len(args), step)]
+        stories = [parcel[i : i + step] for i in range(0, len(parcel), step)]
+        if len(calls) == 1 and not stories:
+            replies = [await self._apply(args=[self.prefix, *calls[0]])]
+        elif calls:
             pipe = self.redis.pipeline(transaction=False)
-            for i in range(0, len(args), step):
-                await self._apply(args=[self.prefix, *args[i : i + step]], client=pipe)
-            replies = await pipe.execute()
+            for call in calls:
+                await self._apply(args=[self.prefix, *call], client=pipe)
+            for story in stories:
+                await self._parcel(args=[self.prefix, SCANS_KEPT, *story], client=pipe)
+            replies = (await pipe.execute())[: len(calls)]
+        else:
+            replies = []
         results = [r for reply in replies for r in reply]
         for r in results:
             if isinstance(r, Exception):  # (an error reply inside the script's array is not raised by redis-py)
@@ -401,6 +601,29 @@ class IssueStore:
             return []
         raws = await self.redis.mget([f"{self.prefix}issue:{i}" for i in ids])
         return [orjson.loads(r) for r in raws if r is not None]
+
+    async def story(self, doc: dict[str, Any], *, all_scans: bool = True) -> dict[str, Any]:
+        """``doc`` with its parcel's story: ``scans`` (oldest first; only the newest unless ``all_scans``)
+        and the order facts the issue events carried."""
+        [enriched] = await self._with_stories([dict(doc)], all_scans=all_scans)
+        return enriched
+
+    async def _with_stories(self, docs: list[dict[str, Any]], *, all_scans: bool) -> list[dict[str, Any]]:
+        if not docs:
+            return docs
+        pipe = self.redis.pipeline(transaction=False)
+        for doc in docs:
+            subject = doc.get("subject") or ""
+            pipe.zrange(f"{self.prefix}scans:{subject}", 0 if all_scans else -1, -1)
+            pipe.hget(f"{self.prefix}facts:{subject}", "facts")
+        replies = await pipe.execute()
+        for n, doc in enumerate(docs):
+            scans = [_scan(orjson.loads(raw)) for raw in replies[2 * n]]
+            doc["scans"] = [s for s in scans if s is not None]
+            facts = orjson.loads(replies[2 * n + 1]) if replies[2 * n + 1] else {}
+            for key in PARCEL_FACTS:
+                doc.setdefault(key, facts.get(key) if isinstance(facts, dict) else None)
+        return docs
 
     async def shops(self) -> list[str]:
         return sorted(_text(s) for s in await self.redis.smembers(f"{self.prefix}shops"))
@@ -443,45 +666,109 @@ class IssueStore:
         order: str = "priority",
         offset: int = 0,
         limit: int = 100,
+        shop: str | None = None,
+        platform: str | None = None,
+        assignee: str | None = None,
+        search: str | None = None,
+        since: float | None = None,
+        stories: bool = False,
     ) -> QueryResult:
-        """A page of issues, ordered by severity then age ("priority") or oldest first ("age").
+        """A page of issues, ordered by severity then age ("priority") or oldest first ("age"), with the
+        total and the counts a filter would give.
 
-        Without ``day``: the issues now in ``statuses``, read from the per-shop status indexes. With
-        ``day``: that day's queue from the history (``statuses`` then filters it, None = all).
+        ``shops`` are the shops the caller may see; ``shop`` narrows to one of them (``by_shop`` counts
+        every shop the other filters leave). Without ``day``: the issues now in ``statuses``, read from the
+        per-shop status indexes. With ``day``: that day's queue from the history (``statuses`` then filters
+        it, None = all). ``search``: an order id or tracking number, through the search index (``statuses``
+        filters it, None = all). ``since``: count as ``new`` what opened after it. ``stories``: each issue
+        with its newest scan and order facts (``story``).
         """
-        ids: list[str] = []
-        if day is not None:
-            for shop in shops:
-                ids.extend(await self.day_ids(shop, *day))
-        else:
-            pipe = self.redis.pipeline(transaction=False)
-            for shop in shops:
-                for status in statuses or STATUSES:
-                    pipe.zrange(f"{self.prefix}q:{shop}:{status}", 0, -1)
-            for members in await pipe.execute():
-                ids.extend(m.decode() for m in members)
-        docs = await self.get_many(ids)
-        if statuses is not None:
-            docs = [d for d in docs if d["status"] in statuses]
-        if severity:
-            docs = [d for d in docs if d["severity"] == severity]
-        if carrier:
-            docs = [d for d in docs if d.get("carrier") == carrier]
-        by_kind: dict[str, int] = {}
-        for d in docs:
-            by_kind[d["kind"]] = by_kind.get(d["kind"], 0) + 1
-        if kind:
-            docs = [d for d in docs if d["kind"] == kind]
-        if order == "priority":
-            docs.sort(key=lambda d: (SEVERITIES_DESC.index(d["severity"]), d["opened_ts"], d["id"]))
-        else:
-            docs.sort(key=lambda d: (d["opened_ts"], d["id"]))
-        return QueryResult(docs[offset : offset + limit], len(docs), by_kind)
+        request: dict[str, Any] = {
+            "shops": shops, "statuses": list(statuses or STATUSES) if day is None and not search else (
+                list(statuses) if statuses else None),
+            "kind": kind, "severity": severity, "carrier": carrier, "platform": platform, "shop": shop,
+            "assignee": assignee, "since": since, "order": order, "offset": offset, "limit": limit,
+            "day": list(day) if day is not None else None, "search": search_terms(search) if search else None,
+        }
+        if request["search"] == []:
+            return QueryResult([], 0, {})
+        reply = orjson.loads(await self._query(args=[self.prefix, orjson.dumps(request)]))
+        page = reply["ids"] if isinstance(reply["ids"], list) else []
+        docs = await self.get_many(page)
+        if stories:
+            docs = await self._with_stories(docs, all_scans=False)
+        return QueryResult(docs, reply["total"], _counts(reply["by_kind"]), _counts(reply["by_severity"]),
+                           _counts(reply["by_shop"]), reply["new"])
+
+    async def backfill_indexes(self, batch: int = 500) -> int:
+        """Rows and search entries for issues written before they existed (``_BACKFILL``); idempotent, and
+        done once per queue (``indexes_version``). Returns how many issues it looked at (0: done before)."""
+        marker = f"{self.prefix}indexes_version"
+        if await self.redis.get(marker) == INDEXES_VERSION:
+            return 0
+        seen = 0
+        async for keys in _batches(self.redis.scan_iter(match=f"{self.prefix}issue:*", count=batch), batch):
+            prefix_len = len(self.prefix) + len("issue:")
+            ids = [(k.decode() if isinstance(k, bytes) else str(k))[prefix_len:] for k in keys]
+            seen += int(await self._backfill(args=[self.prefix, *ids]))
+        await self.redis.set(marker, INDEXES_VERSION)
+        return seen
+
+
+def search_terms(raw: str) -> list[str]:
+    """What a search box's text may name: an order id or a tracking number, as pasted (spaces and a
+    carrier prefix such as ``ZTO:`` dropped, lower-case letters also tried in upper case)."""
+    term = "".join(raw.split())
+    if ":" in term:
+        term = term.split(":", 1)[1]
+    if not term or len(term) > 64:
+        return []
+    return list(dict.fromkeys((term, term.upper())))
+
+
+def _counts(raw: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+
+
+def _scan(raw: Any) -> dict[str, Any] | None:
+    """One scan of a parcel's story as the API gives it: {at, status, text, place, exception_reason}."""
+    if not isinstance(raw, list) or len(raw) < 2 or not isinstance(raw[0], (int, float)):
+        return None
+    padded = [*raw[:5], None, None, None][:5]
+    return {"at": format_time(float(padded[0])), "status": padded[1], "text": padded[2], "place": padded[3],
+            "exception_reason": padded[4]}
+
+
+def _parcel_args(event: Mapping[str, Any], at: float) -> list[Any]:
+    """The ``_PARCEL`` arguments of one issue event: nothing when it carries neither scans nor order facts."""
+    raw = event.get("scans")
+    scans = [list(s[:5]) for s in raw if isinstance(s, (list, tuple)) and len(s) >= 2 and isinstance(s[0], (int, float))
+             and not isinstance(s[0], bool)] if isinstance(raw, list) else []
+    facts = {k: event[k] for k in PARCEL_FACTS if event.get(k) is not None}
+    if not scans and not facts:
+        return []
+    return [event["subject"], repr(at), orjson.dumps(scans), orjson.dumps(facts)]
+
+
+async def _batches(items: Any, n: int) -> Any:
+    chunk: list[Any] = []
+    async for item in items:
+        chunk.append(item)
+        if len(chunk) >= n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 @dataclass(slots=True)
 class QueryResult:
     issues: list[dict[str, Any]]
     total: int
-    # Counts per kind over the whole filtered set before the kind filter (the page's header counts).
+    # Counts over the whole filtered set before the kind filter (the page's header counts).
     by_kind: dict[str, int]
+    # The same before the severity filter, and before the shop filter.
+    by_severity: dict[str, int] = dataclass_field(default_factory=dict)
+    by_shop: dict[str, int] = dataclass_field(default_factory=dict)
+    # Of ``total``, opened after the ``since`` asked for.
+    new: int = 0

@@ -13,29 +13,37 @@ from datetime import date
 from typing import Any
 
 from config import Settings
-from domain.vocabulary import RESOLUTION_LABELS, SEVERITY_LABELS, STATUS_LABELS, china_time
+from domain.vocabulary import china_time
+
+from . import texts
 
 # (field, Chinese header, English header)
 CSV_COLUMNS = (
     ("id", "问题编号", "Issue id"),
     ("shop", "店铺", "Shop"),
-    ("platform", "平台", "Platform"),
+    ("platform_label", "平台", "Platform"),
     ("order_id", "订单号", "Order id"),
-    ("carrier", "快递公司", "Carrier"),
+    ("carrier_label", "快递公司", "Carrier"),
     ("tracking_number", "运单号", "Tracking number"),
-    ("lane", "线路", "Lane"),
-    ("kind", "问题类型", "Kind"),
+    ("lane_label", "线路", "Lane"),
+    ("kind_label", "问题类型", "Kind"),
     ("reason", "原因", "Reason"),
-    ("severity", "严重程度", "Severity"),
+    ("severity_label", "严重程度", "Severity"),
     ("evidence", "依据", "Evidence"),
     ("suggested_action", "建议操作", "Suggested action"),
-    ("status", "状态", "Status"),
+    ("status_label", "状态", "Status"),
     ("assignee", "处理人", "Assignee"),
     ("opened_at", "发现时间", "Opened at"),
     ("updated_at", "更新时间", "Updated at"),
-    ("resolution_code", "处理结果", "Resolution"),
+    ("resolution_label", "处理结果", "Resolution"),
     ("note", "备注", "Note"),
+    ("order_value", "订单金额", "Order value"),
+    ("destination", "目的地", "Destination"),
+    ("last_scan_text", "最新物流", "Latest scan"),
+    ("autoconfirm_at", "自动确认收货时间", "Auto-confirm at"),
+    ("tracking_url", "物流查询", "Tracking page"),
 )
+TIME_COLUMNS = ("opened_at", "updated_at", "autoconfirm_at")
 
 
 def parse_day(raw: str) -> date:
@@ -46,15 +54,48 @@ def parse_day(raw: str) -> date:
 
 
 def label_issue(issue: dict[str, Any], settings: Settings, lang: str) -> dict[str, Any]:
-    """A copy of ``issue`` with labels for kind, severity, status and resolution in ``lang``."""
-    i = 0 if lang == "zh" else 1
+    """A copy of ``issue`` as staff read it in ``lang``: labels for its codes, its reason, evidence and
+    suggested action rendered from its structured fields (the detector's own texts kept under
+    ``detector_texts``), its history and scans with their texts, the tracking page."""
+    lang = "en" if lang == "en" else "zh"
     out = dict(issue)
+    rendered = texts.render(issue, settings.labels, lang)
+    out["detector_texts"] = {k: issue.get(k) for k in ("reason", "evidence", "suggested_action")}
+    out["reason"], out["evidence"], out["suggested_action"] = rendered.reason, rendered.evidence, rendered.suggested_action
     out["kind_label"] = settings.labels.kind(issue["kind"], lang)
-    out["severity_label"] = SEVERITY_LABELS.get(issue["severity"], (issue["severity"],) * 2)[i]
-    out["status_label"] = STATUS_LABELS.get(issue["status"], (issue["status"],) * 2)[i]
-    code = issue.get("resolution_code")
-    out["resolution_label"] = RESOLUTION_LABELS.get(code, (code or "",) * 2)[i] if code else ""
+    out["severity_label"] = texts.severity_name(issue["severity"], lang)
+    out["status_label"] = texts.status_name(issue["status"], lang)
+    if issue.get("resolution_code"):
+        out["resolution_label"] = texts.resolution_name(issue["resolution_code"], lang)
+    elif issue.get("status") == "auto_resolved":
+        out["resolution_label"] = texts.resolution_name(issue.get("resolution"), lang)
+    else:
+        out["resolution_label"] = ""
+    out["platform_label"] = texts.platform_name(issue.get("platform"), lang)
+    out["carrier_label"] = texts.carrier_name(issue.get("carrier"), lang)
+    out["lane_label"] = texts.lane_name(issue, lang)
+    out["destination"] = texts.destination_name(issue)
+    out["tracking_url"] = texts.tracking_url(issue.get("carrier"), issue.get("tracking_number"))
+    if issue.get("exception_reason"):
+        out["exception_label"] = settings.labels.reason(issue["exception_reason"], lang)
+    history = issue.get("history")
+    if isinstance(history, list):
+        out["history"] = [{**h, "actor": texts.actor(h.get("by"), lang), "text": texts.history_line(h, lang)}
+                          for h in history if isinstance(h, dict)]
+    scans = issue.get("scans")
+    if isinstance(scans, list):
+        out["scans"] = [{**s, "status_label": texts.parcel_status_name(s.get("status"), lang),
+                         "exception_label": settings.labels.reason(s["exception_reason"], lang) if s.get("exception_reason") else ""}
+                        for s in scans if isinstance(s, dict)]
+        newest = out["scans"][-1] if out["scans"] else None
+        out["last_scan_text"] = scan_text(newest, lang) if newest else ""
     return out
+
+
+def scan_text(scan: dict[str, Any], lang: str) -> str:
+    """One scan on one line: its time, then the carrier's own words (else its status and place)."""
+    words = scan.get("text") or " ".join(x for x in (scan.get("place"), scan.get("exception_label") or scan.get("status_label")) if x)
+    return " ".join(x for x in (china_time(scan.get("at")), words) if x)
 
 
 def _excel_safe(value: Any) -> str:
@@ -71,7 +112,7 @@ def _excel_safe(value: Any) -> str:
 
 
 def to_csv(issues: Iterable[dict[str, Any]], settings: Settings, lang: str = "zh") -> bytes:
-    """UTF-8 with BOM (Excel on Windows then reads Chinese correctly), CRLF rows, labelled values."""
+    """UTF-8 with BOM (Excel on Windows then reads Chinese correctly), CRLF rows, every text in ``lang``."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow([zh if lang == "zh" else en for _, zh, en in CSV_COLUMNS])
@@ -79,18 +120,9 @@ def to_csv(issues: Iterable[dict[str, Any]], settings: Settings, lang: str = "zh
         labelled = label_issue(issue, settings, lang)
         row = []
         for field, _, _ in CSV_COLUMNS:
-            if field == "kind":
-                value: Any = labelled["kind_label"]
-            elif field == "severity":
-                value = labelled["severity_label"]
-            elif field == "status":
-                value = labelled["status_label"]
-            elif field == "resolution_code":
-                value = labelled["resolution_label"]
-            elif field in ("opened_at", "updated_at"):
-                value = china_time(issue.get(field))
-            else:
-                value = issue.get(field)
+            value = labelled.get(field)
+            if field in TIME_COLUMNS:
+                value = texts.when(value)
             row.append(_excel_safe(value))
         writer.writerow(row)
     return "\ufeff".encode() + buf.getvalue().encode("utf-8")
@@ -115,13 +147,13 @@ def table(issues: list[dict[str, Any]], settings: Settings, lang: str = "zh") ->
             out += c
         return out
 
-    cols = (("severity_label", 6), ("kind_label", 16), ("order_id", 18), ("carrier", 6),
-            ("tracking_number", 16), ("lane", 16), ("status_label", 10), ("opened", 16), ("reason", 40))
-    head = {"severity_label": "级别" if lang == "zh" else "Sev", "kind_label": "问题" if lang == "zh" else "Kind",
-            "order_id": "订单号" if lang == "zh" else "Order", "carrier": "快递" if lang == "zh" else "Carr.",
-            "tracking_number": "运单号" if lang == "zh" else "Tracking", "lane": "线路" if lang == "zh" else "Lane",
-            "status_label": "状态" if lang == "zh" else "Status", "opened": "发现时间" if lang == "zh" else "Opened",
-            "reason": "原因" if lang == "zh" else "Reason"}
+    zh = lang != "en"
+    cols = (("severity_label", 6), ("kind_label", 16), ("shop", 10), ("order_id", 18), ("carrier_label", 10),
+            ("tracking_number", 16), ("destination", 12), ("status_label", 10), ("opened", 16), ("reason", 40))
+    head = {"severity_label": "级别" if zh else "Sev", "kind_label": "问题" if zh else "Kind", "shop": "店铺" if zh else "Shop",
+            "order_id": "订单号" if zh else "Order", "carrier_label": "快递" if zh else "Carrier",
+            "tracking_number": "运单号" if zh else "Tracking", "destination": "目的地" if zh else "To",
+            "status_label": "状态" if zh else "Status", "opened": "发现时间" if zh else "Opened", "reason": "原因" if zh else "Reason"}
     lines = ["  ".join(pad(head[c], w) for c, w in cols)]
     for issue in issues:
         row = label_issue(issue, settings, lang)

@@ -103,11 +103,23 @@ class Metrics:
         self.ingest_unknown = Counter(
             "parcelwatch_ingest_unknown_codes_total", "Aggregator status codes not in our tables.", ["source"],
             registry=registry)
+        self.ingest_unknown_carriers = Counter(
+            "parcelwatch_ingest_unknown_carriers_total",
+            "Parcels pushed with a carrier no table maps (kept under the source's own code), by source.", ["source"],
+            registry=registry)
         self.alerts_sent = Counter(
             "parcelwatch_alerts_sent_total", "Alert messages delivered.", ["route", "destination"], registry=registry)
         self.alerts_failed = Counter(
             "parcelwatch_alerts_failed_total", "Alert messages that used up their retries (kept).",
             ["route", "destination"], registry=registry)
+        self.alerts_refused = Counter(
+            "parcelwatch_alerts_refused_total",
+            "Alert messages a destination refused for good (bad request, too large, keyword, signature ...): set aside in "
+            "the dead-letter topic, not retried.", ["route", "destination", "reason"], registry=registry)
+        self.alerts_throttled = Counter(
+            "parcelwatch_alerts_throttled_total",
+            "Throttling answers from a chat robot (its rate limit hit): the robot's penalty is waited out, then the message "
+            "is sent again.", ["route", "destination"], registry=registry)
         self.alerts_pending = Gauge(
             "parcelwatch_alerts_pending", "Issues waiting to be sent, per route.", ["route"], registry=registry)
         self.lane_incidents = Counter(
@@ -122,6 +134,17 @@ class Metrics:
             "earlier open period; invalid: dead-lettered).", ["result"], registry=registry)
         self.notifications = Counter(
             "parcelwatch_notifications_total", "Buyer notifications emitted, by stage.", ["stage"], registry=registry)
+        self.subscriptions = Counter(
+            "parcelwatch_subscriptions_total",
+            "Parcel registrations with the tracking aggregator, by outcome: registered, already (registered before), "
+            "retry (temporary failure), rejected (refused for the parcel: an issue for staff), gave_up (still failing "
+            "after subscriptions.give_up_after_hours: an issue), account (the vendor refused our key), too_old (a "
+            "shipment older than subscriptions.max_age_days, not registered by itself).", ["aggregator", "outcome"],
+            registry=registry)
+        self.subscriptions_waiting = Gauge(
+            "parcelwatch_subscriptions_waiting",
+            "Parcels not registered with the aggregator, from Redis (every worker's): pending (to be tried) or failed "
+            "(could not be registered; each has an issue).", ["state"], registry=registry)
         self.scrape_time = _ScrapeTimeGauges()
         registry.register(self.scrape_time)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from config import Settings
-from domain.vocabulary import CARRIERS, ISSUE_KINDS, NOTIFICATION_STAGES, SEVERITIES, province_region
+from domain.vocabulary import CARRIERS, ISSUE_KINDS, NOTIFICATION_STAGES, SEVERITIES, carrier_label, province_region
 
 from .metrics import ISSUE_EVENT_RESULTS, Metrics, dead_letter_reason, shop_label
 
@@ -48,7 +48,7 @@ class Recorder:
         """Set the callables the gauges that describe the whole worker are read from at each scrape."""
         gauges = self.metrics.scrape_time
         if open_issues is not None:
-            gauges.open_issues = open_issues
+            gauges.open_issues = _by_carrier_label(open_issues)
         if parcels_tracked is not None:
             gauges.parcels_tracked = parcels_tracked
         if consumer_lag is not None:
@@ -94,7 +94,7 @@ class Recorder:
 
     def observe_delivery(self, delivery: dict[str, Any]) -> None:
         region = province_region(delivery.get("destination_province"))
-        carrier = delivery["carrier"]
+        carrier = carrier_label(delivery["carrier"])
         self._child(self.metrics.transit, carrier, region).observe(delivery["signed_at"] - delivery["picked_up_at"])
         self._child(self.metrics.lane_samples, carrier, region).inc()
 
@@ -146,15 +146,54 @@ class Recorder:
     def observe_unknown_code(self, source: str) -> None:
         self._child(self.metrics.ingest_unknown, source).inc()
 
+    # -- subscriptions ----------------------------------------------------------------------------------------
+
+    SUBSCRIPTION_OUTCOMES = ("registered", "already", "retry", "rejected", "gave_up", "account", "too_old")
+
+    def watch_subscriptions(self, aggregator: str) -> None:
+        """The outcomes of this aggregator's registrations start at zero."""
+        for outcome in self.SUBSCRIPTION_OUTCOMES:
+            self._child(self.metrics.subscriptions, aggregator, outcome)
+        for state in ("pending", "failed"):
+            self.metrics.subscriptions_waiting.labels(state=state).set(0)
+
+    def observe_subscription(self, aggregator: str, outcome: str) -> None:
+        self._child(self.metrics.subscriptions, aggregator, outcome).inc()
+
+    def set_subscriptions_waiting(self, counts: dict[str, int]) -> None:
+        for state in ("pending", "failed"):
+            self.metrics.subscriptions_waiting.labels(state=state).set(counts.get(state, 0))
+    def observe_unknown_carrier(self, source: str) -> None:
+        self._child(self.metrics.ingest_unknown_carriers, source).inc()
+
+    def observe_dead_letter_push(self, source: str, what: str) -> None:
+        """A push dead-lettered whole (``what`` = "push") or for some of its elements ("element")."""
+        self._child(self.metrics.dead_letters, f"/ingest/{source}", what).inc()
+
     # -- alert routing ----------------------------------------------------------------------------------------
 
     def watch_alert_router(self, router: Any) -> None:
         m = self.metrics
         router.on_sent = lambda r, d: m.alerts_sent.labels(route=r, destination=d).inc()
         router.on_failed = lambda r, d: m.alerts_failed.labels(route=r, destination=d).inc()
-        router.on_incident = lambda carrier: m.lane_incidents.labels(carrier=carrier).inc()
+        router.on_refused = lambda r, d, why: m.alerts_refused.labels(route=r, destination=d, reason=why).inc()
+        router.on_throttled = lambda r, d: m.alerts_throttled.labels(route=r, destination=d).inc()
+        router.on_incident = lambda carrier: m.lane_incidents.labels(carrier=carrier_label(carrier)).inc()
         for route in router.route_names:
             m.alerts_pending.labels(route=route).set_function(_pending(router, route))
+
+
+def _by_carrier_label(counts: Callable[[], Iterable[tuple[tuple[str, str, str], int]]]
+                      ) -> Callable[[], Iterable[tuple[tuple[str, str, str], int]]]:
+    """Open-issue counts with carriers kept under a source's code summed under one label per source."""
+    def read() -> Iterable[tuple[tuple[str, str, str], int]]:
+        summed: dict[tuple[str, str, str], int] = {}
+        for (kind, severity, carrier), count in counts():
+            key = (kind, severity, carrier_label(carrier))
+            summed[key] = summed.get(key, 0) + count
+        return summed.items()
+
+    return read
 
 
 def _pending(router: Any, route: str) -> Callable[[], float]:

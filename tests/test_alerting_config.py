@@ -138,8 +138,8 @@ DEST = {"d": {"type": "webhook", "url": "http://127.0.0.1:1/x"}}
      "expected one of low"),
     ({"destinations": DEST, "routes": [_route(match={"severity": ["high"], "min_severity": "high"})]},
      "alert_routes.routes[0].match.min_severity", "not both"),
-    ({"destinations": DEST, "routes": [_route(match={"carriers": ["UPS"]})]}, "alert_routes.routes[0].match.carriers[0]",
-     "unknown value 'UPS'"),
+    ({"destinations": DEST, "routes": [_route(match={"carriers": ["ARAMEX"]})]}, "alert_routes.routes[0].match.carriers[0]",
+     "unknown value 'ARAMEX'"),
     ({"destinations": DEST, "routes": [_route(match={"platform": ["taobao"]})]}, "alert_routes.routes[0].match.platform",
      "unknown key"),
     ({"destinations": DEST, "routes": [_route(actions=["close"])]}, "alert_routes.routes[0].actions[0]", "unknown value"),
@@ -183,3 +183,112 @@ def test_unreadable_and_invalid_files_are_config_errors(tmp_path: Path) -> None:
     bad.write_text("routes: [", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_routes(bad, env={})
+
+
+# -- the platforms' limits and the operators' options -----------------------------------------------------------
+
+
+def test_each_robot_gets_its_platforms_documented_limits_and_penalty_with_none_configured() -> None:
+    cfg = parse({"destinations": {
+        "d": {"type": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=a"},
+        "w": {"type": "wecom", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"},
+        "f": {"type": "feishu", "url": "https://open.feishu.cn/open-apis/bot/v2/hook/h"},
+        "s": {"type": "slack", "url": "https://hooks.slack.com/services/T/B/X"},
+        "hook": {"type": "webhook", "url": "https://erp.example.com/hook"},
+        "mine": {"type": "feishu", "url": "https://open.feishu.cn/open-apis/bot/v2/hook/m", "rate_limit": {"per_minute": 30}},
+    }}, env={})
+    limits = {n: [(lim.max_messages, lim.window_seconds) for lim in d.rate_limits] for n, d in cfg.destinations.items()}
+    assert limits == {"d": [(20, 60)], "w": [(20, 60)], "f": [(5, 1), (100, 60)], "s": [(1, 1)], "hook": [],
+                      "mine": [(5, 1), (100, 60), (30, 60)]}  # an operator's limit adds a window, never loosens
+    assert {n: d.penalty_seconds for n, d in cfg.destinations.items() if n in "dwfs"} == {"d": 600, "w": 60, "f": 60, "s": 60}
+
+
+OPTIONS = """
+environment: 测试
+base_url: https://pw.example.cn/
+proxy: http://egress.internal:3128
+destinations:
+  ops:
+    type: dingtalk
+    url: https://oapi.dingtalk.com/robot/send?access_token=a
+    keyword: 告警
+    at_mobiles: ["13900000000"]
+    mention:
+      users: [manager1]
+      mobiles: [13800000000]
+      on_call: {mobiles: ["13700000001", "13700000002"], start: 2026-01-05T09:00:00+08:00, shift_hours: 12}
+      min_severity: high
+      all_for_critical: true
+  erp: {type: webhook, url: "https://erp.example.com/hook", proxy: null}
+routes:
+  - name: night
+    destinations: [ops, erp]
+    quiet_hours: {start: 22:00, end: "07:30"}
+    rate_limit: [{per_second: 1}, {per_minute: 10}]
+"""
+
+
+def test_keyword_environment_link_proxy_mentions_and_quiet_hours() -> None:
+    cfg = parse(yaml.safe_load(OPTIONS), env={})
+    ops, erp = cfg.destinations["ops"], cfg.destinations["erp"]
+    assert (ops.keyword, ops.environment, ops.base_url, ops.proxy) == ("告警", "测试", "https://pw.example.cn", "http://egress.internal:3128")
+    assert erp.proxy is None and erp.environment is None  # a JSON webhook gets the event as it is
+    m = ops.mentions
+    assert (m.users, m.mobiles, m.min_severity, m.all_for_critical) == (("manager1",), ("13800000000", "13900000000"), "high", True)
+    assert m.on_call is not None and m.on_call.by_mobile and m.on_call.shift_hours == 12
+    start = m.on_call.start
+    assert m.people(start + 13 * 3600) == (("manager1",), ("13800000000", "13900000000", "13700000002"))
+    [night] = cfg.routes
+    assert night.quiet_hours is not None and (night.quiet_hours.start, night.quiet_hours.end) == (22 * 60, 7 * 60 + 30)
+    assert [(lim.max_messages, lim.window_seconds) for lim in night.rate_limits] == [(1, 1), (10, 60)]
+    china = 8 * 3600
+    midnight = 1_793_664_000 - china  # 2026-11-03 00:00 in China
+    assert night.quiet_hours.active(midnight + 23 * 3600) and night.quiet_hours.active(midnight + 7 * 3600)
+    assert not night.quiet_hours.active(midnight + 8 * 3600)
+    assert night.quiet_hours.active(midnight + 7 * 3600 + 29 * 60) and not night.quiet_hours.active(midnight + 7.5 * 3600)
+
+
+def test_the_commented_top_level_options_of_the_default_file_are_valid() -> None:
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    options = [line[2:] for line in text.splitlines() if line.startswith(("# environment:", "# base_url:", "# proxy:"))]
+    assert len(options) == 3
+    cfg = parse(yaml.safe_load("\n".join(options)), env={})
+    assert cfg.environment == "生产" and cfg.base_url is not None
+
+
+@pytest.mark.parametrize(("data", "key", "problem"), [
+    ({"base_url": "pw.example.cn"}, "alert_routes.base_url", "http"),
+    ({"environment": ""}, "alert_routes.environment", "non-empty"),
+    ({"destinations": {"d": {"type": "webhook", "url": "http://x", "keyword": "告警"}}}, "alert_routes.destinations.d.keyword",
+     "chat robots"),
+    ({"destinations": {"d": {"type": "kafka", "topic": "t", "proxy": "http://p"}}}, "alert_routes.destinations.d.proxy", "does not apply"),
+    ({"destinations": {"d": {"type": "wecom", "url": "http://x", "proxy": "socks://p"}}}, "alert_routes.destinations.d.proxy", "http"),
+    ({"destinations": {"d": {"type": "wecom", "url": "http://x", "mention": {"mobiles": ["138"]}}}},
+     "alert_routes.destinations.d.mention.mobiles", "dingtalk only"),
+    ({"destinations": {"d": {"type": "slack", "url": "http://x", "mention": {"user": ["U1"]}}}},
+     "alert_routes.destinations.d.mention.user", "unknown key"),
+    ({"destinations": {"d": {"type": "feishu", "url": "http://x", "mention": {"min_severity": "urgent"}}}},
+     "alert_routes.destinations.d.mention.min_severity", "expected one of"),
+    ({"destinations": {"d": {"type": "feishu", "url": "http://x", "mention": {"on_call": {"users": ["a"]}}}}},
+     "alert_routes.destinations.d.mention.on_call.start", "is required"),
+    ({"destinations": {"d": {"type": "feishu", "url": "http://x", "mention": {"on_call": {"users": [], "start": "2026-01-05"}}}}},
+     "alert_routes.destinations.d.mention.on_call.users", "at least one"),
+    ({"destinations": {"d": {"type": "feishu", "url": "http://x", "mention": {"on_call": {"users": ["a"], "start": "monday"}}}}},
+     "alert_routes.destinations.d.mention.on_call.start", "expected a time"),
+    ({"destinations": {"d": {"type": "dingtalk", "url": "http://x", "rate_limit": {"per_hour": 3}}}},
+     "alert_routes.destinations.d.rate_limit.per_hour", "unknown key"),
+    ({"destinations": {"d": {"type": "dingtalk", "url": "http://x", "rate_limit": [{"per_second": 0}]}}},
+     "alert_routes.destinations.d.rate_limit[0].per_second", ">= 1"),
+    ({"destinations": {"d": {"type": "dingtalk", "url": "http://x", "throttle_penalty_seconds": -1}}},
+     "alert_routes.destinations.d.throttle_penalty_seconds", ">= 0"),
+    ({"destinations": DEST, "routes": [_route(quiet_hours={"start": "22:00"})]}, "alert_routes.routes[0].quiet_hours.end", "is required"),
+    ({"destinations": DEST, "routes": [_route(quiet_hours={"start": "25:00", "end": "07:00"})]},
+     "alert_routes.routes[0].quiet_hours.start", "time of day"),
+    ({"destinations": DEST, "routes": [_route(quiet_hours={"start": "07:00", "end": "07:00"})]},
+     "alert_routes.routes[0].quiet_hours.end", "differ"),
+])
+def test_option_errors_name_the_exact_key(data: dict[str, Any], key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(data, env={})
+    assert err.value.key == key
+    assert problem in err.value.problem

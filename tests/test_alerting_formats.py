@@ -58,8 +58,8 @@ def dest(kind: str, **kw: Any) -> DestinationConfig:
 def test_single_issue_text_is_chinese_with_labels_from_the_config() -> None:
     d = describe([issue()], LABELS)
     assert d.title == "【揽收超时·高】中通快递 7310001"
-    assert "店铺：shop-a（淘宝）" in d.lines and "线路：ZTO 广东→新疆" in d.lines
-    assert "原因：no carrier scan 30.0 h after shipping (limit 24 h)" in d.lines
+    assert "店铺：shop-a（淘宝）" in d.lines and "线路：中通快递 广东→新疆" in d.lines
+    assert "原因：发货后超时未揽收" in d.lines  # Chinese from the kind; the English reason is never shown
     assert "发现时间：2026-11-03 18:00" in d.lines  # China time
     resolved = describe([issue(action="resolve", resolution="signed", resolved_at="2026-11-04T02:00:00Z")], LABELS)
     assert resolved.title == "【揽收超时·高·已解决】中通快递 7310001" and "结果：已签收" in resolved.lines
@@ -72,7 +72,7 @@ def test_single_issue_text_is_chinese_with_labels_from_the_config() -> None:
 def test_digest_text_counts_kinds() -> None:
     d = describe([issue(1), issue(2), issue(3, kind="tracking_stale", severity="critical")], LABELS)
     assert d.title == "parcelwatch 问题汇总：3 条（揽收超时 2，物流停滞 1）"
-    assert d.lines[2].startswith("[紧急] 物流停滞 · 中通快递 7310003 · shop-a")
+    assert d.lines[0].startswith("[紧急] 物流停滞 · 中通快递 7310003 · shop-a")  # most severe first
 
 
 def test_webhook_sends_the_issue_or_a_list_for_digest_routes() -> None:
@@ -125,11 +125,11 @@ def test_feishu_text_post_card_and_signature() -> None:
 
 def test_slack_text_and_blocks_escape_markup() -> None:
     s = SlackDestination(dest("slack"), LABELS, no_http)
-    body = s.body(env(issue(reason="scan <missing> & late")), NOW)
+    body = s.body(env(issue(order_id="TB<missing> & late")), NOW)
     assert body["text"].startswith("【揽收超时·高】")
     assert body["blocks"][0] == {"type": "header", "text": {"type": "plain_text", "text": body["text"]}}
     section = body["blocks"][1]["text"]
-    assert section["type"] == "mrkdwn" and "scan &lt;missing&gt; &amp; late" in section["text"]
+    assert section["type"] == "mrkdwn" and "TB&lt;missing&gt; &amp; late" in section["text"]
     big = s.body(env(*[issue(n, reason="x" * 400) for n in range(400)], digest=True), NOW)
     assert len(big["blocks"]) <= 46 and all(len(b["text"]["text"]) <= 3000 for b in big["blocks"][1:])
     assert len(orjson.dumps(big)) < 200_000
@@ -142,8 +142,8 @@ def test_lane_incident_message() -> None:
         "sample": ["7310001", "7310002"], "window_minutes": 60.0, "severity": "high", "opened_at": "2026-11-03T10:00:00Z",
     }
     d = describe([incident], LABELS)
-    assert d.title == "【线路异常】ZTO 广东→新疆：37 个包裹"
+    assert d.title == "【线路异常】中通快递 广东→新疆：37 个包裹"
     assert d.lines[0] == "60 分钟内同一线路 37 个包裹出现问题：揽收超时 30，物流停滞 7"
     assert "受影响店铺：shop-a、shop-b" in d.lines and any("中通快递" in line for line in d.lines)
     closed = describe([{**incident, "action": "resolve", "count": 4}], LABELS)
-    assert closed.title == "【线路异常（已恢复）】ZTO 广东→新疆：4 个包裹"
+    assert closed.title == "【线路异常（已恢复）】中通快递 广东→新疆：4 个包裹"

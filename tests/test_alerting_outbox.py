@@ -8,14 +8,14 @@ from typing import Any
 import orjson
 
 from alerting import outbox as outbox_module
-from alerting.outbox import Outbox
+from alerting.outbox import Outbox, PriorityOutbox
 
 
 def env(n: int, items: int = 1) -> dict[str, Any]:
     return {"id": f"m{n}", "route": "r", "digest": items > 1, "created_at": 0.0, "items": [{"n": n}] * items}
 
 
-def drain(box: Outbox) -> list[str]:
+def drain(box: Outbox | PriorityOutbox) -> list[str]:
     out = []
     while (head := box.head()) is not None:
         out.append(head["id"])
@@ -34,7 +34,7 @@ def test_memory_bound_spill_order_and_counts(tmp_path: Path) -> None:
     assert (len(box), box.items) == (0, 0) and not box.path.exists() and not box.offset_path.exists()
 
 
-def take(box: Outbox, n: int) -> list[str]:
+def take(box: Outbox | PriorityOutbox, n: int) -> list[str]:
     out = []
     for _ in range(n):
         head = box.head()
@@ -89,3 +89,24 @@ def test_an_unwritable_spool_keeps_messages_in_memory(tmp_path: Path) -> None:
     for n in range(3):
         box.put(env(n))  # no exception into the caller
     assert drain(box) == ["m0", "m1", "m2"]
+
+
+def test_urgent_envelopes_go_first_each_lane_in_order_with_its_own_spool(tmp_path: Path) -> None:
+    box = PriorityOutbox(tmp_path / "r@d.jsonl", memory_limit=2)
+    for n in range(4):
+        box.put(env(n))
+    box.put({**env(10), "urgent": True})
+    head = box.head()
+    assert head is not None and head["id"] == "m10"
+    box.put({**env(11), "urgent": True})  # arrives while m10 is being sent: m10 is still the one taken away
+    box.pop_head()
+    routine_head = box.head()
+    assert routine_head is not None and routine_head["id"] == "m11"
+    box.pop_head()
+    assert (len(box), box.items, box.urgent_puts) == (4, 4, 2)
+    assert box.routine.path.name == "r@d.jsonl" and len(box.routine.path.read_bytes().splitlines()) == 2  # past the bound
+    box.put({**env(12), "urgent": True})
+    box.persist()
+    again = PriorityOutbox(tmp_path / "r@d.jsonl", memory_limit=2)
+    assert again.urgent.path.name == "r@d.urgent.jsonl"
+    assert drain(again) == ["m12", "m0", "m1", "m2", "m3"]

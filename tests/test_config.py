@@ -34,7 +34,8 @@ def test_defaults_load_with_the_documented_values() -> None:
     assert s.thresholds.locker_uncollected_hours == 48.0
     assert s.thresholds.autoconfirm_warning_hours == 48.0
     assert s.thresholds.autoconfirm_default_days["other"] == 10.0
-    assert (s.lanes.quantile, s.lanes.window_days, s.lanes.min_samples) == (0.9, 30.0, 20)
+    assert (s.lanes.quantile, s.lanes.half_life_days, s.lanes.horizon_days) == (0.95, 30.0, 180.0)
+    assert (s.lanes.credibility_samples, s.lanes.refresh_minutes, s.lanes.severity_percentiles) == (20.0, 1440.0, [0.99, 0.999])
     assert (s.lanes.default_sla_hours, s.lanes.region_sla_hours) == (96.0, {"remote": 168.0})
     assert "新疆" in s.lanes.remote_provinces
     assert s.severity.base["carrier_exception"] == "high"
@@ -48,15 +49,15 @@ def test_defaults_load_with_the_documented_values() -> None:
 def test_override_file_merges_over_defaults(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "thresholds:\n  pickup_overdue_hours: 12\n  pickup_overdue_hours_by_category:\n    books: 72\nlanes:\n  min_samples: 5\n",
+        "thresholds:\n  pickup_overdue_hours: 12\n  pickup_overdue_hours_by_category:\n    books: 72\nlanes:\n  credibility_samples: 5\n",
     )
     s = config.load(path, env={})
     assert s.thresholds.pickup_overdue_hours == 12.0
     # Siblings keep their defaults; mappings merge key by key.
     assert s.thresholds.ship_overdue_hours == 48.0
     assert s.thresholds.pickup_overdue_hours_by_category == {"furniture": 48.0, "large_appliance": 48.0, "fresh": 48.0, "books": 72.0}
-    assert s.lanes.min_samples == 5
-    assert s.lanes.quantile == 0.9
+    assert s.lanes.credibility_samples == 5.0
+    assert s.lanes.quantile == 0.95
     assert s.source == (str(config.DEFAULT_PATH), str(path))
 
 
@@ -68,9 +69,9 @@ def test_parcelwatch_config_env_names_the_override(tmp_path: Path) -> None:
 
 
 def test_explicit_path_wins_over_env(tmp_path: Path) -> None:
-    a = write(tmp_path, "lanes:\n  min_samples: 3\n", "a.yaml")
-    b = write(tmp_path, "lanes:\n  min_samples: 7\n", "b.yaml")
-    assert config.load(a, env={"PARCELWATCH_CONFIG": str(b)}).lanes.min_samples == 3
+    a = write(tmp_path, "lanes:\n  credibility_samples: 3\n", "a.yaml")
+    b = write(tmp_path, "lanes:\n  credibility_samples: 7\n", "b.yaml")
+    assert config.load(a, env={"PARCELWATCH_CONFIG": str(b)}).lanes.credibility_samples == 3.0
 
 
 def test_empty_override_file_is_fine(tmp_path: Path) -> None:
@@ -125,7 +126,12 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
         ("thresholds:\n  locker_uncollected_hours: .inf\n", "thresholds.locker_uncollected_hours", "expected a finite number, got inf"),
         ("lanes:\n  quantile: 1.0\n", "lanes.quantile", "must be between 0 and 1 (exclusive), got 1.0"),
         ("lanes:\n  quantile: 0\n", "lanes.quantile", "must be between 0 and 1"),
-        ("lanes:\n  min_samples: 0\n", "lanes.min_samples", "must be > 0, got 0"),
+        ("lanes:\n  credibility_samples: 0\n", "lanes.credibility_samples", "must be > 0, got 0"),
+        ("lanes:\n  refresh_minutes: -1\n", "lanes.refresh_minutes", "must be > 0"),
+        ("lanes:\n  min_hours_past_median: -1\n", "lanes.min_hours_past_median", "must be >= 0"),
+        ("lanes:\n  severity_percentiles: [0.99, 0.98]\n", "lanes.severity_percentiles[1]", "must be above 0.99"),
+        ("lanes:\n  severity_percentiles: [0.9]\n", "lanes.severity_percentiles[0]", "must be above 0.95 (the quantile"),
+        ("lanes:\n  min_samples: 20\n", "lanes.min_samples", "unknown key"),
         ("lanes:\n  region_sla_hours:\n    remote: -1\n", "lanes.region_sla_hours.remote", "must be > 0"),
         ("lanes:\n  remote_provinces: [新疆, 西藏自治区]\n", "lanes.remote_provinces[1]", "unknown province '西藏自治区'"),
         ("app:\n  web_port: 70000\n", "app.web_port", "must be a TCP port 1-65535, got 70000"),

@@ -65,7 +65,8 @@ def test_a_crowded_bucket_is_written_in_chunks_of_bounded_size() -> None:
     # No write is larger than one full chunk: filing cost does not grow with the bucket.
     largest_chunk = max(len(index.data[k]) for k in subject_lines)
     assert max(size for key, size in index.written if key.startswith(bucket)) <= largest_chunk
-    assert sum(1 for _ in index.written) < 2 * n
+    # (Besides its deadline, each parcel in flight is filed once under its pickup hour for the lanes' refreshes.)
+    assert sum(1 for key, _ in index.written if ":transit" not in key) < 2 * n
 
 
 def test_a_sweep_opens_every_subject_of_every_chunk_once_and_removes_the_chunks() -> None:

@@ -104,7 +104,7 @@ def hostile_events(n: int, now: float) -> list[tuple[str, bytes | None, bytes]]:
         lambda: b"\xff\xfe\x00garbage",  # invalid UTF-8
         lambda: b"[1, 2, 3]",  # not an object
         lambda: b"null",
-        lambda: json.dumps({**good, "carrier": rnd.choice(["UPS", "", "zto;drop table", "ŽTO"])}).encode(),
+        lambda: json.dumps({**good, "carrier": rnd.choice(["", "!!!", ";;", "   "])}).encode(),
         lambda: json.dumps({**good, "status": rnd.choice(["teleported", 5, None, ["signed"]])}).encode(),
         lambda: json.dumps({**good, "event_time": rnd.choice(["1900-01-01T00:00:00Z", "9999-12-31T00:00:00Z",
                                                               "2026-11-02 10:00", "yesterday", 1e300, True])}).encode(),

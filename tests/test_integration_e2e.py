@@ -63,7 +63,7 @@ def test_carrier_exception_reaches_redis_and_api_and_bad_event_is_dead_lettered(
     produce(broker.bootstrap, [
         shipped("TB1001", "7310001", now - 3600),
         (TRACKING, b"ZTO:broken", b"{not json"),
-        (TRACKING, b"ZTO:7310009", json.dumps({"event_id": "x", "carrier": "NOPE", "tracking_number": "1",
+        (TRACKING, b"ZTO:7310009", json.dumps({"event_id": "x", "carrier": "!!!", "tracking_number": "1",
                                                 "status": "in_transit", "event_time": iso(now)}).encode()),
         scan("7310001", "exception", now - 60, exception_reason="lost"),
     ])
@@ -222,8 +222,9 @@ def test_delivered_parcels_teach_the_live_worker_its_lane_baseline(stack: Any) -
 
     def lane() -> dict[str, Any] | None:
         lanes = worker.get("/lanes")[1]["lanes"]
-        return next((entry for entry in lanes if entry["lane"].startswith("ZTO") and entry["samples"] >= 12), None)
+        # (Twelve deliveries four days old weigh a little under twelve: a weight halves every 30 days.)
+        return next((entry for entry in lanes if entry["lane"].startswith("ZTO") and entry["deliveries"] >= 11), None)
 
     learned = wait_for(lane, 60, "12 deliveries in the ZTO 广东→浙江 baseline")
     assert learned["lane"] == "ZTO 广东→浙江"
-    assert 40 <= learned["p50_hours"] <= 52
+    assert 40 <= learned["median_hours"] <= 52

@@ -142,6 +142,30 @@ def test_condition_returning_reopens_the_same_issue_with_history(redis_server: R
     assert [h["action"] for h in doc["history"]] == ["opened", "auto_resolved", "reopened"]
 
 
+@pytest.mark.parametrize("reopened_at", [-3600.0, 0.0])
+def test_a_reopening_is_never_dropped_whatever_its_opened_at(redis_server: RedisServer, reopened_at: float) -> None:
+    """A period that begins after the last one ended is a re-opening, even when its ``opened_at`` is not
+    later than the period before (a producer that back-dated it): dropping it as a duplicate left the
+    issue auto-resolved in the queue while the parcel was still overdue. A re-delivered event of the
+    ended period (its ``at`` is not after the end) is still a duplicate."""
+    t = START + 7200
+    key = "ZTO:7310001|transit_overdue"
+    first = [event("open", t, key=key), event("resolve", t, t + 600, key=key)]
+    # Re-opened two hours after the resolution, with an opened_at at or before the first period's.
+    again = event("open", t + reopened_at, t + 600 + 7200, key=key)
+
+    async def go(store: IssueStore) -> tuple[list[str], list[str], dict[str, Any] | None]:
+        applied = await store.apply_events([*first, again])
+        redelivered = await store.apply_events([*first, again, event("resolve", t + reopened_at, t + 9000, key=key)])
+        return applied, redelivered, await store.get(issue_id(key))
+
+    applied, redelivered, doc = run(redis_server, go)
+    assert applied == ["opened", "auto_resolved", "reopened"]
+    assert redelivered == ["duplicate", "stale", "duplicate", "auto_resolved"]
+    assert doc is not None and doc["status"] == "auto_resolved" and doc["reopened"] == 1
+    assert [h["action"] for h in doc["history"]] == ["opened", "auto_resolved", "reopened", "auto_resolved"]
+
+
 def test_staff_lifecycle_and_illegal_transitions(redis_server: RedisServer) -> None:
     t = START + 3600
     iid = issue_id("ZTO:7310001|pickup_overdue")
@@ -346,7 +370,101 @@ def test_a_new_broker_lifetime_marks_every_active_issue_whose_state_is_gone(redi
         doc = docs[key]
         assert (doc["status"], doc["resolution"], doc["resolved_at"]) == ("auto_resolved", "state_lost",
                                                                           format_time(t + 200)), key
-        assert doc["history"][-1]["action"] == "state_lost"
+        assert (doc["history"][-1]["action"], doc["history"][-1]["resolution"]) == ("auto_resolved", "state_lost")
     assert docs["ZTO:3|pickup_overdue"]["resolution"] == "picked_up"  # already ended: untouched
     assert active.total == 0 and counts == {}
     assert reopened == "reopened"
+
+
+def test_query_pages_with_totals_and_counts_every_filter_would_give(redis_server: RedisServer) -> None:
+    t = START + 3600
+    evs = [event("open", t + i, key=f"ZTO:9{i:03d}|carrier_exception", severity="critical") for i in range(96)]
+    evs += [event("open", t + 200 + i, key=f"YTO:8{i:03d}|pickup_overdue", shop="shop-b" if i % 2 else "shop-a")
+            for i in range(104)]
+
+    async def go(store: IssueStore) -> list[Any]:
+        await store.apply_events(evs)
+        first = await store.query(shops=["shop-a", "shop-b"], limit=100)
+        second = await store.query(shops=["shop-a", "shop-b"], offset=100, limit=100)
+        narrowed = await store.query(shops=["shop-a", "shop-b"], shop="shop-b", severity="medium", limit=5)
+        yto = await store.query(shops=["shop-a", "shop-b"], carrier="YTO", since=t + 250, order="age", limit=3)
+        return [first, second, narrowed, yto]
+
+    first, second, narrowed, yto = run(redis_server, go)
+    assert first.total == 200 and len(first.issues) == 100
+    assert {i["kind"] for i in first.issues} == {"carrier_exception", "pickup_overdue"}  # the 104 are reachable
+    assert len({i["id"] for i in first.issues + second.issues}) == 200
+    assert first.by_kind == {"carrier_exception": 96, "pickup_overdue": 104}
+    assert first.by_severity == {"critical": 96, "medium": 104}
+    assert first.by_shop == {"shop-a": 148, "shop-b": 52}
+    # Each count is what clicking it would give: the other filters kept, its own dropped.
+    assert narrowed.total == 52 and len(narrowed.issues) == 5
+    assert narrowed.by_shop == {"shop-a": 52, "shop-b": 52} and narrowed.by_severity == {"medium": 52}
+    assert narrowed.by_kind == {"pickup_overdue": 52}
+    assert yto.total == 104 and yto.new == 104 - 51 and [i["tracking_number"] for i in yto.issues] == ["8000", "8001", "8002"]
+
+
+def test_search_finds_an_order_id_or_a_tracking_number_through_the_index(redis_server: RedisServer) -> None:
+    t = START + 3600
+    evs = [event("open", t, key="ZTO:73100012345678|pickup_overdue", order_id="TB2026110300001"),
+           event("open", t, key="ZTO:73100012345678|tracking_stale", order_id="TB2026110300001"),
+           event("open", t, key="YT:yt9988|carrier_exception", order_id="DD1", shop="shop-b"),
+           event("resolve", t, t + 60, key="ZTO:73100012345678|tracking_stale", order_id="TB2026110300001")]
+
+    async def go(store: IssueStore) -> list[Any]:
+        await store.apply_events(evs)
+        by_order = await store.query(shops=["shop-a", "shop-b"], statuses=None, search=" TB2026110300001 ")
+        by_number = await store.query(shops=["shop-a"], statuses=None, search="ZTO:73100012345678")
+        active_only = await store.query(shops=["shop-a"], search="73100012345678")
+        upper = await store.query(shops=["shop-a", "shop-b"], statuses=None, search="YT9988")
+        foreign = await store.query(shops=["shop-a"], statuses=None, search="DD1")
+        none = await store.query(shops=["shop-a"], statuses=None, search="nothing-like-it")
+        return [by_order, by_number, active_only, upper, foreign, none]
+
+    by_order, by_number, active_only, upper, foreign, none = run(redis_server, go)
+    assert by_order.total == 2 and {i["kind"] for i in by_order.issues} == {"pickup_overdue", "tracking_stale"}
+    assert by_number.total == 2
+    assert [i["kind"] for i in active_only.issues] == ["pickup_overdue"]  # a status filter still applies
+    assert upper.total == 0  # tracking numbers are indexed as written; "yt9988" was written lower-case
+    assert foreign.total == 0 and none.total == 0  # another shop's issue is never found
+
+
+def test_the_parcels_story_merges_whatever_order_its_events_come_in(redis_server: RedisServer) -> None:
+    t = START + 3600
+    scans1 = [[t - 7200, "picked_up", "【广州市】已揽收", "广州市", None]]
+    scans2 = [*scans1, [t - 60, "exception", "【乌鲁木齐市】超区，请联系收件人自提", "乌鲁木齐市", "out_of_area"]]
+    key = "ZTO:7310077|carrier_exception"
+    evs = [event("open", t, key=key, scans=scans1, autoconfirm_at=t + 86400.0),
+           event("update", t, t + 60, key=key, scans=scans2, autoconfirm_at=t + 5 * 86400.0)]
+
+    async def go(store: IssueStore) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        await store.apply_events(list(reversed(evs)))  # the newer first: the older must not win
+        await store.apply_events(evs)  # and everything again
+        doc = await store.get(issue_id(key))
+        assert doc is not None
+        page = await store.query(shops=["shop-a"], stories=True)
+        return await store.story(doc), doc, page
+
+    story, doc, page = run(redis_server, go)
+    assert [s["status"] for s in story["scans"]] == ["picked_up", "exception"]
+    assert story["scans"][1] == {"at": format_time(t - 60), "status": "exception", "text": "【乌鲁木齐市】超区，请联系收件人自提",
+                                 "place": "乌鲁木齐市", "exception_reason": "out_of_area"}
+    assert story["autoconfirm_at"] == t + 5 * 86400.0
+    assert "scans" not in doc  # the story is kept beside the issue, not in it
+    assert [s["status"] for s in page.issues[0]["scans"]] == ["exception"]  # a row shows the newest scan
+
+
+def test_issues_written_before_rows_and_the_search_index_are_still_found(redis_server: RedisServer) -> None:
+    t = START + 3600
+
+    async def go(store: IssueStore) -> tuple[int, int, int, int, int]:
+        await store.apply_events([event("open", t, key=f"ZTO:55{i}|pickup_overdue") for i in range(3)])
+        await store.redis.delete("pw:row", "pw:find:551", "pw:find:TB1")  # as an older version left them
+        listed = (await store.query(shops=["shop-a"])).total  # rows are made on first read
+        await store.redis.delete("pw:row")
+        seen = await store.backfill_indexes(batch=2)
+        rows = await store.redis.hlen("pw:row")
+        found = (await store.query(shops=["shop-a"], statuses=None, search="551")).total
+        return listed, seen, rows, found, await store.backfill_indexes()
+
+    assert run(redis_server, go) == (3, 3, 3, 1, 0)

@@ -79,7 +79,8 @@ def test_compose_mounts_exist_and_env_names_match_the_app() -> None:
             if host.startswith("."):
                 assert (ROOT / "deploy" / host).exists(), (name, host)
     allowed = set(config.ENV_OVERRIDES) | {"PARCELWATCH_CONFIG", "PARCELWATCH_TOKENS", "PARCELWATCH_ALERT_ROUTES",
-                                           "PARCELWATCH_NOTIFICATIONS"}
+                                           "PARCELWATCH_NOTIFICATIONS", "PARCELWATCH_INGEST_SOURCES",
+                                           *config.INGEST_SECRETS.values()}
     workers = [s for n, s in services.items() if n.startswith("worker")]
     assert len(workers) == 2
     data_dirs = set()

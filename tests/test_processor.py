@@ -62,6 +62,7 @@ class Rig:
             o = self.p.on_order_facts(self.partition, subject, facts, at, ev.event_time if now is None else now)
             out.issues += o.issues
             out.deliveries += o.deliveries
+            out.logistics += o.logistics
             out.gone += o.gone
         return self._keep(out)
 
@@ -205,6 +206,11 @@ def test_issue_event_fields() -> None:
         "at": iso(T0 + 24 * H),
         "resolved_at": None,
         "resolution": None,
+        "scans": [],
+        "autoconfirm_at": T0 + 10 * D,
+        "paid_at": T0 - H,
+        "shipped_at": T0,
+        "category": None,
     }
     assert issue["evidence_data"] == {"shipped_at": T0, "window_hours": 24.0, "deadline": T0 + 24 * H}
     orjson.dumps(issue)  # every issue event is JSON-serialisable as it is
@@ -416,7 +422,8 @@ def test_a_first_filing_in_the_future_does_not_hold_back_earlier_deadlines() -> 
 
 
 def index_entries(r: Rig) -> dict[int, list[str]]:
-    return {int(k.split(":")[1]): v.decode().split() for k, v in r.index.items() if not k.endswith(":cursor")}
+    """The deadline buckets: minute -> subjects (not the cursors, nor the parcels filed for the lanes' refreshes)."""
+    return {int(k.split(":")[1]): v.decode().split() for k, v in r.index.items() if k.split(":")[1].lstrip("-").isdigit()}
 
 
 def test_deadline_moved_later_is_refiled_at_wake_up() -> None:
@@ -492,7 +499,8 @@ def test_ticks_touch_only_their_partition() -> None:
 def test_first_tick_sets_the_cursor_and_a_backwards_clock_is_ignored() -> None:
     r = Rig()
     assert r.tick(T0).due == 0
-    assert r.index == {"0:cursor": str(bucket_of(T0)).encode()}
+    # (And which of the lanes' refreshes is in force: the sweeps act on those after it.)
+    assert r.index == {"0:cursor": str(bucket_of(T0)).encode(), "0:refreshed": repr(r.p.ctx.baselines.refreshed_at(T0)).encode()}
     r.scan("exception", T0 + 10 * H, reason="lost")
     r.tick(T0 + 10 * H + 1)
     out = r.tick(T0)  # another leader's clock, behind
@@ -713,6 +721,9 @@ def test_a_delivery_is_reported_once_when_signed_after_pickup() -> None:
             "picked_up_at": T0 + H,
             "signed_at": T0 + 30 * H,
             "shop": "shop-a",
+            "source": "generic",
+            "first_transit_scan_at": None,
+            "last_transit_scan_at": None,
         }
     ]
     assert r.scan("signed", T0 + 30 * H).deliveries == []

@@ -14,6 +14,7 @@ import pytest
 
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
+from domain.vocabulary import ISSUE_KINDS
 from issue_queue.store import IssueStore, issue_id
 
 from .harness import Worker
@@ -120,3 +121,32 @@ def test_csv_export_and_bad_query(api: Worker) -> None:
     assert status == 422 and err["field"] == "limit"
     assert call(api, "GET", "/issues?date=2026-13-01", token="tok-a")[1]["field"] == "date"
     assert call(api, "GET", "/issues?kind=nope", token="tok-a")[1]["field"] == "kind"
+
+
+def test_texts_come_in_the_callers_language_and_a_machine_is_named_by_its_token(api: Worker) -> None:
+    status, body, headers = call(api, "GET", "/issues?kind=carrier_exception", token="tok-a")
+    assert status == 200 and headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store"
+    issue = body["issues"][0]
+    assert (issue["kind_label"], issue["platform_label"], issue["carrier_label"]) == ("物流异常", "淘宝", "中通快递")
+    assert issue["reason"] == "物流异常：其他异常" and issue["detector_texts"]["reason"] == "no carrier scan 24.0 h after shipping"
+    assert call(api, "GET", "/issues?kind=carrier_exception&lang=en", token="tok-a")[1]["issues"][0]["kind_label"] == "Carrier exception"
+    assert call(api, "GET", "/issues?kind=nope", token="tok-a")[1]["error"] == "问题类型填写有误：不认识 'nope'，可选：" + "、".join(
+        ISSUE_KINDS)
+    assert call(api, "GET", "/issues?kind=nope&lang=en", token="tok-a")[1]["error"].startswith("kind: unknown value")
+    iid = issue_id("ZTO:1002|carrier_exception")
+    status, body, _ = call(api, "POST", f"/issues/{iid}/assign", token="tok-a", body={"assignee": "小王", "by": "erp"})
+    assert status == 200
+    entry = call(api, "GET", f"/issues/{iid}", token="tok-a")[1]["history"][-1]
+    assert entry["by"].startswith("token:") and entry["on_behalf_of"] == "erp" and entry["text"] == "分配给 小王"
+    assert entry["actor"].startswith("接口令牌 ")
+    # No session, no token: a person is asked to sign in (in Chinese), a machine to send its token.
+    status, body, _ = call(api, "GET", "/issues")
+    assert status == 401 and body["error"] == "请先登录"
+
+
+def test_search_counts_and_pages(api: Worker) -> None:
+    status, body, _ = call(api, "GET", "/issues?q=1001&status=open,acknowledged,resolved,auto_resolved", token="tok-all")
+    assert status == 200 and [i["tracking_number"] for i in body["issues"]] == ["1001"]
+    status, body, _ = call(api, "GET", "/issues?limit=1", token="tok-all")
+    assert body["total"] >= 2 and len(body["issues"]) == 1
+    assert set(body["by_shop"]) <= {"shop-a", "shop-b"} and sum(body["by_severity"].values()) == body["total"]

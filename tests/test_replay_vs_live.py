@@ -67,7 +67,7 @@ def test_a_worker_catching_up_on_a_backlog_judges_it_at_arrival_time(
     # Default SLAs only: learned lane baselines reach a live worker asynchronously (through the deliveries
     # topic) and a replay at once, which moves transit deadlines apart for reasons other than the clock.
     overrides = tmp_path / "config.yaml"
-    overrides.write_text("lanes:\n  min_samples: 1000000\n")
+    overrides.write_text("lanes:\n  refresh_minutes: 1000000000\n")  # (the refresh in force: before any delivery)
     worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_CONFIG=str(overrides),
                     PARCELWATCH_TICK_INTERVAL="0.25").start()
     tracking_events = sum(kind == "tracking" for kind, _, _ in records)

@@ -133,7 +133,10 @@ class Health:
             checks["streams"]["no_clock"] = self._without_clock(time.time())
         deadlines = describe(list(stream.topology.deadline_index.data.items()), time.time())
         ok = all(c["ok"] for c in checks.values())
-        return view.json({"ok": ok, "checks": checks, "deadline_index": deadlines}, status=200 if ok else 503)
+        body: dict[str, Any] = {"ok": ok, "checks": checks, "deadline_index": deadlines}
+        if stream.subscriptions is not None:  # a detail, never a check: a vendor's trouble is not the worker's
+            body["subscriptions"] = await stream.subscriptions.describe()
+        return view.json(body, status=200 if ok else 503)
 
     def _lifetime(self, topics: set[str] | None) -> dict[str, Any]:
         """The embedded broker lifetime this worker started in, and whether the broker is still in it: a
@@ -148,14 +151,10 @@ class Health:
                 "issues_marked_state_lost": sink.marked_state_lost if sink else 0}
 
     async def lanes(self, view: web.View, request: web.Request) -> web.Response:
-        """Each learned lane: sample count, p50/p90 and the limit in use with its source (learned or fallback)."""
-        baselines = self.stream.baselines
-        lanes = [
-            {"lane": s.lane, "samples": s.samples, "p50_hours": s.p50_hours, "p90_hours": s.p90_hours,
-             "limit_hours": s.limit_hours, "source": s.source}
-            for s in baselines.stats(time.time())
-        ]
-        return view.json({"quantile": baselines.cfg.quantile, "window_days": baselines.cfg.window_days, "lanes": lanes})
+        """What the baselines learned (detectors/lanes.py ``describe``): each level's normal transit, each lane's
+        blend and its limit at the configured quantile, each carrier and source's scan cadence."""
+        stream = self.stream
+        return view.json(stream.baselines.describe(time.time(), stream.settings.thresholds.tracking_stale_hours))
 
     async def metrics(self, view: web.View, request: web.Request) -> web.Response:
         # ``?name[]=a&name[]=b``: only those series, as prometheus_client's own exposition handlers allow.
