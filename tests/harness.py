@@ -478,7 +478,7 @@ class FaultRun:
         # once: pinned to the fallback SLAs, the transit deadlines differ for no reason the faults are about.
         overrides = run_dir / "config.yaml"
         run_dir.mkdir(parents=True, exist_ok=True)
-        overrides.write_text("lanes:\n  min_samples: 1000000\n")
+        overrides.write_text("lanes:\n  refresh_minutes: 1000000000\n")  # (the refresh in force: before any delivery)
         self.settings = config.load(overrides, env={})
         self.broker = TansuBroker(run_dir / "broker")
         self.redis = RedisServer(run_dir / "redis", appendonly=True)
