@@ -144,8 +144,8 @@ def table(rows: list[Row]) -> str:
 
 def write_docs(rows: list[Row], argv: list[str]) -> None:
     text = DOC.read_text()
-    stamp = f"`python -m bench.soak {' '.join(argv)}`".replace("  ", " ")
-    block = f"{BEGIN}\n{table(rows)}\n\nPrinted by {stamp} on {dt.date.today().isoformat()}.\n{END}"
+    command = " ".join(["python -m bench.soak", *(a for a in argv if a != "--docs")])
+    block = f"{BEGIN}\n{table(rows)}\n\nPrinted by `{command}` (seeded).\n{END}"
     DOC.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
 
 
