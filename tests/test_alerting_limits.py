@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from alerting import AlertRouter
 from alerting.config import AlertConfig, parse
 from alerting.router import REFUSED_FILE
-from devtools.process import free_port
+from devtools.process import closed_port
 from devtools.redis_server import RedisServer
 
 from .test_alerting_robots import LABELS, FakeRobots, issue, run
@@ -212,7 +212,7 @@ def test_refused_messages_are_set_aside_at_once_counted_and_kept(tmp_path: Path,
 
 def test_a_request_that_never_reached_the_robot_gives_its_slot_back(tmp_path: Path, redis_server: RedisServer) -> None:
     async def test(robots: FakeRobots) -> None:
-        closed = f"http://127.0.0.1:{free_port()}/robot/send?access_token=gone"
+        closed = f"http://127.0.0.1:{port}/robot/send?access_token=gone"
         hooks = Hooks()
         async with routers(redis_server.url, config(tmp_path, {"type": "dingtalk", "url": closed}, retry=FAST_RETRY),
                            hooks=hooks) as (router,):
@@ -226,13 +226,14 @@ def test_a_request_that_never_reached_the_robot_gives_its_slot_back(tmp_path: Pa
                 await client.aclose()
             assert router.pending("r") == 1  # kept for when the robot is back
 
-    run(test)
+    with closed_port() as port:
+        run(test)
 
 
 def test_without_redis_the_limits_hold_per_worker(tmp_path: Path) -> None:
     async def test(robots: FakeRobots) -> None:
         url = robots.wecom("alone")
-        unreachable = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+        unreachable = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2)
         router = AlertRouter(config(tmp_path, {"type": "wecom", "url": url}), labels=LABELS, redis=unreachable)
         async with router:
             for n in range(20):
@@ -244,4 +245,5 @@ def test_without_redis_the_limits_hold_per_worker(tmp_path: Path) -> None:
             await router.close(timeout=0.05)
         await unreachable.aclose()
 
-    run(test)
+    with closed_port() as port:
+        run(test)

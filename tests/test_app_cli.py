@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.process import free_port
+from devtools.process import closed_port
 from devtools.redis_server import RedisServer
 from tests.harness import ROOT
 
@@ -56,8 +56,9 @@ def test_help_introduces_parcelwatch_and_its_commands_not_faust() -> None:
 
 
 def test_an_unreachable_redis_is_one_line_naming_it(tmp_path: Path) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    done = _app("queue", PARCELWATCH_REDIS_URL=url, PARCELWATCH_RUN_DIR=str(tmp_path))
+    with closed_port() as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        done = _app("queue", PARCELWATCH_REDIS_URL=url, PARCELWATCH_RUN_DIR=str(tmp_path))
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert url in done.stderr and "PARCELWATCH_REDIS_URL" in done.stderr
