@@ -18,10 +18,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m devtools.stack
 
-# pytest exits 5 when it collected no test: that fails here like any other non-zero exit.
+# pytest exits 5 when it collected no test: that fails here like any other non-zero exit. Four test
+# processes: the integration tests mostly wait on their servers (about a fifth of a core each), and every
+# test starts its own on free loopback ports.
 test: $(STAMP)
 	@$(PY) -m devtools.test_tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 4 --dist worksteal
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q -m "not integration"

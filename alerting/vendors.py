@@ -54,9 +54,10 @@ class RateLimit:
 
     @property
     def guarded_window(self) -> float:
-        """The window as we count it: a little longer than the platform's (10 %, at most 2 s), so network
-        jitter cannot squeeze two of our windows' sends into one of the platform's."""
-        return self.window_seconds + min(2.0, self.window_seconds * 0.1)
+        """The window as we count it: a little longer than the platform's (10 %, at least 0.25 s, at most 2 s),
+        so the time between taking a slot and the request's arrival (network, a busy worker) cannot squeeze
+        two of our windows' sends into one of the platform's."""
+        return self.window_seconds + min(2.0, max(0.25, self.window_seconds * 0.1))
 
 
 # Why a message was refused for good: bounded metric labels.
