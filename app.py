@@ -55,7 +55,7 @@ from faust.cli import argument, option
 import agents
 import config
 import web
-from delivery.tansu import discard_stale_tables
+from delivery.tansu import RESTARTED_IN_PLACE, broker_incarnation, discard_stale_tables_of
 
 
 def _load_settings() -> config.Settings:
@@ -237,21 +237,32 @@ def main() -> None:
 
 def _discard_stale_tables() -> None:
     """The embedded broker keeps nothing across its restarts: local tables built against an older broker
-    lifetime would disagree with the (now empty) changelogs, so they go first."""
+    lifetime would disagree with the (now empty) changelogs, so they go first. The lifetime read is the one
+    the worker watches (it starts again in place when the broker comes back empty) and the one its issue
+    sink reconciles the Redis queue with (issues whose parcel state went with an older lifetime)."""
+    import asyncio
+    import os
     import time
     from pathlib import Path
 
     from aiokafka.errors import KafkaConnectionError
 
     bootstrap = settings.app.broker.split(";")[0].removeprefix("kafka://")
-    deadline = time.monotonic() + 30
+    # A worker that restarted itself because the broker went away waits for it as long as it takes.
+    restarted = bool(os.environ.get(RESTARTED_IN_PLACE))
+    started = time.monotonic()
     while True:
         try:
-            discard_stale_tables(bootstrap, Path(settings.app.data_dir))
+            incarnation = asyncio.run(broker_incarnation(bootstrap))
+            discard_stale_tables_of(incarnation, Path(settings.app.data_dir))
+            stream.broker_lifetime = incarnation
             return
         except KafkaConnectionError:
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if not restarted and waited > 30:
                 sys.exit(f"parcelwatch: cannot reach the broker at {bootstrap} (is it running? `make run` starts one)")
+            if restarted and int(waited) % 30 == 0:
+                print(f"parcelwatch: waiting for the broker at {bootstrap} ({waited:.0f} s)", file=sys.stderr, flush=True)
             time.sleep(1)
 
 

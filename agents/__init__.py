@@ -19,6 +19,7 @@ from core.notifications import NotificationRules, load_rules
 from delivery import framework
 from delivery.checkpoint import Checkpoint
 from delivery.dead_letters import DeadLetters
+from delivery.tansu import LifetimeWatch
 from detectors import LaneBaselines
 from issue_queue.store import IssueStore
 from telemetry.recorder import Recorder
@@ -48,6 +49,11 @@ class StreamApp:
     store: IssueStore
     baselines: LaneBaselines
     notification_rules: NotificationRules
+    # The id of the broker lifetime this process started in (the embedded broker's marker, read by
+    # ``app.py`` before the worker starts; None: not known, e.g. on Apache Kafka).
+    broker_lifetime: str | None = None
+    # Restarts the worker in place when the embedded broker comes back empty (delivery/tansu.py).
+    lifetime_watch: LifetimeWatch | None = None
     # The agents, registered on ``app`` by ``build`` (the web views read some of their state).
     parcels: ParcelAgent | None = None
     orders: OrderRouterAgent | None = None
@@ -100,7 +106,22 @@ def build(settings: Settings) -> StreamApp:
     stream.notification_webhook = NotificationWebhook(stream)
     stream.subscriptions = SubscriptionAgents(stream) if settings.subscriptions.enabled else None
     stream.shop_health = ShopHealthAgent(stream)
+    if embedded:
+        _watch_broker_lifetime(stream, cfg.broker.split(";")[0].removeprefix("kafka://"))
     return stream
+
+
+def _watch_broker_lifetime(stream: StreamApp, bootstrap: str) -> None:
+    """The embedded broker keeps nothing across its restarts: a worker that sees it come back empty starts
+    again in place (``LifetimeWatch``), checked every few seconds and whenever partitions are assigned (a
+    restarted broker has lost the group), before any record of the new lifetime is processed."""
+    watch = stream.lifetime_watch = LifetimeWatch(bootstrap, lambda: stream.broker_lifetime)
+
+    async def on_assigned(sender: object, *args: object, **kwargs: object) -> None:
+        await watch.check()
+
+    stream.app.service(watch)  # type: ignore[arg-type]  # (an instance is started as it is)
+    stream.app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
 
 
 __all__ = ["Agent", "StreamApp", "build"]

@@ -2,7 +2,9 @@
 
 The issues topic is the source of truth: when Redis is away the sink holds its batch and retries with
 backoff (the parcel agent keeps running), and the at-least-once redelivery after a crash is harmless
-because ``IssueStore.apply_events`` ignores what it has already applied. A record may carry one issue
+because ``IssueStore.apply_events`` ignores what it has already applied. Before its first write in a broker
+lifetime it reconciles the queue with it: after the embedded broker came back empty, the issues still
+active were raised from parcel states that are gone, and are marked so (``reconcile_broker_lifetime``). A record may carry one issue
 event or a batch of them (the parcel agent sends one record per partition for all the issue events of
 an input record or a sweep); an invalid one is dead-lettered alone with its reason.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from faust.types import EventT, StreamT
@@ -40,9 +43,13 @@ class IssueSink:
         # Whether the last Redis write went through, and why not (for /healthz).
         self.redis_up = True
         self.last_error = ""
+        # The broker lifetime the queue was reconciled with, and how many issues that marked (for /healthz).
+        self.reconciled: str | None = None
+        self.marked_state_lost = 0
         stream.app.agent(stream.topology.issues, name="issue_sink")(self.run)
 
     async def run(self, stream: StreamT[bytes]) -> None:
+        await self._store([])  # (reconciled before the first issue event of this lifetime, Redis permitting)
         # (take_events: take's buffering, with each record's event for dead-lettering; acked, as in take, only
         # once the body has written them. StreamT's type omits it; faust.Stream has it.)
         async for records in stream.take_events(BATCH, within=TAKE_WITHIN_SECONDS):  # type: ignore[attr-defined]
@@ -84,6 +91,8 @@ class IssueSink:
         backoff = 0.2
         while True:
             try:
+                if self.reconciled != self.stream.broker_lifetime:
+                    await self._reconcile()
                 results = await self.store.apply_checked(events)
                 self.recorder.observe_issue_events_applied(results)
                 if not self.redis_up:
@@ -99,3 +108,13 @@ class IssueSink:
                 self.recorder.redis_retry()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _reconcile(self) -> None:
+        lifetime = self.stream.broker_lifetime
+        assert lifetime is not None
+        marked = await self.store.reconcile_broker_lifetime(lifetime, time.time())
+        self.reconciled = lifetime
+        if marked:
+            self.marked_state_lost = marked
+            log.warning("broker lifetime %s is new: %d active issues raised from parcel states that went with the old "
+                        "one are marked auto_resolved (state_lost)", lifetime, marked)

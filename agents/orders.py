@@ -19,7 +19,7 @@ from core.orders import OrderRouter, decode_gone
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for
 from delivery.framework import note_send_failure
 from delivery.staging import StagedWrites
-from domain.events import InvalidEvent, parse_order_event
+from domain.events import InvalidEvent, check_not_ahead, parse_order_event
 
 from . import Agent
 
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parcelwatch.orders")
 WATERMARK_EVERY_SECONDS = 0.5
+# An orders partition is declared caught up (a watermark at the wall clock) once it has routed everything it
+# holds and nothing new came for this long: a producer still sending events that arrived long ago (a backfill,
+# a replay of history) keeps it behind, and its watermarks keep saying how far it got.
+CAUGHT_UP_QUIET_SECONDS = 10.0
 
 
 class OrderRouterAgent(Agent):
@@ -35,14 +39,17 @@ class OrderRouterAgent(Agent):
         super().__init__(stream)
         app = self.app
         self.catch_up_after = stream.settings.app.catch_up_after_seconds
+        self.future_tolerance = stream.settings.app.future_event_tolerance_seconds
         # The router writes at once, event by event: nothing it writes waits for an acknowledgement (its
         # order facts are sent without waiting; a failed send stops every commit, delivery/checkpoint.py).
         self.orders = StagedWrites(self.topics.order_table, stream.checkpoint.writer)
         self.router = OrderRouter(self.orders)
         self._watermark_sent: dict[int, float] = {}  # orders partition -> wall clock of its last watermark
         self._routed: dict[int, int] = {}  # orders partition -> offset of the last order event routed
+        self._routed_at: dict[int, float] = {}  # orders partition -> wall clock when it routed the last one
         self._lagging: set[int] = set()  # orders partitions that sent watermarks and have not said they caught up
         app.agent(self.topics.order_inputs, name="order_router")(self.run)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
         app.timer(interval=WATERMARK_EVERY_SECONDS, name="caught_up_watermarks")(self.caught_up_watermarks)
 
     async def run(self, stream: StreamT[bytes]) -> None:
@@ -76,21 +83,27 @@ class OrderRouterAgent(Agent):
             # Routed or dead-lettered: either way done with. Only now, after its facts were sent: the send
             # awaits, and a caught-up watermark sent meanwhile would pass the facts still to come.
             self._routed[msg.partition] = msg.offset
+            self._routed_at[msg.partition] = time.time()
 
     async def _route(self, event: EventT, value: Any, outgoing: list[tuple[str, bytes]],
                      element: tuple[int, Any] | None) -> None:
         """Merge one order event into its order's facts; its snapshots are added to ``outgoing``."""
         started = time.perf_counter()
+        started_wall = time.time()
         try:
             if element is not None and not isinstance(value, dict):
                 raise InvalidEvent("$", f"a batch element must be a JSON object, got {type(value).__name__}")
             ev = parse_order_event(value)
+            arrived = event.message.timestamp
+            check_not_ahead(ev.event_time, started_wall if arrived is None else min(arrived, started_wall),
+                            self.future_tolerance)
             if element is None and event.key is not None and event.key != ev.order_id:
-                raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
-            if element is not None and partition_for(ev.order_id, self.partitions) != event.message.partition:
-                # Batched onto another order's partition: re-sent alone, keyed, to its own, where its order's
-                # facts are kept (never merged into a second copy here).
-                await self.topics.orders.send(key=ev.order_id, value=orjson.dumps(value), timestamp=event.message.timestamp)
+                raise InvalidEvent("order_id", "does not match the record key")
+            if partition_for(ev.order_id, self.partitions) != event.message.partition:
+                # On another order's partition (batched wrongly, or keyed by something else): re-sent alone, keyed,
+                # to its own, where its order's facts are kept (never merged into a second copy here).
+                raw = orjson.dumps(value) if element is not None else value
+                await self.topics.orders.send(key=ev.order_id, value=raw, timestamp=event.message.timestamp)
                 self.recorder.observe_event(self.names.orders, "rerouted", None, time.perf_counter() - started)
                 return
             routed = self.router.route(ev)
@@ -107,7 +120,7 @@ class OrderRouterAgent(Agent):
         try:
             order_id, subject = decode_gone(event.value)
             if event.key is not None and event.key != order_id:
-                raise InvalidEvent("order_id", f"does not match the record key {str(event.key)[:64]!r}")
+                raise InvalidEvent("order_id", "does not match the record key")
             if self.router.forget(order_id, subject):
                 self.recorder.observe_order_purged()
             self.orders.flush()
@@ -121,7 +134,13 @@ class OrderRouterAgent(Agent):
 
     # -- watermarks (core/clock.py) -------------------------------------------------------------------------------
 
+    def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Orders partitions revoked from this worker: their new owner's router reports on them."""
+        revoked: set[TP] = args[0]
+        self._lagging.difference_update(tp.partition for tp in revoked if tp.topic == self.names.orders)
+
     async def _broadcast(self, source_partition: int, arrived: float) -> None:
+        self._watermark_sent[source_partition] = time.time()
         mark = encode_watermark(source_partition, arrived)
         for partition in range(self.partitions):
             # Sent after the facts routed so far: on each partition the watermark is queued behind them.
@@ -132,19 +151,30 @@ class OrderRouterAgent(Agent):
         """While this partition's order events are old, tell every parcel partition how far routing got: a
         parcel partition catching up must not judge parcels ahead of their order facts."""
         lag = self.catch_up_after
-        if lag <= 0 or arrived is None or wall - arrived <= lag:
+        if lag <= 0 or arrived is None:
+            return
+        if wall - arrived <= lag:
+            if source_partition in self._lagging:  # caught up on fresh events: as far as this one
+                self._lagging.discard(source_partition)
+                await self._broadcast(source_partition, arrived)
             return
         if wall - self._watermark_sent.get(source_partition, 0.0) < WATERMARK_EVERY_SECONDS:
             return
-        self._watermark_sent[source_partition] = wall
         self._lagging.add(source_partition)
         await self._broadcast(source_partition, arrived)
 
     async def caught_up_watermarks(self) -> None:
-        """An orders partition routed up to its high watermark has caught up: a watermark at the wall clock
-        releases the parcel partitions it held (a router starved of fetches is not caught up: it holds)."""
+        """An orders partition that routed up to its high watermark and got nothing new for
+        ``CAUGHT_UP_QUIET_SECONDS`` has caught up: a watermark at the wall clock releases the parcel partitions
+        it held (a router starved of fetches is not caught up: it holds)."""
+        now = time.time()
         for source_partition in sorted(self._lagging):
-            highwater = self.app.consumer.highwater(TP(self.names.orders, source_partition))
-            if highwater is not None and self._routed.get(source_partition, -1) + 1 >= highwater:
+            try:
+                highwater = self.app.consumer.highwater(TP(self.names.orders, source_partition))
+            except AssertionError:  # (aiokafka's: no longer assigned here; its new owner reports on it)
                 self._lagging.discard(source_partition)
-                await self._broadcast(source_partition, time.time())
+                continue
+            if (highwater is not None and self._routed.get(source_partition, -1) + 1 >= highwater
+                    and now - self._routed_at.get(source_partition, 0.0) >= CAUGHT_UP_QUIET_SECONDS):
+                self._lagging.discard(source_partition)
+                await self._broadcast(source_partition, now)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import EventT, StreamT, TopicT
+from faust.types import TP, EventT, StreamT, TopicT
 from mode import Service
 
 from core.clock import WATERMARK_HOLD_SECONDS, CatchUpClock, decode_watermark
@@ -26,7 +26,8 @@ from core.orders import decode_order_facts, encode_gone, order_facts_from_doc
 from core.processor import Output, Processor
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for, record_events
 from delivery.clients import stop_consumer
-from domain.events import InvalidEvent, TrackingUpdate, parse_tracking_update
+from delivery.framework import committed_offsets
+from domain.events import InvalidEvent, TrackingUpdate, check_not_ahead, parse_tracking_update
 from domain.state import OrderFacts
 
 from . import Agent
@@ -51,25 +52,33 @@ class ParcelAgent(Agent):
         self.processor = Processor(stream.settings, stream.baselines, self.states, self.index, stream.notification_rules,
                                    epoch=secrets.randbits(31) | 1, defer_index_removals=True)
         cfg = stream.settings.app
+        self.future_tolerance = cfg.future_event_tolerance_seconds
+        # The next offset to process of each input topic partition (what the clock asks: do records wait?).
+        self._next_offset: dict[TP, int] = {}
         # While a partition works through records that arrived long ago, its detectors and sweeps run at their
         # arrival time instead of the wall clock (core/clock.py): no spurious open/resolve pairs after an
         # outage. Every partition hears from its tracking and from each order-router partition before its
-        # clock moves.
+        # clock moves; none has a clock before its backlog's first record.
         self.catch_up = CatchUpClock(cfg.catch_up_after_seconds, quiet_seconds=max(10.0, 2 * cfg.tick_interval_seconds),
                                      started_at=time.time(),
-                                     expected=[self.names.tracking, *(f"orders:{q}" for q in range(self.partitions))])
+                                     expected=[self.names.tracking, *(f"orders:{q}" for q in range(self.partitions))],
+                                     local=[self.names.tracking, self.names.order_facts], waiting=self._records_waiting)
         self.recorder.read_at_scrape(catching_up=lambda: len(self.catch_up.lagging_partitions(time.time())))
         app.agent(self.topics.parcel_inputs, name="parcel_agent")(self.run)
         app.timer(interval=cfg.tick_interval_seconds, on_leader=True, name="tick")(self.tick)
+        self.checkpoint.best_effort.add(self.names.ticks)  # (a tick that failed to send: the next one comes)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
         app.service(LaneBaselineFeed(self))  # type: ignore[arg-type]  # (an instance is started as it is)
 
     # -- the agent --------------------------------------------------------------------------------------------
 
     async def run(self, stream: StreamT[bytes]) -> None:
+        next_offset = self._next_offset
         async for event in stream.events():
-            await self.checkpoint.begin(event.message.partition)
-            if event.message.topic != self.names.ticks and is_batch(event.value):
+            msg = event.message
+            next_offset[msg.tp] = msg.offset + 1
+            await self.checkpoint.begin(msg.partition)
+            if msg.topic != self.names.ticks and is_batch(event.value):
                 await self._process_batch(event)
             else:
                 await self._process_record(event)
@@ -84,6 +93,24 @@ class ParcelAgent(Agent):
         """(``args``: the revoked topic partitions, as the signal sends them.)"""
         revoked: set[TopicPartition] = args[0]
         self.checkpoint.forget(tp.partition for tp in revoked)
+        self.catch_up.forget({tp.partition for tp in revoked if tp.topic in self.catch_up.local})
+        for tp in revoked:
+            self._next_offset.pop(TP(tp.topic, tp.partition), None)
+
+    def _records_waiting(self, topic: str, partition: int) -> bool:
+        """Whether records of ``topic`` (an input of the parcel state) on ``partition`` wait to be processed
+        here, as far as the consumer's last fetch knows (True while it cannot tell: nothing fetched yet)."""
+        tp = TP(topic, partition)
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except AssertionError:  # (aiokafka's: not assigned here, e.g. a record still in flight after a rebalance)
+            return True
+        if highwater is None:
+            return True
+        next_offset = self._next_offset.get(tp)
+        if next_offset is None:
+            next_offset = committed_offsets(self.app).get(tp) or 0  # (where the consumer started)
+        return next_offset < highwater
 
     async def _process_record(self, event: EventT) -> None:
         msg = event.message
@@ -95,19 +122,31 @@ class ParcelAgent(Agent):
             raw: bytes = event.value
             partition = msg.partition
             if topic == names.tracking:
-                out = self._on_tracking(parse_tracking_update(raw), partition, msg.timestamp, started)
+                update = parse_tracking_update(raw)
+                if partition_for(update.parcel_key, self.partitions) != partition:
+                    await self._reroute(self.topics.tracking, update.parcel_key, raw, msg.timestamp, topic, started)
+                    return
+                out = self._on_tracking(update, partition, msg.timestamp, started)
                 await self._emit(event, await self._send_notices(out), [out], self._encode(out), partition)
             elif topic == names.order_facts:
                 mark = decode_watermark(raw)
                 if mark is not None:  # the order router's progress through a backlog (core/clock.py)
-                    self.catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS)
+                    self.catch_up.observe(f"orders:{mark[0]}", partition, mark[1], time.time(), hold=WATERMARK_HOLD_SECONDS,
+                                          progress=True)
                     self.recorder.observe_event(topic, "watermark", None, time.perf_counter() - started)
                     return
-                out = self._on_order_facts(*decode_order_facts(raw), partition, msg.timestamp, started)
+                subject, facts, at = decode_order_facts(raw)
+                if partition_for(subject, self.partitions) != partition:
+                    await self._reroute(self.topics.order_facts, subject, raw, msg.timestamp, topic, started)
+                    return
+                out = self._on_order_facts(subject, facts, at, partition, msg.timestamp, started)
                 await self._emit(event, await self._send_notices(out), [out], self._encode(out), partition)
             else:  # ticks
                 wall = float(orjson.loads(raw)["now"])  # the leader's clock when it sent the tick
-                now = min(wall, self.catch_up.now(partition, time.time()))
+                clock = self.catch_up.now(partition, time.time())
+                if clock is None:  # its backlog's time is not known yet: sweeping now would run ahead of it
+                    return
+                now = min(wall, clock)
                 out = self.processor.on_tick(partition, now, wall)
                 seconds = time.perf_counter() - started
                 await self._emit(event, await self._send_notices(out), [out], self._encode(out), partition, wait=True)
@@ -142,13 +181,14 @@ class ParcelAgent(Agent):
                     update = parse_tracking_update(element)
                     key = update.parcel_key
                     if partition_for(key, self.partitions) != partition:
-                        await self._reroute(self.topics.tracking, key, element, msg.timestamp, topic, started)
+                        await self._reroute(self.topics.tracking, key, orjson.dumps(element), msg.timestamp, topic, started)
                         continue
                     out = self._on_tracking(update, partition, msg.timestamp, started)
                 else:
                     subject, facts, at = order_facts_from_doc(element)
                     if partition_for(subject, self.partitions) != partition:
-                        await self._reroute(self.topics.order_facts, subject, element, msg.timestamp, topic, started)
+                        await self._reroute(self.topics.order_facts, subject, orjson.dumps(element), msg.timestamp, topic,
+                                            started)
                         continue
                     out = self._on_order_facts(subject, facts, at, partition, msg.timestamp, started)
                 acks.extend(await self._send_notices(out))
@@ -166,7 +206,12 @@ class ParcelAgent(Agent):
 
     def _on_tracking(self, update: TrackingUpdate, partition: int, arrived: float, started: float) -> Output:
         wall = time.time()
-        now = self.catch_up.observe(self.names.tracking, partition, arrived, wall)
+        # Ahead of its arrival (not of the wall clock: a record processed again after a restart is judged
+        # the same way), or of now when it has no timestamp.
+        check_not_ahead(update.event_time, wall if arrived is None else min(arrived, wall), self.future_tolerance)
+        catch_up = self.catch_up
+        clock = catch_up.observe(self.names.tracking, partition, arrived, wall)
+        now = catch_up.event_now(partition, self.names.tracking, clock, update.event_time, wall)
         out = self.processor.on_tracking(partition, update, now, wall)
         # (An expired scan's lag of a month or more would only skew the lag histogram.)
         self.recorder.observe_event(self.names.tracking, "expired" if out.expired else "ok",
@@ -176,7 +221,9 @@ class ParcelAgent(Agent):
     def _on_order_facts(self, subject: str, facts: OrderFacts, at: float, partition: int, arrived: float,
                         started: float) -> Output:
         wall = time.time()
-        now = self.catch_up.observe(self.names.order_facts, partition, arrived, wall)
+        catch_up = self.catch_up
+        clock = catch_up.observe(self.names.order_facts, partition, arrived, wall)
+        now = catch_up.event_now(partition, self.names.order_facts, clock, at, wall)
         out = self.processor.on_order_facts(partition, subject, facts, at, now, wall)
         self.recorder.observe_event(self.names.order_facts, "expired" if out.expired else "ok", None,
                                     time.perf_counter() - started)
@@ -246,11 +293,13 @@ class ParcelAgent(Agent):
         self.processor.apply_index_removals(removals)
         self.index.flush(partition)
 
-    async def _reroute(self, topic: TopicT, key: str, element: dict[str, Any], arrived: float, source: str,
+    async def _reroute(self, topic: TopicT, key: str, value: bytes, arrived: float, source: str,
                        started: float) -> None:
-        """A batch element that hashes to another partition (a producer that batched it wrongly) is sent on,
-        alone and keyed, to the partition that holds its subject's state: never lost, never split."""
-        await topic.send(key=key, value=orjson.dumps(element), timestamp=arrived)
+        """An event that hashes to another partition (a batch element batched wrongly, a record keyed by
+        something else or sent to a partition of the producer's choosing) is sent on, alone and keyed, to the
+        partition that holds its subject's state: never lost, never split. (Acknowledged before the record's
+        offset can be committed: a failed send stops every commit, ``delivery/checkpoint.py``.)"""
+        await topic.send(key=key, value=value, timestamp=arrived)
         self.recorder.observe_event(source, "rerouted", None, time.perf_counter() - started)
 
     async def _reject(self, event: EventT, exc: Exception, element: tuple[int, Any] | None = None,

@@ -47,6 +47,7 @@ class AppSettings:
     tick_interval_seconds: float
     producer_linger_ms: int
     catch_up_after_seconds: float
+    future_event_tolerance_seconds: float
     ingest_ack_timeout_seconds: float
     ingest_max_unacked_scans: int
 
@@ -69,6 +70,8 @@ class AppSettings:
         if self.catch_up_after_seconds < 0:
             raise ConfigError(f"{path}.catch_up_after_seconds", f"must be >= 0 (0 turns catching up off), "
                               f"got {self.catch_up_after_seconds}")
+        if self.future_event_tolerance_seconds < 0:
+            raise ConfigError(f"{path}.future_event_tolerance_seconds", f"must be >= 0, got {self.future_event_tolerance_seconds}")
         _positive(f"{path}.ingest_ack_timeout_seconds", self.ingest_ack_timeout_seconds)
         _positive(f"{path}.ingest_max_unacked_scans", self.ingest_max_unacked_scans)
 

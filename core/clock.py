@@ -35,6 +35,15 @@ took most of it before the first record was processed. A partition whose first r
 and does not wait (a live restart must not hold its deadlines): if an input of it then turns out to be
 far behind, the clock, already handed out at the wall clock, stays there.
 
+A partition's clock is only handed out once it is known. After a start or a rebalance a partition has
+processed nothing yet: if records are waiting on its own inputs (``waiting``, read from the consumer's high
+watermarks against what the agent processed), their arrival times are unknown, so there is no clock and
+no sweep runs on it until its first record; with nothing waiting it is live. Handing out the wall clock
+there swept every subject days ahead of its unprocessed backlog after a restart: issues opened at the
+wall clock that the backlog's own scans, judged at an earlier clock, could no longer end. For the same
+reason a behind input goes quiet only when nothing is waiting on it: a partition whose records merely
+wait their turn (a rebalance, a busy worker) is not caught up.
+
 A partition's clock never goes back: an input that starts lagging later (the order router falling
 behind after a sweep already ran at a later time) holds the clock where it is instead of pulling it back,
 because findings judged at an earlier time than an issue's opening would end that issue for no reason.
@@ -48,7 +57,7 @@ partitions look lagging (``lagging_partitions`` shows it) and defers their deadl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -75,24 +84,33 @@ class CatchUpClock:
     """Per partition: the wall clock while live, the arrival time of processed records while lagging."""
 
     def __init__(self, lag_seconds: float, quiet_seconds: float, started_at: float,
-                 expected: Iterable[str] = (), report_wait_seconds: float = REPORT_WAIT_SECONDS) -> None:
+                 expected: Iterable[str] = (), report_wait_seconds: float = REPORT_WAIT_SECONDS,
+                 local: Iterable[str] = (), waiting: Callable[[str, int], bool] | None = None) -> None:
         """``lag_seconds`` <= 0 turns catching up off: always the wall clock (the behaviour before it).
-        ``expected``: the inputs every partition must hear from before its clock leaves the first arrival."""
+        ``expected``: the inputs every partition must hear from before its clock leaves the first arrival.
+        ``local``: the inputs that are topics of the partition itself (tracking, order facts), and
+        ``waiting(input, partition)``: whether records of that topic partition wait to be processed (True
+        when it cannot tell yet). Without ``waiting`` nothing is ever known to wait (the clock as before)."""
         self.lag_seconds = lag_seconds
         self.quiet_seconds = quiet_seconds
         self.started_at = started_at
         self.expected = frozenset(expected)
         self.report_wait_seconds = report_wait_seconds
+        self.local = tuple(local)
+        self._local_set = frozenset(self.local)
+        self._waiting = waiting
         self._first: dict[int, float] = {}  # the first arrival seen per partition (held there at start)
         self._first_seen: dict[int, float] = {}  # wall clock of the partition's first record
         self._inputs: dict[int, dict[str, _Input]] = {}
         self._given: dict[int, float] = {}  # the latest clock handed out per partition (it never goes back)
 
     def observe(self, source: str, partition: int, arrived: float | None, wall: float,
-                hold: float | None = None) -> float:
+                hold: float | None = None, progress: bool = False) -> float:
         """Record that a record of ``source`` that arrived at ``arrived`` is processed at ``wall``;
         returns the clock to process it at. ``arrived`` None (no timestamp): treated as live.
-        ``hold``: how long a behind input holds the clock without news (default ``quiet_seconds``)."""
+        ``hold``: how long a behind input holds the clock without news (default ``quiet_seconds``).
+        ``progress``: ``arrived`` is how far the source has come (a router's watermark): the latest report
+        stands, even one further back (the router fell behind again), instead of the newest arrival seen."""
         if self.lag_seconds <= 0:
             return wall
         if arrived is None or arrived > wall:
@@ -100,6 +118,8 @@ class CatchUpClock:
         inputs = self._inputs.get(partition)
         if inputs is None:
             inputs = self._inputs[partition] = {}
+        if partition not in self._first and (source in self.local or not self.local):
+            # (The first record of the partition's own: a watermark of the router's progress is not one.)
             self._first[partition] = arrived
             self._first_seen[partition] = wall
         behind = wall - arrived > self.lag_seconds
@@ -107,20 +127,64 @@ class CatchUpClock:
         if known is None:
             inputs[source] = _Input(arrived, wall, behind, self.quiet_seconds if hold is None else hold)
         else:
-            if arrived > known.arrived:
+            if arrived > known.arrived or progress:
                 known.arrived = arrived
             known.seen_at = wall
             known.behind = behind
-        return self.now(partition, wall)
+        clock = self._clock(partition, inputs, wall)
+        if clock is None:  # another input of the partition has records waiting, none processed yet
+            first = self._first.get(partition, arrived)
+            return max(first, self._given.get(partition, first))
+        return clock
 
-    def now(self, partition: int, wall: float) -> float:
-        """The clock of ``partition`` at wall-clock time ``wall``."""
-        inputs = self._inputs.get(partition)
-        if not inputs:
+    def event_now(self, partition: int, source: str, clock: float, event_time: float, wall: float) -> float:
+        """The time an event of ``source`` at ``event_time`` is judged at: the partition's ``clock`` (what
+        ``observe`` returned), or the event's own time when that is later and its subject's other input allows.
+
+        A replay walks a subject to each event's own time before applying it. Judged at a clock behind the
+        event (held while an input has not reported, held by the order router's hop), a deadline between the
+        clock and the event never fired, and an event that ends the problem (a signature three hours after the
+        transit deadline) left no issue where the replay opened and resolved one: every restart mid-backlog
+        lost some. The holds protect the sweeps, which judge every subject at once; an event judges its own.
+        A parcel's scans are first-hand (``local[0]``, its own partition's topic, in order): a scan walks its
+        parcel to its own time. Order facts come second-hand through the router and may overtake the
+        parcel's scans still waiting here: they walk no further than the scans have come (else the facts of a
+        confirmation walk an unsigned parcel past its transit deadline while its signature waits in the
+        backlog)."""
+        if self.lag_seconds <= 0 or not self.local or event_time <= clock:
+            return clock
+        limit = wall if source == self.local[0] else self._first_hand_bound(partition, wall)
+        return max(clock, min(event_time, limit))
+
+    def _first_hand_bound(self, partition: int, wall: float) -> float:
+        """How far the partition's scans have come (the wall clock once nothing of them waits)."""
+        first_hand = self.local[0]
+        known = (self._inputs.get(partition) or {}).get(first_hand)
+        if known is None:
+            if self._waiting is not None and self._waiting(first_hand, partition):
+                return self._first.get(partition, wall)
             return wall
+        if known.behind and self._holds(first_hand, partition, known, wall):
+            return known.arrived
+        return wall
+
+    def now(self, partition: int, wall: float) -> float | None:
+        """The clock of ``partition`` at wall-clock time ``wall``; None while it is not known (records wait on
+        an input of the partition of which nothing was processed yet): no sweep may run on it."""
+        if self.lag_seconds <= 0:
+            return wall
+        return self._clock(partition, self._inputs.get(partition) or {}, wall)
+
+    def _clock(self, partition: int, inputs: dict[str, _Input], wall: float) -> float | None:
+        waiting = self._waiting
+        if waiting is not None and not self._local_set.issubset(inputs) and any(
+                source not in inputs and waiting(source, partition) for source in self.local):
+            return None
+        if partition not in self._first:
+            return wall  # nothing of its own processed, nothing waiting: live
         clock = wall
-        for known in inputs.values():
-            if known.behind and wall - known.seen_at < known.hold and known.arrived < clock:
+        for source, known in inputs.items():
+            if known.behind and known.arrived < clock and self._holds(source, partition, known, wall):
                 clock = known.arrived
         if (clock < wall and wall - self.started_at < self.quiet_seconds) or self._unheard(partition, inputs, wall):
             clock = min(clock, self._first[partition])  # not every input has reported yet
@@ -129,6 +193,21 @@ class CatchUpClock:
             return min(given, wall)
         self._given[partition] = clock
         return clock
+
+    def _holds(self, source: str, partition: int, known: _Input, wall: float) -> bool:
+        """A behind input holds the clock until it has been quiet for its hold, and a local one for as long
+        as records wait on it too."""
+        if wall - known.seen_at < known.hold:
+            return True
+        return self._waiting is not None and source in self.local and self._waiting(source, partition)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions revoked from this worker: what their inputs showed is stale once they come back (another
+        worker may have processed them meanwhile). The clock handed out is kept: it never goes back."""
+        for partition in partitions:
+            self._inputs.pop(partition, None)
+            self._first.pop(partition, None)
+            self._first_seen.pop(partition, None)
 
     def _unheard(self, partition: int, inputs: dict[str, _Input], wall: float) -> bool:
         """``partition`` has seen a record from behind, some expected input has not reported on it yet,
@@ -143,7 +222,8 @@ class CatchUpClock:
         return sorted(p for p in self._inputs if self._behind(p, wall))
 
     def _behind(self, partition: int, wall: float) -> bool:
-        return any(known.behind and wall - known.seen_at < known.hold for known in self._inputs[partition].values())
+        return any(known.behind and self._holds(source, partition, known, wall)
+                   for source, known in self._inputs[partition].items())
 
 
 def encode_watermark(source_partition: int, arrived: float) -> bytes:

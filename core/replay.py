@@ -12,6 +12,7 @@ stops the clock at T: what would the queue have looked like then?
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from core.notifications import load_rules
 from core.orders import OrderRouter, decode_order_facts
 from core.processor import Output, Processor
 from detectors import LaneBaselines
-from domain.events import InvalidEvent, OrderEvent, TrackingUpdate, parse_order_event, parse_tracking_update
+from domain.events import InvalidEvent, OrderEvent, TrackingUpdate, check_not_ahead, parse_order_event, parse_tracking_update
 
 # One in-process partition: the index and cursor are per partition, and a replay needs only one.
 PARTITION = 0
@@ -134,7 +135,13 @@ def replay(
     """Process events in event-time order (stable for equal times) with a clock that follows them."""
     engine = Engine(settings)
     events: list[OrderEvent | TrackingUpdate] = []
+    wall = time.time()
     for n, ev in read_events(lines):
+        if not isinstance(ev, InvalidEvent):
+            try:  # as the live worker refuses it (its arrival is not in the file: now stands for it)
+                check_not_ahead(ev.event_time, wall, settings.app.future_event_tolerance_seconds)
+            except InvalidEvent as exc:
+                ev = exc
         if isinstance(ev, InvalidEvent):
             engine.result.invalid.append((n, str(ev)))
         else:

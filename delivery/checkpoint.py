@@ -32,6 +32,7 @@ and on shutdown, and ``delivery/framework.py`` routes that flush here):
    and other records sent without waiting).
 10. **failures**: if any record the worker produced was ever refused or timed out, raise ``SendFailed``:
     nothing is committed past it, ``/healthz`` turns red and a restart re-processes from the last commit.
+    (Not the ticks, ``best_effort``: a lost tick is made good by the next one.)
 11. Faust commits the offsets.
 """
 
@@ -59,6 +60,8 @@ class Checkpoint:
     def __init__(self, app: AppT, *, linger: float | None = None, max_pending_records: int = 20_000) -> None:
         self.app = app
         self.failures = SendFailures()
+        # Topics whose failed sends stop no commit: nothing any offset depends on goes there (the ticks).
+        self.best_effort: set[str] = set()
         self.writer = ChangelogWriter(app, self.failures, linger=linger, max_pending_records=max_pending_records)
         self._staged: list[StagedWrites] = []
         # Per partition: its last record's write (step 5), running once its sends are acknowledged.

@@ -68,6 +68,7 @@ class CommitOrder(Protocol):
 
     app: Any
     failures: SendFailures
+    best_effort: set[str]
 
     async def commit(self, flush_producer: Callable[[], Awaitable[None]]) -> None: ...
 
@@ -231,7 +232,9 @@ def _record_failed_sends() -> None:
     (``Topic._on_published``): table changelog writes and the order router's order facts are sent that
     way. Its next commit would then flush the producer (the failed batch counts as done) and commit the
     input offsets that record depended on, losing the state change or the order facts silently. Here the
-    failure goes into the app's checkpoint, whose commit then refuses (step 10 of the commit order)."""
+    failure goes into the app's checkpoint, whose commit then refuses (step 10 of the commit order).
+    Topics in the checkpoint's ``best_effort`` (the ticks: the next one comes an interval later and carries
+    nothing an offset depends on) are only logged."""
     from faust.topics import Topic
 
     on_published = Topic._on_published
@@ -240,8 +243,12 @@ def _record_failed_sends() -> None:
         on_published(self, fut, message, producer, state)
         if fut.cancelled() or fut.exception() is None:
             return
-        failure = f"{self.get_topic_name()}: {type(fut.exception()).__name__}: {fut.exception()}"
+        topic = self.get_topic_name()
+        failure = f"{topic}: {type(fut.exception()).__name__}: {fut.exception()}"
         checkpoint = checkpoint_of(self.app)
+        if checkpoint is not None and topic in checkpoint.best_effort:
+            log.warning("a record failed to send (%s); nothing depends on it", failure[:300])
+            return
         if checkpoint is not None:
             checkpoint.failures.note(failure)
         log.error("a record failed to send (%s): offsets are no longer committed; restart the worker", failure[:300])

@@ -124,6 +124,8 @@ AUTO_RESOLUTION_LABELS = {
     "order_closed": ("订单已关闭", "Order closed"),
     "deadline_moved_or_passed": ("确认收货时间已延长或已过", "Auto-confirm deadline moved or passed"),
     "condition_ended": ("问题条件已解除", "Condition ended"),
+    # The embedded broker restarted empty: the parcel's record is gone; a problem that persists is raised again.
+    "state_lost": ("系统重启，包裹记录已清空（问题仍在会再次提醒）", "Parcel record lost in a restart (raised again if it persists)"),
 }
 
 # -- parcels and orders -------------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ def issue_id(issue_key: str) -> str:
 
 
 ISSUE_ACTIONS = ("open", "update", "resolve")
+# What Lua's tostring made of a JSON null carrier (an order's issue) in the open counts' keys before: such keys
+# may still hold counts, which the fixed script now moves under "".
+_LUA_NIL = "userdata: (nil)"
 # What the apply script reads of an event without a default: a missing one would fail the script, and
 # the sink would retry the whole pipeline for ever.
 _REQUIRED_TEXT = ("issue_key", "subject", "kind", "shop", "severity")
@@ -84,13 +87,14 @@ end
 # Index maintenance shared by both write scripts: every status change moves the id between the zsets
 # and keeps the exact counts in step. Needs `prefix` and `id` defined by the script before it.
 _LUA_INDEXES = _LUA_ROW + """
+local function carrier(d) if d.carrier == nil or d.carrier == cjson.null then return '' end return d.carrier end
 local function unindex(d)
   redis.call('ZREM', prefix .. 'q:' .. d.shop .. ':' .. d.status, id)
   redis.call('ZREM', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, id)
   redis.call('ZREM', prefix .. 'kind:' .. d.kind .. ':' .. d.status, id)
   redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, -1)
   if d.status == 'open' or d.status == 'acknowledged' then
-    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. tostring(d.carrier), -1)
+    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. carrier(d), -1)
   end
 end
 local function index(d)
@@ -100,7 +104,7 @@ local function index(d)
   redis.call('ZADD', prefix .. 'opened:' .. d.shop, d.opened_ts, id)
   redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, 1)
   if d.status == 'open' or d.status == 'acknowledged' then
-    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. tostring(d.carrier), 1)
+    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. carrier(d), 1)
     redis.call('ZREM', prefix .. 'resolved:' .. d.shop, id)
   else
     redis.call('ZADD', prefix .. 'resolved:' .. d.shop, d.resolved_ts, id)
@@ -464,6 +468,47 @@ INDEXES_VERSION = b"1"
 # Order facts an issue event carries beyond the issue document's own fields (``_parcel_args``).
 PARCEL_FACTS = ("autoconfirm_at", "paid_at", "shipped_at", "category")
 
+# After the broker came back empty (a new lifetime: every parcel state is gone), the issues still active
+# were raised from states nobody holds any more: no event can end them. Each is marked auto_resolved with
+# resolution "state_lost" (a history line says why); a problem that persists is raised again from the new
+# states and reopens it. Once per lifetime: the lifetime is recorded, and a second worker (or a restart)
+# finds it done. The first lifetime ever recorded marks nothing (there is nothing to compare with).
+# ARGV: prefix, lifetime id, now ISO, now epoch. Returns the count marked, -1 (done before), -2 (first).
+_RECONCILE_LIFETIME = """
+local prefix, lifetime, now_iso, now_ts = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local id
+
+--INDEXES--
+local known = redis.call('GET', prefix .. 'broker-lifetime')
+if known == lifetime then return -1 end
+redis.call('SET', prefix .. 'broker-lifetime', lifetime)
+if not known then return -2 end
+local marked = 0
+for _, shop in ipairs(redis.call('SMEMBERS', prefix .. 'shops')) do
+  for _, status in ipairs({'open', 'acknowledged'}) do
+    for _, member in ipairs(redis.call('ZRANGE', prefix .. 'q:' .. shop .. ':' .. status, 0, -1)) do
+      id = member
+      local key = prefix .. 'issue:' .. id
+      local raw = redis.call('GET', key)
+      if raw then
+        local d = cjson.decode(raw)
+        unindex(d)
+        d.status = 'auto_resolved'
+        d.resolved_at = now_iso
+        d.resolved_ts = now_ts
+        d.resolution = 'state_lost'
+        d.updated_at = now_iso
+        table.insert(d.history, {at = now_iso, by = 'stream', action = 'auto_resolved', resolution = 'state_lost'})
+        index(d)
+        redis.call('SET', key, cjson.encode(d))
+        marked = marked + 1
+      end
+    end
+  end
+end
+return marked
+""".replace("--INDEXES--", _LUA_INDEXES)
+
 # Issue events applied by one script call (``IssueStore.apply_events``): Redis runs one call at a time,
 # so this bounds how long a call holds the queue's readers (about 20 us an event).
 EVENTS_PER_CALL = 100
@@ -478,6 +523,7 @@ class IssueStore:
         self._apply = redis.register_script(_APPLY_EVENTS)
         self._staff = redis.register_script(_STAFF_ACTION)
         self._day = redis.register_script(_DAY_QUEUE)
+        self._reconcile = redis.register_script(_RECONCILE_LIFETIME)
         self._query = redis.register_script(_QUERY)
         self._parcel = redis.register_script(_PARCEL)
         self._backfill = redis.register_script(_BACKFILL)
@@ -540,6 +586,12 @@ class IssueStore:
         )
         return orjson.loads(raw)  # type: ignore[no-any-return]
 
+    async def reconcile_broker_lifetime(self, lifetime: str, now: float) -> int | None:
+        """Mark the issues still active from an earlier broker lifetime (``_RECONCILE_LIFETIME``); the count
+        marked, or None when there was nothing to reconcile (this lifetime done before, or the first one)."""
+        marked = int(await self._reconcile(args=[self.prefix, lifetime, format_time(now) or "", repr(now)]))
+        return marked if marked >= 0 else None
+
     async def get(self, id_: str) -> dict[str, Any] | None:
         raw = await self.redis.get(f"{self.prefix}issue:{id_}")
         return None if raw is None else orjson.loads(raw)
@@ -582,9 +634,10 @@ class IssueStore:
         out: dict[tuple[str, str, str], int] = {}
         for k, v in raw.items():
             kind, sev, carrier = _text(k).split("|", 2)
-            if int(v):
-                out[(kind, sev, carrier)] = int(v)
-        return out
+            if carrier == _LUA_NIL:
+                carrier = ""  # (counted under the script's old label of a missing carrier: the same issues)
+            out[(kind, sev, carrier)] = out.get((kind, sev, carrier), 0) + int(v)
+        return {key: n for key, n in out.items() if n}
 
     async def counts(self) -> dict[tuple[str, str, str], int]:
         """Exact counts by (shop, kind, status)."""

@@ -44,6 +44,14 @@ class Metrics:
         self.dead_letters = Counter(
             "parcelwatch_dead_letters_total", "Events sent to the dead-letter topic, by invalid field.",
             ["topic", "reason"], registry=registry)
+        self.dead_letter_values_omitted = Counter(
+            "parcelwatch_dead_letter_values_omitted_total",
+            "Dead letters whose value was too large to send again: sent as a stand-in naming where the original is.",
+            ["topic"], registry=registry)
+        self.dead_letter_failures = Counter(
+            "parcelwatch_dead_letter_failures_total",
+            "Dead letters the broker did not take: offsets stop, the record is processed again after a restart.",
+            ["topic"], registry=registry)
         self.issues_opened = Counter(
             "parcelwatch_issues_opened_total", "Issues opened by the detectors.", ["kind", "severity"],
             registry=registry)
@@ -150,6 +158,8 @@ class Metrics:
             self.processing.labels(topic=topic)
             for reason in DEAD_LETTER_REASONS:
                 self.dead_letters.labels(topic=topic, reason=reason)
+            self.dead_letter_values_omitted.labels(topic=topic)
+            self.dead_letter_failures.labels(topic=topic)
         for kind in kinds:
             for severity in severities:
                 self.issues_opened.labels(kind=kind, severity=severity)

@@ -74,6 +74,12 @@ class Recorder:
         self.observe_event(topic, "invalid", None, 0.0)
         self.metrics.dead_letters.labels(topic=topic, reason=dead_letter_reason(reason)).inc()
 
+    def observe_dead_letter_value_omitted(self, topic: str) -> None:
+        self.metrics.dead_letter_values_omitted.labels(topic=topic).inc()
+
+    def observe_dead_letter_failed(self, topic: str) -> None:
+        self.metrics.dead_letter_failures.labels(topic=topic).inc()
+
     def observe_order_purged(self) -> None:
         self.metrics.orders_purged.inc()
 

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -242,3 +243,414 @@ def explain_subjects(bootstrap: str, subjects: Iterable[str]) -> str:
             f"(epoch {s.index_epoch}), in index keys {held_in}")
     return "\n".join(lines)
 
+
+
+# -- faults against a replay: input flowing, workers killed, the whole queue compared ---------------------
+
+SIMULATED_TOPICS = {"orders": "parcelwatch-orders", "tracking": "parcelwatch-tracking"}
+
+
+def simulated_traffic(seed: int, parcels: int, end: float, span_days: float) -> list[Any]:
+    """``parcels`` simulated parcels' events (``devtools.simulator``: (kind, key, event)) in event-time order,
+    the first paid ``span_days`` before ``end``, none later than ``end``."""
+    from devtools.simulator import Simulator
+
+    sim = Simulator(seed=seed, start_time=end - span_days * 86400, mean_gap_seconds=span_days * 86400 / parcels)
+    return list(sim.events(parcels, until=end))
+
+
+class SteadyProducer:
+    """Produces simulated events at a steady rate from a thread of its own while the test does other things.
+
+    Each record's Kafka timestamp is its event's time, as if it had arrived then: the worker judges them with
+    its catch-up clock (``core/clock.py``), the way it judges any backlog, so the queue it builds can be held
+    equal to an event-time replay of the same events. ``batch`` > 1 sends batch records (up to ``batch``
+    events of one partition a record, ``delivery/batch_records.py``), else one keyed record per event. A
+    send that fails (the broker away) is retried with a new client: at least once, as a real producer."""
+
+    STEP_SECONDS = 0.1
+
+    def __init__(self, bootstrap: str, records: list[Any], rate: float, batch: int = 1, partitions: int = 4) -> None:
+        import threading
+
+        self.bootstrap = bootstrap
+        self.records = records
+        self.rate = rate
+        self.batch = batch
+        self.partitions = partitions
+        self.sent = 0  # events the broker acknowledged, in order
+        self.until = len(records)  # produce up to here (``hold_at``)
+        self._reconnect = False
+        self.retries = 0
+        self._go = threading.Event()
+        self._go.set()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="steady-producer", daemon=True)
+
+    def start(self) -> SteadyProducer:
+        self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        self._go.clear()
+
+    def resume(self) -> None:
+        self.until = len(self.records)
+        self._go.set()
+
+    def hold_at(self, index: int) -> None:
+        """Produce up to ``records[index]`` (excluded) and wait there for ``resume``."""
+        self.until = index
+
+    def reconnect(self) -> None:
+        """Send the next records through a new client: after the embedded broker restarted, a client that kept
+        the old lifetime's metadata writes into partitions the broker does not have, and Tansu 0.6.0 takes
+        such records and then loses some of them among later ones (``delivery/tansu.py``, difference 6)."""
+        self._reconnect = True
+
+    @property
+    def done(self) -> bool:
+        return self.sent >= len(self.records)
+
+    def close(self, timeout: float = 30) -> None:
+        self._closing.set()
+        self._go.set()
+        self._thread.join(timeout)
+
+    def _encode(self, chunk: list[Any]) -> list[tuple[str, bytes | None, bytes, int | None, int]]:
+        """(topic, key, value, partition, timestamp ms) of the records that carry ``chunk``."""
+        from delivery.batch_records import encode_batches, partition_for
+
+        if self.batch <= 1:
+            return [(SIMULATED_TOPICS[kind], key, event.to_json(), None, int(event.event_time * 1000))
+                    for kind, key, event in chunk]
+        groups: dict[tuple[str, int], list[Any]] = {}
+        for kind, key, event in chunk:
+            groups.setdefault((SIMULATED_TOPICS[kind], partition_for(key, self.partitions)), []).append(event)
+        out: list[tuple[str, bytes | None, bytes, int | None, int]] = []
+        for (topic, partition), events in groups.items():
+            for i in range(0, len(events), self.batch):
+                part = events[i : i + self.batch]
+                [record] = encode_batches([e.to_json() for e in part], max_events=self.batch)
+                out.append((topic, None, record, partition, int(max(e.event_time for e in part) * 1000)))
+        return out
+
+    async def _run(self) -> None:
+        producer: AIOKafkaProducer | None = None
+        allowed = 0.0
+        try:
+            while self.sent < len(self.records) and not self._closing.is_set():
+                if not self._go.is_set():
+                    await asyncio.sleep(0.05)
+                    continue
+                await asyncio.sleep(self.STEP_SECONDS)
+                if self.sent >= self.until:
+                    allowed = float(self.sent)  # (held: the rate starts again from here)
+                    continue
+                allowed += self.rate * self.STEP_SECONDS
+                n = min(int(allowed), self.until) - self.sent
+                if n <= 0:
+                    continue
+                chunk = self.records[self.sent : self.sent + n]
+                if self._reconnect and producer is not None:
+                    self._reconnect = False
+                    await producer.stop()
+                    producer = None
+                try:
+                    if producer is None:
+                        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, request_timeout_ms=10_000)
+                        await producer.start()
+                    futures = [await producer.send(topic, value=value, key=key, partition=partition, timestamp_ms=ts)
+                               for topic, key, value, partition, ts in self._encode(chunk)]
+                    await asyncio.gather(*futures)
+                    self.sent += len(chunk)
+                except Exception:  # noqa: BLE001 - the broker away: a new client, the same events again
+                    self.retries += 1
+                    allowed = float(self.sent)
+                    if producer is not None:
+                        with contextlib.suppress(Exception):
+                            await producer.stop()
+                    producer = None
+                    await asyncio.sleep(0.5)
+        finally:
+            if producer is not None:
+                await producer.stop()
+
+
+Outcome = dict[str, tuple[str, str, str | None]]
+
+
+def queue_outcome(redis_url: str) -> Outcome:
+    """The whole Redis queue: issue key -> (status, opened_at, resolved_at)."""
+    return {i["issue_key"]: (i["status"], i["opened_at"], i.get("resolved_at")) for i in all_issues(redis_url)}
+
+
+def jsonl_line(kind: str, key: bytes, event: Any) -> bytes:
+    """One event as ``devtools.simulator.write_jsonl`` writes it (what ``app.py replay`` reads)."""
+    return b'{"topic":"' + kind.encode() + b'","key":' + json.dumps(key.decode()).encode() + b',"value":' + event.to_json() + b"}"
+
+
+def replayed_outcome(records: list[Any], until: float, settings: Any) -> Outcome:
+    """What ``app.py replay --until`` gives for the same events, as ``queue_outcome`` shows the queue: each
+    issue's latest open period, open or auto-resolved."""
+    from core.replay import replay
+
+    lines = [jsonl_line(kind, key, event) for kind, key, event in records]
+    result = replay(settings, lines, until=until)
+    out: Outcome = {}
+    for issue in sorted(result.issues.values(), key=lambda i: i["opened_at"]):
+        status = "open" if issue["resolved_at"] is None else "auto_resolved"
+        out[issue["issue_key"]] = (status, issue["opened_at"], issue["resolved_at"])
+    return out
+
+
+@dataclass
+class Comparison:
+    """The queue against the replay: issues only in the replay (lost), only in the queue (extra), in both
+    with another status or time (wrong)."""
+
+    live: int
+    replayed: int
+    lost: list[str]
+    extra: list[str]
+    extra_open: int
+    wrong: list[str]
+
+    @property
+    def equal(self) -> bool:
+        return not (self.lost or self.extra or self.wrong)
+
+    def describe(self, limit: int = 12) -> str:
+        parts = [f"queue {self.live} / replay {self.replayed}: lost {len(self.lost)}, extra {len(self.extra)} "
+                 f"({self.extra_open} still open), wrong state {len(self.wrong)}"]
+        parts += [f"  lost   {x}" for x in self.lost[:limit]]
+        parts += [f"  extra  {x}" for x in self.extra[:limit]]
+        parts += [f"  wrong  {x}" for x in self.wrong[:limit]]
+        return "\n".join(parts)
+
+
+def compare_outcomes(live: Outcome, replayed: Outcome) -> Comparison:
+    lost = sorted(f"{k} {replayed[k]}" for k in replayed.keys() - live.keys())
+    extra = sorted(f"{k} {live[k]}" for k in live.keys() - replayed.keys())
+    extra_open = sum(1 for k in live.keys() - replayed.keys() if live[k][0] == "open")
+    wrong = sorted(f"{k} queue {live[k]} replay {replayed[k]}" for k in live.keys() & replayed.keys()
+                   if live[k] != replayed[k])
+    return Comparison(len(live), len(replayed), lost, extra, extra_open, wrong)
+
+
+def _subjects(records: list[Any]) -> set[str]:
+    """The subjects (parcels, and orders for ship_overdue) simulated events are about."""
+    from domain.state import ORDER_SUBJECT_PREFIX
+
+    out: set[str] = set()
+    for kind, key, event in records:
+        if kind == "tracking":
+            out.add(key.decode())
+        else:
+            out.add(ORDER_SUBJECT_PREFIX + event.order_id)
+            if event.carrier and event.tracking_number:
+                out.add(f"{event.carrier}:{event.tracking_number}")
+    return out
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+class FaultRun:
+    """One run of the fault harness: a broker and a Redis (with its append-only file) of its own, workers,
+    simulated input produced steadily, faults at seeded random moments meanwhile, and at the end the whole
+    queue compared with a replay of the same events (``tests/test_fault_replay.py``, ``bench/soak.py``)."""
+
+    def __init__(self, run_dir: Path, *, seed: int, parcels: int, rate: float, batch: int = 1, workers: int = 1,
+                 span_days: float = 6.0, broker_lifetimes: int = 1) -> None:
+        """``broker_lifetimes`` 2: a second traffic (other parcels) follows the first, and ``broker_restart``
+        restarts the memory-only broker between them (what was produced before goes with it)."""
+        import random
+
+        import config
+        from devtools.broker import TansuBroker
+        from devtools.redis_server import RedisServer
+
+        self.run_dir = run_dir
+        self.rng = random.Random(seed)
+        # Learned lane baselines reach a live worker asynchronously (through the deliveries topic) and a replay at
+        # once: pinned to the fallback SLAs, the transit deadlines differ for no reason the faults are about.
+        overrides = run_dir / "config.yaml"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        overrides.write_text("lanes:\n  refresh_minutes: 1000000000\n")  # (the refresh in force: before any delivery)
+        self.settings = config.load(overrides, env={})
+        self.broker = TansuBroker(run_dir / "broker")
+        self.redis = RedisServer(run_dir / "redis", appendonly=True)
+        end = time.time() - 600
+        self.records = simulated_traffic(seed, parcels, end, span_days)
+        # The first lifetime's events (all of them while the broker keeps one lifetime).
+        self.first_lifetime = len(self.records)
+        if broker_lifetimes == 2:
+            self.records += simulated_traffic(seed + 1000, parcels, end, span_days)
+        self.restarted_broker = False
+        self.unhealthy_answers: list[str] = []  # /healthz answers 200 from the old lifetime after a broker restart
+        self.rate = rate
+        self.batch = batch
+        self.worker_count = workers
+        self.workers: list[Worker] = []
+        self.producer: SteadyProducer | None = None
+        self.env = {"PARCELWATCH_CONFIG": str(overrides)}
+        self.faults: dict[str, int] = {}
+        self.log: list[str] = []
+        self.started = time.monotonic()
+
+    def note(self, what: str) -> None:
+        self.log.append(f"{time.monotonic() - self.started:6.1f}s {what}")
+
+    def __enter__(self) -> FaultRun:
+        self.broker.start()
+        self.redis.start()
+        self.workers = [Worker(self.broker.url, self.redis.url, self.run_dir, name=f"w{i + 1}", **self.env)
+                        for i in range(self.worker_count)]
+        for worker in self.workers:
+            worker.start()
+        self.producer = SteadyProducer(self.broker.bootstrap, self.records, self.rate, self.batch,
+                                       self.settings.app.partitions)
+        self.producer.hold_at(self.first_lifetime)
+        self.producer.start()
+        self.note(f"producing {len(self.records)} events at {self.rate:g}/s"
+                  + (f" in batch records of up to {self.batch}" if self.batch > 1 else " one record per event"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.producer is not None:
+            self.producer.close()
+        for worker in self.workers:
+            worker.stop()
+        self.redis.stop()
+        self.broker.stop()
+
+    # -- faults ------------------------------------------------------------------------------------------------
+
+    def _count(self, fault: str) -> None:
+        self.faults[fault] = self.faults.get(fault, 0) + 1
+
+    def pause(self, low: float, high: float) -> None:
+        time.sleep(self.rng.uniform(low, high))
+
+    def kill(self, after: tuple[float, float] = (1.0, 6.0), down: tuple[float, float] = (0.2, 3.0)) -> None:
+        """``kill -9`` one worker at a random moment ``after`` it is up (working, with state to lose), and
+        start it again after ``down``."""
+        worker = self.rng.choice(self.workers)
+        worker.wait_healthy(120)
+        self.pause(*after)
+        self._take_down(worker, "kill -9", worker.kill, down)
+
+    def graceful_stop(self, down: tuple[float, float] = (3.0, 12.0)) -> None:
+        worker = self.rng.choice(self.workers)
+        worker.wait_healthy()  # (a stop while it starts is a kill in all but name)
+        self._take_down(worker, "graceful stop", worker.stop, down)
+
+    def _take_down(self, worker: Worker, fault: str, stop: Any, down: tuple[float, float]) -> None:
+        stop()
+        self._count(fault)
+        seconds = self.rng.uniform(*down)
+        self.note(f"{fault} {worker.name}, down {seconds:.1f} s")
+        time.sleep(seconds)
+        worker.start(wait=False)
+
+    def redis_outage(self, seconds: tuple[float, float] = (3.0, 12.0)) -> None:
+        from devtools.redis_server import RedisServer
+
+        for worker in self.workers:  # (an outage while the workers work)
+            worker.wait_healthy(120)
+        self.pause(1, 4)
+        self.redis.stop()
+        self._count("Redis outage")
+        down = self.rng.uniform(*seconds)
+        self.note(f"Redis down {down:.1f} s")
+        time.sleep(down)
+        self.redis = RedisServer(self.redis.run_dir, port=self.redis.port, appendonly=True).start()
+
+    def broker_restart(self, down: tuple[float, float] = (2.0, 6.0)) -> None:
+        """Once the first traffic is produced, restart the memory-only broker: it comes back empty (a new
+        lifetime), and the second traffic goes to it. Meanwhile ``/healthz`` is asked every 0.2 s: no worker
+        may answer 200 from the old lifetime once the broker is back."""
+        from devtools.broker import TansuBroker
+
+        assert self.producer is not None and self.first_lifetime < len(self.records)
+        wait_for(lambda: self.producer is not None and self.producer.sent >= self.first_lifetime, 120,
+                 "the first traffic to be produced")
+        self.pause(3, 8)  # (some of it processed, some still waiting: both go with the broker)
+        before = {w.name: w.get("/healthz")[1]["checks"]["lifetime"]["started_in"] for w in self.workers}
+        pids = {w.name: w.proc.pid if w.proc else None for w in self.workers}
+        self.broker.stop()
+        self._count("broker restart (empty)")
+        seconds = self.rng.uniform(*down)
+        self.note(f"broker down {seconds:.1f} s, back empty")
+        time.sleep(seconds)
+        self.broker = TansuBroker(self.broker.run_dir, port=self.broker.port).start()
+        self.restarted_broker = True
+        self.producer.reconnect()
+        self.producer.resume()
+        deadline = time.monotonic() + 120
+        recovered: set[str] = set()
+        while len(recovered) < len(self.workers) and time.monotonic() < deadline:
+            for worker in self.workers:
+                try:
+                    status, body = worker.get("/healthz", timeout=2)
+                except OSError:
+                    continue  # (restarting in place: the web server is not up yet)
+                started_in = body.get("checks", {}).get("lifetime", {}).get("started_in") if isinstance(body, dict) else None
+                if status == 200 and started_in == before[worker.name]:
+                    self.unhealthy_answers.append(f"{worker.name}: 200 from the old lifetime {started_in}")
+                if status == 200 and started_in != before[worker.name]:
+                    recovered.add(worker.name)
+            time.sleep(0.2)
+        for worker in self.workers:
+            assert worker.proc is not None and worker.proc.pid == pids[worker.name] and worker.proc.poll() is None, (
+                f"{worker.name} exited instead of starting again in place:\n{worker.log_tail()}")
+        self.note(f"every worker in the new lifetime ({', '.join(sorted(recovered))})")
+
+    # -- the outcome -------------------------------------------------------------------------------------------
+
+    def settled(self) -> bool:
+        """Every event produced and consumed, every worker up, no partition catching up or lagging."""
+        if self.producer is None or not self.producer.done:
+            return False
+        for worker in self.workers:
+            status, health = worker.get("/healthz")
+            if status != 200 or health["checks"]["streams"]["no_clock"]:
+                return False
+            text = worker.get("/metrics")[1].decode()
+            if _metric(text, "parcelwatch_partitions_catching_up ") or _metric(text, "parcelwatch_consumer_lag_messages{"):
+                return False
+        return True
+
+    def finish(self, timeout: float = 180) -> Comparison:
+        """Wait for the input to be produced and worked through, then compare the queue with the replay until it
+        is equal or ``timeout`` passes (a deadline between the worker's last sweep and the replay's end appears
+        in one before the other for a tick)."""
+        for worker in self.workers:
+            worker.wait_healthy(120)
+        wait_for(self.settled, timeout, "the workers to work through every event and catch up", interval=1.0)
+        self.note("settled")
+        # After a broker restart the queue holds both lifetimes: the second one's parcels must be what a replay of
+        # their events gives; the first one's may no longer be active (``first_lifetime_active``).
+        records = self.records[self.first_lifetime:] if self.restarted_broker else self.records
+        gone = _subjects(self.records[: self.first_lifetime]) if self.restarted_broker else set()
+        deadline = time.monotonic() + 30
+        while True:
+            live = {k: v for k, v in queue_outcome(self.redis.url).items() if k.split("|")[0] not in gone}
+            comparison = compare_outcomes(live, replayed_outcome(records, time.time(), self.settings))
+            if comparison.equal or time.monotonic() > deadline:
+                self.note(comparison.describe(0))
+                return comparison
+            time.sleep(1.5)
+
+    def first_lifetime_active(self) -> list[str]:
+        """Issues of the first broker lifetime's parcels still open or acknowledged: their state is gone, no
+        event can end them, so none may be left active."""
+        gone = _subjects(self.records[: self.first_lifetime])
+        return sorted(f"{i['issue_key']} {i['status']}" for i in all_issues(self.redis.url)
+                      if i["subject"] in gone and i["status"] in ("open", "acknowledged"))
+
+    def report(self) -> str:
+        faults = ", ".join(f"{n} {what}" for what, n in self.faults.items()) or "none"
+        return f"faults: {faults}\n" + "\n".join(self.log)

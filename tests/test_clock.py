@@ -152,9 +152,12 @@ def _partition(key: str) -> int:
     return zlib.crc32(key.encode()) % PARTITIONS
 
 
-def _catch_up(records: list[Any], wall: float, lag_seconds: float) -> dict[tuple[str, float], dict[str, Any]]:
+def _catch_up(records: list[Any], wall: float, lag_seconds: float,
+              restart_after: int | None = None) -> dict[tuple[str, float], dict[str, Any]]:
     """Every issue (open or resolved) a worker raises working through ``records`` at wall clock ``wall``,
-    their arrival time being their event time; a sweep on every partition every 50 events."""
+    their arrival time being their event time; a sweep on every partition every 50 events. ``restart_after``:
+    the worker restarts after that many records (its tables kept, as the changelogs keep them; a new clock
+    told which inputs still have records waiting), and every partition gets a tick before its next record."""
     settings = config.load(env={})
     states: dict[str, bytes] = {}
     index: dict[str, bytes] = {}
@@ -176,7 +179,22 @@ def _catch_up(records: list[Any], wall: float, lag_seconds: float) -> dict[tuple
             elif ev["action"] == "resolve":
                 issues[key]["resolved_at"] = ev["resolved_at"]
 
+    rest: set[tuple[str, int]] = set()  # (input, partition) with records waiting after the restart
+
+    def sweep(p: int) -> None:
+        swept_at = clock.now(p, processing)
+        if swept_at is not None:  # (None: the partition's backlog not begun, its time unknown)
+            collect(processor.on_tick(p, swept_at, processing))
+
     for i, (kind, _key, event) in enumerate(records, 1):
+        if i - 1 == restart_after:
+            processing += 30
+            rest.update(("tracking", _partition(key.decode())) for k, key, _ in records[i - 1:] if k == "tracking")
+            rest.update(("order-facts", p) for p in range(PARTITIONS))  # (the router's facts: some on every partition)
+            clock = CatchUpClock(lag_seconds, quiet_seconds=10, started_at=processing, local=["tracking", "order-facts"],
+                                 waiting=lambda source, partition: (source, partition) in rest)
+            for p in range(PARTITIONS):
+                sweep(p)
         processing += 0.001  # a thousand events a second
         if kind == "orders":
             for _subject, record in router.route(parse_order_event(event.to_json())):
@@ -191,11 +209,12 @@ def _catch_up(records: list[Any], wall: float, lag_seconds: float) -> dict[tuple
             collect(processor.on_tracking(p, update, now, processing))
         if i % 50 == 0:
             for p in range(PARTITIONS):
-                collect(processor.on_tick(p, clock.now(p, processing), processing))
+                sweep(p)
     # Caught up and quiet: the next ticks run at the wall clock.
     processing += 60
+    rest.clear()
     for p in range(PARTITIONS):
-        collect(processor.on_tick(p, clock.now(p, processing), processing))
+        sweep(p)
     return issues
 
 
@@ -239,3 +258,109 @@ def test_the_wall_clock_raises_spurious_pairs_on_the_same_backlog(backlog: tuple
     spurious = set(at_wall_clock) - set(replayed)
     resolved = [k for k in spurious if at_wall_clock[k]["resolved_at"] is not None]
     assert len(resolved) > 50
+
+
+# -- after a start or a rebalance: no clock before the backlog's first record ------------------------------
+
+
+def waiting_on(*inputs: tuple[str, int]) -> Any:
+    """A ``waiting`` callable: records wait on exactly these (input, partition) pairs."""
+    waiting = set(inputs)
+    return lambda source, partition: (source, partition) in waiting
+
+
+def test_a_partition_with_records_waiting_and_none_processed_has_no_clock_yet() -> None:
+    # A restarted worker: a tick can come before any record of the partition's backlog. Handed the wall
+    # clock, the sweep ran days ahead of the backlog, opening issues its own scans could no longer end.
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking", "facts"],
+                         waiting=waiting_on(("tracking", 0), ("facts", 1)))
+    assert clock.now(0, WALL) is None
+    assert clock.now(1, WALL) is None  # (an order-facts backlog is one too)
+    assert clock.now(2, WALL) == WALL  # nothing waiting: live
+    assert clock.observe("tracking", 0, WALL - 50 * HOUR, WALL + 1) == WALL - 50 * HOUR
+    assert clock.now(0, WALL + 2) == WALL - 50 * HOUR
+
+
+def test_an_input_with_records_waiting_and_none_processed_holds_the_clock() -> None:
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking", "facts"],
+                         waiting=waiting_on(("tracking", 0)))
+    # The order facts come first; the tracking backlog waits: its time is not known yet.
+    assert clock.observe("facts", 0, WALL - 20 * HOUR, WALL) == WALL - 20 * HOUR
+    assert clock.now(0, WALL + 1) is None
+
+
+def test_a_watermark_processed_first_does_not_make_a_lagging_partition_live() -> None:
+    # The router's caught-up watermark (at the wall clock, before the crash) is delivered again first: it says
+    # nothing of the partition's own backlog, which must not be swept at the wall clock.
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking", "facts"],
+                         expected=["tracking", "orders:0"], waiting=waiting_on(("tracking", 0)))
+    clock.observe("orders:0", 0, WALL - 1, WALL, hold=300)
+    assert clock.now(0, WALL + 1) is None
+    assert clock.observe("tracking", 0, WALL - 30 * HOUR, WALL + 2) == WALL - 30 * HOUR
+    assert clock.now(0, WALL + 3) == WALL - 30 * HOUR
+
+
+def test_a_behind_input_with_records_waiting_is_not_quiet() -> None:
+    # Its records merely wait their turn (a rebalance, a busy worker): quiet only once nothing waits.
+    waiting = {("tracking", 0)}
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking"],
+                         waiting=lambda source, partition: (source, partition) in waiting)
+    clock.observe("tracking", 0, WALL - 5 * HOUR, WALL)
+    assert clock.now(0, WALL + 60) == WALL - 5 * HOUR
+    assert clock.lagging_partitions(WALL + 60) == [0]
+    waiting.clear()
+    assert clock.now(0, WALL + 61) == WALL + 61
+
+
+def test_a_revoked_partition_starts_again_unknown() -> None:
+    waiting = {("tracking", 0)}
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking"],
+                         waiting=lambda source, partition: (source, partition) in waiting)
+    clock.observe("tracking", 0, WALL - 5 * HOUR, WALL)
+    clock.forget([0])
+    assert clock.now(0, WALL + 1) is None  # another worker may have gone on meanwhile
+
+
+def test_an_event_is_judged_at_its_own_time_when_the_clock_is_held_behind_it() -> None:
+    # Just started: the sweeps hold at the first arrival until every input had its say. A scan of the
+    # backlog walks its own parcel to its own time: held at the first arrival, a deadline between it and a
+    # scan that ends the problem fired neither before nor after the scan.
+    clock = CatchUpClock(120, 10, started_at=WALL, local=["tracking", "facts"], expected=["tracking", "orders:0"])
+    held = clock.observe("tracking", 0, WALL - 9 * HOUR, WALL + 1)
+    held = clock.observe("tracking", 0, WALL - 6 * HOUR, WALL + 2)
+    assert held == WALL - 9 * HOUR  # the sweeps' clock
+    assert clock.event_now(0, "tracking", held, WALL - 6.5 * HOUR, WALL + 2) == WALL - 6.5 * HOUR
+    assert clock.event_now(0, "tracking", held, WALL - 10 * HOUR, WALL + 2) == held  # older: the clock
+    # Order facts come through the router and may overtake the parcel's scans: no further than those.
+    facts = clock.observe("facts", 0, WALL - 5 * HOUR, WALL + 3)
+    assert clock.event_now(0, "facts", facts, WALL - 5.5 * HOUR, WALL + 3) == WALL - 6 * HOUR
+    assert clock.event_now(0, "facts", facts, WALL - 8 * HOUR, WALL + 3) == max(facts, WALL - 8 * HOUR)
+    # Nothing lies ahead of the wall clock, and catching up turned off judges everything at the wall clock.
+    assert clock.event_now(0, "tracking", held, WALL + HOUR, WALL + 3) == WALL + 3
+    off = CatchUpClock(0, 10, started_at=WALL, local=["tracking"])
+    assert off.event_now(0, "tracking", WALL, WALL - HOUR, WALL) == WALL
+
+
+def test_a_watermark_reports_progress_which_may_go_back() -> None:
+    # A router caught up (a watermark at the wall clock), then behind again (a producer sending old events):
+    # its latest report stands, not the newest.
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking"], expected=["tracking", "orders:0"])
+    clock.observe("tracking", 0, WALL - 9 * HOUR, WALL)
+    clock.observe("orders:0", 0, WALL, WALL + 1, hold=300, progress=True)
+    clock.observe("tracking", 0, WALL - 2 * HOUR, WALL + 2)
+    assert clock.now(0, WALL + 2) == WALL - 2 * HOUR
+    clock.observe("orders:0", 0, WALL - 3 * HOUR, WALL + 3, hold=300, progress=True)
+    assert clock.now(0, WALL + 3) == WALL - 2 * HOUR  # (never back: held where it stood)
+    clock.observe("tracking", 0, WALL - HOUR, WALL + 4)
+    assert clock.now(0, WALL + 4) == WALL - 2 * HOUR  # the router's report holds it
+
+
+def test_a_worker_restarted_mid_backlog_raises_no_issue_that_live_never_had(backlog: tuple[list[Any], float]) -> None:
+    # Restarted two thirds of the way through: every partition gets a tick before any record of the rest.
+    records, wall = backlog
+    replayed = _replayed(records, wall + 60)
+    caught_up = _catch_up(records, wall, lag_seconds=120, restart_after=2 * len(records) // 3)
+    spurious = sorted(set(caught_up) - set(replayed))
+    assert not spurious, f"{len(spurious)} issues the event-time replay never raised, e.g. {spurious[:3]}"
+    open_now = {k for k, v in caught_up.items() if v["resolved_at"] is None}
+    assert open_now == {k for k, v in replayed.items() if v["resolved_at"] is None}

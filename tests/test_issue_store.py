@@ -305,6 +305,77 @@ def test_tokens_are_scoped_to_shops() -> None:
     assert "tok-a" not in Access.label("tok-a")
 
 
+def test_an_issue_without_a_carrier_is_counted_under_an_empty_carrier(redis_server: RedisServer) -> None:
+    """An order's ship_overdue has no parcel yet, so no carrier (JSON null): its open count once went under
+    the label "userdata: (nil)" (Lua's tostring of cjson.null)."""
+    order_issue = {**event("open", START + 60, key="ORDER:TB9|ship_overdue"), "parcel": None, "carrier": None,
+                   "tracking_number": None, "lane": None}
+
+    async def go(store: IssueStore) -> Any:
+        await store.apply_events([order_issue])
+        counted = await store.open_counts()
+        raw = await store.redis.hgetall("pw:open")
+        return counted, {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+
+    counted, raw = run(redis_server, go)
+    assert counted == {("ship_overdue", "medium", ""): 1}
+    assert raw == {"ship_overdue|medium|": 1}
+
+
+def test_counts_left_under_the_old_nil_label_are_read_with_the_new_one(redis_server: RedisServer) -> None:
+    # Opened before the fix (counted under "userdata: (nil)"), resolved after it (uncounted under ""): none open.
+    opened = {**event("open", START + 60, key="ORDER:TB8|ship_overdue"), "parcel": None, "carrier": None,
+              "tracking_number": None}
+
+    async def go(store: IssueStore) -> Any:
+        await store.apply_events([opened])
+        await store.redis.hdel("pw:open", "ship_overdue|medium|")
+        await store.redis.hset("pw:open", "ship_overdue|medium|userdata: (nil)", 1)
+        before = await store.open_counts()
+        await store.apply_events([{**opened, "action": "resolve", "at": format_time(START + 120),
+                                   "resolved_at": format_time(START + 120), "resolution": "shipped"}])
+        return before, await store.open_counts()
+
+    before, after = run(redis_server, go)
+    assert before == {("ship_overdue", "medium", ""): 1}
+    assert after == {}
+
+
+def test_a_new_broker_lifetime_marks_every_active_issue_whose_state_is_gone(redis_server: RedisServer) -> None:
+    t = START + 3600
+
+    async def go(store: IssueStore) -> Any:
+        await store.apply_events([
+            event("open", t, key="ZTO:1|tracking_stale"),
+            event("open", t, key="ZTO:2|carrier_exception", shop="shop-b"),
+            event("open", t, key="ZTO:3|pickup_overdue"), event("resolve", t, t + 60, key="ZTO:3|pickup_overdue"),
+        ])
+        await store.staff_action(issue_id("ZTO:2|carrier_exception"), "acknowledge", {"by": "li"}, t + 10, ["*"])
+        first = await store.reconcile_broker_lifetime("lifetime-a", t + 100)  # the first one recorded
+        unchanged = await store.open_counts()
+        marked = await store.reconcile_broker_lifetime("lifetime-b", t + 200)  # the broker came back empty
+        again = await store.reconcile_broker_lifetime("lifetime-b", t + 300)  # another worker of the group
+        docs = {i: await store.get(issue_id(i)) for i in ("ZTO:1|tracking_stale", "ZTO:2|carrier_exception",
+                                                          "ZTO:3|pickup_overdue")}
+        active = await store.query(shops=["shop-a", "shop-b"])
+        counts = await store.open_counts()
+        # The problem persists: the new lifetime's states raise it again, and the issue reopens.
+        [reopened] = await store.apply_events([event("open", t + 400, key="ZTO:1|tracking_stale")])
+        return first, unchanged, marked, again, docs, active, counts, reopened
+
+    first, unchanged, marked, again, docs, active, counts, reopened = run(redis_server, go)
+    assert first is None and sum(unchanged.values()) == 2
+    assert marked == 2 and again is None
+    for key in ("ZTO:1|tracking_stale", "ZTO:2|carrier_exception"):
+        doc = docs[key]
+        assert (doc["status"], doc["resolution"], doc["resolved_at"]) == ("auto_resolved", "state_lost",
+                                                                          format_time(t + 200)), key
+        assert (doc["history"][-1]["action"], doc["history"][-1]["resolution"]) == ("auto_resolved", "state_lost")
+    assert docs["ZTO:3|pickup_overdue"]["resolution"] == "picked_up"  # already ended: untouched
+    assert active.total == 0 and counts == {}
+    assert reopened == "reopened"
+
+
 def test_query_pages_with_totals_and_counts_every_filter_would_give(redis_server: RedisServer) -> None:
     t = START + 3600
     evs = [event("open", t + i, key=f"ZTO:9{i:03d}|carrier_exception", severity="critical") for i in range(96)]

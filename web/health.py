@@ -10,6 +10,7 @@ from faust import web
 
 from core.deadline_index import describe
 from delivery.framework import aiokafka_producer, committed_offsets, stream_positions
+from delivery.tansu import INCARNATION_TOPIC
 
 from .views import route
 
@@ -72,6 +73,13 @@ class Health:
         tracking = self.stream.settings.topics.tracking
         return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == tracking)
 
+    def _without_clock(self, now: float) -> list[int]:
+        """Held parcel partitions whose clock is not known yet (a backlog not begun: no sweep runs on them)."""
+        parcels = self.stream.parcels
+        if parcels is None:
+            return []
+        return [p for p in self._held_partitions() if parcels.catch_up.now(p, now) is None]
+
     def _streams(self, now: float) -> dict[str, Any]:
         """Each assigned stream partition with records waiting, and which of them are stalled."""
         positions = stream_positions(self.app, self._stream_topics())
@@ -88,12 +96,15 @@ class Health:
         """Broker, Redis and table recovery readiness, each checked for real; 503 unless all are ready."""
         app, stream = self.app, self.stream
         checks: dict[str, dict[str, Any]] = {}
+        topics: set[str] | None = None
         try:
             producer = aiokafka_producer(app)
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), 3)
+            topics = set((await asyncio.wait_for(producer.client.fetch_all_metadata(), 3)).topics())
             checks["broker"] = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
             checks["broker"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+        if stream.lifetime_watch is not None:
+            checks["lifetime"] = self._lifetime(topics)
         try:
             await asyncio.wait_for(stream.store.redis.ping(), 2)
             checks["redis"] = {"ok": True, "sink_writing": stream.issue_sink.redis_up if stream.issue_sink else None}
@@ -103,6 +114,11 @@ class Health:
         # restarted to re-process from its last commit.
         failures = stream.checkpoint.failures
         checks["producer"] = {"ok": not failures, "failed_sends": list(failures.first)}
+        # Dead letters since the start; one that could not be sent is a failed send too (see producer).
+        dead = stream.dead_letters.counts
+        checks["dead_letters"] = {"ok": not dead.failed, "sent": dead.sent, "values_omitted": dead.values_omitted,
+                                  "last_omitted": dead.last_omitted or None, "failed": dead.failed,
+                                  "last_failure": dead.last_failure or None}
         recovered = app.tables.recovery.completed.is_set() and not app.rebalancing  # type: ignore[attr-defined]
         parcel_state = stream.topology.parcel_state
         checks["tables"] = {
@@ -114,12 +130,25 @@ class Health:
         }
         if recovered:
             checks["streams"] = self._streams(time.time())
+            checks["streams"]["no_clock"] = self._without_clock(time.time())
         deadlines = describe(list(stream.topology.deadline_index.data.items()), time.time())
         ok = all(c["ok"] for c in checks.values())
         body: dict[str, Any] = {"ok": ok, "checks": checks, "deadline_index": deadlines}
         if stream.subscriptions is not None:  # a detail, never a check: a vendor's trouble is not the worker's
             body["subscriptions"] = await stream.subscriptions.describe()
         return view.json(body, status=200 if ok else 503)
+
+    def _lifetime(self, topics: set[str] | None) -> dict[str, Any]:
+        """The embedded broker lifetime this worker started in, and whether the broker is still in it: a
+        broker that came back empty has lost its marker topic (seen at once, in the metadata just fetched)."""
+        stream = self.stream
+        assert stream.lifetime_watch is not None
+        lost = stream.lifetime_watch.lost
+        if lost is None and topics is not None and stream.broker_lifetime is not None and INCARNATION_TOPIC not in topics:
+            lost = "the broker came back empty (its topics are gone: a new lifetime); the worker starts again in place"
+        sink = stream.issue_sink
+        return {"ok": lost is None, "started_in": stream.broker_lifetime, **({"error": lost} if lost else {}),
+                "issues_marked_state_lost": sink.marked_state_lost if sink else 0}
 
     async def lanes(self, view: web.View, request: web.Request) -> web.Response:
         """What the baselines learned (detectors/lanes.py ``describe``): each level's normal transit, each lane's

@@ -1,0 +1,51 @@
+"""Faults with input flowing, judged by the whole outcome: the Redis queue against a replay of the same events.
+
+Each run produces simulated events steadily (their arrival time their event time, so the worker's catch-up
+clock judges them as a replay does), injects faults at seeded random moments meanwhile, lets the workers
+work through everything, then compares every issue in Redis (status, ``opened_at``, ``resolved_at``) with a
+replay of the same events until now (``core/replay.py``, what ``app.py replay --until`` runs): they must be
+equal. ``bench/soak.py`` runs the same harness longer, with more faults, and prints its counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .harness import FaultRun
+
+pytestmark = pytest.mark.integration
+
+
+def test_kill_9_graceful_stop_and_redis_outage_on_one_record_per_event(tmp_path: Path) -> None:
+    with FaultRun(tmp_path, seed=1, parcels=320, rate=60) as run:
+        run.kill()
+        run.graceful_stop()
+        run.redis_outage()
+        run.kill()
+        result = run.finish()
+        print(run.report())
+        assert result.equal, f"{result.describe()}\n{run.report()}"
+
+
+def test_kill_9_of_either_of_two_workers_on_batch_records(tmp_path: Path) -> None:
+    with FaultRun(tmp_path, seed=2, parcels=320, rate=60, batch=25, workers=2) as run:
+        for _ in range(3):
+            run.kill()
+        result = run.finish()
+        print(run.report())
+        assert result.equal, f"{result.describe()}\n{run.report()}"
+
+
+def test_a_broker_that_comes_back_empty_is_a_new_lifetime_for_running_workers(tmp_path: Path) -> None:
+    """Both workers start again in place (no exit), ``/healthz`` never answers ok from the old lifetime once
+    the broker is back, the old lifetime's issues are no longer active (their states are gone), and the new
+    lifetime's queue is what a replay of its events gives."""
+    with FaultRun(tmp_path, seed=3, parcels=200, rate=60, workers=2, broker_lifetimes=2) as run:
+        run.broker_restart()
+        result = run.finish()
+        print(run.report())
+        assert result.equal, f"{result.describe()}\n{run.report()}"
+        assert run.unhealthy_answers == [], run.unhealthy_answers
+        assert run.first_lifetime_active() == []
