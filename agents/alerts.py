@@ -55,7 +55,7 @@ class AlertRouting:
     async def lane_rekey(self, stream: StreamT[bytes]) -> None:
         async for raw in stream:
             try:
-                issues = record_events(raw)
+                issues = self.stream.issue_decodes.events(raw)  # (shared with the issue sink: read-only)
             except InvalidEvent:
                 continue  # (dead-lettered with its reason by the issue sink, which reads the same record)
             try:
