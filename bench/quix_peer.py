@@ -5,7 +5,7 @@ state), the way a Python team would build it with that framework instead. Starte
 
 Per input event, as parcelwatch's worker does it:
 - parse and validate it with parcelwatch's own parsers (``domain.events``); an invalid event goes to a
-  dead-letter topic with its reason;
+  dead-letter topic with the field and the problem;
 - read-merge-write the subject's state in Quix's state store (RocksDB, with Quix's changelog topic),
   encoded as the worker encodes it (``ParcelState``; an order's facts as ``OrderFacts``);
 - run the five overdue rules (ship, pickup, transit, tracking stale, locker uncollected; parcelwatch's
@@ -168,8 +168,12 @@ def main() -> None:
     def input_topic(name: str) -> Any:
         return app.topic(name, key_deserializer="str", value_deserializer="bytes", config=topic_config)
 
-    issues = app.topic(env["BENCH_ISSUES_TOPIC"], key_serializer="str", value_serializer=JSONSerializer(dumps=orjson.dumps),
-                       config=topic_config)
+    issues, dead_letters = (app.topic(name, key_serializer="str", value_serializer=JSONSerializer(dumps=orjson.dumps),
+                                      config=topic_config)
+                            for name in (env["BENCH_ISSUES_TOPIC"], env.get("BENCH_DEAD_LETTER_TOPIC", "peer-dead-letter")))
+
+    def destination(value: Issue, key: Any, timestamp: int, headers: Any) -> Any:
+        return dead_letters if value["subject"] is None else issues
     job = PeerJob(config.load(env={}))
     seen = [0]
 
@@ -197,7 +201,7 @@ def main() -> None:
 
         sdf = app.dataframe(input_topic(name))
         sdf = sdf.apply(process, stateful=True, expand=True, metadata=True)
-        sdf.to_topic(issues, key=lambda issue: issue["subject"])
+        sdf.to_topic(destination, key=lambda issue: issue["subject"] or issue["dead_letter"])
     app.run()
     # Stay up (idle) until the harness has read the committed offsets and this process's CPU time.
     print("STOPPED", flush=True)
