@@ -8,7 +8,9 @@ blocks the stream (bounded queues, retries, spill to disk). The router counts th
 issue store's Redis, so every worker of the deployment keeps within them together; a message a robot refuses
 for good goes to the dead-letter topic.
 
-Only valid issue events are forwarded (the issue sink dead-letters the others, from the issues topic); an
+Only valid issue events are forwarded (the issue sink dead-letters the others, from the issues topic), and
+only as much of each as the router will use (``AlertRouter.needed``): the whole event when a route may send
+it, the few fields lane incidents count by when only they look at it, nothing otherwise. An
 invalid record or element on the alert-routing topic itself, which only someone else could have written,
 is dead-lettered by ``alert_router`` with its reason while the rest of its record is routed.
 """
@@ -60,8 +62,13 @@ class AlertRouting:
                 continue  # (dead-lettered with its reason by the issue sink, which reads the same record)
             try:
                 # One record per alert-routing partition (a batch record when several), in their order. Only
-                # valid issue events: the sink dead-letters the others from this same record, once.
-                pairs = [(_lane_key(issue), orjson.dumps(issue)) for issue in issues if _is_valid(issue)]
+                # valid issue events (the sink dead-letters the others from this same record, once), and of
+                # those only what the router will look at: most match no route and only feed lane incidents.
+                pairs = []
+                for issue in issues:
+                    needed = self.router.needed(issue) if _is_valid(issue) else None
+                    if needed is not None:
+                        pairs.append((_lane_key(issue), orjson.dumps(needed)))
                 for key, partition, record in keyed_records(pairs, self.partitions):
                     await self.topics.alert_routing.send(key=key, value=record, partition=partition)
             except Exception:
