@@ -65,8 +65,9 @@ QUIET_SUMMARY_ITEMS = 50
 REFUSED_FILE = Path("refused.jsonl.log")
 # Marks an issue event cut to what lane incidents count (``AlertRouter.needed``): no route sends it.
 LANE_COUNT_ONLY = "lane_count_only"
-# What every issue event has (``issue_queue.store.check_issue_event``), kept in a cut one so it stays valid.
-_ISSUE_FIELDS = ("action", "issue_key", "subject", "kind", "shop", "severity", "opened_at", "at")
+# What every issue event has (``issue_queue.store.check_issue_event``), kept in a cut one so it stays valid,
+# and its lane (the alert-routing partition it is on is its lane's: readable from the event itself).
+_ISSUE_FIELDS = ("action", "issue_key", "subject", "kind", "shop", "severity", "opened_at", "at", "lane")
 
 
 @dataclass(frozen=True, slots=True)

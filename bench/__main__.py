@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from . import ceiling, detector_core, importer, memory, peer, queue_page, records, redis_sink, sweep
+from . import alert_path, ceiling, detector_core, importer, memory, peer, queue_page, records, redis_sink, sweep
 
 
 def main() -> None:
     steps = [
         ("detector core", lambda: detector_core.main(["--parcels", "10000"])),
+        ("alert path (lane re-keying + alert router, in process)", lambda: alert_path.main([])),
         # One sweep per 5,000 events: about what the ceiling's worker does (a tick every 5 s at ~1k/s).
         ("records per event", lambda: records.main(["--events", "20000", "--tick-every", "5000"])),
         ("deadline sweep", lambda: sweep.main(["--large", "1000000"])),
