@@ -27,7 +27,7 @@ from mode import Service
 from alerting import AlertRouter, Refusal, load_routes
 from delivery.batch_records import is_batch, keyed_records, record_events
 from domain.events import InvalidEvent
-from issue_queue.store import check_issue_event
+from issue_queue.store import check_issue_event, is_issue_event
 
 if TYPE_CHECKING:
     from . import StreamApp
@@ -66,7 +66,7 @@ class AlertRouting:
                 # those only what the router will look at: most match no route and only feed lane incidents.
                 pairs = []
                 for issue in issues:
-                    needed = self.router.needed(issue) if _is_valid(issue) else None
+                    needed = self.router.needed(issue) if is_issue_event(issue) else None
                     if needed is not None:
                         pairs.append((_lane_key(issue), orjson.dumps(needed)))
                 for key, partition, record in keyed_records(pairs, self.partitions):
@@ -124,14 +124,6 @@ class _RouterLifetime(Service):
 
     async def on_stop(self) -> None:
         await self.router.close(timeout=5.0)
-
-
-def _is_valid(issue: Any) -> bool:
-    try:
-        check_issue_event(issue)
-    except InvalidEvent:
-        return False
-    return True
 
 
 def _lane_key(issue: dict[str, Any]) -> str:

@@ -26,8 +26,7 @@ from core.processor import Output
 from core.replay import Engine
 from delivery.batch_records import encode_batches, keyed_records, record_events
 from devtools.simulator import Simulator
-from domain.events import InvalidEvent
-from issue_queue.store import check_issue_event
+from issue_queue.store import check_issue_event, is_issue_event
 
 from .detector_core import START
 
@@ -57,14 +56,6 @@ def issue_records(settings: config.Settings, parcels: int) -> tuple[int, list[by
     return len(issues), encode_batches((orjson.dumps(i) for i in issues), max_events=PER_RECORD)
 
 
-def _valid(issue: Any) -> bool:
-    try:
-        check_issue_event(issue)
-    except InvalidEvent:
-        return False
-    return True
-
-
 async def alert_path(settings: config.Settings, records: list[bytes]) -> tuple[float, int, int]:
     """Seconds for every record through the re-keying and the router; records and bytes forwarded."""
     with tempfile.TemporaryDirectory() as data_dir:
@@ -74,7 +65,7 @@ async def alert_path(settings: config.Settings, records: list[bytes]) -> tuple[f
         for record in records:
             pairs = []
             for issue in record_events(record):
-                needed = router.needed(issue) if _valid(issue) else None
+                needed = router.needed(issue) if is_issue_event(issue) else None
                 if needed is not None:
                     pairs.append((str(issue.get("lane") or f"subject:{issue.get('subject')}"), orjson.dumps(needed)))
             for _, _, value in keyed_records(pairs, PARTITIONS):
