@@ -9,7 +9,7 @@ when offsets may be committed lives in ``delivery/``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import faust
@@ -17,6 +17,7 @@ import faust
 from config import Settings
 from core.notifications import NotificationRules, load_rules
 from delivery import framework
+from delivery.batch_records import SharedDecodes
 from delivery.checkpoint import Checkpoint
 from delivery.dead_letters import DeadLetters
 from delivery.tansu import LifetimeWatch
@@ -54,6 +55,8 @@ class StreamApp:
     broker_lifetime: str | None = None
     # Restarts the worker in place when the embedded broker comes back empty (delivery/tansu.py).
     lifetime_watch: LifetimeWatch | None = None
+    # The issues topic's records, decoded once for its two readers (the issue sink, the lane re-keying).
+    issue_decodes: SharedDecodes = field(default_factory=lambda: SharedDecodes(readers=2))
     # The agents, registered on ``app`` by ``build`` (the web views read some of their state).
     parcels: ParcelAgent | None = None
     orders: OrderRouterAgent | None = None

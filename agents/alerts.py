@@ -8,7 +8,9 @@ blocks the stream (bounded queues, retries, spill to disk). The router counts th
 issue store's Redis, so every worker of the deployment keeps within them together; a message a robot refuses
 for good goes to the dead-letter topic.
 
-Only valid issue events are forwarded (the issue sink dead-letters the others, from the issues topic); an
+Only valid issue events are forwarded (the issue sink dead-letters the others, from the issues topic), and
+only as much of each as the router will use (``AlertRouter.needed``): the whole event when a route may send
+it, the few fields lane incidents count by when only they look at it, nothing otherwise. An
 invalid record or element on the alert-routing topic itself, which only someone else could have written,
 is dead-lettered by ``alert_router`` with its reason while the rest of its record is routed.
 """
@@ -25,7 +27,7 @@ from mode import Service
 from alerting import AlertRouter, Refusal, load_routes
 from delivery.batch_records import is_batch, keyed_records, record_events
 from domain.events import InvalidEvent
-from issue_queue.store import check_issue_event
+from issue_queue.store import check_issue_event, is_issue_event
 
 if TYPE_CHECKING:
     from . import StreamApp
@@ -55,13 +57,18 @@ class AlertRouting:
     async def lane_rekey(self, stream: StreamT[bytes]) -> None:
         async for raw in stream:
             try:
-                issues = record_events(raw)
+                issues = self.stream.issue_decodes.events(raw)  # (shared with the issue sink: read-only)
             except InvalidEvent:
                 continue  # (dead-lettered with its reason by the issue sink, which reads the same record)
             try:
                 # One record per alert-routing partition (a batch record when several), in their order. Only
-                # valid issue events: the sink dead-letters the others from this same record, once.
-                pairs = [(_lane_key(issue), orjson.dumps(issue)) for issue in issues if _is_valid(issue)]
+                # valid issue events (the sink dead-letters the others from this same record, once), and of
+                # those only what the router will look at: most match no route and only feed lane incidents.
+                pairs = []
+                for issue in issues:
+                    needed = self.router.needed(issue) if is_issue_event(issue) else None
+                    if needed is not None:
+                        pairs.append((_lane_key(issue), orjson.dumps(needed)))
                 for key, partition, record in keyed_records(pairs, self.partitions):
                     await self.topics.alert_routing.send(key=key, value=record, partition=partition)
             except Exception:
@@ -117,14 +124,6 @@ class _RouterLifetime(Service):
 
     async def on_stop(self) -> None:
         await self.router.close(timeout=5.0)
-
-
-def _is_valid(issue: Any) -> bool:
-    try:
-        check_issue_event(issue)
-    except InvalidEvent:
-        return False
-    return True
 
 
 def _lane_key(issue: dict[str, Any]) -> str:

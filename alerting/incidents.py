@@ -61,6 +61,9 @@ class Verdict:
 
 NOT_COVERED = Verdict(False)
 
+# What ``observe`` reads of an issue event (with ``kind`` and ``action``), beside what every issue event has.
+COUNTED_FIELDS = ("carrier", "origin_province", "destination_province", "shop", "platform", "tracking_number")
+
 
 class LaneIncidents:
     def __init__(self, settings: IncidentSettings) -> None:
@@ -75,6 +78,10 @@ class LaneIncidents:
         if not (carrier and origin and dest):
             return None  # an unknown province is no lane: "ZTO ?→新疆" would lump unrelated parcels together
         return (str(carrier), str(origin), str(dest))
+
+    def counts(self, issue: Mapping[str, Any]) -> bool:
+        """Whether ``observe`` looks at this issue event at all (of a counted kind, on a known lane)."""
+        return issue.get("kind") in self.settings.kinds and self.lane_of(issue) is not None
 
     def observe(self, issue: Mapping[str, Any], now: float) -> Verdict:
         if issue.get("kind") not in self.settings.kinds:

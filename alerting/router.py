@@ -49,7 +49,7 @@ from config import Labels
 
 from .config import AlertConfig, Route
 from .destinations import REFUSED, THROTTLED, DeliveryError, Destination, KafkaSend, build
-from .incidents import LaneIncidents
+from .incidents import COUNTED_FIELDS, LaneIncidents
 from .limits import SharedLimits, Window
 from .outbox import Envelope, PriorityOutbox
 from .render import INCIDENT_KIND, digest_order
@@ -63,6 +63,11 @@ CarrierHook = Callable[[str], None]
 QUIET_SUMMARY_ITEMS = 50
 # The dead-letter store of a router given no other, under its spool_dir.
 REFUSED_FILE = Path("refused.jsonl.log")
+# Marks an issue event cut to what lane incidents count (``AlertRouter.needed``): no route sends it.
+LANE_COUNT_ONLY = "lane_count_only"
+# What every issue event has (``issue_queue.store.check_issue_event``), kept in a cut one so it stays valid,
+# and its lane (the alert-routing partition it is on is its lane's: readable from the event itself).
+_ISSUE_FIELDS = ("action", "issue_key", "subject", "kind", "shop", "severity", "opened_at", "at", "lane")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +193,20 @@ class AlertRouter:
             return 0
         return len(state.batch) + len(state.held) + sum(ch.outbox.items for ch in state.channels)
 
+    def needed(self, issue: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """What this router needs of an issue event (for the lane re-keying to forward): the whole event when a
+        route may send it; when only lane incidents count it, the fields they read (about a tenth of an event
+        with its scans, texts and evidence), marked ``LANE_COUNT_ONLY``; None when neither looks at it.
+        Routes match on the event alone (quiet hours and digests come after), so this is ``submit``'s own
+        choice, made before the event travels."""
+        if any(state.route.matches(issue) for state in self._routes):
+            return issue
+        if not self.incidents.counts(issue):
+            return None
+        cut = {name: issue.get(name) for name in _ISSUE_FIELDS + COUNTED_FIELDS}
+        cut[LANE_COUNT_ONLY] = True
+        return cut
+
     async def start(self) -> None:
         if self._started:
             return
@@ -210,6 +229,8 @@ class AlertRouter:
         now = self.clock()
         verdict = self.incidents.observe(issue, now)
         self._route_incidents(verdict.alerts, now)
+        if issue.get(LANE_COUNT_ONLY):
+            return  # (no route matched it where it was cut: ``needed``)
         for state in self._routes:
             route = state.route
             if not route.matches(issue):

@@ -112,6 +112,12 @@ async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
 def empty_agent(broker: TansuBroker, topic: str, n: int, table_writes: bool | str = False, batched: bool = False) -> float:
     """Seconds the framework-ceiling agent (bench.empty_agent) takes for ``n`` events (``table_writes``:
     False, True for Faust table writes, or "direct" for the same writes through delivery/changelog.py)."""
+    return empty_agent_cpu(broker, topic, n, table_writes, batched)[0]
+
+
+def empty_agent_cpu(broker: TansuBroker, topic: str, n: int, table_writes: bool | str = False,
+                    batched: bool = False) -> tuple[float, float]:
+    """``empty_agent``'s seconds and the agent's CPU seconds over the same span."""
     writes = table_writes if isinstance(table_writes, str) else "1" if table_writes else "0"
     with tempfile.TemporaryDirectory() as datadir:
         env = {**os.environ, "BENCH_BROKER": broker.url, "BENCH_TOPIC": topic, "BENCH_EVENTS": str(n),
@@ -120,9 +126,9 @@ def empty_agent(broker: TansuBroker, topic: str, n: int, table_writes: bool | st
         proc = subprocess.run([sys.executable, "-m", "bench.empty_agent", "-L", "uvloop", "worker", "-l", "warn"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         # Faust routes a worker's stdout through its logger: find the line wherever it starts.
-        found = re.search(r"DONE (\d+) ([0-9.]+)", proc.stdout + proc.stderr)
+        found = re.search(r"DONE (\d+) ([0-9.]+) ([0-9.]+)", proc.stdout + proc.stderr)
         if found:
-            return float(found.group(2))
+            return float(found.group(2)), float(found.group(3))
         raise RuntimeError(f"empty agent did not finish:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
 

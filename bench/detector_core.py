@@ -1,6 +1,6 @@
 """Detector core in process (no broker): events/s through validation, state update and every detector.
 
-Three figures over the same simulator traffic:
+Five figures over the same simulator traffic:
 1. from JSON bytes: decode + validate + the whole processor (``replay.Engine``: the live worker's
    pipeline with dicts for tables: order routing, state decoded and encoded per event, every detector,
    issue and notification events, the deadline index, one final sweep); what a worker does per event;
@@ -9,21 +9,28 @@ Three figures over the same simulator traffic:
    memory, each event merged and every detector evaluated at its time (lane baselines fed by the
    deliveries), with none of the processor's bookkeeping (no encoding, issue events, index or
    notifications);
-4. state update alone (the same loop without the rules): the ceiling the rules' share is taken from.
-Target for (3): >= 200k events/s on one core.
+4. state update alone (the same loop without the rules): the ceiling the rules' share is taken from;
+5. (1) again with the tables (parcel state, deadline index, orders) on RocksDB as the worker's
+   ``rocksdb://`` store keeps them (rocksdict with Faust's options, raw bytes), beside (1) on dicts:
+   target within 20% of it. (1) and (5) alternate ``--store-repeats`` times; medians.
+Targets: (1) >= 100k events/s on one core; (3) >= 200k; (5) at least 80% of (1).
 (3) and (4) take about a second each, short enough for this shared machine's noise to move one run by a
 third (single runs of the same code gave 162k and 210k events/s one after the other): each is run
 ``--repeats`` times over fresh states, and its median is the figure, printed with the slowest and fastest.
-(1) and (2) run once; each takes several seconds.
-Run: ``.venv/bin/python -m bench.detector_core [--parcels 20000] [--repeats 5]``.
+(2) runs once; it takes several seconds.
+Run: ``.venv/bin/python -m bench.detector_core [--parcels 20000] [--repeats 5] [--store-repeats 3]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import shutil
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 
 import config
 from core.orders import snapshot_subjects
@@ -79,10 +86,69 @@ def state_and_detectors(
     return time.perf_counter() - started, findings
 
 
+class RocksTable(MutableMapping[str, bytes]):
+    """A table on RocksDB as the worker's ``rocksdb://`` store holds it: rocksdict opened with Faust's own
+    options (raw bytes, its block cache and bloom filter), keys the subject's UTF-8 bytes."""
+
+    def __init__(self, path: Path) -> None:
+        from faust.stores.rocksdb import RocksDBOptions
+
+        self.db = RocksDBOptions().open(path)
+
+    def __getitem__(self, key: str) -> bytes:
+        value = self.db.get(key.encode())
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        value = self.db.get(key.encode())
+        return default if value is None else value
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.db[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.db[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode() for key in self.db.keys())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.db.keys())
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def from_bytes(settings: config.Settings, raw: list[tuple[str, bytes, float]], rocksdb: Path | None = None) -> tuple[float, int]:
+    """Seconds for (1) (``rocksdb``: for (5), its tables in that directory) and the issues it found."""
+    tables: list[RocksTable] = []
+
+    def table(name: str) -> MutableMapping[str, bytes]:
+        assert rocksdb is not None
+        tables.append(RocksTable(rocksdb / name))
+        return tables[-1]
+
+    engine = Engine(settings, table if rocksdb is not None else None)
+    started = time.perf_counter()
+    for kind, body, t in raw:
+        if kind == "orders":
+            engine.order(parse_order_event(body), t)
+        else:
+            engine.tracking(parse_tracking_update(body), t)
+    engine.tick(raw[-1][2])
+    seconds = time.perf_counter() - started
+    for opened in tables:
+        opened.close()
+    return seconds, len(engine.result.issues)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parcels", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=5, help="runs of (3) and (4); the median is the figure")
+    parser.add_argument("--store-repeats", type=int, default=3, help="alternating runs of (1) and (5)")
     args = parser.parse_args(argv)
     records = list(Simulator(seed=21, start_time=START, mean_gap_seconds=30).events(args.parcels))
     raw = [(kind, event.to_json(), event.event_time) for kind, _, event in records]
@@ -93,15 +159,18 @@ def main(argv: list[str] | None = None) -> None:
     gc.collect()
     gc.freeze()
 
-    engine = Engine(settings)
-    started = time.perf_counter()
-    for kind, body, t in raw:
-        if kind == "orders":
-            engine.order(parse_order_event(body), t)
-        else:
-            engine.tracking(parse_tracking_update(body), t)
-    engine.tick(raw[-1][2])
-    from_bytes = time.perf_counter() - started
+    memory_rates: list[float] = []
+    rocks_rates: list[float] = []
+    for _ in range(max(1, args.store_repeats)):  # alternating, so a slow spell of the machine hits both
+        seconds, _ = from_bytes(settings, raw)
+        memory_rates.append(len(raw) / seconds)
+        directory = Path(tempfile.mkdtemp(prefix="pw-detector-core-"))
+        try:
+            seconds, _ = from_bytes(settings, raw, directory)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        rocks_rates.append(len(raw) / seconds)
+        gc.collect()
 
     engine = Engine(settings)
     events = [event for _, _, event in records]
@@ -131,11 +200,15 @@ def main(argv: list[str] | None = None) -> None:
         merge_rates.append(n / seconds)
 
     print(f"detector core: {n:,} simulated events, {issues:,} issues")
-    print(f"  from JSON bytes (decode + validate + whole processor): {n / from_bytes:10,.0f} events/s")
+    print(f"  from JSON bytes (decode + validate + whole processor): {_median(memory_rates)} (target 100,000)")
     print(f"  from parsed events (whole processor)                 : {n / parsed:10,.0f} events/s")
     print(f"  state update + all detectors (no bookkeeping)        : {_median(core_rates)}"
           f" ({findings:,} findings; target 200,000)")
     print(f"  state update alone (no rule; ceiling of the above)   : {_median(merge_rates)}")
+    ratios = [r / m for r, m in zip(rocks_rates, memory_rates, strict=True)]
+    print(f"  from JSON bytes, tables on RocksDB                   : {_median(rocks_rates)}"
+          f" ({statistics.median(ratios):.0%} of the memory store's, {min(ratios):.0%} to {max(ratios):.0%} in pairs;"
+          " target >= 80%)")
 
 
 def _median(rates: list[float]) -> str:

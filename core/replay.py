@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,12 +43,14 @@ class ReplayResult:
 class Engine:
     """The live worker's pipeline with dicts for tables and a clock driven by the caller."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tables: Callable[[str], MutableMapping[str, bytes]] | None = None) -> None:
+        """``tables``: the table of a name (``parcel-state``, ``deadline-index``, ``orders``); default: dicts."""
         self.settings = settings
         self.baselines = LaneBaselines(settings.lanes)
-        self.states: dict[str, bytes] = {}
-        self.index: dict[str, bytes] = {}
-        self.orders: dict[str, bytes] = {}
+        make = tables or _memory_table
+        self.states = make("parcel-state")
+        self.index = make("deadline-index")
+        self.orders = make("orders")
         self.processor = Processor(settings, self.baselines, self.states, self.index, load_rules())
         self.router = OrderRouter(self.orders)
         self.result = ReplayResult()
@@ -96,6 +98,10 @@ class Engine:
                     issue.update(severity=ev["severity"], reason=ev["reason"], evidence=ev["evidence"])
                 else:
                     issue.update(resolved_at=ev["resolved_at"], resolution=ev["resolution"])
+
+
+def _memory_table(name: str) -> MutableMapping[str, bytes]:
+    return {}
 
 
 def read_events(lines: Iterable[bytes]) -> Iterator[tuple[int, OrderEvent | TrackingUpdate | InvalidEvent]]:

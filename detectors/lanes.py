@@ -43,7 +43,7 @@ import bisect
 import math
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
@@ -226,17 +226,23 @@ class Baseline:
     keys: tuple[tuple[Any, ...], ...] = ()
     learned: tuple[Normal, ...] = ()
     weights: tuple[float, ...] = ()
+    # ``levels`` and ``evidence()``, built on first use and kept: a baseline is one lane at one refresh, fixed
+    # once made, and every transit issue event of the lane until the next refresh shows the same (rebuilding
+    # them for each took about a twentieth of the worker's CPU on a backlog with many issues).
+    _levels: tuple[LevelShare, ...] | None = field(default=None, repr=False, compare=False)
+    _evidence: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def levels(self) -> tuple[LevelShare, ...]:
         """Each level's part in the blend (built when shown: most baselines are only asked for their limit)."""
-        if not self.keys:
-            return ()
-        return tuple(
-            LevelShare(name, _label(key), n.deliveries, w, math.exp(n.mu) if n.deliveries > 0 else None,
-                       n.sigma if n.deliveries > 0 else None)
-            for name, key, n, w in zip(LEVELS, self.keys, self.learned, self.weights, strict=True)
-        )
+        levels = self._levels
+        if levels is None:
+            levels = self._levels = () if not self.keys else tuple(
+                LevelShare(name, _label(key), n.deliveries, w, math.exp(n.mu) if n.deliveries > 0 else None,
+                           n.sigma if n.deliveries > 0 else None)
+                for name, key, n, w in zip(LEVELS, self.keys, self.learned, self.weights, strict=True)
+            )
+        return levels
 
     def percentile(self, elapsed_hours: float) -> float | None:
         """The share of the lane's normal deliveries that took no longer than ``elapsed_hours`` (None: a
@@ -259,7 +265,14 @@ class Baseline:
 
     def evidence(self) -> dict[str, Any]:
         """What the limit rests on, for an issue's ``evidence_data``: the quantile, the limit, the blended
-        median and spread, and each level that carries weight (its key, deliveries, weight, own median)."""
+        median and spread, and each level that carries weight (its key, deliveries, weight, own median).
+        One dict per baseline, shared by every issue event that shows it: read-only for callers."""
+        evidence = self._evidence
+        if evidence is None:
+            evidence = self._evidence = self._build_evidence()
+        return evidence
+
+    def _build_evidence(self) -> dict[str, Any]:
         normal = self.normal
         return {
             "quantile": self.quantile,

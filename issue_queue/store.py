@@ -73,6 +73,15 @@ def check_issue_event(event: Any) -> tuple[float, float]:
     return parse_time(event.get("opened_at"), "opened_at"), parse_time(event.get("at"), "at")
 
 
+def is_issue_event(event: Any) -> bool:
+    """Whether ``event`` passes ``check_issue_event`` (for a reader that skips what another dead-letters)."""
+    try:
+        check_issue_event(event)
+    except InvalidEvent:
+        return False
+    return True
+
+
 # What the queue's reads filter, count and order by (``_QUERY``): one small JSON array per issue in `row`,
 # written with every index change.
 _LUA_ROW = """

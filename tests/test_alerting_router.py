@@ -25,6 +25,7 @@ from aiohttp import web
 import config
 from alerting import AlertRouter
 from alerting.config import AlertConfig, parse
+from issue_queue.store import check_issue_event
 
 from .test_alerting_robots import serve
 
@@ -502,3 +503,49 @@ def test_a_kafka_destination_needs_a_send_callable(tmp_path: Path) -> None:
                 env={}, data_dir=tmp_path)
     with pytest.raises(ValueError, match="no kafka_send"):
         AlertRouter(cfg, labels=LABELS)
+
+
+# -- what the lane re-keying forwards -------------------------------------------------------------------
+
+
+def test_what_needed_keeps_routes_and_counts_as_the_whole_events_do(tmp_path: Path) -> None:
+    now = [1_793_700_000.0]
+
+    async def outcome(rx: Receiver, cut: bool) -> tuple[list[str], Counter[str], dict[str, int]]:
+        cfg = make(rx, tmp_path / str(cut), {"vip": {"type": "dingtalk", "url": f"/dingtalk/{cut}"}}, [
+            {"name": "vip", "destinations": ["vip"], "match": {"shops": ["shop-b"]}, "actions": ["open", "resolve"]},
+        ], incidents={"threshold": 5, "window_minutes": 60, "renotify_minutes": 10, "close_below": 2})
+        hooks = Hooks()
+        router = hooks.wire(AlertRouter(cfg, labels=LABELS, clock=lambda: now[0], incident_tick_seconds=0.01))
+        def shop(n: int) -> str:
+            return "shop-b" if n % 4 == 0 else "shop-a"
+
+        events = [issue(n, shop=shop(n)) for n in range(12)]
+        events += [issue(100, kind="carrier_exception"), issue(101, origin_province=None)]
+        events += [issue(n, action="resolve", shop=shop(n)) for n in range(9)]
+        forwarded: dict[str, int] = Counter()
+        async with router:
+            for event in events:
+                needed = router.needed(event) if cut else event
+                if needed is None:
+                    forwarded["none"] += 1
+                    continue
+                if needed is not event:
+                    check_issue_event(dict(needed))  # still a valid issue event on the alert-routing topic
+                    assert "reason" not in needed and "evidence" not in needed  # (nor scans: no texts to carry)
+                    forwarded["cut"] += 1
+                else:
+                    forwarded["whole"] += 1
+                await router.submit(dict(needed))
+            assert await router.drain(3)
+        return [r.body["markdown"]["title"] for r in rx.at(f"/dingtalk/{cut}")], hooks.incidents, forwarded
+
+    async def test(rx: Receiver) -> None:
+        whole_sent, whole_incidents, _ = await outcome(rx, False)
+        cut_sent, cut_incidents, forwarded = await outcome(rx, True)
+        assert cut_sent == whole_sent and len(whole_sent) == 3 + 3  # shop-b's opens and resolves
+        assert cut_incidents == whole_incidents == {"ZTO": 1}
+        # shop-b's events whole; shop-a's counted by lane incidents only; another kind or no lane: nothing.
+        assert forwarded == {"whole": 6, "cut": 15, "none": 2}
+
+    run(test)

@@ -17,7 +17,16 @@ import pytest
 
 import config
 from core.replay import replay
-from delivery.batch_records import batch_records, decode_batch, encode_batches, is_batch, keyed_records, partition_for, record_events
+from delivery.batch_records import (
+    SharedDecodes,
+    batch_records,
+    decode_batch,
+    encode_batches,
+    is_batch,
+    keyed_records,
+    partition_for,
+    record_events,
+)
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
 from devtools.simulator import Simulator, write_jsonl
@@ -94,6 +103,35 @@ def _batched(records: list[tuple[str, bytes, Any]], size: int) -> list[tuple[str
         mine = [(key, ev.to_json()) for k, key, ev in records if k == kind]
         out += [(f"parcelwatch-{kind}", None, record, p) for p, record in batch_records(mine, PARTITIONS, size)]
     return out
+
+
+def test_shared_decodes_decode_a_record_once_for_its_readers_and_a_new_record_again() -> None:
+    decodes = SharedDecodes(readers=2)
+    raw = b'[{"a": 1}, {"a": 2}]'
+    first = decodes.events(raw)
+    assert first == [{"a": 1}, {"a": 2}]
+    assert decodes.events(raw) is first  # the second reader gets the same decoding
+    # Both readers had it: the entry is gone, a third read (a record delivered again) decodes afresh.
+    again = decodes.events(raw)
+    assert again == first and again is not first
+    # An equal record that is another object (a redelivery) is decoded on its own.
+    other = bytes(bytearray(raw))
+    assert decodes.events(other) is not again
+    # A broken record raises for each reader, with the field and the problem.
+    broken = b"[{"
+    for _ in range(2):
+        with pytest.raises(InvalidEvent) as info:
+            decodes.events(broken)
+        assert info.value.field == "$"
+
+
+def test_shared_decodes_keep_a_bounded_number_of_records_waiting_for_a_reader() -> None:
+    decodes = SharedDecodes(readers=2, keep=3)
+    records = [orjson.dumps([{"n": i}]) for i in range(10)]
+    firsts = [decodes.events(r) for r in records]  # the other reader never comes
+    assert len(decodes._entries) == 3
+    assert decodes.events(records[-1]) is firsts[-1]  # the newest still wait
+    assert decodes.events(records[0]) is not firsts[0]  # the oldest were let go: decoded again
 
 
 @pytest.mark.integration
