@@ -272,6 +272,13 @@ class AlertRouter:
         for t in tasks:
             t.cancel()
         for t in tasks:
+            # A cancellation can be lost below us (a client library turning it into its own error; Python
+            # 3.11's asyncio.wait_for when its timeout fires at the same moment): the sender would retry for
+            # ever and a graceful stop wait on it. Cancel again until the task has ended.
+            while not t.done():
+                await asyncio.wait([t], timeout=0.1)
+                if not t.done():
+                    t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         for state in self._routes:

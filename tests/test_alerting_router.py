@@ -498,6 +498,35 @@ def test_kafka_failures_are_retried_and_broken_hooks_do_not_stop_delivery(tmp_pa
     asyncio.run(test())
 
 
+def test_close_ends_a_sender_whose_cancellation_was_lost(tmp_path: Path) -> None:
+    """A client library that turns a cancellation into its own error (or 3.11's asyncio.wait_for losing one)
+    left the sender retrying for ever, and close(), a worker's graceful stop, waiting on it."""
+    lost: list[bool] = []
+
+    async def send_losing_the_first_cancellation(topic: str, key: bytes | None, value: bytes) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if lost:
+                raise
+            lost.append(True)
+            raise ConnectionError("request cancelled") from None
+
+    async def test() -> None:
+        cfg = parse({"destinations": {"t": {"type": "kafka", "topic": "alerts"}},
+                     "routes": [{"name": "r", "destinations": ["t"], "retry": FAST_RETRY}]}, env={}, data_dir=tmp_path)
+        router = AlertRouter(cfg, labels=LABELS, kafka_send=send_losing_the_first_cancellation)
+        await router.start()
+        await router.submit(issue(1))
+        await asyncio.sleep(0.2)  # the send is under way
+        closing = asyncio.ensure_future(router.close(timeout=0.05))
+        await asyncio.wait([closing], timeout=5)  # (not wait_for: cancelling close would end the sender itself)
+        assert closing.done(), "close() still waits on a sender that retries for ever"
+        assert lost == [True]
+
+    asyncio.run(test())
+
+
 def test_a_kafka_destination_needs_a_send_callable(tmp_path: Path) -> None:
     cfg = parse({"destinations": {"t": {"type": "kafka", "topic": "alerts"}}, "routes": [{"name": "r", "destinations": ["t"]}]},
                 env={}, data_dir=tmp_path)
