@@ -39,6 +39,10 @@ _PROBLEMS_KEPT = 20  # of a push's rejected elements, the first ones named in it
 # producer_max_request_size, 1,000,000 bytes) and the broker's message.max.bytes with the headers added.
 MAX_VALUE_BYTES = 512 * 1024
 MAX_KEY_BYTES = 1024
+# The largest HTTP push the endpoints take: one refused for its content goes to the dead-letter topic whole
+# (``reject_push``), so it must fit the producer's request limit with its headers (reason, problems, the
+# vendor's request headers) and the record's framing added.
+MAX_PUSH_BYTES = 900_000
 
 
 @dataclass

@@ -46,7 +46,7 @@ from aiohttp import web as aiohttp_web
 from faust import web
 
 from config import INGEST_SECRETS, Settings
-from delivery.dead_letters import DeadLetters
+from delivery.dead_letters import MAX_PUSH_BYTES, DeadLetters
 from delivery.record_batcher import RecordBatcher
 from domain.events import TrackingUpdate
 from ingest import BadSignature, Parsed, PushError, Reader, aftership, generic, kdniao, kuaidi100, seventeentrack
@@ -56,9 +56,7 @@ from .session import bearer_of
 from .views import route
 
 log = logging.getLogger("parcelwatch.ingest")
-# Under the broker's message size with room for the dead letter's headers: a push we refuse for its content
-# must still fit the dead-letter topic whole.
-MAX_BODY = 1_000_000
+MAX_BODY = MAX_PUSH_BYTES  # (a push refused for its content must still fit the dead-letter topic whole)
 SEEN_LIMIT = 200_000
 DEAD_LETTERED_LIMIT = 10_000
 RETRY_AFTER_SECONDS = 30  # a hint to sources that honour it; the aggregators retry on their own schedule

@@ -19,7 +19,7 @@ import-orders --url``) into the orders topic.
   ``app.ingest_ack_timeout_seconds`` gets the sender a 503 with ``Retry-After`` (a repeat is harmless: order
   events are idempotent by their content).
 - Answers: 200 ``{"ok", "accepted", "rejected": [...]}`` (``ok`` false when some were rejected); 400 when none
-  could be accepted; 401 token; 413 over 1 MiB; 503 broker.
+  could be accepted; 401 token; 413 over 900,000 bytes; 503 broker.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import orjson
 from faust import web
 
 from config import Settings
-from delivery.dead_letters import DeadLetters
+from delivery.dead_letters import MAX_PUSH_BYTES, DeadLetters
 from delivery.record_batcher import RecordBatcher
 from domain.events import InvalidEvent, OrderEvent, parse_order_event
 from issue_queue.access import Access
@@ -44,7 +44,7 @@ from .session import bearer_of
 from .views import route
 
 log = logging.getLogger("parcelwatch.ingest.orders")
-MAX_BODY = 1 << 20
+MAX_BODY = MAX_PUSH_BYTES  # (a push refused for its content must still fit the dead-letter topic whole)
 RETRY_AFTER_SECONDS = 30
 ENDPOINT = "/ingest/orders"
 SOURCE = "orders"  # the ingest metric's source label
@@ -76,11 +76,11 @@ class OrderEndpoint:
             return view.json({"ok": False, "error": problem}, status=401)
         if (request.content_length or 0) > MAX_BODY:  # type: ignore[attr-defined]
             observe(SOURCE, "too_large")
-            return view.json({"ok": False, "error": "body larger than 1 MiB: send fewer orders per request"}, status=413)
+            return view.json({"ok": False, "error": f"body larger than {MAX_BODY:,} bytes: send fewer orders per request"}, status=413)
         body: bytes = await request.read()  # type: ignore[attr-defined]
         if len(body) > MAX_BODY:
             observe(SOURCE, "too_large")
-            return view.json({"ok": False, "error": "body larger than 1 MiB: send fewer orders per request"}, status=413)
+            return view.json({"ok": False, "error": f"body larger than {MAX_BODY:,} bytes: send fewer orders per request"}, status=413)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
