@@ -85,9 +85,10 @@ def is_issue_event(event: Any) -> bool:
 # What the queue's reads filter, count and order by (``_QUERY``): one small JSON array per issue in `row`,
 # written with every index change.
 _LUA_ROW = """
+-- A text field as stored, or '' when it is absent or JSON null (cjson.null, which tostring makes "userdata").
+local function text(v) if type(v) == 'string' then return v end return '' end
 local function row_of(d)
-  local function s(v) if type(v) == 'string' then return v end return '' end
-  return cjson.encode({d.shop, d.status, d.severity, d.kind, s(d.carrier), s(d.platform), d.opened_ts, s(d.assignee_login)})
+  return cjson.encode({d.shop, d.status, d.severity, d.kind, text(d.carrier), text(d.platform), d.opened_ts, text(d.assignee_login)})
 end
 """
 
@@ -96,14 +97,13 @@ end
 # Index maintenance shared by both write scripts: every status change moves the id between the zsets
 # and keeps the exact counts in step. Needs `prefix` and `id` defined by the script before it.
 _LUA_INDEXES = _LUA_ROW + """
-local function carrier(d) if d.carrier == nil or d.carrier == cjson.null then return '' end return d.carrier end
 local function unindex(d)
   redis.call('ZREM', prefix .. 'q:' .. d.shop .. ':' .. d.status, id)
   redis.call('ZREM', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, id)
   redis.call('ZREM', prefix .. 'kind:' .. d.kind .. ':' .. d.status, id)
   redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, -1)
   if d.status == 'open' or d.status == 'acknowledged' then
-    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. carrier(d), -1)
+    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. text(d.carrier), -1)
   end
 end
 local function index(d)
@@ -113,7 +113,7 @@ local function index(d)
   redis.call('ZADD', prefix .. 'opened:' .. d.shop, d.opened_ts, id)
   redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, 1)
   if d.status == 'open' or d.status == 'acknowledged' then
-    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. carrier(d), 1)
+    redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. text(d.carrier), 1)
     redis.call('ZREM', prefix .. 'resolved:' .. d.shop, id)
   else
     redis.call('ZADD', prefix .. 'resolved:' .. d.shop, d.resolved_ts, id)

@@ -19,10 +19,10 @@ import pytest
 
 import config
 from delivery.batch_records import decode_batch, is_batch, partition_for
+from delivery.dead_letters import MAX_PUSH_BYTES
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
 from ingest import BadSignature, PushError, aftership, kuaidi100, seventeentrack
-from web import ingest as ingest_endpoints
 
 from .harness import Worker, consume_all, wait_for
 
@@ -132,7 +132,7 @@ def test_ingest_endpoints_on_a_live_worker(tmp_path: Path, broker: TansuBroker, 
         assert status == 401 and body["result"] is False
         assert post(worker.url("/ingest/generic"), b"x" * (2 << 20), "application/json", AUTH)[0] == 413
         # The largest push taken, refused for its content, fits the dead-letter topic whole (not a 503 for ever).
-        status, body = post(worker.url("/ingest/generic"), b"x" * ingest_endpoints.MAX_BODY, "application/json", AUTH)
+        status, body = post(worker.url("/ingest/generic"), b"x" * MAX_PUSH_BYTES, "application/json", AUTH)
         assert status == 400 and "not valid JSON" in str(body), (status, body)
         status, body = post(worker.url("/ingest/generic"), b'{"carrier": "ZTO"}', "application/json", AUTH)
         assert status == 200 and body["scans"] == 0 and body["rejected"][0].startswith("[0].event_id")

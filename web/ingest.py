@@ -56,7 +56,6 @@ from .session import bearer_of
 from .views import route
 
 log = logging.getLogger("parcelwatch.ingest")
-MAX_BODY = MAX_PUSH_BYTES  # (a push refused for its content must still fit the dead-letter topic whole)
 SEEN_LIMIT = 200_000
 DEAD_LETTERED_LIMIT = 10_000
 RETRY_AFTER_SECONDS = 30  # a hint to sources that honour it; the aggregators retry on their own schedule
@@ -168,7 +167,7 @@ class IngestEndpoints:
         body = await self._body(request)
         if body is None:
             observe(source, "too_large")
-            return Answer(413, False, f"body larger than {MAX_BODY} bytes")
+            return Answer(413, False, f"body larger than {MAX_PUSH_BYTES} bytes")
         bodies.append(body)
         headers: Mapping[str, str] = request.headers  # type: ignore[attr-defined]
         try:
@@ -228,15 +227,15 @@ class IngestEndpoints:
         return Answer(401, False, "not a valid ingest token")
 
     async def _body(self, request: web.Request) -> bytes | None:
-        """The request body, or None when it is larger than ``MAX_BODY``."""
+        """The request body, or None when it is larger than ``MAX_PUSH_BYTES``."""
         length = request.content_length  # type: ignore[attr-defined]
-        if length is not None and length > MAX_BODY:
+        if length is not None and length > MAX_PUSH_BYTES:
             return None
         try:
             body: bytes = await request.read()  # type: ignore[attr-defined]
         except aiohttp_web.HTTPRequestEntityTooLarge:
             return None
-        return None if len(body) > MAX_BODY else body
+        return None if len(body) > MAX_PUSH_BYTES else body
 
     def _count(self, source: str, parsed: Parsed) -> None:
         for _code in parsed.unknown_codes:

@@ -44,7 +44,7 @@ from .session import bearer_of
 from .views import route
 
 log = logging.getLogger("parcelwatch.ingest.orders")
-MAX_BODY = MAX_PUSH_BYTES  # (a push refused for its content must still fit the dead-letter topic whole)
+_TOO_LARGE = f"body larger than {MAX_PUSH_BYTES:,} bytes: send fewer orders per request"
 RETRY_AFTER_SECONDS = 30
 ENDPOINT = "/ingest/orders"
 SOURCE = "orders"  # the ingest metric's source label
@@ -74,13 +74,13 @@ class OrderEndpoint:
             problem = ("an order token is required (Authorization: Bearer <token>)" if self.access.enabled else
                        "no order token is configured: set PARCELWATCH_ORDER_TOKENS (token=shop,...)")
             return view.json({"ok": False, "error": problem}, status=401)
-        if (request.content_length or 0) > MAX_BODY:  # type: ignore[attr-defined]
+        if (request.content_length or 0) > MAX_PUSH_BYTES:  # type: ignore[attr-defined]
             observe(SOURCE, "too_large")
-            return view.json({"ok": False, "error": f"body larger than {MAX_BODY:,} bytes: send fewer orders per request"}, status=413)
+            return view.json({"ok": False, "error": _TOO_LARGE}, status=413)
         body: bytes = await request.read()  # type: ignore[attr-defined]
-        if len(body) > MAX_BODY:
+        if len(body) > MAX_PUSH_BYTES:
             observe(SOURCE, "too_large")
-            return view.json({"ok": False, "error": f"body larger than {MAX_BODY:,} bytes: send fewer orders per request"}, status=413)
+            return view.json({"ok": False, "error": _TOO_LARGE}, status=413)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
