@@ -88,12 +88,15 @@ def state_and_detectors(
 
 class RocksTable(MutableMapping[str, bytes]):
     """A table on RocksDB as the worker's ``rocksdb://`` store holds it: rocksdict opened with Faust's own
-    options (raw bytes, its block cache and bloom filter), keys the subject's UTF-8 bytes."""
+    options (raw bytes, its block cache and bloom filter) and without its write-ahead log, as the worker
+    opens it (``delivery.framework.without_wal``), keys the subject's UTF-8 bytes."""
 
     def __init__(self, path: Path) -> None:
         from faust.stores.rocksdb import RocksDBOptions
 
-        self.db = RocksDBOptions().open(path)
+        from delivery.framework import without_wal
+
+        self.db = without_wal(RocksDBOptions().open(path))
 
     def __getitem__(self, key: str) -> bytes:
         value = self.db.get(key.encode())

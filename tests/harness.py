@@ -463,9 +463,10 @@ class FaultRun:
     queue compared with a replay of the same events (``tests/test_fault_replay.py``, ``bench/soak.py``)."""
 
     def __init__(self, run_dir: Path, *, seed: int, parcels: int, rate: float, batch: int = 1, workers: int = 1,
-                 span_days: float = 6.0, broker_lifetimes: int = 1) -> None:
+                 span_days: float = 6.0, broker_lifetimes: int = 1, store: str = "memory://") -> None:
         """``broker_lifetimes`` 2: a second traffic (other parcels) follows the first, and ``broker_restart``
-        restarts the memory-only broker between them (what was produced before goes with it)."""
+        restarts the memory-only broker between them (what was produced before goes with it). ``store``: the
+        workers' table store (``rocksdb://`` keeps the tables in files across their restarts)."""
         import random
 
         import config
@@ -495,7 +496,7 @@ class FaultRun:
         self.worker_count = workers
         self.workers: list[Worker] = []
         self.producer: SteadyProducer | None = None
-        self.env = {"PARCELWATCH_CONFIG": str(overrides)}
+        self.env = {"PARCELWATCH_CONFIG": str(overrides), "PARCELWATCH_STORE": store}
         self.faults: dict[str, int] = {}
         self.log: list[str] = []
         self.started = time.monotonic()

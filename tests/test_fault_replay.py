@@ -38,6 +38,19 @@ def test_kill_9_of_either_of_two_workers_on_batch_records(tmp_path: Path) -> Non
         assert result.equal, f"{result.describe()}\n{run.report()}"
 
 
+def test_kill_9_and_graceful_stops_on_the_rocksdb_store(tmp_path: Path) -> None:
+    """The production store: the tables' files outlive the worker. After a ``kill -9`` they hold what was
+    flushed before it, and the changelog holds the rest (Faust re-reads it from the offset kept with them)."""
+    with FaultRun(tmp_path, seed=4, parcels=320, rate=60, batch=10, store="rocksdb://") as run:
+        run.kill()
+        run.graceful_stop()
+        run.kill()
+        run.kill()
+        result = run.finish()
+        print(run.report())
+        assert result.equal, f"{result.describe()}\n{run.report()}"
+
+
 def test_a_broker_that_comes_back_empty_is_a_new_lifetime_for_running_workers(tmp_path: Path) -> None:
     """Both workers start again in place (no exit), ``/healthz`` never answers ok from the old lifetime once
     the broker is back, the old lifetime's issues are no longer active (their states are gone), and the new

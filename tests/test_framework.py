@@ -308,3 +308,35 @@ def test_on_the_embedded_broker_faust_long_polls_briefly() -> None:
 
     patch_fetch_wait()
     assert asyncio.run(created()) == FETCH_MAX_WAIT_MS < 1500
+
+
+def test_the_worker_opens_rocksdb_tables_without_a_write_ahead_log(tmp_path: Any) -> None:
+    """Faust's own options log every put in the database's WAL; the override's databases log none, and what
+    a clean close flushed is all there when the database is opened again."""
+    from pathlib import Path
+
+    import rocksdict
+    from faust.stores.rocksdb import RocksDBOptions
+
+    from delivery import framework
+
+    def wal_bytes(path: Path) -> int:
+        return sum(f.stat().st_size for f in path.glob("*.log"))
+
+    faust_db = rocksdict.Rdict(str(tmp_path / "faust"), options=RocksDBOptions().as_options())
+    for i in range(200):
+        faust_db[f"k{i}".encode()] = b"v" * 100
+    assert wal_bytes(tmp_path / "faust") > 200 * 100  # (the control: Faust's options keep a WAL)
+    faust_db.close()
+
+    framework._once(framework._state_stores_without_wal)
+    db = RocksDBOptions().open(tmp_path / "worker")
+    for i in range(200):
+        db[f"k{i}".encode()] = b"v" * 100
+    assert wal_bytes(tmp_path / "worker") == 0
+    db.close()
+    reopened = rocksdict.Rdict(str(tmp_path / "worker"), access_type=rocksdict.AccessType.read_only())
+    try:
+        assert [reopened.get(f"k{i}".encode()) for i in (0, 199)] == [b"v" * 100] * 2
+    finally:
+        reopened.close()
