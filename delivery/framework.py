@@ -14,7 +14,8 @@ once per process, in this order (the order matters only where a later one says s
    override of ``Producer.flush``; it calls the original flush (which drains the buffer, 5) in its step 9.
 8. **No terminal spinner on workers** (``_no_worker_spinner``).
 9. **RocksDB tables write without their own write-ahead log** (``_state_stores_without_wal``).
-10. On the embedded Tansu broker only, its differences (``delivery/tansu.py``): true high watermarks and a
+10. **A fetched message is handed to the streams without four tasks** (``_deliver_without_tasks``).
+11. On the embedded Tansu broker only, its differences (``delivery/tansu.py``): true high watermarks and a
    short fetch wait.
 
 The app's ``Checkpoint`` (``delivery/checkpoint.py``) is attached to the Faust app by ``install``; the
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
@@ -82,7 +83,7 @@ _applied: set[str] = set()
 
 def install(checkpoint: CommitOrder, tansu_bootstrap: str | None = None) -> None:
     """Attach ``checkpoint`` to its app and apply every override (once per process), in the documented
-    order. ``tansu_bootstrap``: the embedded broker's host:port when the app runs on it (10), else None."""
+    order. ``tansu_bootstrap``: the embedded broker's host:port when the app runs on it (11), else None."""
     checkpoint.app.parcelwatch_checkpoint = checkpoint  # type: ignore[attr-defined]
     steps = [
         _seek_to_committed,
@@ -94,6 +95,7 @@ def install(checkpoint: CommitOrder, tansu_bootstrap: str | None = None) -> None
         _commit_order,
         _no_worker_spinner,
         _state_stores_without_wal,
+        _deliver_without_tasks,
     ]
     for step in steps:
         _once(step)
@@ -381,6 +383,120 @@ def without_wal(db: Any) -> Any:
     options.disable_wal = True  # type: ignore[assignment]  # (a property at run time; the stub says a method)
     db.set_write_options(options)
     return db
+
+
+# -- 10. a fetched message is handed to the streams without four tasks -----------------------------------------------
+
+
+def _deliver_without_tasks() -> None:
+    """Faust's fetcher loop (``Consumer._drain_messages``) hands each fetched message to the streams with
+    ``await self.wait_first(callback(message), self.suspend_flow.wait())``: four tasks per message (the
+    callback, and waits for a suspended flow, a stop and a crash), three of them cancelled again, about a
+    tenth of a worker's CPU on one record per event (py-spy). The callback nearly always finishes at once
+    (it puts the message into the streams' buffers); ``deliver`` runs it to its first wait, and only a
+    callback that must wait (a full buffer) goes on under Faust's ``wait_first``, which still gives it up
+    when the flow is suspended for a rebalance or the consumer stops. The loop is Faust's own otherwise
+    (faust-streaming 0.15: re-check on upgrade)."""
+    from faust.transport import consumer as faust_consumer
+
+    async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - Faust's, one line changed
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        flag_consumer_fetching = faust_consumer.CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            await deliver(self, callback(message))  # (Faust: ``await self.wait_first(...)``)
+                            set_read_offset(tp, offset)
+                        else:
+                            self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)
+                    unset_flag(flag_consumer_fetching)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+    faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+
+
+async def deliver(consumer: Any, delivery: Coroutine[Any, Any, Any]) -> None:
+    """Run ``delivery`` (the streams' callback for one message) to its end, or to its first wait; one that
+    waits goes on as Faust runs it: under ``consumer.wait_first`` with the flow's suspension, which gives it
+    up (cancelled) if the flow is suspended or the consumer stops first."""
+    try:
+        waiting_on = delivery.send(None)
+    except StopIteration:
+        return  # done without waiting: nearly every message
+    await consumer.wait_first(_Resumed(delivery, waiting_on), consumer.suspend_flow.wait())
+
+
+class _Resumed:
+    """Awaiting it goes on with ``coro``, already run up to the wait that yielded ``waiting_on``: as if the
+    awaiting task had run ``coro`` from its start (the same steps ``await`` takes for a coroutine)."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self.coro = coro
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting_on = self.coro, self.waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - thrown in (a cancellation): the coroutine's to handle
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting_on = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 # -- private internals, read here only ------------------------------------------------------------------------------

@@ -340,3 +340,106 @@ def test_the_worker_opens_rocksdb_tables_without_a_write_ahead_log(tmp_path: Any
         assert [reopened.get(f"k{i}".encode()) for i in (0, 199)] == [b"v" * 100] * 2
     finally:
         reopened.close()
+
+
+class _Consumer:
+    """What ``deliver`` uses of Faust's consumer: ``wait_first`` (mode's own) and the flow's suspension."""
+
+    def __init__(self) -> None:
+        from mode import Service
+
+        self.service = Service()
+        self.suspend_flow = asyncio.Event()
+
+    async def wait_first(self, *coros: Any) -> Any:
+        return await self.service.wait_first(*coros)
+
+
+def test_a_delivery_that_needs_no_wait_runs_to_its_end_without_a_task() -> None:
+    from delivery.framework import deliver
+
+    async def main() -> list[Any]:
+        seen: list[Any] = []
+
+        async def callback(message: str) -> None:
+            seen.append((message, asyncio.current_task()))
+
+        consumer = _Consumer()
+        before = len(asyncio.all_tasks())
+        await deliver(consumer, callback("m1"))
+        assert len(asyncio.all_tasks()) == before
+        return [(message, task is asyncio.current_task()) for message, task in seen]
+
+    assert asyncio.run(main()) == [("m1", True)]  # (run in the fetcher's own task)
+
+
+def test_a_delivery_that_waits_goes_on_after_its_wait_with_what_it_awaited() -> None:
+    from delivery.framework import deliver
+
+    async def main() -> list[Any]:
+        steps: list[Any] = []
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
+        queue.put_nowait("older")  # full: the delivery must wait for room
+
+        async def callback(message: str) -> None:
+            steps.append("putting")
+            await queue.put(message)
+            steps.append(await asyncio.sleep(0, result="slept"))
+            try:
+                raise KeyError("inside")
+            except KeyError:
+                steps.append("caught its own error")
+
+        async def consume() -> None:
+            await asyncio.sleep(0.01)
+            steps.append(queue.get_nowait())
+
+        consumer = _Consumer()
+        await asyncio.gather(deliver(consumer, callback("m1")), consume())
+        steps.append(queue.get_nowait())
+        return steps
+
+    assert asyncio.run(main()) == ["putting", "older", "slept", "caught its own error", "m1"]
+
+
+def test_a_waiting_delivery_is_given_up_when_the_flow_is_suspended_as_faust_does() -> None:
+    from delivery.framework import deliver
+
+    async def main() -> tuple[bool, bool]:
+        cancelled = asyncio.Event()
+        never = asyncio.Event()
+
+        async def callback(message: str) -> None:
+            try:
+                await never.wait()  # (a full buffer that never drains)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        consumer = _Consumer()
+        delivering = asyncio.ensure_future(deliver(consumer, callback("m1")))
+        await asyncio.sleep(0.01)
+        assert not delivering.done()
+        consumer.suspend_flow.set()  # a rebalance
+        await asyncio.wait_for(delivering, 2)
+        return cancelled.is_set(), never.is_set()
+
+    assert asyncio.run(main()) == (True, False)
+
+
+def test_an_error_of_a_delivery_reaches_the_fetcher_loop_whether_or_not_it_waited() -> None:
+    from delivery.framework import deliver
+
+    async def main(wait: bool) -> str:
+        async def callback(message: str) -> None:
+            if wait:
+                await asyncio.sleep(0)
+            raise ValueError(message)
+
+        try:
+            await deliver(_Consumer(), callback("bad"))
+        except ValueError as exc:
+            return str(exc)
+        return "no error"
+
+    assert [asyncio.run(main(wait)) for wait in (False, True)] == ["bad", "bad"]
