@@ -356,6 +356,8 @@ class Processor:
             if t >= state.open_issues[kind][0]:
                 # (Before its opening the walk has not reached the issue yet: absent there is not ended.)
                 self._resolve(subject, state, kind, t, out)
+        if not ev.findings:
+            return
         context = _context(state)
         for kind, (finding, sev) in ev.findings.items():
             record = state.open_issues.get(kind)
