@@ -13,8 +13,10 @@ directory of a scenario that did not come out equal is kept (its path is printed
   batch    two workers, batch records: kill -9 of either
   broker   two workers: the memory-only broker restarted empty between two traffics (the second traffic's
            queue against its replay; none of the first traffic's issues may stay active)
+  rocksdb  one worker on the RocksDB store (``rocksdb://``, the tables' files kept across its restarts), batch
+           records of 10: kill -9 and graceful stops
 
-Run: ``.venv/bin/python -m bench.soak [--scenarios single,batch,broker] [--parcels 1200] [--rate 60] [--seed 7]``;
+Run: ``.venv/bin/python -m bench.soak [--scenarios single,batch,broker,rocksdb] [--parcels 1200] [--rate 60] [--seed 7]``;
 ``--docs`` also writes the table into ``docs/reliability.md``. Several minutes a scenario.
 """
 
@@ -36,7 +38,7 @@ import orjson
 
 from tests.harness import ROOT, Comparison, FaultRun, jsonl_line
 
-SCENARIOS = ("single", "batch", "broker")
+SCENARIOS = ("single", "batch", "broker", "rocksdb")
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 
@@ -61,10 +63,11 @@ class Row:
 
 def run_scenario(name: str, parcels: int, rate: float, seed: int, run_dir: Path) -> Row:
     started = time.monotonic()
-    workers = 1 if name == "single" else 2
-    batch = 25 if name == "batch" else 1
+    workers = 1 if name in ("single", "rocksdb") else 2
+    batch = {"batch": 25, "rocksdb": 10}.get(name, 1)
     with FaultRun(run_dir, seed=seed, parcels=parcels if name != "broker" else parcels // 2, rate=rate, batch=batch,
-                  workers=workers, broker_lifetimes=2 if name == "broker" else 1) as run:
+                  workers=workers, broker_lifetimes=2 if name == "broker" else 1,
+                  store="rocksdb://" if name == "rocksdb" else "memory://") as run:
         assert run.producer is not None
         row = Row(name, len(run.records), "", None, None)
         try:
@@ -75,7 +78,7 @@ def run_scenario(name: str, parcels: int, rate: float, seed: int, run_dir: Path)
             else:
                 while not run.producer.done:
                     roll = run.rng.random()
-                    if name == "single" and roll < 0.15:
+                    if name in ("single", "rocksdb") and roll < 0.15:
                         run.graceful_stop()
                     elif name == "single" and roll < 0.3:
                         run.redis_outage()

@@ -24,18 +24,14 @@ def test_kill_9_graceful_stop_and_redis_outage_on_one_record_per_event(tmp_path:
         run.graceful_stop()
         run.redis_outage()
         run.kill()
-        result = run.finish()
-        print(run.report())
-        assert result.equal, f"{result.describe()}\n{run.report()}"
+        _compare_with_replay(run)
 
 
 def test_kill_9_of_either_of_two_workers_on_batch_records(tmp_path: Path) -> None:
     with FaultRun(tmp_path, seed=2, parcels=320, rate=60, batch=25, workers=2) as run:
         for _ in range(3):
             run.kill()
-        result = run.finish()
-        print(run.report())
-        assert result.equal, f"{result.describe()}\n{run.report()}"
+        _compare_with_replay(run)
 
 
 def test_kill_9_and_graceful_stops_on_the_rocksdb_store(tmp_path: Path) -> None:
@@ -46,9 +42,7 @@ def test_kill_9_and_graceful_stops_on_the_rocksdb_store(tmp_path: Path) -> None:
         run.graceful_stop()
         run.kill()
         run.kill()
-        result = run.finish()
-        print(run.report())
-        assert result.equal, f"{result.describe()}\n{run.report()}"
+        _compare_with_replay(run)
 
 
 def test_a_broker_that_comes_back_empty_is_a_new_lifetime_for_running_workers(tmp_path: Path) -> None:
@@ -57,8 +51,13 @@ def test_a_broker_that_comes_back_empty_is_a_new_lifetime_for_running_workers(tm
     lifetime's queue is what a replay of its events gives."""
     with FaultRun(tmp_path, seed=3, parcels=200, rate=60, workers=2, broker_lifetimes=2) as run:
         run.broker_restart()
-        result = run.finish()
-        print(run.report())
-        assert result.equal, f"{result.describe()}\n{run.report()}"
+        _compare_with_replay(run)
         assert run.unhealthy_answers == [], run.unhealthy_answers
         assert run.first_lifetime_active() == []
+
+
+def _compare_with_replay(run: FaultRun) -> None:
+    """Let the workers finish, then the whole queue must equal a replay of the same events."""
+    result = run.finish()
+    print(run.report())
+    assert result.equal, f"{result.describe()}\n{run.report()}"
