@@ -399,7 +399,7 @@ def _deliver_without_tasks() -> None:
     (faust-streaming 0.15: re-check on upgrade)."""
     from faust.transport import consumer as faust_consumer
 
-    async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - Faust's, one line changed
+    async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - Faust's loop but the hand-over
         callback = self.callback
         getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
