@@ -15,8 +15,7 @@ def main() -> None:
         # One sweep per 5,000 events: about what the ceiling's worker does (a tick every 5 s at ~1k/s).
         ("records per event", lambda: records.main(["--events", "20000", "--tick-every", "5000"])),
         ("deadline sweep", lambda: sweep.main(["--large", "1000000"])),
-        # In a process of its own: after the steps before it, the growth of RSS reuses their freed memory (194
-        # bytes a parcel measured so, 788 alone).
+        # In a process of its own: after the steps before it, its RSS growth would reuse their freed memory.
         ("memory", lambda: _alone("bench.memory", "--parcels", "1000000", "--rocksdb-parcels", "5000000")),
         ("redis sink", lambda: redis_sink.main([])),
         # The workbench issue's targets: 10,000 open issues across 20 shops, first page and a filter change

@@ -372,11 +372,10 @@ def without_wal(db: Any) -> Any:
 
     A table's changelog topic is its durable log: Faust recovers a table by re-reading the changelog from
     the offset its RocksDB database keeps (``Store.set_persisted_offset``, written after the writes it
-    covers). A WAL would log every write a second time, and cost most of a write (4.7 against 1.0 us a
-    put here, ``bench.detector_core`` (5)). Without it, a ``kill -9`` loses what the database had not yet
-    flushed, that offset included: the database comes back as it was at its last flush, a consistent
-    earlier point, and recovery re-reads the changelog from there. A clean stop closes the databases,
-    which flushes them. (Kafka Streams runs its RocksDB stores without a WAL for the same reason.)"""
+    covers). A WAL would log every write a second time, and cost most of a write. Without it, a ``kill -9``
+    loses what the database had not yet flushed, that offset included: the database comes back as it was
+    at its last flush, a consistent earlier point, and recovery re-reads the changelog from there. A clean
+    stop closes the databases, which flushes them. (Kafka Streams runs its RocksDB stores without a WAL for the same reason.)"""
     import rocksdict
 
     options = rocksdict.WriteOptions()
