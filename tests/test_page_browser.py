@@ -39,7 +39,7 @@ H = 3600.0
 # English words that must never reach a Chinese page (the detectors' own texts, the old history verbs).
 ENGLISH = re.compile(r"\b(carrier|exception|scan|shipped|pickup|stream|opened|acknowledge|resolve|limit|after|parcel)\b", re.I)
 SHOPS = ("shop-a", "shop-big", "shop-bulk", "shop-refresh", "shop-story", "shop-hang", "shop-phone", "shop-visit", "shop-auth",
-         "shop-link")
+         "shop-link", "shop-late")
 
 
 @pytest.fixture(scope="module")
@@ -462,6 +462,40 @@ def test_an_action_keeps_its_message_the_details_open_and_the_focus(live: tuple[
     assert focused(page).startswith(iid + ":")  # the focus stayed on that row
     page.keyboard.press("Tab")  # and the keyboard goes on from there
     assert focused(page).startswith(iid + ":")
+    page.close()
+
+
+def test_a_story_arriving_late_or_a_redraw_keeps_what_staff_entered(live: tuple[Worker, RedisServer], browser: Any) -> None:
+    """Before: the parcel's full story, arriving after staff had picked a resolution, re-drew the panel with
+    the default resolution, and 解决 then sent 已联系买家; an action on another row did the same."""
+    worker, redis_server = live
+    seed(redis_server.url, [issue("pickup_overdue", "74300001", "shop-late", severity="high"),
+                            issue("pickup_overdue", "74300002", "shop-late")])
+    page = signed_in(browser, worker, "shop-late")
+    details = re.compile(r"/issues/[^/?]+\?")  # one issue's story (not the list, not an action)
+    held: list[Any] = []
+    page.route(details, lambda route: held.append(route))
+    row_of(page, "74300001").get_by_role("button", name="详情").click()
+    while not held:
+        page.wait_for_timeout(20)
+    page.get_by_label("处理结果").select_option("extended_receipt")
+    page.get_by_label("问题类型").focus()  # staff look elsewhere while the story loads
+    story = held[0].fetch().json()
+    story["evidence"] = "完整的证据"
+    held[0].fulfill(json=story)
+    page.unroute(details)
+    expect(page.locator("#rows tr.detail")).to_contain_text("完整的证据")  # the panel was re-drawn
+    expect(page.get_by_label("处理结果")).to_have_value("extended_receipt")
+    page.get_by_label("备注").fill("已延长收货 5 天")
+    row_of(page, "74300002").get_by_role("button", name="确认").click()  # the list is re-drawn after it
+    expect(page.locator("#status")).to_have_text("已确认")
+    expect(page.get_by_label("处理结果")).to_have_value("extended_receipt")
+    expect(page.get_by_label("备注")).to_have_value("已延长收货 5 天")
+    page.get_by_role("button", name="解决").click()
+    key = "ZTO:74300001|pickup_overdue"
+    resolved = wait_for(lambda: (lambda d: d if d["status"] == "resolved" else None)(doc(redis_server.url, key)), 15,
+                        "the resolution in Redis")
+    assert resolved["resolution_code"] == "extended_receipt" and resolved["note"] == "已延长收货 5 天"
     page.close()
 
 

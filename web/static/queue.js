@@ -2,6 +2,7 @@
 // goes into the page with textContent, never as HTML. Rules it keeps for staff:
 // - every issue reachable (pages, totals), findable (search) and countable (counts that filter on click);
 // - an action's message stays until the next action; the details panel and the focus stay where they were;
+// - what staff chose or typed in a details panel stays through every redraw;
 // - actions act only on what is shown, and are offered only where they can succeed;
 // - a refresh never moves rows under the pointer: while staff work, it only says that the list changed;
 // - a slow or failing server shows a spinner, then a message, and never leaves old rows as if current;
@@ -263,7 +264,7 @@
   }
 
   // The whole story (every scan kept, the full history) of an open details panel, re-drawn in place unless
-  // staff are typing in it.
+  // the focus is in it (a caret would be lost).
   async function fetchDetails(issue) {
     try {
       const full = await request(`/issues/${encodeURIComponent(issue.id)}?lang=${lang}`, {}, null, L);
@@ -271,9 +272,29 @@
     } catch (err) { return; }
     const panel = document.getElementById(`detail-${issue.id}`);
     if (!panel || panel.contains(document.activeElement)) return;
-    const note = panel.querySelector("input[name=note]");
-    if (note && note.value) return;
-    panel.replaceWith(detailRow(issue));
+    const entered = enteredValues(panel);
+    const fresh = detailRow(issue);
+    fillIn(fresh, entered);
+    panel.replaceWith(fresh);
+  }
+
+  // What staff have chosen and typed in the open panels' forms, by issue, so that no redraw takes it away.
+  function enteredValues(root) {
+    const values = new Map();
+    for (const form of root.querySelectorAll("form.resolve")) {
+      values.set(form.closest("tr").dataset.detailOf,
+        { code: form.elements.resolution_code.value, note: form.elements.note.value });
+    }
+    return values;
+  }
+
+  function fillIn(root, values) {
+    for (const form of root.querySelectorAll("form.resolve")) {
+      const v = values.get(form.closest("tr").dataset.detailOf);
+      if (!v) continue;
+      form.elements.resolution_code.value = v.code;
+      form.elements.note.value = v.note;
+    }
   }
 
   // -- drawing --------------------------------------------------------------------------------------------
@@ -314,7 +335,9 @@
       tr.appendChild(el("td", L.empty, null, { colspan: columns }));
       trs.push(tr);
     }
+    const entered = enteredValues(tbody);
     tbody.replaceChildren(...trs);
+    fillIn(tbody, entered);
     table.classList.remove("stale");
     notice.hidden = true;
     const kinds = L.kinds;
