@@ -259,6 +259,7 @@ class Processor:
                 # The first chunk goes last: a crash part-way leaves it (and the tail) to be swept again.
                 removals[chunk_key] = None
             filed = b"".join(chunks.values())
+            refiled_here = False
             for subject in dict.fromkeys(filed.decode().split("\n")):
                 if not subject:
                     continue
@@ -278,11 +279,12 @@ class Processor:
                     continue
                 self._advance(subject, state, now, wall, out)
                 state.next_check_at = self._with_purge(subject, state, state.next_check_at)
-                self._file(partition, subject, state, cursor=last)
+                if self._file(partition, subject, state, cursor=last) == b:
+                    refiled_here = True
                 encoded = state.encode()
                 if encoded != raw_state:
                     self.states[subject] = encoded
-            if bucket_chunks(self.index, key) != chunks:
+            if refiled_here:
                 # Subjects re-filed into the bucket being swept (due later this same minute): keep the
                 # bucket for the next tick (its swept entries are then stale, skipped or re-checked).
                 for chunk_key in chunks:
@@ -374,16 +376,17 @@ class Processor:
 
     def _file(
         self, partition: int, subject: str, state: ParcelState, cursor: int | None = None, now: float | None = None
-    ) -> None:
+    ) -> int | None:
         """Put the subject in the deadline index if its next check is earlier than where it is filed (and a
-        parcel waiting for its transit limit where the lanes' refreshes look for it)."""
+        parcel waiting for its transit limit where the lanes' refreshes look for it); the bucket it was
+        added to, if any."""
         self._file_transit(partition, subject, state)
         next_check_at = state.next_check_at
         if next_check_at is None:
-            return
+            return None
         target = bucket_of(next_check_at)
         if state.indexed_bucket is not None and state.indexed_bucket <= target and state.index_epoch == self.epoch:
-            return
+            return None
         if cursor is None:
             raw_cursor = self.index.get(cursor_key(partition))
             if raw_cursor is None:
@@ -398,6 +401,7 @@ class Processor:
         append_to_bucket(self.index, bucket_key(partition, target), subject.encode() + b"\n")
         state.indexed_bucket = target
         state.index_epoch = self.epoch
+        return target
 
     # -- the transit limit's refreshes -------------------------------------------------------------------
 
