@@ -10,7 +10,8 @@ from . import alert_path, ceiling, detector_core, importer, peer, queue_page, re
 
 def main() -> None:
     steps = [
-        ("detector core", lambda: detector_core.main(["--parcels", "10000"])),
+        # Five pairs of (1) and (5): the RocksDB target is their ratio, and three pairs spread by a third here.
+        ("detector core", lambda: detector_core.main(["--parcels", "10000", "--store-repeats", "5"])),
         ("alert path (lane re-keying + alert router, in process)", lambda: alert_path.main([])),
         # One sweep per 5,000 events: about what the ceiling's worker does (a tick every 5 s at ~1k/s).
         ("records per event", lambda: records.main(["--events", "20000", "--tick-every", "5000"])),
