@@ -64,12 +64,7 @@ class AlertRouting:
                 # One record per alert-routing partition (a batch record when several), in their order. Only
                 # valid issue events (the sink dead-letters the others from this same record, once), and of
                 # those only what the router will look at: most match no route and only feed lane incidents.
-                pairs = []
-                for issue in issues:
-                    needed = self.router.needed(issue) if is_issue_event(issue) else None
-                    if needed is not None:
-                        pairs.append((_lane_key(issue), orjson.dumps(needed)))
-                for key, partition, record in keyed_records(pairs, self.partitions):
+                for key, partition, record in keyed_records(alert_routing_pairs(self.router, issues), self.partitions):
                     await self.topics.alert_routing.send(key=key, value=record, partition=partition)
             except Exception:
                 log.exception("could not forward issue events to alert routing")
@@ -126,5 +121,12 @@ class _RouterLifetime(Service):
         await self.router.close(timeout=5.0)
 
 
-def _lane_key(issue: dict[str, Any]) -> str:
-    return str(issue.get("lane") or f"subject:{issue.get('subject')}")
+def alert_routing_pairs(router: AlertRouter, issues: list[Any]) -> list[tuple[str, bytes]]:
+    """What the lane re-keying forwards of a record's issue events: for each valid one the router looks at,
+    its lane (the key) and what the router needs of it."""
+    pairs = []
+    for issue in issues:
+        needed = router.needed(issue) if is_issue_event(issue) else None
+        if needed is not None:
+            pairs.append((str(issue.get("lane") or f"subject:{issue.get('subject')}"), orjson.dumps(needed)))
+    return pairs

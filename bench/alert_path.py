@@ -21,12 +21,13 @@ from typing import Any
 import orjson
 
 import config
+from agents.alerts import alert_routing_pairs
 from alerting import AlertRouter, load_routes
 from core.processor import Output
 from core.replay import Engine
 from delivery.batch_records import encode_batches, keyed_records, record_events
 from devtools.simulator import Simulator
-from issue_queue.store import check_issue_event, is_issue_event
+from issue_queue.store import check_issue_event
 
 from .detector_core import START
 
@@ -63,12 +64,7 @@ async def alert_path(settings: config.Settings, records: list[bytes]) -> tuple[f
         forwarded = size = 0
         started = time.perf_counter()
         for record in records:
-            pairs = []
-            for issue in record_events(record):
-                needed = router.needed(issue) if is_issue_event(issue) else None
-                if needed is not None:
-                    pairs.append((str(issue.get("lane") or f"subject:{issue.get('subject')}"), orjson.dumps(needed)))
-            for _, _, value in keyed_records(pairs, PARTITIONS):
+            for _, _, value in keyed_records(alert_routing_pairs(router, record_events(record)), PARTITIONS):
                 forwarded += 1
                 size += len(value)
                 for issue in record_events(value):
