@@ -71,7 +71,9 @@ def _worker_main() -> None:
     checkpoint = Checkpoint(app, linger=float(env["CW_LINGER"]))
     framework.install(checkpoint, tansu_bootstrap=env["CW_BROKER"].removeprefix("kafka://"))
     writer = checkpoint.writer
-    read = writer.reader(state)  # the one-lookup read, checked against Faust's own ``get`` of ``reference``
+    # The one-lookup read, checked against Faust's own ``get`` of ``reference``; and Faust's own ``get`` of
+    # what the writer wrote (on RocksDB the writer reads and writes the partition databases itself).
+    read = writer.reader(state)
     expected = int(env["CW_EXPECTED"])
     slow = float(env.get("CW_SLOW", "0"))
     seen = [0]
@@ -80,7 +82,7 @@ def _worker_main() -> None:
     def compare(key: str) -> None:
         for k in (key, f"never-written:{key}"):
             reads["compared"] += 1  # type: ignore[operator]
-            if read(k) != reference.get(k):
+            if read(k) != reference.get(k) or state.get(k) != reference.get(k):
                 reads["differed"].append(k)  # type: ignore[attr-defined]
 
     @app.agent(topic)
@@ -250,6 +252,7 @@ def test_a_raw_tables_records_skip_faust_serializer_dispatch_and_are_what_it_mak
     raw = _Table(RawTable(app, name="raw", key_type=str, value_type=bytes, partitions=PARTITIONS))
     json_table = _Table(app.Table("json", key_type=str, value_type=bytes, partitions=PARTITIONS))  # type: ignore[arg-type]  # Faust's derived "json"
     assert raw.raw
+    assert raw.rocksdb is None  # (a memory store: written through the store itself)
     assert not json_table.raw  # the registry's path: a JSON string, quoted
     assert json_table.record("k", b"v", delete=False)[0] == b'"k"'
 
@@ -263,6 +266,35 @@ def test_a_raw_tables_records_skip_faust_serializer_dispatch_and_are_what_it_mak
             finally:
                 raw.raw = True
     assert raw.record("k", None, delete=True) == (b"k", None, [])
+
+
+def test_a_raw_table_on_rocksdb_is_read_and_written_in_its_partition_databases_as_faust_stores_them(tmp_path: Path) -> None:
+    import faust
+
+    from delivery.changelog import _Table
+
+    app = faust.App("cw-rocksdb", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+
+    class RawTable(faust.Table):  # as agents/topology.py
+        def _serializer_from_type(self, typ: object) -> str:
+            return "raw"
+
+    raw = _Table(RawTable(app, name="raw", key_type=str, value_type=bytes, partitions=PARTITIONS))
+    json_table = _Table(app.Table("json", key_type=str, value_type=bytes, partitions=PARTITIONS))  # type: ignore[arg-type]
+    assert raw.rocksdb is not None
+    assert json_table.rocksdb is None  # (its store encodes keys and values: Faust's own path)
+    store: Any = raw.table.data
+    try:
+        raw.rocksdb.db(1).put(*raw.record("顺丰:SF1", b"\x00state", delete=False)[:2])
+        # Faust's store finds it (outside of an event it searches every partition database), decoded as its own.
+        assert raw.table.data["顺丰:SF1"] == b"\x00state"
+        assert raw.rocksdb.get("顺丰:SF1") == b"\x00state"  # (no current event: Faust's search)
+        assert raw.rocksdb.get("absent") is None
+        raw.rocksdb.db(1).delete(raw.record("顺丰:SF1", None, delete=True)[0])
+        assert "顺丰:SF1" not in raw.table.data
+    finally:
+        for db in store._dbs.values():
+            db.close()
 
 
 # -- recovery: Faust reads the writer's changelog as its own ---------------------------------------------------
