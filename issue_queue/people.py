@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -94,8 +95,16 @@ def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-# A password checked for a login that does not exist, so that a wrong login costs what a wrong password does.
-_NOBODY = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _nobody() -> str:
+    """A password checked for a login that does not exist, so that a wrong login costs what a wrong password
+    does. Made at the first such sign-in, not at import: a scrypt run is about 50 ms of CPU, which every
+    process importing the web package (the worker, each CLI command) paid."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def _check_or_nobody(password: str, stored: str) -> bool:
+    return check_password(password, stored or _nobody())
 
 
 class People:
@@ -173,8 +182,7 @@ class People:
         if failures >= MAX_FAILED_SIGN_INS:
             return "locked"
         raw = await self.redis.hgetall(f"{self.prefix}account:{login}") if LOGIN.match(login) else {}
-        stored = _text(raw.get(b"password", b"")) or _NOBODY
-        ok = await asyncio.to_thread(check_password, password, stored)
+        ok = await asyncio.to_thread(_check_or_nobody, password, _text(raw.get(b"password", b"")))
         account = _account(login, raw) if ok else None
         if account is None:
             pipe = self.redis.pipeline(transaction=False)
