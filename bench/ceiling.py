@@ -417,7 +417,7 @@ def _until_settled(procs: list[subprocess.Popen[bytes]], ports: list[int], timeo
 
 def parcelwatch_workers(
     broker: TansuBroker, redis: RedisServer, workers: int, run_dir: Path,
-    produce: Callable[[Records], Coroutine[Any, Any, None]], timed: Records, warm_up: Records,
+    produce: Callable[[Records], Coroutine[Any, Any, None]], timed: Records, warm_up: Records, store: str | None = None,
 ) -> tuple[float, float, int]:
     """Seconds from the first timed event consumed until every timed input is processed and swept, the
     workers' CPU seconds over the same span (CPU / wall near the worker count: CPU-bound; lower:
@@ -427,7 +427,7 @@ def parcelwatch_workers(
     settled (``_until_settled``). With ``warm_up`` events the workers first process and sweep them,
     untimed: the ``timed`` events then meet parcels already tracked and open issues, which their scans,
     signatures and refunds update and resolve (each such issue event acknowledged by the broker before its
-    state is written)."""
+    state is written). ``store``: the workers' table store (default: the configured one, ``memory://``)."""
     procs: list[subprocess.Popen[bytes]] = []
     ports = []
     count = _TopicCounter(broker.bootstrap, [FACTS_TOPIC, ISSUES_TOPIC])
@@ -437,6 +437,8 @@ def parcelwatch_workers(
             env = {**os.environ, "PARCELWATCH_BROKER_URL": broker.url, "PARCELWATCH_REDIS_URL": redis.url,
                    "PARCELWATCH_WEB_PORT": str(port), "PARCELWATCH_DATA_DIR": str(run_dir / f"data-{i}"),
                    "PARCELWATCH_PARTITIONS": str(PARTITIONS), "PARCELWATCH_TICK_INTERVAL": str(TICK_INTERVAL_SECONDS)}
+            if store is not None:
+                env["PARCELWATCH_STORE"] = store
             log = (run_dir / f"worker-{i}.log").open("wb")
             procs.append(subprocess.Popen([sys.executable, "app.py", "worker", "-l", "warn"], cwd=ROOT, env=env,
                                           stdout=log, stderr=subprocess.STDOUT))

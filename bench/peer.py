@@ -4,9 +4,11 @@ same embedded broker and the same simulated events, one worker each, over severa
   (b)  an empty Faust agent, one record per event (the framework's floor: records per CPU-second)
   (c)  the parcelwatch worker, one record per event      (q)  the Quix peer, one record per event
   (c*) the parcelwatch worker, batch records of --batch  (q*) the Quix peer, the same batch records
+  (r*) (c*) with the worker's tables on ``rocksdb://``, the production store (the peer's state is on RocksDB)
 
-Each round starts a broker (and Redis) for its single-record runs and another for its batch-record runs;
-in each, both workers get the same events on topics of their own, the order of the two alternating from
+Each round starts a broker (and Redis) for its single-record runs, another for its batch-record runs and a
+third for (r*) (the worker's consumer group and topics are its own on a broker); in each, both workers get
+the same events on topics of their own, the order of the two alternating from
 round to round ((b) first or last with it). parcelwatch is timed as ``bench.ceiling`` times (c): from its
 first event consumed until every input, the order facts the router re-keyed, the closing sweeps and the
 issue events in Redis are done. The peer is timed from its first event until its consumer group has
@@ -15,7 +17,8 @@ acknowledged). CPU seconds are each worker process's own over the same span.
 
 Prints, per row, the median and range over rounds of events/s and of events per worker CPU-second (the
 headline: less sensitive to the machine's spell than events/s), and the per-round ratios with the
-issue's targets: c*/q* >= 100% and c/b >= 60%, both in events per worker CPU-second. Asserts nothing.
+issue's targets: c*/q* >= 100% and c/b >= 60%, both in events per worker CPU-second (and r*/q*, the same
+store on both sides). Asserts nothing.
 Needs ``requirements-bench.txt`` (``make bench`` installs it). Run:
 ``.venv/bin/python -m bench.peer [--events 20000] [--rounds 4] [--batch 50]``.
 """
@@ -50,6 +53,7 @@ from .ceiling import (
     PARTITIONS,
     ROOT,
     Records,
+    _create,
     _produce,
     _produce_partitioned,
     _TopicCounter,
@@ -170,8 +174,18 @@ def quix_peer(broker: TansuBroker, run_dir: Path, events: int, records: int, bat
 
 
 def _round(records: Records, batch: int, peer_first: bool, run_dir: Path) -> dict[str, Run]:
-    """One round: (b), (c) and (q) on one broker; (c*) and (q*) on another."""
-    return {**_mode(records, 0, peer_first, run_dir / "single"), **_mode(records, batch, peer_first, run_dir / "batched")}
+    """One round: (b), (c) and (q) on one broker; (c*) and (q*) on another; (r*) on a third, before or after."""
+    runs = {**_mode(records, 0, peer_first, run_dir / "single"), **_mode(records, batch, peer_first, run_dir / "batched")}
+    rocksdb = _rocksdb_worker(records, batch, run_dir / "batched-rocksdb")
+    return {"r*": rocksdb, **runs} if peer_first else {**runs, "r*": rocksdb}
+
+
+def _rocksdb_worker(records: Records, batch: int, mode_dir: Path) -> Run:
+    """(r*): the worker on batch records of ``batch`` with its tables on ``rocksdb://``, on a broker of its own."""
+    with TansuBroker(mode_dir / "broker") as broker, RedisServer(mode_dir / "redis") as redis:
+        asyncio.run(_create(broker.bootstrap, ["parcelwatch-orders", "parcelwatch-tracking"]))
+        produce = partial(_produce_partitioned, broker.bootstrap, size=batch)
+        return Run(*parcelwatch_workers(broker, redis, 1, mode_dir, produce, records, [], store="rocksdb://"))
 
 
 def _mode(records: Records, batch: int, peer_first: bool, mode_dir: Path) -> dict[str, Run]:
@@ -212,6 +226,7 @@ ROWS = (
     ("q", "(q)  Quix peer, one record per event"),
     ("c*", "(c*) parcelwatch, batch records"),
     ("q*", "(q*) Quix peer, batch records"),
+    ("r*", "(r*) parcelwatch on RocksDB, batch records"),
 )
 
 
@@ -242,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         per_cpu = [run[key].per_cpu(n) for run in rounds]
         issues = [run[key].issue_events for run in rounds]
         issues_text = "" if key == "b" else f"{min(issues):,}-{max(issues):,}" if min(issues) != max(issues) else f"{issues[0]:,}"
-        if key[0] in "cq" and key.endswith("*"):
+        if key.endswith("*"):
             label = label.replace("batch records", f"batch records of {args.batch}")
         print(f"{label:48} {_spread(rates):>24}   {_spread(per_cpu):>30}   {issues_text}")
 
@@ -259,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'met' if statistics.median(single_ratio) >= 0.6 else 'not met'}")
     print(f"  c/q   = {_spread(ratio('c', 'q'), pct)}   (events/s: c/q {_spread(ratio('c', 'q', False), pct)}, "
           f"c*/q* {_spread(ratio('c*', 'q*', False), pct)})")
+    print(f"  r*/q* = {_spread(ratio('r*', 'q*'), pct)}   (both on RocksDB; r*/c* {_spread(ratio('r*', 'c*'), pct)})")
 
 
 if __name__ == "__main__":
