@@ -11,8 +11,9 @@ Five figures over the same simulator traffic:
    notifications);
 4. state update alone (the same loop without the rules): the ceiling the rules' share is taken from;
 5. (1) again with the tables (parcel state, deadline index, orders) on RocksDB as the worker's
-   ``rocksdb://`` store keeps them (rocksdict with Faust's options, raw bytes), beside (1) on dicts:
-   target within 20% of it. (1) and (5) alternate ``--store-repeats`` times; medians.
+   ``rocksdb://`` store keeps them (rocksdict with Faust's options, raw bytes, read and written as the
+   changelog writer does: ``delivery/changelog.py``), beside (1) on dicts: target within 20% of it.
+   (1) and (5) alternate ``--store-repeats`` times; medians.
 Targets: (1) >= 100k events/s on one core; (3) >= 200k; (5) at least 80% of (1).
 (3) and (4) take about a second each, short enough for this shared machine's noise to move one run by a
 third (single runs of the same code gave 162k and 210k events/s one after the other): each is run
@@ -89,7 +90,8 @@ def state_and_detectors(
 class RocksTable(MutableMapping[str, bytes]):
     """A table on RocksDB as the worker's ``rocksdb://`` store holds it: rocksdict opened with Faust's own
     options (raw bytes, its block cache and bloom filter) and without its write-ahead log, as the worker
-    opens it (``delivery.framework.without_wal``), keys the subject's UTF-8 bytes."""
+    opens it (``delivery.framework.without_wal``), keys the subject's UTF-8 bytes, each read and write one
+    call into the database as the worker's changelog writer makes it (``delivery.changelog._RocksDBAccess``)."""
 
     def __init__(self, path: Path) -> None:
         from faust.stores.rocksdb import RocksDBOptions
