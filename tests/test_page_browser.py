@@ -619,6 +619,8 @@ def test_at_phone_width_rows_are_cards_nothing_overflows_and_focus_stays(live: t
     row.get_by_role("button", name="详情").click()
     detail = page.locator("#rows tr.detail")
     expect(detail).to_contain_text("物流轨迹")
+    # Measured once the story has arrived: the panel is re-drawn then, and a box taken meanwhile is None.
+    expect(detail).to_have_attribute("aria-busy", "false")
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     for box in (detail.bounding_box(), page.get_by_role("button", name="解决").bounding_box()):
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390

@@ -200,7 +200,8 @@
 
   function detailRow(issue) {
     const full = state.details.get(issue.id) || issue;
-    const tr = el("tr", null, "detail", { id: `detail-${issue.id}` });
+    // Busy until its story arrives (fetchDetails): what was drawn may still be re-drawn.
+    const tr = el("tr", null, "detail", { id: `detail-${issue.id}`, "aria-busy": "true" });
     tr.dataset.detailOf = issue.id;
     const td = el("td", null, null, { colspan: columns });
     const facts = el("dl", null, "facts");
@@ -266,15 +267,21 @@
   // The whole story (every scan kept, the full history) of an open details panel, re-drawn in place unless
   // the focus is in it (a caret would be lost).
   async function fetchDetails(issue) {
+    let full = null;
     try {
-      const full = await request(`/issues/${encodeURIComponent(issue.id)}?lang=${lang}`, {}, null, L);
+      full = await request(`/issues/${encodeURIComponent(issue.id)}?lang=${lang}`, {}, null, L);
       state.details.set(issue.id, full);
-    } catch (err) { return; }
+    } catch (err) { /* the row's own facts stay shown */ }
     const panel = document.getElementById(`detail-${issue.id}`);
-    if (!panel || panel.contains(document.activeElement)) return;
+    if (!panel) return;
+    if (!full || panel.contains(document.activeElement)) {
+      panel.setAttribute("aria-busy", "false");
+      return;
+    }
     const entered = enteredValues(panel);
     const fresh = detailRow(issue);
     fillIn(fresh, entered);
+    fresh.setAttribute("aria-busy", "false");
     panel.replaceWith(fresh);
   }
 
