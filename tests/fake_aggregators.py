@@ -18,6 +18,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -37,6 +38,17 @@ class Call:
     form: dict[str, str] = field(default_factory=dict)
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def max_in_window(stamps: Iterable[float], window: float = 1.0) -> int:
+    """The most of ``stamps`` (seconds) within any ``window`` seconds (closed at both ends)."""
+    times = sorted(stamps)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] > window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 class FakeAggregators:
@@ -103,13 +115,7 @@ class FakeAggregators:
 
     def max_in_window(self, vendor: str, window: float = 1.0) -> int:
         """The most requests to ``vendor`` within any ``window`` seconds (closed at both ends)."""
-        times = sorted(c.at for c in self.calls_of(vendor))
-        best, start = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] > window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return max_in_window([c.at for c in self.calls_of(vendor)], window)
 
     def _record(self, call: Call) -> int:
         """Record a call; returns how many calls to this vendor fell within the last second (this one included)."""
