@@ -174,10 +174,15 @@ def quix_peer(broker: TansuBroker, run_dir: Path, events: int, records: int, bat
 
 
 def _round(records: Records, batch: int, peer_first: bool, run_dir: Path) -> dict[str, Run]:
-    """One round: (b), (c) and (q) on one broker; (c*) and (q*) on another; (r*) on a third, before or after."""
-    runs = {**_mode(records, 0, peer_first, run_dir / "single"), **_mode(records, batch, peer_first, run_dir / "batched")}
-    rocksdb = _rocksdb_worker(records, batch, run_dir / "batched-rocksdb")
-    return {"r*": rocksdb, **runs} if peer_first else {**runs, "r*": rocksdb}
+    """One round: (b), (c) and (q) on one broker; (c*) and (q*) on another; (r*) on a third, before (c*) and
+    (q*) in the rounds where the peer goes first, after them in the others."""
+    runs = _mode(records, 0, peer_first, run_dir / "single")
+    if peer_first:
+        runs["r*"] = _rocksdb_worker(records, batch, run_dir / "batched-rocksdb")
+    runs.update(_mode(records, batch, peer_first, run_dir / "batched"))
+    if not peer_first:
+        runs["r*"] = _rocksdb_worker(records, batch, run_dir / "batched-rocksdb")
+    return runs
 
 
 def _rocksdb_worker(records: Records, batch: int, mode_dir: Path) -> Run:

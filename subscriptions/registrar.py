@@ -81,7 +81,6 @@ class Registrar:
         self.clock = clock
         self.rate = cfg.rate_per_second or vendor.documented_rate
         self.slot_tolerance = slot_tolerance_seconds(self.rate)
-        self.late_slots = 0  # slots given up because the request would have gone too late (``take_slot``)
         # Claims last long enough for a slot wait, the request's timeout and the settle.
         self.lease = 3 * cfg.timeout_seconds + 30.0
         # The vendor's last refusal of our key or account (None once a registration works again).
@@ -170,7 +169,6 @@ class Registrar:
                 await asyncio.sleep(wait)
             if loop.time() - due <= self.slot_tolerance:
                 return
-            self.late_slots += 1
 
     async def call(self, session: aiohttp.ClientSession, parcels: list[Parcel]) -> dict[str, Result]:
         request = self.vendor.request(parcels)
