@@ -271,9 +271,9 @@ def test_kuaidi100_rate_is_held_across_two_workers(redis_server: RedisServer, fa
     assert len(fake.calls_of("kuaidi100")) == 70 and len(fake.registered["kuaidi100"]) == 70
     # The two registrars together start at most 20 requests in any second (kuaidi100's rate)...
     assert max_in_window(started) <= 20
-    # ... and the vendor sees no more: one more at most, because the fake vendor stamps requests in a thread
-    # of this process, which on a busy machine (make test's workers, a browser) waits for the interpreter
-    # and can stamp two requests that arrived apart together.
+    # ... and the fake vendor counts at most one more: it stamps requests in a thread of this process, which
+    # on a busy machine (make test's workers, a browser) waits for the interpreter and can stamp two requests
+    # that arrived apart together.
     assert fake.max_in_window("kuaidi100") <= 21
 
 
