@@ -150,7 +150,7 @@ class _RocksDBAccess:
         event = current_event()
         if event is None:  # (outside of an event: Faust's own search of the partition databases)
             return self.store._get(key.encode())  # type: ignore[no-any-return]
-        return self.store._db_for_partition(event.message.partition).get(key.encode())  # type: ignore[no-any-return]
+        return self.db(event.message.partition).get(key.encode())  # type: ignore[no-any-return]
 
 
 class _Batch:
