@@ -17,7 +17,7 @@ from faust.types import TP, EventT, StreamT
 from core.clock import encode_watermark
 from core.orders import OrderRouter, decode_gone
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for
-from delivery.framework import note_send_failure
+from delivery.framework import committed_offsets, note_send_failure
 from delivery.staging import StagedWrites
 from domain.events import InvalidEvent, check_not_ahead, parse_order_event
 
@@ -47,8 +47,11 @@ class OrderRouterAgent(Agent):
         self._watermark_sent: dict[int, float] = {}  # orders partition -> wall clock of its last watermark
         self._routed: dict[int, int] = {}  # orders partition -> offset of the last order event routed
         self._routed_at: dict[int, float] = {}  # orders partition -> wall clock when it routed the last one
-        self._lagging: set[int] = set()  # orders partitions that sent watermarks and have not said they caught up
+        # Orders partitions that have not said they caught up: those that sent behind watermarks, and every one
+        # newly assigned here (what an earlier owner left standing is unknown: see _on_assigned).
+        self._lagging: set[int] = set()
         app.agent(self.topics.order_inputs, name="order_router")(self.run)
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]  # (as below)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
         app.timer(interval=WATERMARK_EVERY_SECONDS, name="caught_up_watermarks")(self.caught_up_watermarks)
 
@@ -134,6 +137,19 @@ class OrderRouterAgent(Agent):
 
     # -- watermarks (core/clock.py) -------------------------------------------------------------------------------
 
+    def _on_assigned(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Orders partitions assigned here count as lagging until they say they caught up. The router that had
+        them before (killed, stopped, or this worker before a rebalance) may have left behind watermarks that
+        the parcel partitions have not read yet, or read again from their uncommitted offsets: each holds its
+        partition's clock until the partition's owner reports again. With nothing left to route, this router
+        would otherwise never report, and those clocks would stay held for ``WATERMARK_HOLD_SECONDS``."""
+        assigned: set[TP] = args[0]
+        now = time.time()
+        for tp in assigned:
+            if tp.topic == self.names.orders:
+                self._lagging.add(tp.partition)
+                self._routed_at[tp.partition] = now  # (quiet from here: a producer may still send old events)
+
     def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Orders partitions revoked from this worker: their new owner's router reports on them."""
         revoked: set[TP] = args[0]
@@ -166,15 +182,20 @@ class OrderRouterAgent(Agent):
     async def caught_up_watermarks(self) -> None:
         """An orders partition that routed up to its high watermark and got nothing new for
         ``CAUGHT_UP_QUIET_SECONDS`` has caught up: a watermark at the wall clock releases the parcel partitions
-        it held (a router starved of fetches is not caught up: it holds)."""
+        it held (a router starved of fetches is not caught up: it holds). So does one newly assigned here with
+        nothing to route (``_on_assigned``)."""
         now = time.time()
+        committed = committed_offsets(self.app)
         for source_partition in sorted(self._lagging):
+            tp = TP(self.names.orders, source_partition)
             try:
-                highwater = self.app.consumer.highwater(TP(self.names.orders, source_partition))
+                highwater = self.app.consumer.highwater(tp)
             except AssertionError:  # (aiokafka's: no longer assigned here; its new owner reports on it)
                 self._lagging.discard(source_partition)
                 continue
-            if (highwater is not None and self._routed.get(source_partition, -1) + 1 >= highwater
+            # Routed up to here: by this router, or (committed) by any before it, their facts sent before this.
+            routed_to = max(self._routed.get(source_partition, -1) + 1, committed.get(tp) or 0)
+            if (highwater is not None and routed_to >= highwater
                     and now - self._routed_at.get(source_partition, 0.0) >= CAUGHT_UP_QUIET_SECONDS):
                 self._lagging.discard(source_partition)
                 await self._broadcast(source_partition, now)

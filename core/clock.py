@@ -20,8 +20,10 @@ While the router works through old order events it sends a watermark to every or
 every half second ("every order event of my partition q that arrived up to t has been routed"): queued
 behind the facts it routed, each is one more input of that partition (``orders:q``). A router starved of
 fetches looks quiet without having caught up, so these inputs do not end by quiet: the router says when
-it has routed everything up to its partition's high watermark (a watermark at the wall clock), and only
-a router that vanished is outlived, after ``WATERMARK_HOLD_SECONDS``.
+it has routed everything up to its partition's high watermark (a watermark at the wall clock). A router
+newly assigned the partition says so too, even with nothing to route: the watermarks its predecessor left
+(read again after a kill, from uncommitted offsets) hold until the partition's owner reports. Only a router
+that vanished with no owner reporting after it is outlived, after ``WATERMARK_HOLD_SECONDS``.
 
 A partition cannot know how far behind an input is before that input has reported at all, so a lagging
 partition's clock stays at the first arrival it saw until every ``expected`` input (its tracking, and

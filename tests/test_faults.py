@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from core.clock import encode_watermark
+from delivery.batch_records import partition_for
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
 
@@ -88,6 +91,44 @@ def test_redis_outage_holds_issues_and_writes_them_when_redis_returns(tmp_path: 
     finally:
         worker.stop()
         redis_server.stop()
+
+
+def test_a_restarted_router_with_nothing_to_route_releases_the_watermarks_left_behind(
+    tmp_path: Path, broker: TansuBroker, redis_server: RedisServer
+) -> None:
+    """A worker killed while its order router was behind leaves the router's watermarks on the order-facts
+    topic, and its parcel partitions read them again from their uncommitted offsets: each holds its partition's
+    clock until that orders partition reports again. The restarted router has every order event of it routed
+    and committed already; it must still say it caught up, or every sweep waits out the hold (five minutes, longer
+    than the fault tests wait) and the deadlines due meanwhile fire late."""
+    now = time.time()
+    long_ago = now - 3 * 86400
+    order_id = "TB8000"
+    source = partition_for(order_id, 4)
+
+    def stale(n: int) -> Callable[[], bool]:
+        return lambda: sum(i["kind"] == "tracking_stale" for i in all_issues(redis_server.url)) == n
+
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        # An order routed and committed before the fault: its orders partition has nothing left to route.
+        produce(broker.bootstrap, [shipped(order_id, "8800000", long_ago), scan("8800000", "picked_up", long_ago)],
+                arrived=[long_ago] * 2)
+        wait_for(stale(1), 120, "the order's parcel's tracking_stale")
+    finally:
+        worker.stop()  # (its offsets committed)
+    # What the router had sent, not yet read by the parcel partitions, when it died: its behind watermark on
+    # every order-facts partition. And a backlog of scans whose tracking_stale deadlines passed a day ago.
+    behind = now - 2 * 86400
+    produce(broker.bootstrap, [("parcelwatch-order-facts", f"watermark:{source}".encode(), encode_watermark(source, behind))
+                               for _ in range(4)], arrived=[behind] * 4, partitions=range(4))
+    scans = [scan(f"881{i:04d}", "in_transit", long_ago) for i in range(40)]
+    produce(broker.bootstrap, scans, arrived=[long_ago] * len(scans))
+    worker = Worker(broker.url, redis_server.url, tmp_path, name="w2").start()
+    try:
+        wait_for(stale(41), 90, "the 40 new tracking_stale issues (the clocks released by the restarted router)")
+    finally:
+        worker.stop()
 
 
 def hostile_events(n: int, now: float) -> list[tuple[str, bytes | None, bytes]]:
