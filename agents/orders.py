@@ -184,6 +184,8 @@ class OrderRouterAgent(Agent):
         ``CAUGHT_UP_QUIET_SECONDS`` has caught up: a watermark at the wall clock releases the parcel partitions
         it held (a router starved of fetches is not caught up: it holds). So does one newly assigned here with
         nothing to route (``_on_assigned``)."""
+        if not self._lagging:
+            return
         now = time.time()
         committed = committed_offsets(self.app)
         for source_partition in sorted(self._lagging):
