@@ -27,6 +27,7 @@ from core.processor import Output, Processor
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for, record_events
 from delivery.clients import stop_consumer
 from delivery.framework import committed_offsets
+from delivery.redelivery import SeenLately
 from domain.events import InvalidEvent, TrackingUpdate, check_not_ahead, parse_tracking_update
 from domain.state import OrderFacts
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from . import StreamApp
 
 log = logging.getLogger("parcelwatch.parcels")
+# Deliveries remembered to recognise one sent again after a crash: many minutes of a busy deployment's.
+RECENT_DELIVERIES = 50_000
 
 
 class ParcelAgent(Agent):
@@ -67,6 +70,7 @@ class ParcelAgent(Agent):
         app.agent(self.topics.parcel_inputs, name="parcel_agent")(self.run)
         app.timer(interval=cfg.tick_interval_seconds, on_leader=True, name="tick")(self.tick)
         self.checkpoint.best_effort.add(self.names.ticks)  # (a tick that failed to send: the next one comes)
+        self._deliveries_seen = SeenLately(RECENT_DELIVERIES)  # (parcel, signature time) of deliveries read
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
         app.service(LaneBaselineFeed(self))  # type: ignore[arg-type]  # (an instance is started as it is)
 
@@ -252,11 +256,17 @@ class ParcelAgent(Agent):
 
     async def _emit(self, event: EventT, acks: list[Awaitable[Any]], outs: list[Output], issues: list[tuple[str, bytes]],
                     partition: int, *, wait: bool = False) -> None:
-        """Send a record's issue events (step 3) as one record per partition (a batch record when several:
-        each sent alone cost four Faust messages); its staged writes follow once these and ``acks`` are
-        acknowledged (steps 4-5)."""
-        for key, issues_partition, record in keyed_records(issues, self.partitions):
-            acks.append(await self.topics.issues.send(key=key, value=record, partition=issues_partition))
+        """Send a record's issue events, deliveries and milestones (step 3), each kind as one record per
+        partition (a batch record when several: each sent alone cost four Faust messages); its staged writes
+        follow once these and ``acks`` are acknowledged (steps 4-5). Sent after the state write, a delivery or
+        milestone whose state landed before a ``kill -9`` was never sent again; sent before it, a crash in
+        between sends it twice, which its readers absorb (the lane baselines' feed, the shops' health)."""
+        topics = self.topics
+        deliveries = [(delivery["carrier"], orjson.dumps(delivery)) for out in outs for delivery in out.deliveries]
+        milestones = [(m["parcel"], orjson.dumps(m)) for out in outs for m in out.logistics]
+        for topic, pairs in ((topics.issues, issues), (topics.deliveries, deliveries), (topics.shop_logistics, milestones)):
+            for key, topic_partition, record in keyed_records(pairs, self.partitions):
+                acks.append(await topic.send(key=key, value=record, partition=topic_partition))
 
         async def write() -> None:
             await self._write(outs, partition)
@@ -268,9 +278,8 @@ class ParcelAgent(Agent):
 
     async def _write(self, outs: list[Output], partition: int) -> None:
         """Step 5: the staged states and index of ``partition``, then the rest of ``outs``: a sweep's index
-        removals (step 6, once these writes are acknowledged), milestones, deliveries."""
+        removals (step 6, once these writes are acknowledged), the milestones' metrics."""
         self.checkpoint.write_staged(partition)
-        deliveries: list[tuple[str, bytes]] = []
         for out in outs:
             if out.index_removals:
                 removals = Output(index_removals=out.index_removals)  # (not the sweep's issue events: sent)
@@ -280,14 +289,6 @@ class ParcelAgent(Agent):
                     self.recorder.observe_shipment(shop)
                 else:
                     self.recorder.observe_pickup(shop, shipped_at, picked_up_at)
-            deliveries.extend((delivery["carrier"], orjson.dumps(delivery)) for delivery in out.deliveries)
-        # A record's deliveries as one record per partition (a batch record when several), as issue events.
-        for key, deliveries_partition, record in keyed_records(deliveries, self.partitions):
-            await self.topics.deliveries.send(key=key, value=record, partition=deliveries_partition)
-        # The same for the parcels' milestones, read by the shops' logistics health (agents/shop_health.py).
-        milestones = [(m["parcel"], orjson.dumps(m)) for out in outs for m in out.logistics]
-        for key, milestones_partition, record in keyed_records(milestones, self.partitions):
-            await self.topics.shop_logistics.send(key=key, value=record, partition=milestones_partition)
 
     def _remove(self, removals: Output, partition: int) -> None:
         self.processor.apply_index_removals(removals)
@@ -315,7 +316,8 @@ class ParcelAgent(Agent):
     def add_deliveries(self, raw: bytes | None) -> int:
         """The deliveries of one record (one, or a batch record's elements) into the lane baselines; a
         malformed one is skipped alone (this worker wrote them: a bad one is a bug to log, not input to
-        dead-letter). Returns how many were added."""
+        dead-letter), and so is a parcel's delivery read lately (a copy sent again after a crash). Returns
+        how many were added."""
         try:
             elements = record_events(raw)
         except InvalidEvent:
@@ -324,6 +326,8 @@ class ParcelAgent(Agent):
         added = 0
         for d in elements:
             try:
+                if isinstance(d, dict) and "parcel" in d and not self._deliveries_seen.first_time((d["parcel"], d["signed_at"])):
+                    continue  # sent again after a crash (see ``_emit``)
                 self.stream.baselines.add_record(d)
                 self.recorder.observe_delivery(d)
                 added += 1
@@ -345,8 +349,13 @@ class LaneBaselineFeed(Service):
         settings = self.parcels.stream.settings
         bootstrap = ",".join(u.removeprefix("kafka://") for u in settings.app.broker.split(";"))
         topic = settings.topics.deliveries
+        # The next offset to read of each partition: a feed that failed goes on from there, not from the
+        # beginning (read twice, every delivery would count twice).
+        positions: dict[TopicPartition, int] = {}
         while not self.should_stop:
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+            # (An offset past the end, a broker that came back empty, reads the partition from its start.)
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                        auto_offset_reset="earliest")
             try:
                 await consumer.start()
                 partitions = consumer.partitions_for_topic(topic)
@@ -355,12 +364,18 @@ class LaneBaselineFeed(Service):
                     continue
                 tps = [TopicPartition(topic, p) for p in sorted(partitions)]
                 consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
+                unread = [tp for tp in tps if tp not in positions]
+                if unread:  # (with none, aiokafka would seek every partition)
+                    await consumer.seek_to_beginning(*unread)
+                for tp in tps:
+                    if tp in positions:
+                        consumer.seek(tp, positions[tp])
                 while not self.should_stop:
                     batch = await consumer.getmany(timeout_ms=1000)
-                    for msgs in batch.values():
+                    for tp, msgs in batch.items():
                         for m in msgs:
                             self.parcels.add_deliveries(m.value)
+                            positions[tp] = m.offset + 1
             except asyncio.CancelledError:
                 raise
             except Exception:

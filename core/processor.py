@@ -628,6 +628,7 @@ class Processor:
 
     def _delivery(self, subject: str, state: ParcelState) -> dict[str, Any]:
         return {
+            "parcel": subject,  # (with ``signed_at``: how a reader knows a copy sent again after a crash)
             "carrier": subject.rsplit(":", 1)[0],
             "origin_province": state.origin_province,
             "destination_province": state.destination_province,

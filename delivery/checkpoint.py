@@ -13,12 +13,13 @@ For each input record of a partition (``begin`` -> processing -> ``settle``):
 2. **stage**: processing stages its state and deadline-index writes in ``StagedWrites`` (``staged``); the
    tables are not touched yet.
 3. **send**: the agent sends what the record produced: issue events, buyer notifications, order-purge
-   notices (the records the rest of the product sees).
+   notices, deliveries and the shops' milestones (the records the rest of the product sees).
 4. **acknowledged**: ``settle`` waits for the broker to acknowledge every one of them (in a task, while the
    agent goes on with other partitions' records).
 5. **write**: only then the staged writes go to the tables' stores and, as changelog records, to the
-   ``ChangelogWriter``'s batches; deliveries and metrics follow. A ``kill -9`` before this point repeats the
-   record's issue events (the Redis sink ignores duplicates) instead of recording issues nobody heard of.
+   ``ChangelogWriter``'s batches; metrics follow. A ``kill -9`` before this point repeats the record's
+   sends (the Redis sinks ignore duplicates, the lane baselines' feed a delivery it read lately:
+   ``delivery/redelivery.py``) instead of recording as sent what nobody heard of.
 6. **remove**: a sweep's index removals (its swept buckets and cursor) wait until step 5's writes are
    acknowledged themselves (``remove_after_acknowledged``): a crash between must never leave a subject
    filed nowhere.

@@ -1,6 +1,6 @@
 """The deliveries topic as the lane baselines read it: a record carries one delivery or a batch of them
-(the parcel agent sends a record's deliveries as one record per partition, agents/parcels.py ``_write``),
-and a malformed delivery is skipped alone."""
+(the parcel agent sends a record's deliveries as one record per partition, agents/parcels.py ``_emit``),
+a malformed delivery is skipped alone, and a copy sent again after a crash counts once."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import agents
 import config
 from agents.parcels import ParcelAgent
 from delivery.batch_records import keyed_records
+from delivery.redelivery import SeenLately
 
 T0 = 1_793_500_000.0
 
@@ -48,3 +49,24 @@ def test_a_malformed_delivery_is_skipped_alone_and_a_malformed_record_whole(parc
     assert parcels.add_deliveries(b"[not json") == 0
     assert parcels.add_deliveries(None) == 0
     assert parcels.stream.baselines.deliveries - before == 3
+
+
+def test_a_delivery_sent_again_after_a_crash_counts_once(parcels: ParcelAgent) -> None:
+    """The parcel agent sends a delivery before it writes the state that says so: a crash in between sends it
+    again, as the same parcel signed at the same time."""
+    first = {**_delivery("ZTO", 30), "parcel": "ZTO:771"}
+    before = parcels.stream.baselines.deliveries
+    assert parcels.add_deliveries(orjson.dumps(first)) == 1
+    again = b"[" + b",".join([orjson.dumps(first), orjson.dumps({**_delivery("ZTO", 31), "parcel": "ZTO:772"})]) + b"]"
+    assert parcels.add_deliveries(again) == 1  # only the other parcel's
+    # The same tracking number signed at another time is another parcel (carriers reuse numbers).
+    assert parcels.add_deliveries(orjson.dumps({**first, "signed_at": T0 + 99 * 86400})) == 1
+    assert parcels.stream.baselines.deliveries - before == 3
+
+
+def test_what_was_seen_lately_is_remembered_for_its_last_keys_only() -> None:
+    seen = SeenLately(keep=2)
+    assert [seen.first_time(k) for k in ("a", "b", "a", "c")] == [True, True, False, True]
+    assert len(seen) == 2
+    assert seen.first_time("a")  # forgotten: the oldest went when "c" came
+    assert not seen.first_time("c")

@@ -715,6 +715,7 @@ def test_a_delivery_is_reported_once_when_signed_after_pickup() -> None:
     out = r.scan("signed", T0 + 30 * H)
     assert out.deliveries == [
         {
+            "parcel": "ZTO:1",
             "carrier": "ZTO",
             "origin_province": "广东",
             "destination_province": "浙江",

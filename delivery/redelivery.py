@@ -1,0 +1,37 @@
+"""Records sent again after a crash, recognised by a reader whose effect is not idempotent by itself.
+
+The parcel agent sends what a record derived (issue events, deliveries, milestones) before it writes the
+state that says they were sent (``delivery/checkpoint.py``, steps 3-5): a crash in between processes the
+record again and sends them again. The Redis sinks absorb that by key. A reader that only adds up what it
+reads (the lane baselines' feed of deliveries) remembers the keys it read lately instead: a copy sent again
+comes within the records written while the worker was down and processed its uncommitted records again,
+far fewer than it remembers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+
+class SeenLately:
+    """The last ``keep`` keys seen, each once (the oldest forgotten first)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        # (A dict keeps insertion order: its first key is the oldest. Keys are kept as their hashes: an
+        # accidental equal hash forgets one copy of a statistic, never anything staff see.)
+        self._seen: dict[int, None] = {}
+
+    def first_time(self, key: Hashable) -> bool:
+        """Whether ``key`` is new among the last ``keep`` keys (and remember it)."""
+        h = hash(key)
+        seen = self._seen
+        if h in seen:
+            return False
+        seen[h] = None
+        if len(seen) > self.keep:
+            del seen[next(iter(seen))]
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
