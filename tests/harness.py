@@ -404,6 +404,32 @@ def replayed_outcome(records: list[Any], until: float, settings: Any) -> Outcome
     return out
 
 
+def replayed_deliveries(records: list[Any], until: float, settings: Any) -> set[tuple[str, float]]:
+    """The deliveries (parcel, signature time) a replay of the same events reports to the lane baselines."""
+    from core.processor import Output
+    from core.replay import Engine, play, read_events
+    from domain.events import InvalidEvent
+
+    delivered: set[tuple[str, float]] = set()
+
+    class Recording(Engine):
+        def _collect(self, out: Output) -> None:
+            delivered.update((d["parcel"], d["signed_at"]) for d in out.deliveries)
+            super()._collect(out)
+
+    lines = [jsonl_line(kind, key, event) for kind, key, event in records]
+    events = [ev for _, ev in read_events(lines) if not isinstance(ev, InvalidEvent)]
+    play(Recording(settings), events, until)
+    return delivered
+
+
+def sent_deliveries(bootstrap: str, topic: str) -> list[tuple[str, float]]:
+    """Every delivery (parcel, signature time) on the deliveries topic, copies included."""
+    from delivery.batch_records import record_events
+
+    return [(d["parcel"], d["signed_at"]) for m in consume_all(bootstrap, topic) for d in record_events(m.value)]
+
+
 @dataclass
 class Comparison:
     """The queue against the replay: issues only in the replay (lost), only in the queue (extra), in both
@@ -644,6 +670,13 @@ class FaultRun:
                 self.note(comparison.describe(0))
                 return comparison
             time.sleep(1.5)
+
+    def lost_deliveries(self) -> list[tuple[str, float]]:
+        """The deliveries a replay of the same events reports that never reached the deliveries topic (what the
+        lane baselines learn from; a copy sent again after a crash is read once, ``delivery/redelivery.py``)."""
+        records = self.records[self.first_lifetime:] if self.restarted_broker else self.records
+        sent = set(sent_deliveries(self.broker.bootstrap, self.settings.topics.deliveries))
+        return sorted(replayed_deliveries(records, time.time(), self.settings) - sent)
 
     def first_lifetime_active(self) -> list[str]:
         """Issues of the first broker lifetime's parcels still open or acknowledged: their state is gone, no

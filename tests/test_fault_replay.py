@@ -4,7 +4,8 @@ Each run produces simulated events steadily (their arrival time their event time
 clock judges them as a replay does), injects faults at seeded random moments meanwhile, lets the workers
 work through everything, then compares every issue in Redis (status, ``opened_at``, ``resolved_at``) with a
 replay of the same events until now (``core/replay.py``, what ``app.py replay --until`` runs): they must be
-equal. ``bench/soak.py`` runs the same harness longer, with more faults, and prints its counts.
+equal, and every delivery the replay reports must be on the deliveries topic. ``bench/soak.py`` runs the
+same harness longer, with more faults, and prints its counts.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def test_a_broker_that_comes_back_empty_is_a_new_lifetime_for_running_workers(tm
 
 
 def _compare_with_replay(run: FaultRun) -> None:
-    """Let the workers finish, then the whole queue must equal a replay of the same events."""
+    """Let the workers finish, then the whole queue must equal a replay of the same events, and no delivery it
+    reports may be missing from what the lane baselines read."""
     result = run.finish()
     print(run.report())
     assert result.equal, f"{result.describe()}\n{run.report()}"
+    assert run.lost_deliveries() == [], run.report()
