@@ -256,17 +256,11 @@ class ParcelAgent(Agent):
 
     async def _emit(self, event: EventT, acks: list[Awaitable[Any]], outs: list[Output], issues: list[tuple[str, bytes]],
                     partition: int, *, wait: bool = False) -> None:
-        """Send a record's issue events, deliveries and milestones (step 3), each kind as one record per
-        partition (a batch record when several: each sent alone cost four Faust messages); its staged writes
-        follow once these and ``acks`` are acknowledged (steps 4-5). Sent after the state write, a delivery or
-        milestone whose state landed before a ``kill -9`` was never sent again; sent before it, a crash in
-        between sends it twice, which its readers absorb (the lane baselines' feed, the shops' health)."""
-        topics = self.topics
-        deliveries = [(delivery["carrier"], orjson.dumps(delivery)) for out in outs for delivery in out.deliveries]
-        milestones = [(m["parcel"], orjson.dumps(m)) for out in outs for m in out.logistics]
-        for topic, pairs in ((topics.issues, issues), (topics.deliveries, deliveries), (topics.shop_logistics, milestones)):
-            for key, topic_partition, record in keyed_records(pairs, self.partitions):
-                acks.append(await topic.send(key=key, value=record, partition=topic_partition))
+        """Send a record's issue events (step 3) as one record per partition (a batch record when several:
+        each sent alone cost four Faust messages); its staged writes follow once these and ``acks`` are
+        acknowledged (steps 4-5)."""
+        for key, issues_partition, record in keyed_records(issues, self.partitions):
+            acks.append(await self.topics.issues.send(key=key, value=record, partition=issues_partition))
 
         async def write() -> None:
             await self._write(outs, partition)
@@ -278,8 +272,16 @@ class ParcelAgent(Agent):
 
     async def _write(self, outs: list[Output], partition: int) -> None:
         """Step 5: the staged states and index of ``partition``, then the rest of ``outs``: a sweep's index
-        removals (step 6, once these writes are acknowledged), the milestones' metrics."""
+        removals (step 6, once these writes are acknowledged), milestones, deliveries.
+
+        Deliveries and milestones follow the state that says they were sent instead of being acknowledged
+        before it, as issue events are: waiting for them stalled the partition's next record on nearly every
+        record (a fifth of the worker's events per CPU-second, one record per event). A ``kill -9`` that lands
+        the state and not them (a few milliseconds after a write; a commit sends them first, ``Checkpoint``
+        step 8) loses one sample of a lane's baseline or one parcel of a shop's rates. A copy sent again is
+        recognised by their readers (``delivery/redelivery.py``, the shops' health)."""
         self.checkpoint.write_staged(partition)
+        deliveries: list[tuple[str, bytes]] = []
         for out in outs:
             if out.index_removals:
                 removals = Output(index_removals=out.index_removals)  # (not the sweep's issue events: sent)
@@ -289,6 +291,14 @@ class ParcelAgent(Agent):
                     self.recorder.observe_shipment(shop)
                 else:
                     self.recorder.observe_pickup(shop, shipped_at, picked_up_at)
+            deliveries.extend((delivery["carrier"], orjson.dumps(delivery)) for delivery in out.deliveries)
+        # A record's deliveries as one record per partition (a batch record when several), as issue events.
+        for key, deliveries_partition, record in keyed_records(deliveries, self.partitions):
+            await self.topics.deliveries.send(key=key, value=record, partition=deliveries_partition)
+        # The same for the parcels' milestones, read by the shops' logistics health (agents/shop_health.py).
+        milestones = [(m["parcel"], orjson.dumps(m)) for out in outs for m in out.logistics]
+        for key, milestones_partition, record in keyed_records(milestones, self.partitions):
+            await self.topics.shop_logistics.send(key=key, value=record, partition=milestones_partition)
 
     def _remove(self, removals: Output, partition: int) -> None:
         self.processor.apply_index_removals(removals)
@@ -327,7 +337,7 @@ class ParcelAgent(Agent):
         for d in elements:
             try:
                 if isinstance(d, dict) and "parcel" in d and not self._deliveries_seen.first_time((d["parcel"], d["signed_at"])):
-                    continue  # sent again after a crash (see ``_emit``)
+                    continue  # sent again (see ``_write``)
                 self.stream.baselines.add_record(d)
                 self.recorder.observe_delivery(d)
                 added += 1

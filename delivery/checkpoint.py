@@ -13,13 +13,13 @@ For each input record of a partition (``begin`` -> processing -> ``settle``):
 2. **stage**: processing stages its state and deadline-index writes in ``StagedWrites`` (``staged``); the
    tables are not touched yet.
 3. **send**: the agent sends what the record produced: issue events, buyer notifications, order-purge
-   notices, deliveries and the shops' milestones (the records the rest of the product sees).
+   notices (the records the rest of the product sees).
 4. **acknowledged**: ``settle`` waits for the broker to acknowledge every one of them (in a task, while the
    agent goes on with other partitions' records).
 5. **write**: only then the staged writes go to the tables' stores and, as changelog records, to the
-   ``ChangelogWriter``'s batches; metrics follow. A ``kill -9`` before this point repeats the record's
-   sends (the Redis sinks ignore duplicates, the lane baselines' feed a delivery it read lately:
-   ``delivery/redelivery.py``) instead of recording as sent what nobody heard of.
+   ``ChangelogWriter``'s batches; deliveries, milestones and metrics follow (``ParcelAgent._write`` says
+   why they are not acknowledged first). A ``kill -9`` before this point repeats the record's issue
+   events (the Redis sink ignores duplicates) instead of recording issues nobody heard of.
 6. **remove**: a sweep's index removals (its swept buckets and cursor) wait until step 5's writes are
    acknowledged themselves (``remove_after_acknowledged``): a crash between must never leave a subject
    filed nowhere.
@@ -28,9 +28,10 @@ Before every offset commit (``commit``; Faust calls its producer's flush before 
 and on shutdown, and ``delivery/framework.py`` routes that flush here):
 
 7. **held**: wait for step 5 of every record Faust already considers processed.
-8. **changelog**: send every open changelog batch and wait for the broker's acknowledgement.
-9. **producer**: drain Faust's own producer buffer and aiokafka's batches (the order facts, dead letters
-   and other records sent without waiting).
+8. **producer**: drain Faust's own producer buffer and aiokafka's batches (the order facts, deliveries,
+   dead letters and other records sent without waiting). Before the changelog: the deliveries and
+   milestones step 5 sent after a state are then acknowledged before the state that says they were sent.
+9. **changelog**: send every open changelog batch and wait for the broker's acknowledgement.
 10. **failures**: if any record the worker produced was ever refused or timed out, raise ``SendFailed``:
     nothing is committed past it, ``/healthz`` turns red and a restart re-processes from the last commit.
     (Not the ticks, ``best_effort``: a lost tick is made good by the next one.)
@@ -177,8 +178,8 @@ class Checkpoint:
         """Everything an offset commit must follow; raises ``SendFailed`` to stop the commit."""
         while self._held:  # 7. held
             await asyncio.wait(list(self._held))
-        await self.writer.flush()  # 8. changelog (raises on a failed changelog batch)
-        await flush_producer()  # 9. producer
+        await flush_producer()  # 8. producer
+        await self.writer.flush()  # 9. changelog (raises on a failed changelog batch)
         # The batches just delivered resolve their futures first and run their send callbacks after: give
         # those callbacks their turn before looking for failures.
         await asyncio.sleep(0)

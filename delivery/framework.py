@@ -11,7 +11,7 @@ once per process, in this order (the order matters only where a later one says s
 5. **Faust's producer buffer flush drains it** (``_drain_producer_buffer``).
 6. **Back-pressure counts the changelog writer** (``_back_pressure``): after Faust's own check.
 7. **The producer flush before an offset commit is the checkpoint's commit** (``_commit_order``): the one
-   override of ``Producer.flush``; it calls the original flush (which drains the buffer, 5) in its step 9.
+   override of ``Producer.flush``; it calls the original flush (which drains the buffer, 5) in its step 8.
 8. **No terminal spinner on workers** (``_no_worker_spinner``).
 9. **RocksDB tables write without their own write-ahead log** (``_state_stores_without_wal``).
 10. **A fetched message is handed to the streams without four tasks** (``_deliver_without_tasks``).
