@@ -1,11 +1,10 @@
 """Records sent again after a crash, recognised by a reader whose effect is not idempotent by itself.
 
-The parcel agent sends what a record derived (issue events, deliveries, milestones) before it writes the
-state that says they were sent (``delivery/checkpoint.py``, steps 3-5): a crash in between processes the
-record again and sends them again. The Redis sinks absorb that by key. A reader that only adds up what it
-reads (the lane baselines' feed of deliveries) remembers the keys it read lately instead: a copy sent again
-comes within the records written while the worker was down and processed its uncommitted records again,
-far fewer than it remembers.
+A ``kill -9`` can land what a record sent (issue events, deliveries, milestones) and lose the state that
+says it was sent (``delivery/checkpoint.py``): the record is processed again and sends them again. The
+Redis sinks absorb that by key. A reader that only adds up what it reads (the lane baselines' feed of
+deliveries) remembers the keys it read lately instead: a copy sent again comes within the records written
+while the worker was down and processed its uncommitted records again, far fewer than it remembers.
 """
 
 from __future__ import annotations
