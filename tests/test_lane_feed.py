@@ -1,5 +1,5 @@
 """The deliveries topic as the lane baselines read it: a record carries one delivery or a batch of them
-(the parcel agent sends a record's deliveries as one record per partition, agents/parcels.py ``_emit``),
+(the parcel agent sends a record's deliveries as one record per partition, agents/parcels.py ``_write``),
 a malformed delivery is skipped alone, and a copy sent again after a crash counts once."""
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def test_a_malformed_delivery_is_skipped_alone_and_a_malformed_record_whole(parc
 
 
 def test_a_delivery_sent_again_after_a_crash_counts_once(parcels: ParcelAgent) -> None:
-    """The parcel agent sends a delivery before it writes the state that says so: a crash in between sends it
-    again, as the same parcel signed at the same time."""
+    """A ``kill -9`` can land a delivery and lose the state that says it was sent: the record is processed again
+    and sends it again, the same parcel signed at the same time."""
     first = {**_delivery("ZTO", 30), "parcel": "ZTO:771"}
     before = parcels.stream.baselines.deliveries
     assert parcels.add_deliveries(orjson.dumps(first)) == 1
