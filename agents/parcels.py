@@ -275,11 +275,11 @@ class ParcelAgent(Agent):
         removals (step 6, once these writes are acknowledged), milestones, deliveries.
 
         Deliveries and milestones follow the state that says they were sent instead of being acknowledged
-        before it, as issue events are: waiting for them stalled the partition's next record on nearly every
-        record (a fifth of the worker's events per CPU-second, one record per event). A ``kill -9`` that lands
-        the state and not them (a few milliseconds after a write; a commit sends them first, ``Checkpoint``
-        step 8) loses one sample of a lane's baseline or one parcel of a shop's rates. A copy sent again is
-        recognised by their readers (``delivery/redelivery.py``, the shops' health)."""
+        before it, as issue events are: waiting for them would stall the partition's next record after
+        nearly every record. A commit sends them before the changelog (``Checkpoint`` step 8); a ``kill -9``
+        in the few milliseconds when a changelog batch goes out ahead of them loses one sample of a lane's
+        baseline or one parcel of a shop's rates. A copy sent again is recognised by their readers
+        (``delivery/redelivery.py``, the shops' health)."""
         self.checkpoint.write_staged(partition)
         deliveries: list[tuple[str, bytes]] = []
         for out in outs:
