@@ -126,7 +126,8 @@ def test_a_restarted_router_with_nothing_to_route_releases_the_watermarks_left_b
     produce(broker.bootstrap, scans, arrived=[long_ago] * len(scans))
     worker = Worker(broker.url, redis_server.url, tmp_path, name="w2").start()
     try:
-        wait_for(stale(41), 90, "the 40 new tracking_stale issues (the clocks released by the restarted router)")
+        # (Well inside the 300 s hold: a busy CI machine gets time, a held clock still fails.)
+        wait_for(stale(41), 150, "the 40 new tracking_stale issues (the clocks released by the restarted router)")
     finally:
         worker.stop()
 
