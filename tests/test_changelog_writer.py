@@ -571,7 +571,9 @@ def test_a_changelog_batch_goes_out_only_after_the_records_produced_before_it(br
                 deliveries.append(await producer.send("cw-deliveries", b"delivery %d" % i, partition=i))
                 with _InEvent(i):
                     writer.set(table, f"parcel-{i}", b"signed, delivery sent")
-            await asyncio.sleep(1)  # the writer's linger seals and sends its batches: no commit, no wait_acked
+            deadline = time.monotonic() + 10
+            while writer.pending_records and time.monotonic() < deadline:  # the writer's linger seals and sends
+                await asyncio.sleep(0.05)  # its batches: no commit, no wait_acked
             assert writer.pending_records == 0
             assert delivered_when_sent and all(delivered_when_sent), delivered_when_sent
             assert len(await _read(broker.bootstrap, table.changelog_topic_name, 3, timeout=3)) == 3
