@@ -337,7 +337,7 @@ class ChangelogWriter:
             self._lock = asyncio.Lock()
         async with self._lock:
             while self._ready:
-                sealed = len(self._ready)  # (a batch sealed while ``follows`` waits waits for the next round)
+                sealed = len(self._ready)  # (one sealed during the wait goes next round: it may follow newer records)
                 if self._follows is not None:
                     try:
                         await self._follows()
