@@ -161,16 +161,17 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> str
     raise TimeoutError(f"no {path.name} from the worker (exit {proc.poll()}):\n{log}")
 
 
-def _create_input(bootstrap: str) -> None:
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(INPUT, PARTITIONS, 1)])
-        finally:
-            await admin.close()
+async def _create_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    finally:
+        await admin.close()
 
-    asyncio.run(run())
+
+def _create_input(bootstrap: str) -> None:
+    asyncio.run(_create_topic(bootstrap, INPUT))
 
 
 def _committed(bootstrap: str, group: str) -> dict[int, int]:
@@ -441,12 +442,7 @@ async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float,
                     producer_linger=producer_linger)
     table: Any = app.tables.add(RawTable(app, name="state", key_type=str, value_type=bytes, partitions=PARTITIONS))
     table._verified_source_topics_for_partitions.add(INPUT)  # no consumer here to compare partition counts
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(table.changelog_topic_name, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await _create_topic(broker.bootstrap, table.changelog_topic_name)
     checkpoint = Checkpoint(app, linger=linger)
     framework.install(checkpoint)
     await app.producer.start()
@@ -550,12 +546,7 @@ def test_a_changelog_batch_goes_out_only_after_the_records_produced_before_it(br
         app, table, checkpoint = await _app_with_writer(broker, "cw-follows", linger=0.05, producer_linger=2.0)
         writer = checkpoint.writer
         producer = aiokafka_producer(app)
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic("cw-deliveries", PARTITIONS, 1)])
-        finally:
-            await admin.close()
+        await _create_topic(broker.bootstrap, "cw-deliveries")
         await producer.send_and_wait("cw-deliveries", b"warm", partition=0)  # metadata known: sends below do not wait
         send_batch = producer.send_batch
         delivered_when_sent: list[bool] = []
@@ -640,12 +631,7 @@ def test_the_producer_keeps_tracking_the_changelog_topics_it_writes(broker: Tans
             with _InEvent(0):
                 writer.set(table, "a", b"1")
             await asyncio.wait_for(writer.wait_acked(table), 10)
-            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-            await admin.start()
-            try:
-                await admin.create_topics([NewTopic("cw-another-topic", PARTITIONS, 1)])
-            finally:
-                await admin.close()
+            await _create_topic(broker.bootstrap, "cw-another-topic")
             await client._wait_on_metadata("cw-another-topic")  # what a first send to another topic does
             await client.force_metadata_update()
             assert client.cluster.partitions_for_topic(table.changelog_topic_name), "the changelog fell out of the metadata"
