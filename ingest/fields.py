@@ -66,6 +66,9 @@ def decode_text(body: bytes, charset: str | None, what: str = "body") -> str:
     except UnicodeDecodeError as exc:
         raise PushError("$", f"the {what} is not valid {name} (byte {exc.start}); send UTF-8, or declare the "
                              f"charset in Content-Type (e.g. charset=gbk)") from None
+    except UnicodeError:
+        # A Python codec that is no body charset ("undefined", "punycode", "idna") fails without a position.
+        raise PushError("Content-Type", f"charset {name[:20]!r} cannot be read as text; send UTF-8") from None
 
 
 def json_document(body: bytes, charset: str | None = None) -> Any:
@@ -113,6 +116,8 @@ def form_fields(body: bytes, charset: str | None) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         raise PushError("$", f"a form field is not valid {charset or 'utf-8'} after percent-decoding (byte "
                              f"{exc.start}); send UTF-8, or declare the charset") from None
+    except UnicodeError:  # (as in ``decode_text``)
+        raise PushError("Content-Type", f"charset {(charset or '')[:20]!r} cannot be read as text; send UTF-8") from None
     except ValueError:
         raise PushError("$", "too many form fields (more than 50)") from None
     return {name: values[0] for name, values in form.items()}

@@ -202,6 +202,9 @@ def test_no_500_for_non_ascii_signatures_gbk_forms_or_odd_json(live: Live) -> No
         ("/ingest/generic", "[1, \"二\"]".encode("gb18030"), "application/json; charset=gb18030",
          {"Authorization": f"Bearer {INGEST_TOKEN}"}, 200),
         ("/ingest/17track", b'{"data": []}', "application/json", {"sign": "x"}, 401),
+        # Python codecs that are no body charset, failing without a decode error's position (the fuzz found them).
+        ("/ingest/generic", b"\x00", "application/json; charset=UNDEFINED", {"Authorization": f"Bearer {INGEST_TOKEN}"}, 415),
+        ("/ingest/kdniao", b"RequestData=%00", FORM + "; charset=punycode", {}, 415),
     ]
     for path, data, ctype, headers, expected in cases:
         req = urllib.request.Request(live.worker.url(path), data=data, method="POST",

@@ -26,8 +26,9 @@ READERS: dict[str, Callable[..., Parsed]] = {
     "kuaidi100": kuaidi100.read, "kdniao": kdniao.read, "aftership": aftership.read, "17track": seventeentrack.read,
     "generic": generic.read,
 }
+# (Python codecs that are no body charset and fail with a bare UnicodeError, not a decode error, among them.)
 CHARSETS = st.sampled_from([None, "utf-8", "gbk", "gb2312", "gb18030", "big5", "utf-16", "latin-1", "shift_jis",
-                            "no-such-charset", "中文"])
+                            "no-such-charset", "中文", "UNDEFINED", "punycode", "idna"])
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
@@ -79,8 +80,9 @@ def envelope(source: str, doc: Any, charset: str | None = None) -> bytes:
     text = json.dumps(doc, ensure_ascii=False)
     try:
         encoding = codecs.lookup(charset or "utf-8").name
-    except LookupError:
-        encoding = "utf-8"  # the declared charset names nothing: the body is UTF-8 anyway
+        "{}".encode(encoding, errors="replace")
+    except (LookupError, UnicodeError):
+        encoding = "utf-8"  # the declared charset names nothing, or nothing writes in it: the body is UTF-8 anyway
     if source == "kuaidi100":
         return urllib.parse.urlencode({"param": text}, encoding=encoding, errors="replace").encode()
     if source == "kdniao":
