@@ -61,14 +61,14 @@ def decode_text(body: bytes, charset: str | None, what: str = "body") -> str:
     name = (charset or "utf-8").strip().strip('"').lower()
     try:
         return body.decode(name)
-    except LookupError:
-        raise PushError("Content-Type", f"unknown charset {name[:20]!r}; send UTF-8") from None
     except UnicodeDecodeError as exc:
         raise PushError("$", f"the {what} is not valid {name} (byte {exc.start}); send UTF-8, or declare the "
                              f"charset in Content-Type (e.g. charset=gbk)") from None
     except UnicodeError:
         # A Python codec that is no body charset ("undefined", "punycode", "idna") fails without a position.
         raise PushError("Content-Type", f"charset {name[:20]!r} cannot be read as text; send UTF-8") from None
+    except (LookupError, ValueError):  # (ValueError: a name with a NUL in it)
+        raise PushError("Content-Type", f"unknown charset {name[:20]!r}; send UTF-8") from None
 
 
 def json_document(body: bytes, charset: str | None = None) -> Any:

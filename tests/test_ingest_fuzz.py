@@ -26,9 +26,10 @@ READERS: dict[str, Callable[..., Parsed]] = {
     "kuaidi100": kuaidi100.read, "kdniao": kdniao.read, "aftership": aftership.read, "17track": seventeentrack.read,
     "generic": generic.read,
 }
-# (Python codecs that are no body charset and fail with a bare UnicodeError, not a decode error, among them.)
+# (Among them Python codecs that are no body charset and fail with a bare UnicodeError, not a decode error,
+# and a name Python's codec lookup refuses with a ValueError.)
 CHARSETS = st.sampled_from([None, "utf-8", "gbk", "gb2312", "gb18030", "big5", "utf-16", "latin-1", "shift_jis",
-                            "no-such-charset", "中文", "UNDEFINED", "punycode", "idna"])
+                            "no-such-charset", "中文", "UNDEFINED", "punycode", "idna", "utf-8\x00"])
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
@@ -81,7 +82,7 @@ def envelope(source: str, doc: Any, charset: str | None = None) -> bytes:
     try:
         encoding = codecs.lookup(charset or "utf-8").name
         "{}".encode(encoding, errors="replace")
-    except (LookupError, UnicodeError):
+    except (LookupError, ValueError):  # (UnicodeError is a ValueError)
         encoding = "utf-8"  # the declared charset names nothing, or nothing writes in it: the body is UTF-8 anyway
     if source == "kuaidi100":
         return urllib.parse.urlencode({"param": text}, encoding=encoding, errors="replace").encode()
