@@ -26,10 +26,12 @@ READERS: dict[str, Callable[..., Parsed]] = {
     "kuaidi100": kuaidi100.read, "kdniao": kdniao.read, "aftership": aftership.read, "17track": seventeentrack.read,
     "generic": generic.read,
 }
-# (Among them Python codecs that are no body charset and fail with a bare UnicodeError, not a decode error,
-# and a name Python's codec lookup refuses with a ValueError.)
+# (Among them Python codecs that are no body charset and fail with a bare UnicodeError, not a decode error.)
 CHARSETS = st.sampled_from([None, "utf-8", "gbk", "gb2312", "gb18030", "big5", "utf-16", "latin-1", "shift_jis",
-                            "no-such-charset", "中文", "UNDEFINED", "punycode", "idna", "utf-8\x00"])
+                            "no-such-charset", "中文", "UNDEFINED", "punycode", "idna"])
+# The adapters called in process also get a name Python's codec lookup refuses with a ValueError (a NUL in it:
+# over HTTP the server refuses such a header before any adapter sees it).
+READER_CHARSETS = st.one_of(CHARSETS, st.just("utf-8\x00"))
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
@@ -110,13 +112,13 @@ SOURCES = st.sampled_from(sorted(READERS))
 
 
 @settings(max_examples=400, deadline=None)
-@given(source=SOURCES, body=st.binary(max_size=300), charset=CHARSETS)
+@given(source=SOURCES, body=st.binary(max_size=300), charset=READER_CHARSETS)
 def test_adapters_take_random_bytes(source: str, body: bytes, charset: str | None) -> None:
     read(source, body, {}, charset)
 
 
 @settings(max_examples=600, deadline=None)
-@given(source=SOURCES, where=st.data(), value=JSON, charset=CHARSETS)
+@given(source=SOURCES, where=st.data(), value=JSON, charset=READER_CHARSETS)
 def test_adapters_take_wrong_json_types_anywhere(source: str, where: st.DataObject, value: Any, charset: str | None) -> None:
     path = where.draw(st.sampled_from(PLACES[source]))
     read(source, envelope(source, mutate(DOCS[source], path, value), charset), {}, charset)
