@@ -62,5 +62,5 @@ def _compare_with_replay(run: FaultRun) -> None:
     reports may be missing from what the lane baselines read."""
     result = run.finish()
     print(run.report())
-    assert result.equal, f"{result.describe()}\n{run.report()}"
+    assert result.equal, f"{result.describe()}\n{run.report()}\n{run.diagnostics()}"
     assert run.lost_deliveries() == [], run.report()
