@@ -686,9 +686,9 @@ class FaultRun:
                       if i["subject"] in gone and i["status"] in ("open", "acknowledged"))
 
     def diagnostics(self, log_lines: int = 30) -> str:
-        """For a failed comparison, while the workers still run: each one's deadline index and stream clocks per
-        partition (``/healthz``) and the last lines of its log above DEBUG (the run's directory is gone by the
-        time anyone looks)."""
+        """For a failed comparison, while the workers still run: each one's deadline index per partition and its
+        stream checks (``/healthz``), and the last lines of its log above DEBUG (the run's directory is gone by
+        the time anyone looks)."""
         out: list[str] = []
         for worker in self.workers:
             try:
@@ -697,7 +697,8 @@ class FaultRun:
                 health = f"/healthz unanswered: {exc}"
             if isinstance(health, dict):
                 health = {"deadline_index": health.get("deadline_index"), "streams": health.get("checks", {}).get("streams")}
-            lines = [line for line in worker.log_path.read_text(errors="replace").splitlines() if "[DEBUG]" not in line]
+            log = worker.log_path.read_text(errors="replace") if worker.log_path.exists() else ""
+            lines = [line for line in log.splitlines() if "[DEBUG]" not in line]
             out.append(f"-- {worker.name}: {json.dumps(health, default=str)[:3000]}")
             out.extend(line[:300] for line in lines[-log_lines:])
         return "\n".join(out)
