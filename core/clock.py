@@ -177,7 +177,22 @@ class CatchUpClock:
             return wall
         return self._clock(partition, self._inputs.get(partition) or {}, wall)
 
+    def known(self, partition: int, wall: float) -> bool:
+        """Whether ``partition`` has a clock at ``wall`` (``now`` without handing one out: for health)."""
+        return self.lag_seconds <= 0 or self._held_at(partition, self._inputs.get(partition) or {}, wall) is not None
+
     def _clock(self, partition: int, inputs: dict[str, _Input], wall: float) -> float | None:
+        clock = self._held_at(partition, inputs, wall)
+        if clock is None or partition not in self._first:
+            return clock  # (no clock yet, or live before any record of its own: nothing handed out to keep)
+        given = self._given.get(partition, clock)
+        if clock < given:
+            return min(given, wall)
+        self._given[partition] = clock
+        return clock
+
+    def _held_at(self, partition: int, inputs: dict[str, _Input], wall: float) -> float | None:
+        """The clock the partition's inputs allow at ``wall`` (before "it never goes back"), without changing it."""
         waiting = self._waiting
         if waiting is not None and not self._local_set.issubset(inputs) and any(
                 source not in inputs and waiting(source, partition) for source in self.local):
@@ -190,10 +205,6 @@ class CatchUpClock:
                 clock = known.arrived
         if (clock < wall and wall - self.started_at < self.quiet_seconds) or self._unheard(partition, inputs, wall):
             clock = min(clock, self._first[partition])  # not every input has reported yet
-        given = self._given.get(partition, clock)
-        if clock < given:
-            return min(given, wall)
-        self._given[partition] = clock
         return clock
 
     def _holds(self, source: str, partition: int, known: _Input, wall: float) -> bool:
@@ -220,12 +231,16 @@ class CatchUpClock:
                 and not self.expected.issubset(inputs))
 
     def lagging_partitions(self, wall: float) -> list[int]:
-        """The partitions whose clock is behind the wall clock at ``wall`` (for health and metrics)."""
-        return sorted(p for p in self._inputs if self._behind(p, wall))
-
-    def _behind(self, partition: int, wall: float) -> bool:
-        return any(known.behind and self._holds(source, partition, known, wall)
-                   for source, known in self._inputs[partition].items())
+        """The partitions whose clock is behind the wall clock at ``wall`` (for health and metrics): held by
+        a behind input or by one not heard from yet, as the next sweep would see it."""
+        if self.lag_seconds <= 0:
+            return []
+        lagging = []
+        for partition, inputs in self._inputs.items():
+            clock = self._held_at(partition, inputs, wall)
+            if clock is not None and max(clock, self._given.get(partition, clock)) < wall:
+                lagging.append(partition)
+        return sorted(lagging)
 
 
 def encode_watermark(source_partition: int, arrived: float) -> bytes:

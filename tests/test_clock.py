@@ -274,9 +274,11 @@ def test_a_partition_with_records_waiting_and_none_processed_has_no_clock_yet() 
     # clock, the sweep ran days ahead of the backlog, opening issues its own scans could no longer end.
     clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking", "facts"],
                          waiting=waiting_on(("tracking", 0), ("facts", 1)))
+    assert not clock.known(0, WALL)  # (what /healthz shows, asked without handing a clock out)
     assert clock.now(0, WALL) is None
     assert clock.now(1, WALL) is None  # (an order-facts backlog is one too)
     assert clock.now(2, WALL) == WALL  # nothing waiting: live
+    assert clock.known(2, WALL)
     assert clock.observe("tracking", 0, WALL - 50 * HOUR, WALL + 1) == WALL - 50 * HOUR
     assert clock.now(0, WALL + 2) == WALL - 50 * HOUR
 
@@ -298,6 +300,42 @@ def test_a_watermark_processed_first_does_not_make_a_lagging_partition_live() ->
     assert clock.now(0, WALL + 1) is None
     assert clock.observe("tracking", 0, WALL - 30 * HOUR, WALL + 2) == WALL - 30 * HOUR
     assert clock.now(0, WALL + 3) == WALL - 30 * HOUR
+
+
+def test_a_partition_waiting_for_its_scans_after_a_rebalance_counts_as_lagging() -> None:
+    # After a rebalance: the partition's scans were all processed by its previous owner, its order facts
+    # still come from behind. Its sweeps wait for a scan (or the report wait) as for any input not heard
+    # from; metrics and /healthz said it was caught up meanwhile, and a fault test compared the queue while
+    # the partition's due subjects were still unswept.
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking", "facts"],
+                         expected=["tracking", "orders:0"], report_wait_seconds=60, waiting=waiting_on())
+    assert clock.observe("facts", 0, WALL - 30 * HOUR, WALL + 1) == WALL - 30 * HOUR
+    clock.observe("orders:0", 0, WALL + 1, WALL + 2, hold=300)  # its router is live
+    for t in (5, 12, 60):  # the facts behind, then quiet, then only the scans unheard
+        assert clock.now(0, WALL + t) == WALL - 30 * HOUR
+        assert clock.lagging_partitions(WALL + t) == [0]
+    assert clock.now(0, WALL + 62) == WALL + 62
+    assert clock.lagging_partitions(WALL + 62) == []
+
+
+def test_the_wall_clock_given_before_a_partitions_first_record_is_not_kept() -> None:
+    # A router's watermark before any record of the partition's own, nothing waiting: live for now, but the
+    # backlog that comes next runs at its own time (kept, the wall clock would sweep it days ahead).
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, local=["tracking", "facts"],
+                         expected=["tracking", "orders:0"], waiting=waiting_on())
+    assert clock.observe("orders:0", 0, WALL - 1, WALL, hold=300) == WALL
+    assert clock.observe("facts", 0, WALL - 30 * HOUR, WALL + 1) == WALL - 30 * HOUR
+
+
+def test_a_partition_held_for_an_unheard_input_counts_as_lagging() -> None:
+    # What health and metrics report must be what the sweeps run at: a partition waiting for an order
+    # router that has not reported is catching up, even with every input it heard from quiet.
+    clock = CatchUpClock(120, 10, started_at=WALL - HOUR, expected=["tracking", "orders:0"], report_wait_seconds=60)
+    clock.observe("tracking", 0, WALL - 5 * HOUR, WALL)
+    assert clock.now(0, WALL + 30) == WALL - 5 * HOUR
+    assert clock.lagging_partitions(WALL + 30) == [0]
+    assert clock.now(0, WALL + 61) == WALL + 61  # the router outwaited
+    assert clock.lagging_partitions(WALL + 61) == []
 
 
 def test_a_behind_input_with_records_waiting_is_not_quiet() -> None:

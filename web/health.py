@@ -73,12 +73,15 @@ class Health:
         tracking = self.stream.settings.topics.tracking
         return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == tracking)
 
-    def _without_clock(self, now: float) -> list[int]:
-        """Held parcel partitions whose clock is not known yet (a backlog not begun: no sweep runs on them)."""
+    def _clocks(self, now: float) -> dict[str, list[int]]:
+        """Held parcel partitions whose clock is not known yet (a backlog not begun: no sweep runs on them), and
+        those whose clock is behind the wall clock (a backlog judged at its arrival time: deadlines wait)."""
         parcels = self.stream.parcels
         if parcels is None:
-            return []
-        return [p for p in self._held_partitions() if parcels.catch_up.now(p, now) is None]
+            return {"no_clock": [], "catching_up": []}
+        clock = parcels.catch_up
+        return {"no_clock": [p for p in self._held_partitions() if not clock.known(p, now)],
+                "catching_up": clock.lagging_partitions(now)}
 
     def _streams(self, now: float) -> dict[str, Any]:
         """Each assigned stream partition with records waiting, and which of them are stalled."""
@@ -130,7 +133,7 @@ class Health:
         }
         if recovered:
             checks["streams"] = self._streams(time.time())
-            checks["streams"]["no_clock"] = self._without_clock(time.time())
+            checks["streams"].update(self._clocks(time.time()))
         deadlines = describe(list(stream.topology.deadline_index.data.items()), time.time())
         ok = all(c["ok"] for c in checks.values())
         body: dict[str, Any] = {"ok": ok, "checks": checks, "deadline_index": deadlines}
