@@ -271,34 +271,35 @@ class ParcelAgent(Agent):
         await self.checkpoint.settle(partition, acks, write, on_failure, wait=wait)
 
     async def _write(self, outs: list[Output], partition: int) -> None:
-        """Step 5: the staged states and index of ``partition``, then the rest of ``outs``: a sweep's index
-        removals (step 6, once these writes are acknowledged), milestones, deliveries.
+        """Step 5: the deliveries and milestones of ``outs``, then the staged states and index of ``partition``
+        and a sweep's index removals (step 6, once these writes are acknowledged).
 
-        Deliveries and milestones follow the state that says they were sent instead of being acknowledged
-        before it, as issue events are: waiting for them would stall the partition's next record after
-        nearly every record. A commit sends them before the changelog (``Checkpoint`` step 8); a ``kill -9``
-        in the few milliseconds when a changelog batch goes out ahead of them loses one sample of a lane's
-        baseline or one parcel of a shop's rates. A copy sent again is recognised by their readers
-        (``delivery/redelivery.py``, the shops' health)."""
-        self.checkpoint.write_staged(partition)
+        Deliveries and milestones are sent first and not waited for: waiting, as for issue events, would
+        stall the partition's next record after nearly every record. The changelog batch holding the
+        state that says they were sent goes out only once they are acknowledged (``Checkpoint`` step 9).
+        A copy sent again after a crash is recognised by their readers (``delivery/redelivery.py``, the
+        shops' health)."""
         deliveries: list[tuple[str, bytes]] = []
+        milestones: list[tuple[str, bytes]] = []
         for out in outs:
-            if out.index_removals:
-                removals = Output(index_removals=out.index_removals)  # (not the sweep's issue events: sent)
-                self.checkpoint.remove_after_acknowledged(partition, functools.partial(self._remove, removals, partition))
             for shop, shipped_at, picked_up_at in out.milestones:
                 if picked_up_at is None:
                     self.recorder.observe_shipment(shop)
                 else:
                     self.recorder.observe_pickup(shop, shipped_at, picked_up_at)
             deliveries.extend((delivery["carrier"], orjson.dumps(delivery)) for delivery in out.deliveries)
-        # A record's deliveries as one record per partition (a batch record when several), as issue events.
+            milestones.extend((m["parcel"], orjson.dumps(m)) for m in out.logistics)
+        # One record per partition (a batch record when several), as issue events; the milestones are read
+        # by the shops' logistics health (agents/shop_health.py).
         for key, deliveries_partition, record in keyed_records(deliveries, self.partitions):
             await self.topics.deliveries.send(key=key, value=record, partition=deliveries_partition)
-        # The same for the parcels' milestones, read by the shops' logistics health (agents/shop_health.py).
-        milestones = [(m["parcel"], orjson.dumps(m)) for out in outs for m in out.logistics]
         for key, milestones_partition, record in keyed_records(milestones, self.partitions):
             await self.topics.shop_logistics.send(key=key, value=record, partition=milestones_partition)
+        self.checkpoint.write_staged(partition)
+        for out in outs:
+            if out.index_removals:
+                removals = Output(index_removals=out.index_removals)  # (not the sweep's issue events: sent)
+                self.checkpoint.remove_after_acknowledged(partition, functools.partial(self._remove, removals, partition))
 
     def _remove(self, removals: Output, partition: int) -> None:
         self.processor.apply_index_removals(removals)

@@ -14,7 +14,9 @@ What is kept, and how:
    (empty) headers, timestamp left to aiokafka as Faust does. Faust's recovery and standbys read them as
    their own.
 2. Before every offset commit (``delivery/checkpoint.py``) ``flush`` sends every pending batch and waits
-   for the broker's acknowledgement. A batch that fails is recorded in the checkpoint's ``SendFailures``,
+   for the broker's acknowledgement. A batch goes out, at a commit or on its own, only after its ``follows``
+   (the checkpoint's: every record produced before it acknowledged), so a state never reaches the changelog
+   ahead of a record it says was sent. A batch that fails is recorded in the checkpoint's ``SendFailures``,
    and that flush and every later one raise ``SendFailed``: no offset is committed past a lost write (the
    same contract as for every other record the worker produces).
 3. For each acknowledged batch the highest offset goes to ``store.set_persisted_offset`` as Faust's
@@ -40,7 +42,7 @@ import asyncio
 import builtins
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
@@ -170,12 +172,13 @@ class ChangelogWriter:
     """Writes table keys to the store and to batched changelog records; one per app (see the module doc)."""
 
     def __init__(self, app: AppT, failures: SendFailures, *, linger: float | None = None,
-                 max_pending_records: int = 20_000) -> None:
+                 max_pending_records: int = 20_000, follows: Callable[[], Awaitable[None]] | None = None) -> None:
         """``failures``: where a batch the broker did not accept is recorded. ``linger``: how long a batch
         collects records before it is sent; a full batch, a commit's flush and ``wait_acked`` send at once.
         Default: ``DEFAULT_LINGER`` (or the app's longer ``producer_linger``). ``max_pending_records``: records written but not yet acknowledged above
         which the stream waits (Faust's producer buffer does the same with ``wait_until_ebb``), so a
-        slow broker cannot grow memory without bound."""
+        slow broker cannot grow memory without bound. ``follows``: awaited before the batches sealed by then
+        are sent; when it raises they fail with its error, unsent."""
         guarantee: Any = app.conf.processing_guarantee
         if guarantee is ProcessingGuarantee.EXACTLY_ONCE:
             raise ValueError("ChangelogWriter supports at_least_once apps only (no transactional producer)")
@@ -185,6 +188,7 @@ class ChangelogWriter:
         self.failures = failures
         self.linger = max(DEFAULT_LINGER, app.conf.producer_linger) if linger is None else linger
         self.max_pending_records = max_pending_records
+        self._follows = follows
         self._tables: dict[int, _Table] = {}
         self._open: dict[tuple[str, int], _Batch] = {}
         self._ready: deque[_Batch] = deque()
@@ -333,15 +337,24 @@ class ChangelogWriter:
             self._lock = asyncio.Lock()
         async with self._lock:
             while self._ready:
-                batch = self._ready.popleft()
-                try:
-                    # (framework.py's tracked topics keep the changelog in the producer's
-                    # metadata refreshes: a batch queued for a topic that fell out of them never drains.)
-                    sent = await self._producer().send_batch(batch.builder, batch.table.topic_name, partition=batch.partition)
-                except Exception as exc:  # noqa: BLE001 - any failure to hand over is a lost write
-                    self._done(batch, None, exc)
-                else:
-                    sent.add_done_callback(lambda fut, batch=batch: self._on_sent(batch, fut))
+                sealed = len(self._ready)  # (one sealed during the wait goes next round: it may follow newer records)
+                if self._follows is not None:
+                    try:
+                        await self._follows()
+                    except Exception as exc:  # noqa: BLE001 - what they follow failed: they must not go out
+                        for _ in range(sealed):
+                            self._done(self._ready.popleft(), None, exc)
+                        continue
+                for _ in range(sealed):
+                    batch = self._ready.popleft()
+                    try:
+                        # (framework.py's tracked topics keep the changelog in the producer's
+                        # metadata refreshes: a batch queued for a topic that fell out of them never drains.)
+                        sent = await self._producer().send_batch(batch.builder, batch.table.topic_name, partition=batch.partition)
+                    except Exception as exc:  # noqa: BLE001 - any failure to hand over is a lost write
+                        self._done(batch, None, exc)
+                    else:
+                        sent.add_done_callback(lambda fut, batch=batch: self._on_sent(batch, fut))
 
     def _on_sent(self, batch: _Batch, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled():

@@ -16,10 +16,10 @@ For each input record of a partition (``begin`` -> processing -> ``settle``):
    notices (the records the rest of the product sees).
 4. **acknowledged**: ``settle`` waits for the broker to acknowledge every one of them (in a task, while the
    agent goes on with other partitions' records).
-5. **write**: only then the staged writes go to the tables' stores and, as changelog records, to the
-   ``ChangelogWriter``'s batches; deliveries, milestones and metrics follow (``ParcelAgent._write`` says
-   why they are not acknowledged first). A ``kill -9`` before this point repeats the record's issue
-   events (the Redis sink ignores duplicates) instead of recording issues nobody heard of.
+5. **write**: only then the record's deliveries and milestones are sent (not waited for: step 9 is), and
+   the staged writes go to the tables' stores and, as changelog records, to the ``ChangelogWriter``'s
+   batches. A ``kill -9`` before this point repeats the record's issue events (the Redis sink ignores
+   duplicates) instead of recording issues nobody heard of.
 6. **remove**: a sweep's index removals (its swept buckets and cursor) wait until step 5's writes are
    acknowledged themselves (``remove_after_acknowledged``): a crash between must never leave a subject
    filed nowhere.
@@ -29,9 +29,12 @@ and on shutdown, and ``delivery/framework.py`` routes that flush here):
 
 7. **held**: wait for step 5 of every record Faust already considers processed.
 8. **producer**: drain Faust's own producer buffer and aiokafka's batches (the order facts, deliveries,
-   dead letters and other records sent without waiting). Before the changelog: the deliveries and
-   milestones step 5 sent after a state are then acknowledged before the state that says they were sent.
-9. **changelog**: send every open changelog batch and wait for the broker's acknowledgement.
+   dead letters and other records sent without waiting).
+9. **changelog**: send every open changelog batch and wait for the broker's acknowledgement. Not only
+   here: a changelog batch the writer sends on its own between commits goes out the same way, once every
+   record produced before it is acknowledged and none ever failed (``_produced_before``). So a state is in
+   the changelog only after the deliveries and milestones step 5 sent before it, and never after a
+   record that was lost.
 10. **failures**: if any record the worker produced was ever refused or timed out, raise ``SendFailed``:
     nothing is committed past it, ``/healthz`` turns red and a restart re-processes from the last commit.
     (Not the ticks, ``best_effort``: a lost tick is made good by the next one.)
@@ -48,7 +51,7 @@ from typing import Any
 from faust.types import AppT
 
 from .changelog import ChangelogWriter
-from .framework import SendFailed, SendFailures, aiokafka_producer, send_now
+from .framework import SendFailed, SendFailures, acknowledged, aiokafka_producer, send_now
 from .staging import StagedWrites
 
 __all__ = ["Checkpoint", "SendFailed", "SendFailures"]
@@ -64,7 +67,8 @@ class Checkpoint:
         self.failures = SendFailures()
         # Topics whose failed sends stop no commit: nothing any offset depends on goes there (the ticks).
         self.best_effort: set[str] = set()
-        self.writer = ChangelogWriter(app, self.failures, linger=linger, max_pending_records=max_pending_records)
+        self.writer = ChangelogWriter(app, self.failures, linger=linger, max_pending_records=max_pending_records,
+                                      follows=self._produced_before)
         self._staged: list[StagedWrites] = []
         # Per partition: its last record's write (step 5), running once its sends are acknowledged.
         self._writing: dict[int, asyncio.Future[None]] = {}
@@ -184,6 +188,13 @@ class Checkpoint:
         # those callbacks their turn before looking for failures.
         await asyncio.sleep(0)
         self.failures.raise_if_any()  # 10. failures
+
+    async def _produced_before(self) -> None:
+        """What every changelog batch follows (step 9): the records produced before it acknowledged, and
+        no failed one (``SendFailed`` otherwise: the batch is not sent)."""
+        await acknowledged(aiokafka_producer(self.app))
+        await asyncio.sleep(0)  # (as in ``commit``: the send callbacks that record failures run after the futures)
+        self.failures.raise_if_any()
 
     async def wait_until_ebb(self) -> None:
         """Back-pressure before each message is delivered to the streams: not too many unacknowledged writes."""

@@ -20,7 +20,7 @@ once per process, in this order (the order matters only where a later one says s
 
 The app's ``Checkpoint`` (``delivery/checkpoint.py``) is attached to the Faust app by ``install``; the
 overrides that need it find it there. Private internals are read here and nowhere else: aiokafka's message
-accumulator (``send_now``), its fetcher's per-partition positions (``stream_positions``), and the aiokafka
+accumulator (``send_now``, ``acknowledged``), its fetcher's per-partition positions (``stream_positions``), and the aiokafka
 producer and consumer offsets under Faust's (``aiokafka_producer``, ``committed_offsets``).
 """
 
@@ -522,6 +522,13 @@ def send_now(producer: Any) -> None:
             batch._builder.close()
     if not accumulator._waiter_future.done():
         accumulator._waiter_future.set_result(None)
+
+
+async def acknowledged(producer: Any) -> None:
+    """Wait until every record an aiokafka ``producer`` holds now (lingering, or sent and not yet answered)
+    has its broker's answer, sending the lingering ones at once; records sent later are not waited for.
+    aiokafka's own ``flush_for_commit``; a failed record is the sender's callback to report."""
+    await producer._message_accumulator.flush_for_commit()
 
 
 def stream_positions(app: Any, topics: set[str]) -> list[dict[str, Any]] | None:

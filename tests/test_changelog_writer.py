@@ -425,8 +425,10 @@ class _InEvent:
         _current_event.reset(self.token)
 
 
-async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float) -> tuple[Any, Any, Any]:
-    """An app with a table, its checkpoint (whose writer writes the table) and the worker's overrides."""
+async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float,
+                           producer_linger: float = 0.0) -> tuple[Any, Any, Any]:
+    """An app with a table, its checkpoint (whose writer writes the table, ``linger``) and the worker's
+    overrides; ``producer_linger``: how long aiokafka holds the app's other records."""
     import faust
 
     from delivery import framework
@@ -436,7 +438,8 @@ async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float) -> t
         def _serializer_from_type(self, typ: object) -> str:
             return "raw"
 
-    app = faust.App(app_id, broker=broker.url, store="memory://", producer_request_timeout=3, topic_partitions=PARTITIONS)
+    app = faust.App(app_id, broker=broker.url, store="memory://", producer_request_timeout=3, topic_partitions=PARTITIONS,
+                    producer_linger=producer_linger)
     table: Any = app.tables.add(RawTable(app, name="state", key_type=str, value_type=bytes, partitions=PARTITIONS))
     table._verified_source_topics_for_partitions.add(INPUT)  # no consumer here to compare partition counts
     await _create_topic(broker.bootstrap, table.changelog_topic_name)
@@ -524,6 +527,58 @@ def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBrok
             await asyncio.wait_for(app.producer.flush(), 10)  # waited for, not raised: the holder handles it
             assert isinstance(failed.exception(), RuntimeError)
         finally:
+            await asyncio.wait_for(app.producer.stop(), 20)
+
+    asyncio.run(scenario())
+
+
+def test_a_changelog_batch_goes_out_only_after_the_records_produced_before_it(broker: TansuBroker) -> None:
+    """The parcel agent sends a parcel's delivery without waiting and then writes the state that says it
+    was sent: a changelog batch going out on its own (the linger, not a commit) must wait until that
+    delivery is acknowledged, or a ``kill -9`` between the two leaves a state claiming a delivery the
+    lane baselines never got. After a lost record, no batch goes out at all."""
+    from delivery.checkpoint import SendFailed
+    from delivery.framework import aiokafka_producer, note_send_failure
+
+    async def scenario() -> None:
+        # The deliveries linger in aiokafka for 2 s, the changelog batches 50 ms: a batch is sealed while the
+        # delivery written before it has not even gone out.
+        app, table, checkpoint = await _app_with_writer(broker, "cw-follows", linger=0.05, producer_linger=2.0)
+        writer = checkpoint.writer
+        producer = aiokafka_producer(app)
+        await _create_topic(broker.bootstrap, "cw-deliveries")
+        await producer.send_and_wait("cw-deliveries", b"warm", partition=0)  # metadata known: sends below do not wait
+        send_batch = producer.send_batch
+        delivered_when_sent: list[bool] = []
+        try:
+            deliveries: list[asyncio.Future[Any]] = []
+
+            async def send_batch_watched(*args: Any, **kwargs: Any) -> Any:
+                delivered_when_sent.append(all(d.done() for d in deliveries))
+                return await send_batch(*args, **kwargs)
+
+            producer.send_batch = send_batch_watched
+            for i in range(3):
+                deliveries.append(await producer.send("cw-deliveries", b"delivery %d" % i, partition=i))
+                with _InEvent(i):
+                    writer.set(table, f"parcel-{i}", b"signed, delivery sent")
+            deadline = time.monotonic() + 10
+            while writer.pending_records and time.monotonic() < deadline:  # the writer's linger seals and sends
+                await asyncio.sleep(0.05)  # its batches: no commit, no wait_acked
+            assert writer.pending_records == 0
+            assert delivered_when_sent and all(delivered_when_sent), delivered_when_sent
+            assert len(await _read(broker.bootstrap, table.changelog_topic_name, 3, timeout=3)) == 3
+
+            note_send_failure(app, "cw-deliveries: KafkaTimeoutError: a delivery was lost")
+            sent_before = len(delivered_when_sent)
+            with _InEvent(0):
+                writer.set(table, "parcel-after-the-loss", b"signed, delivery lost")
+            with pytest.raises(SendFailed):
+                await asyncio.wait_for(writer.wait_acked(table), 10)
+            assert len(delivered_when_sent) == sent_before  # never handed to the producer
+            assert len(await _read(broker.bootstrap, table.changelog_topic_name, 4, timeout=2)) == 3
+        finally:
+            producer.send_batch = send_batch
             await asyncio.wait_for(app.producer.stop(), 20)
 
     asyncio.run(scenario())

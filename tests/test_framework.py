@@ -184,6 +184,34 @@ def test_send_now_sends_what_waits_for_its_linger_and_later_records_still_go(bro
     asyncio.run(scenario())
 
 
+@pytest.mark.integration
+def test_acknowledged_waits_for_what_the_producer_holds_not_for_what_is_sent_later(broker: Any) -> None:
+    """What the changelog writer waits for before each batch (``Checkpoint._produced_before``): every record
+    the producer holds, lingering ones sent at once; a record sent during the wait is not waited for."""
+    from aiokafka import AIOKafkaProducer
+
+    from delivery.framework import acknowledged
+
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=60_000)
+        await producer.start()
+        try:
+            held = [await producer.send("kt-acked", b"%d" % p, partition=p) for p in (0, 1)]
+            waiting = asyncio.ensure_future(acknowledged(producer))
+            await asyncio.sleep(0)  # the wait has begun: its records are the ones held until now
+            later = await producer.send("kt-acked", b"later", partition=0)
+            await asyncio.wait_for(waiting, 10)
+            assert [f.result().offset for f in held] == [0, 0]
+            await asyncio.sleep(1.0)
+            assert not later.done(), "a record sent after the wait began lingers as usual"
+            await asyncio.wait_for(acknowledged(producer), 10)
+            assert later.result().offset == 1
+        finally:
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
 # -- recovery seeks the stream partitions before it fetches them -------------------------------------------
 
 
