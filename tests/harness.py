@@ -643,7 +643,10 @@ class FaultRun:
             return False
         for worker in self.workers:
             status, health = worker.get("/healthz")
-            if status != 200 or health["checks"]["streams"]["no_clock"]:
+            if status != 200:
+                return False
+            streams = health["checks"]["streams"]
+            if streams["no_clock"] or streams["catching_up"]:  # (sweeps not running, or held behind)
                 return False
             text = worker.get("/metrics")[1].decode()
             if _metric(text, "parcelwatch_partitions_catching_up ") or _metric(text, "parcelwatch_consumer_lag_messages{"):
