@@ -3,18 +3,23 @@
 Why: every ``table[key] = value`` makes Faust build a FutureMessage, queue it in the ProducerBuffer, let a
 service task publish it through ``Topic.publish_message`` and one aiokafka ``send`` with its own future and
 two callbacks: about 170 us per record, measured (bench.ceiling, b1 against b). The worker writes ~3.6
-records per event, so this cost bounds it. ``ChangelogWriter`` writes the value into the table's store and
-appends the changelog record straight into an aiokafka record batch per (changelog topic, partition);
-one batch is one send, one future and one callback for tens of records.
+records per event, so this cost bounds it. ``ChangelogWriter`` keeps the writes of each (changelog topic,
+partition) until they are sealed (at a commit, as Kafka Streams' record cache and Quix's checkpoints do),
+one record per key, its latest value: a key written many times between commits (a deadline-index bucket,
+a sweep's cursor, a parcel scanned twice) is one record, and on RocksDB one database write. Sealed, they go
+straight into aiokafka record batches: one batch is one send, one future and one callback for tens of
+records.
 
 What is kept, and how:
 
 1. Changelog records are byte-identical to Faust's: same topic, partition (the current event's, through the
    table's own ``partition_for_key``), key and value serialized by the changelog topic's own schema, same
    (empty) headers, timestamp left to aiokafka as Faust does. Faust's recovery and standbys read them as
-   their own.
-2. Before every offset commit (``delivery/checkpoint.py``) ``flush`` sends every pending batch and waits
-   for the broker's acknowledgement. A batch goes out, at a commit or on its own, only after its ``follows``
+   their own. Per partition the changelog is the subsequence of Faust's records that leaves out each write
+   a later write of the same key made before the seal supersedes (what compaction would leave out anyway).
+2. Before every offset commit (``delivery/checkpoint.py``) ``flush`` seals and sends every pending write and
+   waits for the broker's acknowledgement. ``max_pending_records`` unsealed records are sealed and sent at
+   once (memory stays bounded between commits). A batch goes out only after its ``follows``
    (the checkpoint's: every record produced before it acknowledged), so a state never reaches the changelog
    ahead of a record it says was sent. A batch that fails is recorded in the checkpoint's ``SendFailures``,
    and that flush and every later one raise ``SendFailed``: no offset is committed past a lost write (the
@@ -27,7 +32,10 @@ What is kept, and how:
    RocksDB store picks its partition database from the same current event.
 6. On a ``rocksdb://`` store a raw table's reads and writes go to the current event's partition database as
    the bytes Faust's store would read and write (``_RocksDBAccess``), without its serializer dispatch per key
-   and value and its key-to-partition cache (about 2-3 us a read or write, several per event).
+   and value and its key-to-partition cache (about 2-3 us a read or write, several per event). The writes
+   reach the database when they are sealed, as one write batch before their records are sent (so before
+   the persisted offset that covers them); reads look among the unsealed writes first. The memory store
+   is written at once (a dict write costs less than keeping it aside).
 
 Use one writer per app and route every write of a table through it: mixing ``table[key] = value`` and the
 writer on one table could reorder its changelog (two queues to the same partition). Plain tables only:
@@ -63,11 +71,9 @@ from .framework import SendFailures, aiokafka_producer
 
 log = logging.getLogger("parcelwatch.changelog")
 
-# Longer than the app's 5 ms producer_linger on purpose: fewer, fuller produce requests (each stalls the
-# event loop thread while its socket write waits for the GIL the consumer thread holds; with 50 ms about
-# a quarter of the requests of 5 ms, bench.empty_agent). Nothing waits on this delay: commits flush,
-# ``wait_acked`` sends at once, and unsent writes belong to events whose offsets are not committed yet.
-DEFAULT_LINGER = 0.05
+# Unsealed records at which they are sealed and sent without waiting for a commit, and sent records not yet
+# acknowledged above which the stream waits: a few MB of values (records are a few hundred bytes).
+MAX_PENDING_RECORDS = 20_000
 
 
 class _Table:
@@ -154,9 +160,38 @@ class _RocksDBAccess:
             return self.store._get(key.encode())  # type: ignore[no-any-return]
         return self.db(event.message.partition).get(key.encode())  # type: ignore[no-any-return]
 
+    def write(self, partition: int, records: Mapping[bytes, tuple[bytes | None, Any]]) -> None:
+        write_batch(self.db(partition), records)
+
+
+def write_batch(db: Any, records: Mapping[bytes, tuple[bytes | None, Any]]) -> None:
+    """``records`` (key -> (value, headers); value None: delete) into the rocksdict database ``db`` at once."""
+    import rocksdict
+
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for key, (value, _) in records.items():
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    db.write(batch)
+
+
+class _Open:
+    """The writes of one (changelog topic, partition) not sealed yet: one record per key, its latest."""
+
+    __slots__ = ("partition", "records", "table")
+
+    def __init__(self, table: _Table, partition: int) -> None:
+        self.table = table
+        self.partition = partition
+        # Serialized key -> (value, headers); a key written again moves to the end, so the records go
+        # out in the order of their last writes: the changelog stays a subsequence of the writes.
+        self.records: dict[bytes, tuple[bytes | None, list[tuple[str, bytes]]]] = {}
+
 
 class _Batch:
-    """One aiokafka record batch for one (changelog topic, partition): appended to, sealed, sent, acked."""
+    """One aiokafka record batch for one (changelog topic, partition): sealed, sent, acked."""
 
     __slots__ = ("acked", "builder", "count", "partition", "table")
 
@@ -172,13 +207,14 @@ class ChangelogWriter:
     """Writes table keys to the store and to batched changelog records; one per app (see the module doc)."""
 
     def __init__(self, app: AppT, failures: SendFailures, *, linger: float | None = None,
-                 max_pending_records: int = 20_000, follows: Callable[[], Awaitable[None]] | None = None) -> None:
-        """``failures``: where a batch the broker did not accept is recorded. ``linger``: how long a batch
-        collects records before it is sent; a full batch, a commit's flush and ``wait_acked`` send at once.
-        Default: ``DEFAULT_LINGER`` (or the app's longer ``producer_linger``). ``max_pending_records``: records written but not yet acknowledged above
-        which the stream waits (Faust's producer buffer does the same with ``wait_until_ebb``), so a
-        slow broker cannot grow memory without bound. ``follows``: awaited before the batches sealed by then
-        are sent; when it raises they fail with its error, unsent."""
+                 max_pending_records: int = MAX_PENDING_RECORDS, follows: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``failures``: where a batch the broker did not accept is recorded. ``linger``: how long writes
+        collect before they are sealed and sent; default None: until a commit's flush, ``wait_acked`` or
+        ``max_pending_records`` of them, whichever comes first. ``max_pending_records``: unsealed records
+        at which they are sealed and sent, and sent records not yet acknowledged above which the stream
+        waits (Faust's producer buffer does the same with ``wait_until_ebb``), so a slow broker cannot grow
+        memory without bound. ``follows``: awaited before the batches sealed by then are sent; when it
+        raises they fail with its error, unsent."""
         guarantee: Any = app.conf.processing_guarantee
         if guarantee is ProcessingGuarantee.EXACTLY_ONCE:
             raise ValueError("ChangelogWriter supports at_least_once apps only (no transactional producer)")
@@ -186,14 +222,15 @@ class ChangelogWriter:
             raise ValueError("ChangelogWriter needs the app's own aiokafka producer (producer_threaded=False)")
         self.app = app
         self.failures = failures
-        self.linger = max(DEFAULT_LINGER, app.conf.producer_linger) if linger is None else linger
+        self.linger = linger
         self.max_pending_records = max_pending_records
         self._follows = follows
         self._tables: dict[int, _Table] = {}
-        self._open: dict[tuple[str, int], _Batch] = {}
+        self._open: dict[tuple[str, int], _Open] = {}
         self._ready: deque[_Batch] = deque()
-        self._unacked: builtins.set[_Batch] = builtins.set()  # open, ready, or sent and waiting for the broker
-        self._pending_records = 0
+        self._unacked: builtins.set[_Batch] = builtins.set()  # ready, or sent and waiting for the broker
+        self._pending_records = 0  # unsealed, or sealed and not acknowledged (or failed)
+        self._unsealed = 0
         self._timer: asyncio.TimerHandle | None = None
         self._lock: asyncio.Lock | None = None
         self._tasks: builtins.set[asyncio.Task[None]] = builtins.set()
@@ -203,15 +240,14 @@ class ChangelogWriter:
     # -- writing ------------------------------------------------------------------------------------------
 
     def set(self, table: Collection, key: Any, value: Any) -> None:
-        """``table[key] = value``: the store now, the changelog record in the current batch."""
+        """``table[key] = value``: the changelog record among the unsealed writes; the store now (a RocksDB
+        store when they are sealed: until then reads find the value among them)."""
         info = self._tables.get(id(table)) or self._register(table)
         partition = table.partition_for_key(key)  # the current event's; raises outside of an event
         assert partition is not None  # use_partitioner tables are refused in _register
         key_bytes, value_bytes, headers = info.record(key, value, delete=False)
         self._append(info, partition, key_bytes, value_bytes, headers)
-        if info.rocksdb is not None:
-            info.rocksdb.db(partition).put(key_bytes, value_bytes)
-        else:
+        if info.rocksdb is None:
             table.data[key] = value
         info.on_set(table, key, value)
 
@@ -222,9 +258,7 @@ class ChangelogWriter:
         assert partition is not None
         key_bytes, value_bytes, headers = info.record(key, None, delete=True)
         self._append(info, partition, key_bytes, value_bytes, headers)
-        if info.rocksdb is not None:
-            info.rocksdb.db(partition).delete(key_bytes)
-        else:
+        if info.rocksdb is None:
             try:
                 del table.data[key]
             except KeyError:
@@ -244,11 +278,27 @@ class ChangelogWriter:
         on_get = info.on_get
         rocksdb = info.rocksdb
         if rocksdb is not None:
-            read = rocksdb.get
+            unsealed = self._open
+            topic = info.topic_name
+            db = rocksdb.db
 
             def get_rocksdb(key: Any) -> Any:
                 on_get(table, key)
-                return read(key)
+                key_bytes = key.encode()
+                event = current_event()
+                if event is None:  # (outside of an event: every partition's unsealed writes, then Faust's search)
+                    for (slot_topic, _), each in unsealed.items():
+                        found = each.records.get(key_bytes) if slot_topic == topic else None
+                        if found is not None:
+                            return found[0]
+                    return rocksdb.store._get(key_bytes)
+                partition = event.message.partition
+                writes = unsealed.get((topic, partition))
+                if writes is not None:
+                    found = writes.records.get(key_bytes)
+                    if found is not None:
+                        return found[0]  # (None: deleted)
+                return db(partition).get(key_bytes)
 
             return get_rocksdb
 
@@ -273,21 +323,23 @@ class ChangelogWriter:
         return info
 
     def _append(self, info: _Table, partition: int, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        if (len(key) if key else 0) + (len(value) if value else 0) > self._size_guard:
+        if key is None:
+            raise ValueError(f"table {info.name!r}: a changelog record needs a key")
+        if len(key) + (len(value) if value else 0) > self._size_guard:
             self._check_size(key, value, headers)
         slot = (info.topic_name, partition)
-        batch = self._open.get(slot)
-        if batch is None:
-            batch = self._new_batch(info, partition)
-        if batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-            # Full (an empty builder always takes one record): send it now, not after the linger.
-            self._seal(slot, batch)
+        writes = self._open.get(slot)
+        if writes is None:
+            writes = self._open[slot] = _Open(info, partition)
+        records = writes.records
+        if records.pop(key, None) is None:
+            self._unsealed += 1
+            self._pending_records += 1
+        records[key] = (value, headers)
+        if self._unsealed >= self.max_pending_records:
+            self._seal_all()  # (sent without waiting: the stream waits only in wait_until_ebb)
             self._kick()
-            batch = self._new_batch(info, partition)
-            batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
-        batch.count += 1
-        self._pending_records += 1
-        if self._timer is None:
+        elif self._timer is None and self.linger is not None:
             self._timer = asyncio.get_running_loop().call_later(self.linger, self._on_linger)
 
     def _check_size(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
@@ -298,10 +350,9 @@ class ChangelogWriter:
             raise MessageSizeTooLargeError(f"a changelog record of {size} bytes exceeds producer_max_request_size ({limit})")
 
     def _new_batch(self, info: _Table, partition: int) -> _Batch:
-        loop = asyncio.get_running_loop()
-        batch = _Batch(info, partition, self._producer().create_batch(), loop.create_future())
-        self._open[(info.topic_name, partition)] = batch
+        batch = _Batch(info, partition, self._producer().create_batch(), asyncio.get_running_loop().create_future())
         self._unacked.add(batch)
+        self._ready.append(batch)
         return batch
 
     def _producer(self) -> Any:
@@ -309,15 +360,29 @@ class ChangelogWriter:
 
     # -- sending ------------------------------------------------------------------------------------------
 
-    def _seal(self, slot: tuple[str, int], batch: _Batch) -> None:
-        del self._open[slot]
+    def _seal(self, slot: tuple[str, int]) -> None:
+        """The unsealed writes of ``slot`` into the store (a RocksDB store: one write batch) and into record
+        batches ready to send, in order (the store first: its persisted offset is set once they are acked)."""
+        writes = self._open.pop(slot)
+        records = writes.records
+        self._unsealed -= len(records)
+        info, partition = writes.table, writes.partition
+        if info.rocksdb is not None:
+            info.rocksdb.write(partition, records)
+        batch = self._new_batch(info, partition)
+        for key, (value, headers) in records.items():
+            if batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                # Full (an empty builder always takes one record): the next batch.
+                batch.builder.close()
+                batch = self._new_batch(info, partition)
+                batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
+            batch.count += 1
         batch.builder.close()  # a closed builder is sent by aiokafka at once, without its own linger
-        self._ready.append(batch)
 
     def _seal_all(self, topics: builtins.set[str] | None = None) -> None:
-        for slot, batch in list(self._open.items()):
+        for slot in list(self._open):
             if topics is None or slot[0] in topics:
-                self._seal(slot, batch)
+                self._seal(slot)
 
     def _on_linger(self) -> None:
         self._timer = None
@@ -398,8 +463,8 @@ class ChangelogWriter:
             batch.acked.result()
 
     async def wait_until_ebb(self) -> None:
-        """Back-pressure: wait while too many records are written but not acknowledged."""
-        if self._pending_records > self.max_pending_records:
+        """Back-pressure: wait while too many records are sent but not acknowledged."""
+        if self._pending_records - self._unsealed > self.max_pending_records:
             await self._wait(None)
 
     async def _wait(self, topics: builtins.set[str] | None) -> list[_Batch]:
@@ -414,5 +479,5 @@ class ChangelogWriter:
 
     @property
     def pending_records(self) -> int:
-        """Records written and not yet acknowledged (or failed)."""
+        """Records written and not yet acknowledged (or failed): one per key until sealed."""
         return self._pending_records

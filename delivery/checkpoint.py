@@ -50,7 +50,7 @@ from typing import Any
 
 from faust.types import AppT
 
-from .changelog import ChangelogWriter
+from .changelog import MAX_PENDING_RECORDS, ChangelogWriter
 from .framework import SendFailed, SendFailures, acknowledged, aiokafka_producer, send_now
 from .staging import StagedWrites
 
@@ -62,7 +62,7 @@ log = logging.getLogger("parcelwatch.checkpoint")
 class Checkpoint:
     """The commit order of one app (see the module docstring for the steps, which its methods follow)."""
 
-    def __init__(self, app: AppT, *, linger: float | None = None, max_pending_records: int = 20_000) -> None:
+    def __init__(self, app: AppT, *, linger: float | None = None, max_pending_records: int = MAX_PENDING_RECORDS) -> None:
         self.app = app
         self.failures = SendFailures()
         # Topics whose failed sends stop no commit: nothing any offset depends on goes there (the ticks).

@@ -72,8 +72,10 @@ def _worker_main() -> None:
     framework.install(checkpoint, tansu_bootstrap=env["CW_BROKER"].removeprefix("kafka://"))
     writer = checkpoint.writer
     # The one-lookup read, checked against Faust's own ``get`` of ``reference``; and Faust's own ``get`` of
-    # what the writer wrote (on RocksDB the writer reads and writes the partition databases itself).
+    # what the writer wrote on the memory store (on RocksDB the writer reads and writes the partition
+    # databases itself, and they hold a write once it is sealed: the dump below reads them through Faust).
     read = writer.reader(state)
+    faust_reads = env["CW_STORE"].startswith("memory")
     expected = int(env["CW_EXPECTED"])
     slow = float(env.get("CW_SLOW", "0"))
     seen = [0]
@@ -82,7 +84,7 @@ def _worker_main() -> None:
     def compare(key: str) -> None:
         for k in (key, f"never-written:{key}"):
             reads["compared"] += 1  # type: ignore[operator]
-            if read(k) != reference.get(k) or state.get(k) != reference.get(k):
+            if read(k) != reference.get(k) or (faust_reads and state.get(k) != reference.get(k)):
                 reads["differed"].append(k)  # type: ignore[attr-defined]
 
     @app.agent(topic)
@@ -320,13 +322,17 @@ def test_faust_recovers_the_writers_changelog_byte_identical_with_deletes(
         time.sleep(0.3)
     stop(first, timeout=30)
 
-    # The changelog holds, partition by partition, exactly the records Faust wrote for the same commands.
-    written = _changelog(broker.bootstrap, app_id, "state")
-    faust_written = _changelog(broker.bootstrap, app_id, "reference")
-    assert len(written) == len(commands)
-    assert [(m.partition, m.key, m.value, list(m.headers)) for m in written] == \
-           [(m.partition, m.key, m.value, list(m.headers)) for m in faust_written]
-    assert sum(1 for m in written if m.value is None) == len(range(0, 120, 5))  # deletes are tombstones
+    # The changelog holds, partition by partition, the records Faust wrote for the same commands, byte for
+    # byte, in order, less the writes a later write of the same key superseded before they were sealed;
+    # each key's last record is Faust's.
+    state_log, reference_log = _changelog(broker.bootstrap, app_id, "state"), _changelog(broker.bootstrap, app_id, "reference")
+    written = [(m.partition, m.key, m.value, list(m.headers)) for m in state_log]
+    faust_written = [(m.partition, m.key, m.value, list(m.headers)) for m in reference_log]
+    assert len(faust_written) == len(commands)
+    assert _is_subsequence(written, faust_written)
+    latest = {(p, k): v for p, k, v, _ in written}
+    assert latest == {(p, k): v for p, k, v, _ in faust_written}
+    assert sum(1 for v in latest.values() if v is None) == len(range(0, 120, 5)) - 1  # deletes are tombstones (k5 came back)
 
     # A fresh worker (no local data) rebuilds both tables from their changelogs with Faust's own recovery.
     fresh = _start_worker(broker, tmp_path, "fresh", app_id=app_id, store=store, dump=True)
@@ -341,9 +347,14 @@ def test_faust_recovers_the_writers_changelog_byte_identical_with_deletes(
     if store.startswith("rocksdb"):
         # The first worker's RocksDB files remember the last changelog offset written per partition, as
         # Faust's _on_changelog_sent does for its own writes, so a restart on them re-reads nothing.
-        last = {p: max(m.offset for m in written if m.partition == p) for p in range(PARTITIONS)}
-        assert _persisted_offsets(tmp_path / "first" / "data", "state") == last
-        assert _persisted_offsets(tmp_path / "first" / "data", "reference") == last
+        for table, log in (("state", state_log), ("reference", reference_log)):
+            last = {p: max(m.offset for m in log if m.partition == p) for p in range(PARTITIONS)}
+            assert _persisted_offsets(tmp_path / "first" / "data", table) == last, table
+
+
+def _is_subsequence(part: list[Any], whole: list[Any]) -> bool:
+    rest = iter(whole)
+    return all(any(item == other for other in rest) for item in part)
 
 
 def _persisted_offsets(datadir: Path, table: str) -> dict[int, int | None]:
@@ -425,8 +436,9 @@ class _InEvent:
         _current_event.reset(self.token)
 
 
-async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float,
-                           producer_linger: float = 0.0) -> tuple[Any, Any, Any]:
+async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float | None,
+                           producer_linger: float = 0.0, store: str = "memory://", datadir: Path | None = None,
+                           max_pending_records: int = 20_000) -> tuple[Any, Any, Any]:
     """An app with a table, its checkpoint (whose writer writes the table, ``linger``) and the worker's
     overrides; ``producer_linger``: how long aiokafka holds the app's other records."""
     import faust
@@ -438,12 +450,13 @@ async def _app_with_writer(broker: TansuBroker, app_id: str, linger: float,
         def _serializer_from_type(self, typ: object) -> str:
             return "raw"
 
-    app = faust.App(app_id, broker=broker.url, store="memory://", producer_request_timeout=3, topic_partitions=PARTITIONS,
-                    producer_linger=producer_linger)
+    where: dict[str, Any] = {"datadir": str(datadir)} if datadir else {}
+    app = faust.App(app_id, broker=broker.url, store=store, producer_request_timeout=3, topic_partitions=PARTITIONS,
+                    producer_linger=producer_linger, **where)
     table: Any = app.tables.add(RawTable(app, name="state", key_type=str, value_type=bytes, partitions=PARTITIONS))
     table._verified_source_topics_for_partitions.add(INPUT)  # no consumer here to compare partition counts
     await _create_topic(broker.bootstrap, table.changelog_topic_name)
-    checkpoint = Checkpoint(app, linger=linger)
+    checkpoint = Checkpoint(app, linger=linger, max_pending_records=max_pending_records)
     framework.install(checkpoint)
     await app.producer.start()
     return app, table, checkpoint
@@ -494,6 +507,45 @@ def test_wait_acked_sends_at_once_and_returns_when_the_broker_has_the_writes(bro
             await app.producer.flush()  # nothing failed: Faust's pre-commit flush goes through
         finally:
             await asyncio.wait_for(app.producer.stop(), 20)
+
+    asyncio.run(scenario())
+
+
+def test_writes_until_sealed_are_one_record_per_key_and_reach_rocksdb_as_they_are_sealed(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Between seals a key written again is one changelog record (its last value, in the place of its last
+    write), and a RocksDB store gets the writes when they are sealed, read back meanwhile from the writer."""
+
+    async def scenario() -> None:
+        app, table, checkpoint = await _app_with_writer(broker, "cw-sealed", linger=None, store="rocksdb://",
+                                                        datadir=tmp_path, max_pending_records=3)
+        writer = checkpoint.writer
+        read = writer.reader(table)
+        db = table.data._db_for_partition(1)
+        try:
+            with _InEvent(1):
+                writer.set(table, "k", b"v1")
+                writer.set(table, "j", b"x")
+                writer.set(table, "k", b"v2")
+                writer.delete(table, "j")
+                assert writer.pending_records == 2  # one per key
+                assert (read("k"), read("j")) == (b"v2", None)
+            assert (read("k"), read("j")) == (b"v2", None)  # outside of an event too
+            assert db.get(b"k") is None  # not sealed yet: no commit, no linger, below max_pending_records
+            with _InEvent(1):
+                writer.set(table, "m", b"1")  # the third unsealed record: all are sealed and sent
+            assert (db.get(b"k"), db.get(b"j"), db.get(b"m")) == (b"v2", None, b"1")
+            await asyncio.wait_for(writer.wait_acked(table), 10)
+            records = await _read(broker.bootstrap, table.changelog_topic_name, 3, timeout=3)
+            assert [(m.partition, m.key, m.value) for m in records] == [(1, b"k", b"v2"), (1, b"j", None), (1, b"m", b"1")]
+            assert table.data.persisted_offset(TopicPartition(table.changelog_topic_name, 1)) == records[-1].offset
+            with _InEvent(1):
+                assert (read("k"), read("m")) == (b"v2", b"1")  # now from the database
+        finally:
+            await asyncio.wait_for(app.producer.stop(), 20)
+            for each in table.data._dbs.values():
+                each.close()
 
     asyncio.run(scenario())
 
