@@ -12,7 +12,8 @@ Five figures over the same simulator traffic:
 4. state update alone (the same loop without the rules): the ceiling the rules' share is taken from;
 5. (1) again with the tables (parcel state, deadline index, orders) on RocksDB as the worker's
    ``rocksdb://`` store keeps them (rocksdict with Faust's options, raw bytes, read and written as the
-   changelog writer does: ``delivery/changelog.py``), beside (1) on dicts: target within 20% of it.
+   changelog writer does, unsealed writes first: ``delivery/changelog.py``), beside (1) on dicts: target
+   within 20% of it.
    (1) and (5) alternate ``--store-repeats`` times; medians.
 Targets: (1) >= 100k events/s on one core; (3) >= 200k; (5) at least 80% of (1).
 (3) and (4) take about a second each, short enough for this shared machine's noise to move one run by a

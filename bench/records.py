@@ -4,9 +4,11 @@ The ceiling benchmark's simulated events (twelve days of traffic) go through the
 order router as the worker's, with dicts for tables that count every write and its bytes, and sweeps
 every ``--tick-every`` events. Twice: with the clock at the wall-clock time (a worker catching up on that
 backlog judged it so before the catch-up clock), and with the catch-up clock (core/clock.py), the events having
-arrived at their event time. Prints, per input event, the table writes (each one changelog record), the
-order-facts records, issue events (and the records they travel in) and deliveries produced, and the Faust
-messages the worker would consume.
+arrived at their event time. Prints, per input event, the table writes and the changelog records they
+make (one per key between seals: ``delivery/changelog.py`` seals at each commit, every 2.8 s of the
+model's clock, and the parcel state and index also at each sweep, as its bucket removals do), the order-facts
+records, issue events (and the records they travel in) and deliveries produced, and the Faust messages
+the worker would consume.
 Run: ``.venv/bin/python -m bench.records [--events 20000] [--tick-every 500]``.
 """
 
@@ -27,14 +29,24 @@ from delivery.batch_records import keyed_records
 from detectors import LaneBaselines
 from domain.events import parse_order_event, parse_tracking_update
 
+# Faust's default broker_commit_interval, which the worker keeps: the changelog writer seals at each commit.
+COMMIT_SECONDS = 2.8
+
 
 class CountingTable(MutableMapping[str, bytes]):
-    """A dict that counts writes and the bytes written (in a Faust table, each write is a changelog record)."""
+    """A dict that counts writes and the bytes written, and the changelog records they make (one per key
+    written between two ``seal`` calls, as the changelog writer sends them)."""
 
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
         self.writes = 0
         self.bytes = 0
+        self.unsealed: set[str] = set()
+        self.records = 0
+
+    def seal(self) -> None:
+        self.records += len(self.unsealed)
+        self.unsealed.clear()
 
     def __getitem__(self, key: str) -> bytes:
         return self.data[key]
@@ -42,10 +54,12 @@ class CountingTable(MutableMapping[str, bytes]):
     def __setitem__(self, key: str, value: bytes) -> None:
         self.writes += 1
         self.bytes += len(key) + len(value)
+        self.unsealed.add(key)
         self.data[key] = value
 
     def __delitem__(self, key: str) -> None:
         self.writes += 1  # a tombstone
+        self.unsealed.add(key)
         del self.data[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -64,6 +78,7 @@ def run(records: list[tuple[str, bytes, bytes]], tick_every: int, catch_up: bool
     # Lag 0 turns the catch-up clock off: the wall clock throughout, as before it.
     clock = CatchUpClock(settings.app.catch_up_after_seconds if catch_up else 0, 10, started_at=wall - 3600)
     facts = issues = issue_records = deliveries = 0
+    committed_at = wall
 
     def collect(out: Output) -> None:
         nonlocal issues, issue_records, deliveries
@@ -97,13 +112,23 @@ def run(records: list[tuple[str, bytes, bytes]], tick_every: int, catch_up: bool
                 swept_at = clock.now(p, wall)
                 if swept_at is not None:  # (None: a partition with a backlog it has not begun)
                     collect(processor.on_tick(p, swept_at, wall))
+            # A sweep's removals wait for the writes before them, acknowledged (Checkpoint step 6): sealed.
+            states.seal()
+            index.seal()
+        if wall - committed_at >= COMMIT_SECONDS:
+            committed_at = wall
+            for table in (states, index, orders):
+                table.seal()
+    for table in (states, index, orders):
+        table.seal()
     n = len(records)
-    produced = states.writes + index.writes + orders.writes + facts + issue_records + deliveries
+    changelog = states.records + index.records + orders.records
+    produced = changelog + facts + issue_records + deliveries
     print(f"records: {n:,} input events of a twelve-day backlog, a sweep every {tick_every} events, "
           f"{'catch-up clock (arrival = event time)' if catch_up else 'wall clock'}")
-    print(f"  parcel-state writes : {states.writes / n:5.2f} per event ({states.bytes / 2**20:6.1f} MiB)")
-    print(f"  deadline-index writes: {index.writes / n:5.2f} per event ({index.bytes / 2**20:6.1f} MiB)")
-    print(f"  orders writes       : {orders.writes / n:5.2f} per event ({orders.bytes / 2**20:6.1f} MiB)")
+    for name, table in (("parcel-state", states), ("deadline-index", index), ("orders", orders)):
+        print(f"  {name + ' writes':<20}: {table.writes / n:5.2f} per event ({table.bytes / 2**20:6.1f} MiB),"
+              f" {table.records / n:5.2f} changelog records")
     print(f"  order-facts records : {facts / n:5.2f} per event")
     print(f"  issue events + notifications: {issues / n:5.2f} per event, in {issue_records / n:5.2f} records; "
           f"deliveries {deliveries / n:5.2f}")
