@@ -32,9 +32,10 @@ What is kept, and how:
    RocksDB store picks its partition database from the same current event.
 6. On a ``rocksdb://`` store a raw table's reads and writes go to the current event's partition database as
    the bytes Faust's store would read and write (``_RocksDBAccess``), without its serializer dispatch per key
-   and value and its key-to-partition cache (about 2-3 us a read or write, several per event). The writes
-   reach the database when they are sealed, as one write batch before their records are sent (so before
-   the persisted offset that covers them); reads look among the unsealed writes first. The memory store
+   and value and its key-to-partition cache (about 2-3 us a read or write, several per event). Sealed writes
+   reach the database as one write batch just before their first record batch is sent: after its
+   ``follows`` (a flush of RocksDB's memtable never keeps a state ahead of a record it says was sent) and
+   before the persisted offset that covers them. Until then reads look among the writer's writes first. The memory store
    is written at once (a dict write costs less than keeping it aside).
 
 Use one writer per app and route every write of a table through it: mixing ``table[key] = value`` and the
@@ -193,7 +194,7 @@ class _Open:
 class _Batch:
     """One aiokafka record batch for one (changelog topic, partition): sealed, sent, acked."""
 
-    __slots__ = ("acked", "builder", "count", "partition", "table")
+    __slots__ = ("acked", "builder", "count", "partition", "store_writes", "table")
 
     def __init__(self, table: _Table, partition: int, builder: BatchBuilder, acked: asyncio.Future[None]) -> None:
         self.table = table
@@ -201,6 +202,9 @@ class _Batch:
         self.builder = builder
         self.count = 0
         self.acked = acked
+        # The first batch of a seal on a RocksDB store: the sealed writes, into the database just before
+        # it is sent (after its ``follows``).
+        self.store_writes: _Open | None = None
 
 
 class ChangelogWriter:
@@ -227,6 +231,8 @@ class ChangelogWriter:
         self._follows = follows
         self._tables: dict[int, _Table] = {}
         self._open: dict[tuple[str, int], _Open] = {}
+        # RocksDB stores: sealed writes not in the database yet, oldest first (read after the unsealed ones).
+        self._sealed: dict[tuple[str, int], deque[_Open]] = {}
         self._ready: deque[_Batch] = deque()
         self._unacked: builtins.set[_Batch] = builtins.set()  # ready, or sent and waiting for the broker
         self._pending_records = 0  # unsealed, or sealed and not acknowledged (or failed)
@@ -241,7 +247,7 @@ class ChangelogWriter:
 
     def set(self, table: Collection, key: Any, value: Any) -> None:
         """``table[key] = value``: the changelog record among the unsealed writes; the store now (a RocksDB
-        store when they are sealed: until then reads find the value among them)."""
+        store once they are sealed and sent: until then reads find the value among them)."""
         info = self._tables.get(id(table)) or self._register(table)
         partition = table.partition_for_key(key)  # the current event's; raises outside of an event
         assert partition is not None  # use_partitioner tables are refused in _register
@@ -279,6 +285,7 @@ class ChangelogWriter:
         rocksdb = info.rocksdb
         if rocksdb is not None:
             unsealed = self._open
+            sealed = self._sealed
             topic = info.topic_name
             db = rocksdb.db
 
@@ -286,9 +293,9 @@ class ChangelogWriter:
                 on_get(table, key)
                 key_bytes = key.encode()
                 event = current_event()
-                if event is None:  # (outside of an event: every partition's unsealed writes, then Faust's search)
-                    for (slot_topic, _), each in unsealed.items():
-                        found = each.records.get(key_bytes) if slot_topic == topic else None
+                if event is None:  # (outside of an event: every partition's writes, then Faust's search)
+                    for partition in {p for t, p in (*unsealed, *sealed) if t == topic}:
+                        found = self._not_stored((topic, partition), key_bytes)
                         if found is not None:
                             return found[0]
                     return rocksdb.store._get(key_bytes)
@@ -298,6 +305,10 @@ class ChangelogWriter:
                     found = writes.records.get(key_bytes)
                     if found is not None:
                         return found[0]  # (None: deleted)
+                if sealed:
+                    found = self._not_stored((topic, partition), key_bytes, unsealed=False)
+                    if found is not None:
+                        return found[0]
                 return db(partition).get(key_bytes)
 
             return get_rocksdb
@@ -313,6 +324,18 @@ class ChangelogWriter:
             return mapping.get(key)
 
         return get
+
+    def _not_stored(self, slot: tuple[str, int], key: bytes, unsealed: bool = True) -> tuple[bytes | None, Any] | None:
+        """``key``'s latest write of ``slot`` not in its RocksDB database yet (unsealed, then sealed newest
+        first), as (value, headers); None when there is none."""
+        writes = self._open.get(slot) if unsealed else None
+        found = writes.records.get(key) if writes is not None else None
+        if found is None:
+            for each in reversed(self._sealed.get(slot, ())):
+                found = each.records.get(key)
+                if found is not None:
+                    break
+        return found
 
     def _register(self, table: Collection) -> _Table:
         if table.app is not self.app:
@@ -361,15 +384,17 @@ class ChangelogWriter:
     # -- sending ------------------------------------------------------------------------------------------
 
     def _seal(self, slot: tuple[str, int]) -> None:
-        """The unsealed writes of ``slot`` into the store (a RocksDB store: one write batch) and into record
-        batches ready to send, in order (the store first: its persisted offset is set once they are acked)."""
+        """The unsealed writes of ``slot`` into record batches ready to send, in order. A RocksDB store gets
+        them as one write batch when the first is sent, after its ``follows`` (so never ahead of a record
+        they say was sent, and before the persisted offset that covers them); read from here until then."""
         writes = self._open.pop(slot)
         records = writes.records
         self._unsealed -= len(records)
         info, partition = writes.table, writes.partition
-        if info.rocksdb is not None:
-            info.rocksdb.write(partition, records)
         batch = self._new_batch(info, partition)
+        if info.rocksdb is not None:
+            batch.store_writes = writes
+            self._sealed.setdefault(slot, deque()).append(writes)
         for key, (value, headers) in records.items():
             if batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
                 # Full (an empty builder always takes one record): the next batch.
@@ -408,10 +433,13 @@ class ChangelogWriter:
                         await self._follows()
                     except Exception as exc:  # noqa: BLE001 - what they follow failed: they must not go out
                         for _ in range(sealed):
-                            self._done(self._ready.popleft(), None, exc)
+                            batch = self._ready.popleft()
+                            self._stored(batch, write=False)  # (nor into the database: the worker must restart)
+                            self._done(batch, None, exc)
                         continue
                 for _ in range(sealed):
                     batch = self._ready.popleft()
+                    self._stored(batch, write=True)
                     try:
                         # (framework.py's tracked topics keep the changelog in the producer's
                         # metadata refreshes: a batch queued for a topic that fell out of them never drains.)
@@ -420,6 +448,22 @@ class ChangelogWriter:
                         self._done(batch, None, exc)
                     else:
                         sent.add_done_callback(lambda fut, batch=batch: self._on_sent(batch, fut))
+
+    def _stored(self, batch: _Batch, *, write: bool) -> None:
+        """A seal's writes into its RocksDB database (``write``), no longer read from the writer."""
+        writes = batch.store_writes
+        if writes is None:
+            return
+        batch.store_writes = None
+        if write:
+            info = batch.table
+            assert info.rocksdb is not None
+            info.rocksdb.write(batch.partition, writes.records)
+        slot = (batch.table.topic_name, batch.partition)
+        waiting = self._sealed[slot]
+        waiting.remove(writes)  # (the oldest: batches go out in order)
+        if not waiting:
+            del self._sealed[slot]
 
     def _on_sent(self, batch: _Batch, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled():

@@ -511,11 +511,12 @@ def test_wait_acked_sends_at_once_and_returns_when_the_broker_has_the_writes(bro
     asyncio.run(scenario())
 
 
-def test_writes_until_sealed_are_one_record_per_key_and_reach_rocksdb_as_they_are_sealed(
+def test_writes_until_sealed_are_one_record_per_key_and_reach_rocksdb_as_they_are_sent(
     broker: TansuBroker, tmp_path: Path
 ) -> None:
     """Between seals a key written again is one changelog record (its last value, in the place of its last
-    write), and a RocksDB store gets the writes when they are sealed, read back meanwhile from the writer."""
+    write), and a RocksDB store gets the writes once sealed and about to be sent, read back meanwhile from
+    the writer."""
 
     async def scenario() -> None:
         app, table, checkpoint = await _app_with_writer(broker, "cw-sealed", linger=None, store="rocksdb://",
@@ -534,9 +535,12 @@ def test_writes_until_sealed_are_one_record_per_key_and_reach_rocksdb_as_they_ar
             assert (read("k"), read("j")) == (b"v2", None)  # outside of an event too
             assert db.get(b"k") is None  # not sealed yet: no commit, no linger, below max_pending_records
             with _InEvent(1):
-                writer.set(table, "m", b"1")  # the third unsealed record: all are sealed and sent
-            assert (db.get(b"k"), db.get(b"j"), db.get(b"m")) == (b"v2", None, b"1")
+                writer.set(table, "m", b"1")  # the third unsealed record: all are sealed, to be sent
+                assert (read("k"), read("j"), read("m")) == (b"v2", None, b"1")  # sealed, not stored yet
+            assert (read("k"), read("m")) == (b"v2", b"1")
+            assert db.get(b"k") is None  # stored just before they are sent, after what they follow
             await asyncio.wait_for(writer.wait_acked(table), 10)
+            assert (db.get(b"k"), db.get(b"j"), db.get(b"m")) == (b"v2", None, b"1")
             records = await _read(broker.bootstrap, table.changelog_topic_name, 3, timeout=3)
             assert [(m.partition, m.key, m.value) for m in records] == [(1, b"k", b"v2"), (1, b"j", None), (1, b"m", b"1")]
             assert table.data.persisted_offset(TopicPartition(table.changelog_topic_name, 1)) == records[-1].offset
@@ -584,19 +588,29 @@ def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBrok
     asyncio.run(scenario())
 
 
-def test_a_changelog_batch_goes_out_only_after_the_records_produced_before_it(broker: TansuBroker) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_a_changelog_batch_goes_out_only_after_the_records_produced_before_it(
+    broker: TansuBroker, tmp_path: Path, store: str
+) -> None:
     """The parcel agent sends a parcel's delivery without waiting and then writes the state that says it
     was sent: a changelog batch going out on its own (the linger, not a commit) must wait until that
     delivery is acknowledged, or a ``kill -9`` between the two leaves a state claiming a delivery the
-    lane baselines never got. After a lost record, no batch goes out at all."""
+    lane baselines never got; so must a RocksDB store's write of it (a flush of its memtable would keep
+    it). After a lost record, no batch goes out at all."""
+    from delivery.changelog import _RocksDBAccess
     from delivery.checkpoint import SendFailed
     from delivery.framework import aiokafka_producer, note_send_failure
+
+    store_write = _RocksDBAccess.write
 
     async def scenario() -> None:
         # The deliveries linger in aiokafka for 2 s, the changelog batches 50 ms: a batch is sealed while the
         # delivery written before it has not even gone out.
-        app, table, checkpoint = await _app_with_writer(broker, "cw-follows", linger=0.05, producer_linger=2.0)
+        app, table, checkpoint = await _app_with_writer(broker, f"cw-follows-{store[:5]}", linger=0.05, producer_linger=2.0,
+                                                        store=store, datadir=tmp_path)
         writer = checkpoint.writer
+        read = writer.reader(table)
+        rocksdb = store.startswith("rocksdb")
         producer = aiokafka_producer(app)
         await _create_topic(broker.bootstrap, "cw-deliveries")
         await producer.send_and_wait("cw-deliveries", b"warm", partition=0)  # metadata known: sends below do not wait
@@ -610,16 +624,27 @@ def test_a_changelog_batch_goes_out_only_after_the_records_produced_before_it(br
                 return await send_batch(*args, **kwargs)
 
             producer.send_batch = send_batch_watched
+            delivered_when_stored: list[bool] = []
+
+            def write_watched(self: Any, partition: int, records: Any) -> None:
+                delivered_when_stored.append(all(d.done() for d in deliveries))
+                store_write(self, partition, records)
+
+            _RocksDBAccess.write = write_watched  # type: ignore[method-assign]
             for i in range(3):
                 deliveries.append(await producer.send("cw-deliveries", b"delivery %d" % i, partition=i))
                 with _InEvent(i):
                     writer.set(table, f"parcel-{i}", b"signed, delivery sent")
+                    assert read(f"parcel-{i}") == b"signed, delivery sent"
             deadline = time.monotonic() + 10
             while writer.pending_records and time.monotonic() < deadline:  # the writer's linger seals and sends
                 await asyncio.sleep(0.05)  # its batches: no commit, no wait_acked
             assert writer.pending_records == 0
             assert delivered_when_sent and all(delivered_when_sent), delivered_when_sent
             assert len(await _read(broker.bootstrap, table.changelog_topic_name, 3, timeout=3)) == 3
+            if rocksdb:  # stored once delivered, not before
+                assert delivered_when_stored and all(delivered_when_stored), delivered_when_stored
+                assert [table.data._db_for_partition(i).get(f"parcel-{i}".encode()) for i in range(3)] == [b"signed, delivery sent"] * 3
 
             note_send_failure(app, "cw-deliveries: KafkaTimeoutError: a delivery was lost")
             sent_before = len(delivered_when_sent)
@@ -629,9 +654,15 @@ def test_a_changelog_batch_goes_out_only_after_the_records_produced_before_it(br
                 await asyncio.wait_for(writer.wait_acked(table), 10)
             assert len(delivered_when_sent) == sent_before  # never handed to the producer
             assert len(await _read(broker.bootstrap, table.changelog_topic_name, 4, timeout=2)) == 3
+            if rocksdb:
+                assert table.data._db_for_partition(0).get(b"parcel-after-the-loss") is None  # nor stored
         finally:
             producer.send_batch = send_batch
+            _RocksDBAccess.write = store_write  # type: ignore[method-assign]
             await asyncio.wait_for(app.producer.stop(), 20)
+            if rocksdb:
+                for each in table.data._dbs.values():
+                    each.close()
 
     asyncio.run(scenario())
 
