@@ -439,7 +439,11 @@ class ChangelogWriter:
                         continue
                 for _ in range(sealed):
                     batch = self._ready.popleft()
-                    self._stored(batch, write=True)
+                    try:
+                        self._stored(batch, write=True)
+                    except Exception as exc:  # noqa: BLE001 - the database refused them: a lost write, as unsent
+                        self._done(batch, None, exc)
+                        continue
                     try:
                         # (framework.py's tracked topics keep the changelog in the producer's
                         # metadata refreshes: a batch queued for a topic that fell out of them never drains.)
@@ -455,15 +459,17 @@ class ChangelogWriter:
         if writes is None:
             return
         batch.store_writes = None
-        if write:
-            info = batch.table
-            assert info.rocksdb is not None
-            info.rocksdb.write(batch.partition, writes.records)
-        slot = (batch.table.topic_name, batch.partition)
-        waiting = self._sealed[slot]
-        waiting.remove(writes)  # (the oldest: batches go out in order)
-        if not waiting:
-            del self._sealed[slot]
+        try:
+            if write:
+                info = batch.table
+                assert info.rocksdb is not None
+                info.rocksdb.write(batch.partition, writes.records)
+        finally:
+            slot = (batch.table.topic_name, batch.partition)
+            waiting = self._sealed[slot]
+            waiting.remove(writes)  # (the oldest: batches go out in order)
+            if not waiting:
+                del self._sealed[slot]
 
     def _on_sent(self, batch: _Batch, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled():

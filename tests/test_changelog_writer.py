@@ -554,6 +554,35 @@ def test_writes_until_sealed_are_one_record_per_key_and_reach_rocksdb_as_they_ar
     asyncio.run(scenario())
 
 
+def test_a_rocksdb_write_that_fails_is_a_lost_write_not_a_hang(broker: TansuBroker, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from delivery.changelog import _RocksDBAccess
+    from delivery.checkpoint import SendFailed
+
+    def refuse(self: Any, partition: int, records: Any) -> None:
+        raise OSError("IO error: No space left on device")
+
+    async def scenario() -> None:
+        app, table, checkpoint = await _app_with_writer(broker, "cw-store-failure", linger=None, store="rocksdb://",
+                                                        datadir=tmp_path)
+        writer = checkpoint.writer
+        monkeypatch.setattr(_RocksDBAccess, "write", refuse)
+        try:
+            with _InEvent(2):
+                writer.set(table, "k", b"v")
+            with pytest.raises(SendFailed, match="No space left"):
+                await asyncio.wait_for(writer.wait_acked(table), 10)
+            with pytest.raises(SendFailed):
+                await asyncio.wait_for(app.producer.flush(), 10)  # and no offset is committed past it
+            assert writer.pending_records == 0 and not writer._sealed
+        finally:
+            await asyncio.wait_for(app.producer.stop(), 20)
+            for each in table.data._dbs.values():
+                each.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_producer_flush_first_waits_for_the_writes_held_back(broker: TansuBroker) -> None:
     """The parcel agent writes a record's states once its issue events are acknowledged, in a task, while
     it goes on with other records (``hold``): Faust's pre-commit flush must wait for those writes and
