@@ -298,7 +298,7 @@ class ChangelogWriter:
                         found = self._not_stored((topic, partition), key_bytes)
                         if found is not None:
                             return found[0]
-                    return rocksdb.store._get(key_bytes)
+                    return rocksdb.get(key)
                 partition = event.message.partition
                 writes = unsealed.get((topic, partition))
                 if writes is not None:
