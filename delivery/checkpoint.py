@@ -17,9 +17,10 @@ For each input record of a partition (``begin`` -> processing -> ``settle``):
 4. **acknowledged**: ``settle`` waits for the broker to acknowledge every one of them (in a task, while the
    agent goes on with other partitions' records).
 5. **write**: only then the record's deliveries and milestones are sent (not waited for: step 9 is), and
-   the staged writes go to the tables' stores and, as changelog records, to the ``ChangelogWriter``'s
-   batches. A ``kill -9`` before this point repeats the record's issue events (the Redis sink ignores
-   duplicates) instead of recording issues nobody heard of.
+   the staged writes go to the ``ChangelogWriter`` (one changelog record per key until it seals them; a
+   memory store written at once, a RocksDB store when they are sent). A ``kill -9`` before this point
+   repeats the record's issue events (the Redis sink ignores duplicates) instead of recording issues
+   nobody heard of.
 6. **remove**: a sweep's index removals (its swept buckets and cursor) wait until step 5's writes are
    acknowledged themselves (``remove_after_acknowledged``): a crash between must never leave a subject
    filed nowhere.
@@ -30,11 +31,11 @@ and on shutdown, and ``delivery/framework.py`` routes that flush here):
 7. **held**: wait for step 5 of every record Faust already considers processed.
 8. **producer**: drain Faust's own producer buffer and aiokafka's batches (the order facts, deliveries,
    dead letters and other records sent without waiting).
-9. **changelog**: send every open changelog batch and wait for the broker's acknowledgement. Not only
-   here: a changelog batch the writer sends on its own between commits goes out the same way, once every
-   record produced before it is acknowledged and none ever failed (``_produced_before``). So a state is in
-   the changelog only after the deliveries and milestones step 5 sent before it, and never after a
-   record that was lost.
+9. **changelog**: seal and send every pending changelog write and wait for the broker's acknowledgement.
+   Not only here: a changelog batch the writer sends on its own between commits goes out the same way,
+   once every record produced before it is acknowledged and none ever failed (``_produced_before``). So
+   a state is in the changelog only after the deliveries and milestones step 5 sent before it, and never
+   after a record that was lost.
 10. **failures**: if any record the worker produced was ever refused or timed out, raise ``SendFailed``:
     nothing is committed past it, ``/healthz`` turns red and a restart re-processes from the last commit.
     (Not the ticks, ``best_effort``: a lost tick is made good by the next one.)
