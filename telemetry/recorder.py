@@ -64,11 +64,7 @@ class Recorder:
     # -- the stream ------------------------------------------------------------------------------------------
 
     def observe_event(self, topic: str, outcome: str, lag_seconds: float | None, seconds: float) -> None:
-        m = self.metrics
-        self._child(m.events_consumed, topic, outcome).inc()
-        self._child(m.processing, topic).observe(seconds)
-        if lag_seconds is not None:
-            m.event_lag.observe(max(0.0, lag_seconds))
+        self.metrics.events.observe(topic, outcome, lag_seconds, seconds)
 
     def observe_dead_letter(self, topic: str, reason: str) -> None:
         self.observe_event(topic, "invalid", None, 0.0)

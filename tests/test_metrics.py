@@ -75,3 +75,40 @@ def test_a_scrape_can_ask_for_some_series_only(metrics: Metrics) -> None:
     assert 'parcelwatch_lane_incidents_total{carrier="TEST-NAMES"} 1.0' in body
     # No names: everything, as before.
     assert "parcelwatch_deadline_sweep_seconds_bucket" in metrics.render()[0].decode()
+
+
+def test_the_per_event_series_render_as_prometheus_clients_own_would() -> None:
+    """``EventMetrics`` keeps plain counts: what it renders must be what prometheus-client's Counter and
+    Histograms render for the same events (boundaries included: a value on a bound is in that bucket)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from telemetry.metrics import LAG_BUCKETS, PROCESSING_BUCKETS, EventMetrics
+
+    events = EventMetrics()
+    events.init_topic("tracking", ("ok", "invalid"))
+    reference = CollectorRegistry()
+    consumed = Counter("parcelwatch_events_consumed_total", "Input events consumed, by topic and outcome.",
+                       ["topic", "outcome"], registry=reference)
+    lag = Histogram("parcelwatch_event_lag_seconds", "Processing time minus event time.", buckets=LAG_BUCKETS,
+                    registry=reference)
+    processing = Histogram("parcelwatch_processing_seconds", "Time to process one input event.", ["topic"],
+                           buckets=PROCESSING_BUCKETS, registry=reference)
+    for outcome in ("ok", "invalid"):
+        consumed.labels("tracking", outcome)
+    processing.labels("tracking")
+    observed = [("tracking", "ok", 30.0, 0.0001), ("tracking", "ok", -2.0, 3e-5), ("orders", "rerouted", None, 2.0),
+                ("tracking", "expired", None, 0.25), ("orders", "ok", 86400.0 * 30, 0.001), ("tracking", "ok", 5.0, 1e-4)]
+    for topic, outcome, lag_seconds, seconds in observed:
+        events.observe(topic, outcome, lag_seconds, seconds)
+        consumed.labels(topic, outcome).inc()
+        processing.labels(topic).observe(seconds)
+        if lag_seconds is not None:
+            lag.observe(max(0.0, lag_seconds))
+    ours = CollectorRegistry()
+    ours.register(events)
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        return sorted(line for line in generate_latest(registry).decode().splitlines() if "_created" not in line)
+
+    assert lines(ours) == lines(reference)
+    assert 'parcelwatch_processing_seconds_bucket{le="0.0001",topic="tracking"} 3.0' in lines(ours)
