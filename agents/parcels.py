@@ -58,6 +58,9 @@ class ParcelAgent(Agent):
         self.future_tolerance = cfg.future_event_tolerance_seconds
         # The next offset to process of each input topic partition (what the clock asks: do records wait?).
         self._next_offset: dict[TP, int] = {}
+        # While a record is processed: what ``_records_waiting`` answered for it. The clock asks for every event,
+        # and a batch record's elements all get the answer its first one got: as if processed at once.
+        self._waiting_memo: dict[tuple[str, int], bool] | None = None
         # While a partition works through records that arrived long ago, its detectors and sweeps run at their
         # arrival time instead of the wall clock (core/clock.py): no spurious open/resolve pairs after an
         # outage. Every partition hears from its tracking and from each order-router partition before its
@@ -82,10 +85,14 @@ class ParcelAgent(Agent):
             msg = event.message
             next_offset[msg.tp] = msg.offset + 1
             await self.checkpoint.begin(msg.partition)
-            if msg.topic != self.names.ticks and is_batch(event.value):
-                await self._process_batch(event)
-            else:
-                await self._process_record(event)
+            self._waiting_memo = {}
+            try:
+                if msg.topic != self.names.ticks and is_batch(event.value):
+                    await self._process_batch(event)
+                else:
+                    await self._process_record(event)
+            finally:
+                self._waiting_memo = None
 
     async def tick(self) -> None:
         """Turn wall-clock time into one tick per partition (the sweep runs in the parcel agent)."""
@@ -104,6 +111,15 @@ class ParcelAgent(Agent):
     def _records_waiting(self, topic: str, partition: int) -> bool:
         """Whether records of ``topic`` (an input of the parcel state) on ``partition`` wait to be processed
         here, as far as the consumer's last fetch knows (True while it cannot tell: nothing fetched yet)."""
+        memo = self._waiting_memo
+        if memo is not None:
+            known = memo.get((topic, partition))
+            if known is None:
+                known = memo[(topic, partition)] = self._records_waiting_now(topic, partition)
+            return known
+        return self._records_waiting_now(topic, partition)
+
+    def _records_waiting_now(self, topic: str, partition: int) -> bool:
         tp = TP(topic, partition)
         try:
             highwater = self.app.consumer.highwater(tp)
