@@ -42,7 +42,8 @@ class Metrics:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         # Input events consumed, their processing time and lag: counted per event, in a collector of their own.
         self.events = EventMetrics()
-        registry.register(self.events)
+        for family in self.events.families:
+            registry.register(_Family(family))
         self.dead_letters = Counter(
             "parcelwatch_dead_letters_total", "Events sent to the dead-letter topic, by invalid field.",
             ["topic", "reason"], registry=registry)
@@ -181,10 +182,11 @@ PROCESSING_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05, 
 class _Buckets:
     """One histogram's counts: per bucket (the last is +Inf), not cumulative, and the sum."""
 
-    __slots__ = ("bounds", "counts", "sum")
+    __slots__ = ("bounds", "counts", "labels", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
+        self.labels = (*map(floatToGoString, bounds), "+Inf")  # the "le" label of each bucket
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
 
@@ -194,18 +196,18 @@ class _Buckets:
 
     def cumulative(self) -> list[tuple[str, float]]:
         buckets, total = [], 0
-        for bound, count in zip((*map(floatToGoString, self.bounds), "+Inf"), self.counts, strict=True):
+        for bound, count in zip(self.labels, self.counts, strict=True):
             total += count
             buckets.append((bound, float(total)))
         return buckets
 
 
-class EventMetrics(Collector):
+class EventMetrics:
     """``parcelwatch_events_consumed_total``, ``parcelwatch_processing_seconds`` and
     ``parcelwatch_event_lag_seconds``, which every input event updates: kept as plain counts and rendered
-    at scrape time, as prometheus-client's own counter and histograms would render them. Theirs take a
-    lock and validate per update, about 3 us an event (a batch record's elements each count).
-    Updated from the event loop's thread only."""
+    at scrape time (``families``), as prometheus-client's own counter and histograms would render them.
+    Theirs take a lock and validate per update, about 3 us an event (a batch record's elements each
+    count). Updated from the event loop's thread only."""
 
     def __init__(self) -> None:
         self.consumed: dict[tuple[str, str], int] = {}  # (topic, outcome) -> events
@@ -229,20 +231,39 @@ class EventMetrics(Collector):
         if lag_seconds is not None:
             self.lag.observe(lag_seconds if lag_seconds > 0.0 else 0.0)
 
-    def collect(self) -> Iterable[Metric]:
+    @property
+    def families(self) -> tuple[Callable[[], Metric], ...]:
+        """What a scrape renders, one metric family each (a scrape asking for one renders only that one)."""
+        return self._consumed_family, self._lag_family, self._processing_family
+
+    def _consumed_family(self) -> Metric:
         consumed = CounterMetricFamily("parcelwatch_events_consumed", "Input events consumed, by topic and outcome.",
                                        labels=["topic", "outcome"])
         for (topic, outcome), count in self.consumed.items():
             consumed.add_metric([topic, outcome], float(count))
-        yield consumed
+        return consumed
+
+    def _lag_family(self) -> Metric:
         lag = HistogramMetricFamily("parcelwatch_event_lag_seconds", "Processing time minus event time.")
         lag.add_metric([], self.lag.cumulative(), self.lag.sum)
-        yield lag
+        return lag
+
+    def _processing_family(self) -> Metric:
         processing = HistogramMetricFamily("parcelwatch_processing_seconds", "Time to process one input event.",
                                            labels=["topic"])
         for topic, buckets in self.processing.items():
             processing.add_metric([topic], buckets.cumulative(), buckets.sum)
-        yield processing
+        return processing
+
+
+class _Family(Collector):
+    """One metric family rendered at scrape time by ``render``."""
+
+    def __init__(self, render: Callable[[], Metric]) -> None:
+        self.render = render
+
+    def collect(self) -> Iterable[Metric]:
+        yield self.render()
 
 
 class _ScrapeTimeGauges(Collector):
