@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.types import TP
 
+import agents
 import config
 from core.clock import CatchUpClock, decode_watermark, encode_watermark
 from core.notifications import load_rules
@@ -402,3 +406,45 @@ def test_a_worker_restarted_mid_backlog_raises_no_issue_that_live_never_had(back
     assert not spurious, f"{len(spurious)} issues the event-time replay never raised, e.g. {spurious[:3]}"
     open_now = {k for k, v in caught_up.items() if v["resolved_at"] is None}
     assert open_now == {k for k, v in replayed.items() if v["resolved_at"] is None}
+
+
+def test_the_parcel_agent_asks_whether_records_wait_once_per_record_and_afresh_after_it() -> None:
+    """The clock asks for every event whether records wait on an input; the parcel agent asks the consumer
+    once per record (a batch record's elements share the answer), and never keeps an answer past its record:
+    health and metrics read the clock between records, and a stale "nothing waits" would pass for live."""
+    stream = agents.build(config.load(env={}))
+    parcels = stream.parcels
+    assert parcels is not None
+    consumer_answers: list[bool] = []
+    waiting = {"answer": True}
+
+    def ask_the_consumer(topic: str, partition: int) -> bool:
+        consumer_answers.append(waiting["answer"])
+        return waiting["answer"]
+
+    seen: list[list[bool]] = []
+
+    async def process(event: Any) -> None:  # what the clock does: ask for each element
+        answers = [parcels._records_waiting("parcelwatch-order-facts", 0) for _ in range(3)]
+        waiting["answer"] = not waiting["answer"]  # a fetch lands while the record is processed
+        answers.append(parcels._records_waiting("parcelwatch-order-facts", 0))
+        seen.append(answers)
+
+    async def events() -> Any:
+        for offset in range(2):
+            yield SimpleNamespace(message=SimpleNamespace(tp=TP("parcelwatch-tracking", 0), offset=offset, partition=0,
+                                                          topic="parcelwatch-tracking"), value=b"{}")
+
+    async def begin(partition: int) -> None:
+        return None
+
+    parcels._records_waiting_now = ask_the_consumer  # type: ignore[method-assign]
+    parcels._process_record = process  # type: ignore[method-assign]
+    parcels.checkpoint.begin = begin  # type: ignore[method-assign]
+    asyncio.run(parcels.run(SimpleNamespace(events=events)))  # type: ignore[arg-type]
+    assert seen == [[True] * 4, [False] * 4]  # one answer per record, each the one its record started with
+    assert consumer_answers == [True, False]
+    # Between records (a health check, a scrape): asked afresh each time.
+    assert parcels._records_waiting("parcelwatch-order-facts", 0) is True
+    assert parcels._records_waiting("parcelwatch-order-facts", 0) is True
+    assert consumer_answers == [True, False, True, True]
