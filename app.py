@@ -240,7 +240,7 @@ def main() -> None:
 # Python's default, 700, is a few events' worth here: every young collection promoted whatever was still in
 # flight (the batch being processed, pending sends): the collector took about 6% of a worker's CPU on a
 # backlog, three quarters of it in the older generations' passes over those promoted objects. At 20,000 most
-# of it has died before a collection (about 3%, nearly all of it young collections).
+# of it has died before a collection (about 3%, most of it young collections).
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
 

@@ -237,7 +237,7 @@ def test_digest_flushes_after_t_seconds(tmp_path: Path) -> None:
         async with AlertRouter(cfg, labels=LABELS) as router:
             start = time.monotonic()
             await router.submit(issue(1))
-            # (A window ten times the pause: a loaded test machine once stalled this loop past a 0.1 s window.)
+            # (A window ten times the pause: a loaded test machine can stall this loop past a shorter one.)
             await asyncio.sleep(0.05)
             await router.submit(issue(2))  # within the same window: no new timer
             assert rx.requests == [] and router.pending("d") == 2
