@@ -7,6 +7,7 @@ let a parcel partition catching up on a backlog know how far routing got (``core
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from faust.types import TP, EventT, StreamT
 from core.clock import encode_watermark
 from core.orders import OrderRouter, decode_gone
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for
-from delivery.framework import committed_offsets, note_send_failure
+from delivery.framework import committed_offsets, note_send_failure, records_queued
 from delivery.staging import StagedWrites
 from domain.events import InvalidEvent, check_not_ahead, parse_order_event
 
@@ -32,6 +33,10 @@ WATERMARK_EVERY_SECONDS = 0.5
 # holds and nothing new came for this long: a producer still sending events that arrived long ago (a backfill,
 # a replay of history) keeps it behind, and its watermarks keep saying how far it got.
 CAUGHT_UP_QUIET_SECONDS = 10.0
+# Order facts wait for the order events queued behind theirs, up to this many records: they go out together, one
+# record per parcel partition, once the stream has nothing more queued. One order event's facts each sent alone cost
+# the parcel agent a Faust record (about as many as the order events themselves).
+HOLD_RECORDS = 200
 
 
 class OrderRouterAgent(Agent):
@@ -50,47 +55,75 @@ class OrderRouterAgent(Agent):
         # Orders partitions that have not said they caught up: those that sent behind watermarks, and every one
         # newly assigned here (what an earlier owner left standing is unknown: see _on_assigned).
         self._lagging: set[int] = set()
+        # Records routed whose order facts are not sent yet (``_send_held``), and those facts: a record is
+        # acknowledged to Faust (its offset committable) only once its facts are sent.
+        self._held: list[EventT] = []
+        self._facts: list[tuple[str, bytes]] = []
+        self._facts_arrived: dict[int, float] = {}  # parcel partition -> earliest arrival among the facts held for it
+        self._stream: StreamT[bytes] | None = None
+        # Held by a record's routing and by sending what is held: the watermark timer sends between records only.
+        self._routing = asyncio.Lock()
         app.agent(self.topics.order_inputs, name="order_router")(self.run)
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]  # (as below)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
         app.timer(interval=WATERMARK_EVERY_SECONDS, name="caught_up_watermarks")(self.caught_up_watermarks)
 
     async def run(self, stream: StreamT[bytes]) -> None:
+        stream.enable_acks = False  # (acknowledged in ``_send_held``, once their facts are sent)
+        self._stream = stream
         async for event in stream.events():
-            msg = event.message
-            if msg.topic == self.names.order_purges:
-                await self._forget(event)
-                continue
-            # Order facts go out one record per parcel partition (a batch record when it carries several): a
-            # batch of order events then costs the parcel agent a few records, not one per subject.
-            outgoing: list[tuple[str, bytes]] = []
-            if is_batch(event.value):
-                try:
-                    elements = decode_batch(event.value)
-                except InvalidEvent as exc:
-                    elements = []
-                    await self._reject(event, exc)
-                for i, element in enumerate(elements):
-                    await self._route(event, element, outgoing, (i, element))
-            else:
-                await self._route(event, event.value, outgoing, None)
-            try:
-                # The order events' arrival time travels with their facts: the parcel agent's catch-up clock
-                # must see a backlog of old order events as old, not as just produced.
-                for key, partition, record in keyed_records(outgoing, self.partitions):
-                    await self.topics.order_facts.send(key=key, value=record, partition=partition, timestamp=msg.timestamp)
-                await self._send_watermark(msg.partition, msg.timestamp, time.time())
-            except Exception as exc:
-                log.exception("failed to send the order facts of %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                note_send_failure(self.app, f"{self.names.order_facts}: {type(exc).__name__}: {exc}")
-            # Routed or dead-lettered: either way done with. Only now, after its facts were sent: the send
-            # awaits, and a caught-up watermark sent meanwhile would pass the facts still to come.
-            self._routed[msg.partition] = msg.offset
-            self._routed_at[msg.partition] = time.time()
+            async with self._routing:
+                msg = event.message
+                if msg.topic == self.names.order_purges:
+                    await self._forget(event)
+                elif is_batch(event.value):
+                    try:
+                        elements = decode_batch(event.value)
+                    except InvalidEvent as exc:
+                        elements = []
+                        await self._reject(event, exc)
+                    for i, element in enumerate(elements):
+                        await self._route(event, element, (i, element))
+                else:
+                    await self._route(event, event.value, None)
+                self._held.append(event)
+                if len(self._held) >= HOLD_RECORDS or not records_queued(stream):
+                    await self._send_held()
 
-    async def _route(self, event: EventT, value: Any, outgoing: list[tuple[str, bytes]],
-                     element: tuple[int, Any] | None) -> None:
-        """Merge one order event into its order's facts; its snapshots are added to ``outgoing``."""
+    async def _send_held(self) -> None:
+        """Send the order facts of the held records, one record per parcel partition (a batch record when it
+        carries several), then the watermarks that say how far routing got; then acknowledge the records."""
+        held, facts, arrived = self._held, self._facts, self._facts_arrived
+        self._held, self._facts, self._facts_arrived = [], [], {}
+        last: dict[int, Any] = {}  # orders partition -> its last record held (routed or dead-lettered)
+        for event in held:
+            if event.message.topic == self.names.orders:
+                last[event.message.partition] = event.message
+        try:
+            # The order events' arrival time travels with their facts: the parcel agent's catch-up clock must
+            # see a backlog of old order events as old, not as just produced: a record carries the earliest arrival
+            # among its facts (the parcel partition's clock may then run behind by the records held together,
+            # never ahead of one of them).
+            for key, partition, record in keyed_records(facts, self.partitions):
+                await self.topics.order_facts.send(key=key, value=record, partition=partition,
+                                                   timestamp=arrived.get(partition))
+            for source_partition, msg in last.items():
+                await self._send_watermark(source_partition, msg.timestamp, time.time())
+        except Exception as exc:
+            log.exception("failed to send the order facts of %d records", len(held))
+            note_send_failure(self.app, f"{self.names.order_facts}: {type(exc).__name__}: {exc}")
+        # Routed or dead-lettered: either way done with. Only now, after their facts were sent: the sends await,
+        # and a caught-up watermark sent meanwhile would pass the facts still to come.
+        now = time.time()
+        for source_partition, msg in last.items():
+            self._routed[source_partition] = msg.offset
+            self._routed_at[source_partition] = now
+        if self._stream is not None:
+            for event in held:
+                await self._stream.ack(event)
+
+    async def _route(self, event: EventT, value: Any, element: tuple[int, Any] | None) -> None:
+        """Merge one order event into its order's facts; its snapshots are held to be sent (``_send_held``)."""
         started = time.perf_counter()
         started_wall = time.time()
         try:
@@ -111,10 +144,21 @@ class OrderRouterAgent(Agent):
                 return
             routed = self.router.route(ev)
             self.orders.flush()
-            outgoing.extend(routed)
+            self._hold(routed, event.message.timestamp)
             self.recorder.observe_event(self.names.orders, "ok", time.time() - ev.event_time, time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - one bad event must never kill the agent
             await self._reject(event, exc, element)
+
+    def _hold(self, routed: list[tuple[str, bytes]], arrived: float | None) -> None:
+        self._facts.extend(routed)
+        if arrived is None:
+            return
+        earliest = self._facts_arrived
+        for subject, _ in routed:
+            partition = partition_for(subject, self.partitions)
+            known = earliest.get(partition)
+            if known is None or arrived < known:
+                earliest[partition] = arrived
 
     async def _forget(self, event: EventT) -> None:
         """The parcel side deleted a subject of an order (``Output.gone``): the order's facts go once every
@@ -183,7 +227,14 @@ class OrderRouterAgent(Agent):
         """An orders partition that routed up to its high watermark and got nothing new for
         ``CAUGHT_UP_QUIET_SECONDS`` has caught up: a watermark at the wall clock releases the parcel partitions
         it held (a router starved of fetches is not caught up: it holds). So does one newly assigned here with
-        nothing to route (``_on_assigned``)."""
+        nothing to route (``_on_assigned``). First, facts still held are sent (a stream whose queue was cleared
+        under them, at a rebalance, has no next record to send them)."""
+        async with self._routing:
+            if self._held:
+                await self._send_held()
+            await self._caught_up_watermarks()
+
+    async def _caught_up_watermarks(self) -> None:
         if not self._lagging:
             return
         now = time.time()

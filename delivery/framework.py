@@ -562,3 +562,9 @@ def stream_positions(app: Any, topics: set[str]) -> list[dict[str, Any]] | None:
 def committed_offsets(app: Any) -> dict[Any, int]:
     """The offsets Faust last committed, per topic partition."""
     return dict(getattr(app.consumer, "_committed_offset", {}))
+
+
+def records_queued(stream: Any) -> bool:
+    """Whether records already delivered to ``stream`` (an agent's Faust stream) wait in its channel's
+    queue: what its next iteration takes without waiting."""
+    return not stream.channel.queue.empty()

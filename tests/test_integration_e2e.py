@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from delivery.batch_records import record_events
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
 from issue_queue.store import issue_id
@@ -228,3 +229,39 @@ def test_delivered_parcels_teach_the_live_worker_its_lane_baseline(stack: Any) -
     learned = wait_for(lane, 60, "12 deliveries in the ZTO 广东→浙江 baseline")
     assert learned["lane"] == "ZTO 广东→浙江"
     assert 40 <= learned["median_hours"] <= 52
+
+
+def test_the_router_sends_a_burst_of_order_facts_together_and_each_reaches_its_subject(
+        tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
+    """Order events queued behind each other have their facts sent together, one record per parcel partition:
+    a burst costs the parcel agent a few records, not one per order. Every subject still gets its snapshot,
+    and a record carries the earliest arrival among its facts (a parcel partition catching up must never
+    judge ahead of an order event whose facts it has not read)."""
+    n = 120
+    now = time.time()
+    arrivals = {f"TB9{i:03d}": now - 3600 + i for i in range(n)}  # a backlog from an hour ago
+    produce(broker.bootstrap, [shipped(order_id, f"739{i:04d}", now - 7200) for i, order_id in enumerate(arrivals)],
+            arrived=arrivals.values())
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        produce(broker.bootstrap, [scan(f"739{i:04d}", "exception", now - 60, exception_reason="damaged")
+                                   for i in range(n)])
+
+        def with_their_orders() -> list[dict[str, Any]]:
+            found = issues_of(worker, kind="carrier_exception", limit="200")
+            return found if len(found) == n and all(i["order_id"] for i in found) else []
+
+        found = wait_for(with_their_orders, 60, f"{n} exception issues showing their order")
+        assert {i["parcel"]: i["order_id"] for i in found} == {f"ZTO:739{i:04d}": o for i, o in enumerate(arrivals)}
+    finally:
+        worker.stop()
+    records = [m for m in consume_all(broker.bootstrap, "parcelwatch-order-facts")
+               if not m.value.startswith(b'{"watermark":')]
+    subjects = [(element["subject"], element["facts"]["order_id"], m.timestamp)
+                for m in records for element in record_events(m.value)]
+    # The parcel and the order itself (watched for ship-overdue until the shipment) each got the snapshot.
+    assert sorted(s for s, _, _ in subjects) == sorted([f"ZTO:739{i:04d}" for i in range(n)]
+                                                       + [f"order:{o}" for o in arrivals])
+    assert len(records) <= n // 4, f"{len(records)} order-facts records for {n} order events"
+    late = [(s, ts) for s, order_id, ts in subjects if ts > int(arrivals[order_id] * 1000)]
+    assert not late, f"records stamped later than an order event they carry arrived: {late[:3]}"
