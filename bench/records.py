@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterator, MutableMapping
 
 import config
+from agents.orders import HOLD_RECORDS
 from bench.ceiling import PARTITIONS, simulated_events
 from core.clock import CatchUpClock
 from core.notifications import load_rules
@@ -78,6 +79,10 @@ def run(records: list[tuple[str, bytes, bytes]], tick_every: int, catch_up: bool
     # Lag 0 turns the catch-up clock off: the wall clock throughout, as before it.
     clock = CatchUpClock(settings.app.catch_up_after_seconds if catch_up else 0, 10, started_at=wall - 3600)
     facts = issues = issue_records = deliveries = 0
+    # The order facts the router holds (subject, as keyed) and for how many order events: in a backlog its
+    # stream always has records queued, so it sends them every HOLD_RECORDS order events (agents/orders.py).
+    held: list[tuple[str, bytes]] = []
+    held_orders = 0
     committed_at = wall
 
     def collect(out: Output) -> None:
@@ -97,11 +102,16 @@ def run(records: list[tuple[str, bytes, bytes]], tick_every: int, catch_up: bool
         if kind == "orders":
             ev = parse_order_event(value)
             for subject, record in router.route(ev):
-                facts += 1
+                held.append((subject, b"{}"))
                 s, f, at = decode_order_facts(record)
                 p = partition(subject)
                 now = clock.observe("order-facts", p, ev.event_time, wall)
                 collect(processor.on_order_facts(p, s, f, at, now, wall))
+            held_orders += 1
+            if held_orders == HOLD_RECORDS:
+                facts += len(keyed_records(held, PARTITIONS))
+                held.clear()
+                held_orders = 0
         else:
             update = parse_tracking_update(value)
             p = partition(update.parcel_key)
@@ -119,6 +129,7 @@ def run(records: list[tuple[str, bytes, bytes]], tick_every: int, catch_up: bool
             committed_at = wall
             for table in (states, index, orders):
                 table.seal()
+    facts += len(keyed_records(held, PARTITIONS))
     for table in (states, index, orders):
         table.seal()
     n = len(records)
