@@ -61,8 +61,9 @@ class OrderRouterAgent(Agent):
         self._facts: list[tuple[str, bytes]] = []
         self._facts_arrived: dict[int, float] = {}  # parcel partition -> earliest arrival among the facts held for it
         self._stream: StreamT[bytes] | None = None
-        # Held by a record's routing and by sending what is held: the watermark timer sends between records only.
+        # Held while a record is routed: what is held is sent between records only.
         self._routing = asyncio.Lock()
+        stream.checkpoint.add_holder(self.send_held)
         app.agent(self.topics.order_inputs, name="order_router")(self.run)
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]  # (as below)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
@@ -89,6 +90,13 @@ class OrderRouterAgent(Agent):
                 self._held.append(event)
                 if len(self._held) >= HOLD_RECORDS or not records_queued(stream):
                     await self._send_held()
+
+    async def send_held(self) -> None:
+        """Send what is held, between records: before Faust waits for its streams to acknowledge every record they
+        took (a rebalance, a stop), whose queues it cleared: no next record would send it."""
+        async with self._routing:
+            if self._held:
+                await self._send_held()
 
     async def _send_held(self) -> None:
         """Send the order facts of the held records, one record per parcel partition (a batch record when it
@@ -227,14 +235,7 @@ class OrderRouterAgent(Agent):
         """An orders partition that routed up to its high watermark and got nothing new for
         ``CAUGHT_UP_QUIET_SECONDS`` has caught up: a watermark at the wall clock releases the parcel partitions
         it held (a router starved of fetches is not caught up: it holds). So does one newly assigned here with
-        nothing to route (``_on_assigned``). First, facts still held are sent (a stream whose queue was cleared
-        under them, at a rebalance, has no next record to send them)."""
-        async with self._routing:
-            if self._held:
-                await self._send_held()
-            await self._caught_up_watermarks()
-
-    async def _caught_up_watermarks(self) -> None:
+        nothing to route (``_on_assigned``)."""
         if not self._lagging:
             return
         now = time.time()

@@ -25,6 +25,11 @@ For each input record of a partition (``begin`` -> processing -> ``settle``):
    acknowledged themselves (``remove_after_acknowledged``): a crash between must never leave a subject
    filed nowhere.
 
+An agent may hold back what its records produced, to send it together with what the records queued behind
+them produce (the order router's order facts): it acknowledges those records to Faust only once it has sent
+it, so no commit passes them. Faust clears the streams' queues at a rebalance and at a stop, then waits for
+every record taken to be acknowledged: ``send_held`` sends what is held first (``delivery/framework.py``).
+
 Before every offset commit (``commit``; Faust calls its producer's flush before it commits, on rebalance
 and on shutdown, and ``delivery/framework.py`` routes that flush here):
 
@@ -77,6 +82,8 @@ class Checkpoint:
         self._removals: dict[int, tuple[asyncio.Future[None], Callable[[], None]]] = {}
         # Writes of records Faust already considers processed (step 7 waits for them).
         self._held: set[asyncio.Future[Any]] = set()
+        # What sends each agent's held-back records (``send_held``).
+        self._holders: list[Callable[[], Awaitable[None]]] = []
 
     def staged(self, table: Any) -> StagedWrites:
         """A staged view of ``table`` (a Faust table) whose writes follow this commit order (step 2)."""
@@ -176,6 +183,17 @@ class Checkpoint:
             pending = self._removals.pop(partition, None)
             if pending is not None:
                 pending[0].cancel()
+
+    # -- records held back --------------------------------------------------------------------------------------
+
+    def add_holder(self, send_held: Callable[[], Awaitable[None]]) -> None:
+        """An agent that holds back what its records produced: ``send_held`` sends it, between records."""
+        self._holders.append(send_held)
+
+    async def send_held(self) -> None:
+        """Before Faust waits for its streams (a rebalance, a stop): what every agent holds back goes out."""
+        for send_held in self._holders:
+            await send_held()
 
     # -- 7-10. before every offset commit -----------------------------------------------------------------------
 

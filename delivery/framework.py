@@ -76,6 +76,8 @@ class CommitOrder(Protocol):
 
     async def wait_until_ebb(self) -> None: ...
 
+    async def send_held(self) -> None: ...
+
 
 # Overrides already applied in this process (each is process-wide: a class attribute of Faust or aiokafka).
 _applied: set[str] = set()
@@ -83,7 +85,7 @@ _applied: set[str] = set()
 
 def install(checkpoint: CommitOrder, tansu_bootstrap: str | None = None) -> None:
     """Attach ``checkpoint`` to its app and apply every override (once per process), in the documented
-    order. ``tansu_bootstrap``: the embedded broker's host:port when the app runs on it (11), else None."""
+    order. ``tansu_bootstrap``: the embedded broker's host:port when the app runs on it (12), else None."""
     checkpoint.app.parcelwatch_checkpoint = checkpoint  # type: ignore[attr-defined]
     steps = [
         _seek_to_committed,
@@ -96,6 +98,7 @@ def install(checkpoint: CommitOrder, tansu_bootstrap: str | None = None) -> None
         _no_worker_spinner,
         _state_stores_without_wal,
         _deliver_without_tasks,
+        _send_held_before_waiting_for_streams,
     ]
     for step in steps:
         _once(step)
@@ -496,6 +499,27 @@ class _Resumed:
                     waiting_on = coro.send(sent)
                 except StopIteration as stop:
                     return stop.value
+
+
+# -- 11. records held back go out before Faust waits for its streams ------------------------------------------------
+
+
+def _send_held_before_waiting_for_streams() -> None:
+    """At a rebalance and at a stop Faust clears the streams' queues, then waits until every record a stream
+    took is acknowledged. An agent that acknowledges its records only once it has sent what they produced,
+    holding that back while more records are queued (the order router's order facts), would wait there for a
+    next record that never comes: the checkpoint's ``send_held`` sends it first."""
+    from faust.app.base import App
+
+    consumer_wait_empty = App._consumer_wait_empty
+
+    async def wait_empty(self: Any, consumer: Any, logger: Any) -> None:
+        checkpoint = checkpoint_of(self)
+        if checkpoint is not None:
+            await checkpoint.send_held()
+        await consumer_wait_empty(self, consumer, logger)
+
+    App._consumer_wait_empty = wait_empty  # type: ignore[method-assign]
 
 
 # -- private internals, read here only ------------------------------------------------------------------------------

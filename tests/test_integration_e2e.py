@@ -265,3 +265,36 @@ def test_the_router_sends_a_burst_of_order_facts_together_and_each_reaches_its_s
     assert len(records) <= n // 4, f"{len(records)} order-facts records for {n} order events"
     late = [(s, ts) for s, order_id, ts in subjects if ts > int(arrivals[order_id] * 1000)]
     assert not late, f"records stamped later than an order event they carry arrived: {late[:3]}"
+
+
+def test_a_worker_stopped_while_its_router_holds_order_facts_stops_at_once_and_loses_none(
+        tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
+    """A stop clears the streams' queues, then waits until every record taken is acknowledged: order events
+    whose facts the router still holds are sent then (not waited on until the worker is killed), and their
+    subjects get them, in this run or the next."""
+    n = 4000
+    now = time.time()
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        produce(broker.bootstrap, [shipped(f"TC{i:05d}", f"74{i:06d}", now - 7200) for i in range(n)])
+
+        def routing() -> bool:
+            metrics = worker.get("/metrics")[1].decode()
+            routed = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                         if line.startswith('parcelwatch_events_consumed_total{') and 'topic="parcelwatch-orders"' in line)
+            return 0 < routed < n
+
+        wait_for(routing, 60, "the router part-way through the burst", interval=0.05)
+        started = time.monotonic()
+        worker.stop()
+        stopped_in = time.monotonic() - started
+    finally:
+        worker.kill()
+    assert worker.proc is not None and worker.proc.returncode == 0, worker.log_tail()
+    assert stopped_in < 15, f"stopped in {stopped_in:.1f} s\n{worker.log_tail()}"
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        wait_for(lambda: worker.get("/healthz")[1]["checks"]["tables"]["subjects"] == 2 * n, 90,
+                 f"the {n} orders and their {n} parcels")
+    finally:
+        worker.stop()
