@@ -34,8 +34,8 @@ WATERMARK_EVERY_SECONDS = 0.5
 # a replay of history) keeps it behind, and its watermarks keep saying how far it got.
 CAUGHT_UP_QUIET_SECONDS = 10.0
 # Order facts wait for the order events queued behind theirs, up to this many records: they go out together, one
-# record per parcel partition, once the stream has nothing more queued. One order event's facts each sent alone cost
-# the parcel agent a Faust record (about as many as the order events themselves).
+# record per parcel partition, once the stream has nothing more queued. Sent per order event, they cost the parcel
+# agent about one Faust record per order event.
 HOLD_RECORDS = 200
 
 
@@ -92,8 +92,8 @@ class OrderRouterAgent(Agent):
                     await self._send_held()
 
     async def send_held(self) -> None:
-        """Send what is held, between records: before Faust waits for its streams to acknowledge every record they
-        took (a rebalance, a stop), whose queues it cleared: no next record would send it."""
+        """Send what is held, between records. Called before Faust waits for its streams to acknowledge every
+        record they took (a rebalance, a stop): it cleared their queues, so no next record would send it."""
         async with self._routing:
             if self._held:
                 await self._send_held()
@@ -108,10 +108,9 @@ class OrderRouterAgent(Agent):
             if event.message.topic == self.names.orders:
                 last[event.message.partition] = event.message
         try:
-            # The order events' arrival time travels with their facts: the parcel agent's catch-up clock must
-            # see a backlog of old order events as old, not as just produced: a record carries the earliest arrival
-            # among its facts (the parcel partition's clock may then run behind by the records held together,
-            # never ahead of one of them).
+            # The order events' arrival time travels with their facts, so that the parcel agent's catch-up clock
+            # sees a backlog of old order events as old. A record carries the earliest arrival among its facts: the
+            # parcel partition's clock may then run behind by the records held together, never ahead of one.
             for key, partition, record in keyed_records(facts, self.partitions):
                 await self.topics.order_facts.send(key=key, value=record, partition=partition,
                                                    timestamp=arrived.get(partition))
