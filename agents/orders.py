@@ -17,7 +17,7 @@ from faust.types import TP, EventT, StreamT
 
 from core.clock import encode_watermark
 from core.orders import OrderRouter, decode_gone
-from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for
+from delivery.batch_records import MAX_BATCH_EVENTS, decode_batch, is_batch, keyed_records, partition_for
 from delivery.framework import committed_offsets, note_send_failure, records_queued
 from delivery.staging import StagedWrites
 from domain.events import InvalidEvent, check_not_ahead, parse_order_event
@@ -33,9 +33,9 @@ WATERMARK_EVERY_SECONDS = 0.5
 # holds and nothing new came for this long: a producer still sending events that arrived long ago (a backfill,
 # a replay of history) keeps it behind, and its watermarks keep saying how far it got.
 CAUGHT_UP_QUIET_SECONDS = 10.0
-# Order facts wait for the order events queued behind theirs, up to this many records: they go out together, one
-# record per parcel partition, once the stream has nothing more queued. Sent per order event, they cost the parcel
-# agent about one Faust record per order event.
+# Order facts wait for the order events queued behind theirs, up to this many records (and a full batch record's
+# worth per parcel partition): they go out together, one record per parcel partition, once the stream has nothing
+# more queued. Sent per order event, they cost the parcel agent about one Faust record per order event.
 HOLD_RECORDS = 200
 
 
@@ -63,6 +63,7 @@ class OrderRouterAgent(Agent):
         self._stream: StreamT[bytes] | None = None
         # Held while a record is routed: what is held is sent between records only.
         self._routing = asyncio.Lock()
+        self._hold_facts = MAX_BATCH_EVENTS * self.partitions  # (batch records of order events hold many each)
         stream.checkpoint.add_holder(self.send_held)
         app.agent(self.topics.order_inputs, name="order_router")(self.run)
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]  # (as below)
@@ -88,7 +89,8 @@ class OrderRouterAgent(Agent):
                 else:
                     await self._route(event, event.value, None)
                 self._held.append(event)
-                if len(self._held) >= HOLD_RECORDS or not records_queued(stream):
+                if (len(self._held) >= HOLD_RECORDS or len(self._facts) >= self._hold_facts
+                        or not records_queued(stream)):
                     await self._send_held()
 
     async def send_held(self) -> None:

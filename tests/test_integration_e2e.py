@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from delivery.batch_records import record_events
+from delivery.batch_records import batch_records, record_events
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
 from issue_queue.store import issue_id
@@ -297,3 +297,27 @@ def test_a_worker_stopped_while_its_router_holds_order_facts_stops_at_once_and_l
                  f"the {n} orders and their {n} parcels")
     finally:
         worker.stop()
+
+
+def test_a_long_burst_of_batched_order_events_sends_its_facts_as_it_goes(
+        tmp_path: Path, broker: TansuBroker, redis_server: RedisServer) -> None:
+    """Batch records of order events carry many facts each: the router holds no more than a full batch record's
+    worth per parcel partition before it sends them (not the whole burst: memory, and the parcels' wait)."""
+    n = 4000
+    now = time.time()
+    orders = [shipped(f"TD{i:05d}", f"75{i:06d}", now - 7200) for i in range(n)]
+    records = batch_records([(key, value) for _, key, value in orders], 4)  # 500 order events a record at most
+    produce(broker.bootstrap, [("parcelwatch-orders", None, record) for _, record in records],
+            arrived=[now - 3600 + 60 * k for k in range(len(records))], partitions=[p for p, _ in records])
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        wait_for(lambda: worker.get("/healthz")[1]["checks"]["tables"]["subjects"] == 2 * n, 90,
+                 f"the {n} orders and their {n} parcels")
+    finally:
+        worker.stop()
+    facts = [m for m in consume_all(broker.bootstrap, "parcelwatch-order-facts")
+             if not m.value.startswith(b'{"watermark":')]
+    assert sum(len(record_events(m.value)) for m in facts) == 2 * n
+    # Each send is stamped with the earliest arrival among its facts: held all together, every record would
+    # carry the burst's first.
+    assert len({m.timestamp for m in facts}) >= 3, sorted({m.timestamp for m in facts})
