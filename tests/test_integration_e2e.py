@@ -291,12 +291,7 @@ def test_a_worker_stopped_while_its_router_holds_order_facts_stops_at_once_and_l
         worker.kill()
     assert worker.proc is not None and worker.proc.returncode == 0, worker.log_tail()
     assert stopped_in < 15, f"stopped in {stopped_in:.1f} s\n{worker.log_tail()}"
-    worker = Worker(broker.url, redis_server.url, tmp_path).start()
-    try:
-        wait_for(lambda: worker.get("/healthz")[1]["checks"]["tables"]["subjects"] == 2 * n, 90,
-                 f"the {n} orders and their {n} parcels")
-    finally:
-        worker.stop()
+    _until_every_order_and_parcel_is_held(broker, redis_server, tmp_path, n)
 
 
 def test_a_long_burst_of_batched_order_events_sends_its_facts_as_it_goes(
@@ -309,15 +304,21 @@ def test_a_long_burst_of_batched_order_events_sends_its_facts_as_it_goes(
     records = batch_records([(key, value) for _, key, value in orders], 4)  # 500 order events a record at most
     produce(broker.bootstrap, [("parcelwatch-orders", None, record) for _, record in records],
             arrived=[now - 3600 + 60 * k for k in range(len(records))], partitions=[p for p, _ in records])
-    worker = Worker(broker.url, redis_server.url, tmp_path).start()
-    try:
-        wait_for(lambda: worker.get("/healthz")[1]["checks"]["tables"]["subjects"] == 2 * n, 90,
-                 f"the {n} orders and their {n} parcels")
-    finally:
-        worker.stop()
+    _until_every_order_and_parcel_is_held(broker, redis_server, tmp_path, n)
     facts = [m for m in consume_all(broker.bootstrap, "parcelwatch-order-facts")
              if not m.value.startswith(b'{"watermark":')]
     assert sum(len(record_events(m.value)) for m in facts) == 2 * n
     # Each send is stamped with the earliest arrival among its facts: held all together, every record would
     # carry the burst's first.
     assert len({m.timestamp for m in facts}) >= 3, sorted({m.timestamp for m in facts})
+
+
+def _until_every_order_and_parcel_is_held(broker: TansuBroker, redis_server: RedisServer, tmp_path: Path,
+                                          n: int) -> None:
+    """A worker runs until it holds the state of ``n`` shipped orders and their ``n`` parcels, then stops."""
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        wait_for(lambda: worker.get("/healthz")[1]["checks"]["tables"]["subjects"] == 2 * n, 90,
+                 f"the {n} orders and their {n} parcels")
+    finally:
+        worker.stop()
