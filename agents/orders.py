@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from faust.types import TP, EventT, StreamT
+from faust.types import TP, EventT, Message, StreamT
 
 from core.clock import encode_watermark
 from core.orders import OrderRouter, decode_gone
@@ -105,7 +105,7 @@ class OrderRouterAgent(Agent):
         carries several), then the watermarks that say how far routing got; then acknowledge the records."""
         held, facts, arrived = self._held, self._facts, self._facts_arrived
         self._held, self._facts, self._facts_arrived = [], [], {}
-        last: dict[int, Any] = {}  # orders partition -> its last record held (routed or dead-lettered)
+        last: dict[int, Message] = {}  # orders partition -> its last record held (routed or dead-lettered)
         for event in held:
             if event.message.topic == self.names.orders:
                 last[event.message.partition] = event.message
@@ -159,6 +159,7 @@ class OrderRouterAgent(Agent):
             await self._reject(event, exc, element)
 
     def _hold(self, routed: list[tuple[str, bytes]], arrived: float | None) -> None:
+        """Hold one order event's facts, noting its arrival as the earliest of its parcel partitions' so far."""
         self._facts.extend(routed)
         if arrived is None:
             return
