@@ -75,11 +75,15 @@ class ParcelAgent(Agent):
         self.checkpoint.best_effort.add(self.names.ticks)  # (a tick that failed to send: the next one comes)
         self._deliveries_seen = SeenLately(RECENT_DELIVERIES)  # (parcel, signature time) of deliveries read
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # (mode types the sender positional-only)
-        app.service(LaneBaselineFeed(self))  # type: ignore[arg-type]  # (an instance is started as it is)
+        self.feed = LaneBaselineFeed(self)
+        app.service(self.feed)  # type: ignore[arg-type]  # (an instance is started as it is)
 
     # -- the agent --------------------------------------------------------------------------------------------
 
     async def run(self, stream: StreamT[bytes]) -> None:
+        # Nothing is judged on part of the lanes' history (see ``LaneBaselineFeed``): the records wait in
+        # their topics meanwhile, and the catch-up clock judges them at their arrival.
+        await self.feed.ready.wait()
         next_offset = self._next_offset
         async for event in stream.events():
             msg = event.message
@@ -365,11 +369,34 @@ class ParcelAgent(Agent):
 
 class LaneBaselineFeed(Service):
     """Feeds the lane baselines from ALL partitions of the deliveries topic, on every worker, so every
-    worker gives the same baseline for a lane whichever partition a parcel is on."""
+    worker gives the same baseline for a lane whichever partition a parcel is on.
+
+    A starting worker's baselines are empty, and the feed reads the topic oldest first: on part of it a lane
+    that has slowed down lately (its newest deliveries, read last) still looks fast, and a transit issue
+    raised on that limit stays (a rising baseline never ends it). So the parcel agent waits for ``ready``:
+    every delivery that was on the topic when the feed started has been read. (Taking answers meanwhile
+    would also re-learn the shared levels after every delivery read: each is signed before the refresh
+    in force.)"""
 
     def __init__(self, parcels: ParcelAgent) -> None:
         super().__init__()
         self.parcels = parcels
+        self.ready = asyncio.Event()
+        # Until ready: each partition's end offset when the feed started, for those not read up to it yet.
+        self.unread: dict[TopicPartition, int] | None = None
+        self._began = time.monotonic()
+
+    async def _read_up(self, consumer: AIOKafkaConsumer) -> None:
+        """Set ``ready`` once the consumer's position reached every partition's end offset at the start."""
+        unread = self.unread
+        assert unread is not None
+        for tp, end in list(unread.items()):
+            if await consumer.position(tp) >= end:
+                del unread[tp]
+        if not unread:
+            self.ready.set()
+            log.info("lane baselines ready: %d deliveries read in %.1f s", self.parcels.stream.baselines.deliveries,
+                     time.monotonic() - self._began)
 
     @Service.task
     async def _feed(self) -> None:
@@ -387,6 +414,9 @@ class LaneBaselineFeed(Service):
                 await consumer.start()
                 partitions = consumer.partitions_for_topic(topic)
                 if not partitions:
+                    if not self.ready.is_set():
+                        self.unread = {}
+                        await self._read_up(consumer)  # nothing to read
                     await self.sleep(2)  # no delivery yet (the topic is created by the first one)
                     continue
                 tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -397,12 +427,21 @@ class LaneBaselineFeed(Service):
                 for tp in tps:
                     if tp in positions:
                         consumer.seek(tp, positions[tp])
+                if not self.ready.is_set():
+                    if self.unread is None:
+                        ends = await consumer.end_offsets(tps)
+                        self.unread = {tp: end for tp, end in ends.items() if end > 0}
+                        log.info("reading the deliveries topic before judging anything: %d records",
+                                 sum(self.unread.values()))
+                    await self._read_up(consumer)
                 while not self.should_stop:
                     batch = await consumer.getmany(timeout_ms=1000)
                     for tp, msgs in batch.items():
                         for m in msgs:
                             self.parcels.add_deliveries(m.value)
                             positions[tp] = m.offset + 1
+                    if not self.ready.is_set():
+                        await self._read_up(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception:

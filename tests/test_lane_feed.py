@@ -4,16 +4,27 @@ a malformed delivery is skipped alone, and a copy sent again after a crash count
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import agents
 import config
 from agents.parcels import ParcelAgent
 from delivery.batch_records import keyed_records
 from delivery.redelivery import SeenLately
+from detectors.lanes import LaneBaselines
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
+from domain.events import OrderEvent, TrackingUpdate
+
+from .harness import Worker, all_issues, produce, wait_for
 
 T0 = 1_793_500_000.0
 
@@ -70,3 +81,66 @@ def test_what_was_seen_lately_is_remembered_for_its_last_keys_only() -> None:
     assert len(seen) == 2
     assert seen.first_time("a")  # forgotten: the oldest went when "c" came
     assert not seen.first_time("c")
+
+
+@pytest.mark.integration
+def test_a_starting_worker_judges_nothing_before_its_baselines_have_read_the_deliveries_topic(
+    broker: TansuBroker, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A (re)started worker's baselines are empty until its feed has read the deliveries topic again, oldest
+    first. Judged on part of it, a lane that has slowed down lately (its newest deliveries, read last) still
+    looks fast, and a transit issue raised on that limit stays (a rising baseline never ends it). Here the
+    topic holds 300,000 older deliveries of other lanes (about 20 h each), then the lane's last 3,000 (about
+    150 h each): its parcels in flight for 126 h must raise nothing; one in flight for 400 h must."""
+    settings = config.load(env={})
+    lanes = LaneBaselines(settings.lanes)
+    now = time.time()
+    refresh = lanes.refreshed_at(now)
+    deliveries: list[dict[str, Any]] = []
+    for i in range(300_000):
+        signed = refresh - 30 * 86400 + i * 5.0
+        deliveries.append({"parcel": f"SF:H{i}", "carrier": "SF", "origin_province": "北京", "destination_province": "天津",
+                           "picked_up_at": signed - (18 + i % 5) * 3600, "signed_at": signed})
+    for i in range(3000):
+        signed = refresh - 9 * 86400 + i * 250.0
+        deliveries.append({"parcel": f"ZTO:S{i}", "carrier": "ZTO", "origin_province": "广东", "destination_province": "浙江",
+                           "picked_up_at": signed - (145 + i % 11) * 3600, "signed_at": signed})
+    assert max(d["signed_at"] for d in deliveries) < refresh  # all count at the refresh in force now
+    asyncio.run(_create_topics(broker.bootstrap, [settings.topics.deliveries]))
+    produce(broker.bootstrap, ((settings.topics.deliveries, None, b"[" + b",".join(orjson.dumps(d) for d in chunk) + b"]")
+                               for chunk in (deliveries[i:i + 500] for i in range(0, len(deliveries), 500))),
+            partitions=itertools.repeat(0))
+    ages = {f"P{i}": 126.0 for i in range(10)} | {"LATE": 400.0}
+    events: list[tuple[str, bytes, bytes]] = []
+    for name, hours in ages.items():
+        shipped = OrderEvent(f"{name}-shipped", f"TB-{name}", "shop-a", "taobao", "shipped", now - (hours + 4) * 3600,
+                             carrier="ZTO", tracking_number=name, origin_province="广东", destination_province="浙江",
+                             order_value=99.0)
+        events.append((settings.topics.orders, shipped.order_id.encode(), shipped.to_json()))
+        for status, at in (("picked_up", now - hours * 3600), ("in_transit", now - 2 * 3600)):
+            scan = TrackingUpdate(f"{name}-{status}", "ZTO", name, status, at)
+            events.append((settings.topics.tracking, scan.parcel_key.encode(), scan.to_json()))
+    produce(broker.bootstrap, events)
+    worker = Worker(broker.url, redis_server.url, tmp_path, name="w1").start(timeout=180)
+    try:
+        def settled() -> bool:
+            status, health = worker.get("/healthz")
+            streams = health.get("checks", {}).get("streams", {}) if isinstance(health, dict) else {}
+            return status == 200 and not streams.get("behind") and not streams.get("catching_up") and any(
+                i["issue_key"] == "ZTO:LATE|transit_overdue" for i in all_issues(redis_server.url))
+
+        wait_for(settled, 120, "the worker through its input, the 400 h parcel raised")
+        time.sleep(3)  # (a few more ticks: nothing due may be left unswept)
+        raised = sorted(i["issue_key"] for i in all_issues(redis_server.url) if i["kind"] == "transit_overdue")
+        assert raised == ["ZTO:LATE|transit_overdue"], raised
+    finally:
+        worker.stop()
+
+
+async def _create_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 4, 1) for name in names])
+    finally:
+        await admin.close()

@@ -131,6 +131,10 @@ class Health:
             "subjects": len(parcel_state.data),
             "partitions": self._held_partitions(),
         }
+        parcels = stream.parcels
+        if parcels is not None:
+            # The parcel agent judges nothing until then (agents/parcels.py, ``LaneBaselineFeed``).
+            checks["lane_baselines"] = {"ok": parcels.feed.ready.is_set(), "deliveries": stream.baselines.deliveries}
         if recovered:
             checks["streams"] = self._streams(time.time())
             checks["streams"].update(self._clocks(time.time()))
