@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from . import alert_path, ceiling, detector_core, importer, peer, queue_page, records, redis_sink, sweep
+from . import alert_path, ceiling, detector_core, importer, lane_feed, peer, queue_page, records, redis_sink, sweep
 
 
 def main() -> None:
@@ -14,6 +14,8 @@ def main() -> None:
         ("detector core", lambda: detector_core.main(["--parcels", "10000", "--store-repeats", "5"])),
         ("alert path (lane re-keying + alert router, in process)", lambda: alert_path.main([])),
         # One sweep per 5,000 events: about what the ceiling's worker does (a tick every 5 s at ~1k/s).
+        # What a starting worker waits for before it judges anything: its baselines read from the deliveries topic.
+        ("lane feed (the deliveries topic read at start, in process)", lambda: lane_feed.main([])),
         ("records per event", lambda: records.main(["--events", "20000", "--tick-every", "5000"])),
         ("deadline sweep", lambda: sweep.main(["--large", "1000000"])),
         # In a process of its own: after the steps before it, its RSS growth would reuse their freed memory.
