@@ -384,7 +384,7 @@ class LaneBaselineFeed(Service):
         self.ready = asyncio.Event()
         # Until ready: each partition's end offset when the feed started, for those not read up to it yet.
         self.unread: dict[TopicPartition, int] | None = None
-        self._began = time.monotonic()
+        self._began = 0.0  # (monotonic: when those offsets were taken)
 
     async def _read_up(self, consumer: AIOKafkaConsumer) -> None:
         """Set ``ready`` once the consumer's position reached every partition's end offset at the start."""
@@ -415,7 +415,7 @@ class LaneBaselineFeed(Service):
                 partitions = consumer.partitions_for_topic(topic)
                 if not partitions:
                     if not self.ready.is_set():
-                        self.unread = {}
+                        self._began, self.unread = time.monotonic(), {}
                         await self._read_up(consumer)  # nothing to read
                     await self.sleep(2)  # no delivery yet (the topic is created by the first one)
                     continue
@@ -429,6 +429,7 @@ class LaneBaselineFeed(Service):
                         consumer.seek(tp, positions[tp])
                 if not self.ready.is_set():
                     if self.unread is None:
+                        self._began = time.monotonic()
                         ends = await consumer.end_offsets(tps)
                         self.unread = {tp: end for tp, end in ends.items() if end > 0}
                         log.info("reading the deliveries topic before judging anything: %d records",
