@@ -441,6 +441,7 @@ def test_the_parcel_agent_asks_whether_records_wait_once_per_record_and_afresh_a
     parcels._records_waiting_now = ask_the_consumer  # type: ignore[method-assign]
     parcels._process_record = process  # type: ignore[method-assign]
     parcels.checkpoint.begin = begin  # type: ignore[method-assign]
+    parcels.feed.ready.set()  # (the lane baselines have read the deliveries topic: the agent takes records)
     asyncio.run(parcels.run(SimpleNamespace(events=events)))  # type: ignore[arg-type]
     assert seen == [[True] * 4, [False] * 4]  # one answer per record, each the one its record started with
     assert consumer_answers == [True, False]
