@@ -56,6 +56,8 @@ DAY = 86400.0
 _CHINA_OFFSET = 8 * HOUR
 # Samples kept per level key: plenty for a stable distribution; the oldest go first.
 MAX_SAMPLES = 5000
+# The samples that went are dropped from a level's arrays this many at a time.
+_TRIM_EVERY = 1024
 # The histogram: bin i holds transit times in [exp(LOG_LOW + i * WIDTH), exp(LOG_LOW + (i + 1) * WIDTH)) hours.
 WIDTH = 0.05
 LOG_LOW = math.log(1 / 3600)
@@ -104,23 +106,33 @@ _NOTHING = Normal(0.0, 0.0, 0.0)
 
 class _Level:
     """One level key's samples (signature time, transit bin, weight relative to ``_REFERENCE``), sorted by
-    signature time, and what it learned as of the refreshes asked lately."""
+    signature time, and what it learned as of the refreshes asked lately.
 
-    __slots__ = ("bins", "cached", "decay", "newest", "signed", "weights")
+    The samples are the arrays from ``start`` on: the oldest go by moving ``start`` up, and the arrays drop
+    what lies before it every ``_TRIM_EVERY`` (deleting each from the front moved the whole array, three
+    times a delivery on a full level: a third of what reading a delivery cost)."""
+
+    __slots__ = ("bins", "cached", "decay", "newest", "signed", "start", "weights")
 
     def __init__(self, decay: float) -> None:
         self.decay = decay
         self.signed = array("d")
         self.bins = array("H")
         self.weights = array("d")
+        self.start = 0
         self.cached: dict[float, Normal] = {}
         self.newest = -math.inf  # the latest refresh in ``cached``
+
+    def signatures(self) -> array[float]:
+        """The signature times of the samples kept, oldest first."""
+        return self.signed[self.start:]
 
     def add(self, signed_at: float, b: int, weight: float) -> None:
         """A sample signed at ``signed_at`` in bin ``b``, weighing ``weight`` at ``_REFERENCE``."""
         signed = self.signed
+        start = self.start
         if signed and signed_at < signed[-1]:
-            i = bisect.bisect_right(signed, signed_at)
+            i = bisect.bisect_right(signed, signed_at, start)
             signed.insert(i, signed_at)
             self.bins.insert(i, b)
             self.weights.insert(i, weight)
@@ -128,10 +140,14 @@ class _Level:
             signed.append(signed_at)
             self.bins.append(b)
             self.weights.append(weight)
-        if len(signed) > MAX_SAMPLES:
-            del signed[0]
-            del self.bins[0]
-            del self.weights[0]
+        if len(signed) - start > MAX_SAMPLES:
+            start += 1  # the oldest goes (the one just added, if it is older than all the others)
+            if start >= _TRIM_EVERY:
+                del signed[:start]
+                del self.bins[:start]
+                del self.weights[:start]
+                start = 0
+            self.start = start
         if signed_at < self.newest:
             # Only the refreshes after the sample's signature change (a delivery reaching a worker late).
             for at in [at for at in self.cached if at > signed_at]:
@@ -151,8 +167,8 @@ class _Level:
 
     def _learn(self, refresh: float, horizon: float) -> Normal:
         signed = self.signed
-        lo = bisect.bisect_left(signed, refresh - horizon)
-        hi = bisect.bisect_left(signed, refresh)  # signed exactly at the refresh: not yet
+        lo = bisect.bisect_left(signed, refresh - horizon, self.start)
+        hi = bisect.bisect_left(signed, refresh, self.start)  # signed exactly at the refresh: not yet
         if lo >= hi:
             return _NOTHING
         hist: dict[int, float] = {}  # (sparse: most levels' deliveries fall into a few bins)
@@ -166,11 +182,12 @@ class _Level:
         return Normal(deliveries, median, spread if spread > _MIN_SPREAD else _MIN_SPREAD)
 
     def prune(self, before: float) -> None:
-        cut = bisect.bisect_left(self.signed, before)
-        if cut:
+        cut = bisect.bisect_left(self.signed, before, self.start)
+        if cut > self.start:
             del self.signed[:cut]
             del self.bins[:cut]
             del self.weights[:cut]
+            self.start = 0
             self.cached.clear()
             self.newest = -math.inf
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from statistics import NormalDist
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -220,11 +221,11 @@ def test_samples_per_level_are_bounded_and_prune_drops_what_no_refresh_asks(monk
     monkeypatch.setattr(lanes_module, "MAX_SAMPLES", 30)
     b = fed(spread([100.0] * 20, signed_before=3 * D) + spread([10.0] * 20))
     kept = b._levels[("lane", "ZTO", "广东", "浙江")]
-    assert len(kept.signed) == 30 and list(kept.signed) == sorted(kept.signed)
-    assert min(kept.signed) == NOW - 3 * D - 9 * 60.0  # the oldest went first
+    assert len(kept.signatures()) == 30 and list(kept.signatures()) == sorted(kept.signatures())
+    assert min(kept.signatures()) == NOW - 3 * D - 9 * 60.0  # the oldest went first
     old = fed(spread([10.0] * 20, signed_before=300 * D) + spread([10.0] * 20))
     old.prune(NOW)
-    assert len(old._levels[("lane", "ZTO", "广东", "浙江")].signed) == 20
+    assert len(old._levels[("lane", "ZTO", "广东", "浙江")].signatures()) == 20
 
 
 def test_add_record_reads_the_processors_delivery_and_refuses_a_malformed_one() -> None:
@@ -300,3 +301,46 @@ def test_answers_kept_between_calls_equal_a_fresh_computation(steps: list[tuple[
                 fresh.add_delivery(*d)
             for now in (t - 1e-4, t, t + 1e-4):
                 assert b.transit_limit(carrier, origin, dest, now) == fresh.transit_limit(carrier, origin, dest, now)
+
+
+_LEVEL_STEP = st.tuples(st.sampled_from(["add", "add", "add", "ask", "prune"]), st.integers(0, 60), st.integers(0, 339))
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(steps=st.lists(_LEVEL_STEP, min_size=20, max_size=200))
+def test_a_level_dropping_its_oldest_samples_in_steps_keeps_and_learns_what_dropping_each_at_once_does(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    """A full level drops its oldest sample for each one added (the one just added, if older than all), but
+    from its arrays only every ``_TRIM_EVERY``: through late samples, asks and prunes it keeps the same
+    samples in the same order, and answers the same at every refresh, as a level dropping each at once."""
+    max_samples, trim_every = lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY
+    decay = math.log(2) / (30 * D)
+    stepwise, at_once = lanes_module._Level(decay), lanes_module._Level(decay)
+
+    def both(call: Any) -> tuple[Any, Any]:
+        lanes_module._TRIM_EVERY = 5
+        a = call(stepwise)
+        lanes_module._TRIM_EVERY = 1
+        return a, call(at_once)
+
+    lanes_module.MAX_SAMPLES = 12
+    try:
+        for action, hour, b in steps:
+            t = NOW + hour * H
+            if action == "add":
+                weight = math.exp((t - lanes_module._REFERENCE) * decay)
+                both(lambda level: level.add(t, b, weight))  # noqa: B023 - called at once
+            elif action == "prune":
+                both(lambda level: level.prune(t))  # noqa: B023
+            else:
+                for refresh, horizon in ((t, 40 * H), (NOW + 100 * H, 1000 * H)):  # (the second: every sample)
+                    a, b_ = both(lambda level: level.at(refresh, horizon))  # noqa: B023
+                    assert a == b_
+            assert at_once.start == 0 and len(at_once.signed) <= 12
+            assert list(stepwise.signatures()) == list(at_once.signed)
+            assert list(stepwise.bins[stepwise.start:]) == list(at_once.bins)
+            assert list(stepwise.weights[stepwise.start:]) == list(at_once.weights)
+            assert stepwise.cached == at_once.cached
+    finally:
+        lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = max_samples, trim_every
