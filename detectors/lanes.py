@@ -20,13 +20,14 @@ The limit is the ``quantile`` of the lane's normal transit, and never less than 
 a parcel's severity follows its elapsed time's percentile in it. Constants (``default_sla_hours``,
 ``region_sla_hours``) before any delivery has been seen; and while all deliveries seen so far span less than
 twice their own limit (a new stream has seen only its fastest parcels arrive), the limit is at least the
-constant. A level's deliveries are kept as a histogram over log-spaced transit times (5 % wide bins, a
+constant. A level's deliveries are read into a histogram over log-spaced transit times (5 % wide bins, a
 second to 280 days), from which its percentiles are read.
 
 Refresh. Baselines are taken at fixed moments (every ``refresh_minutes`` from midnight China time) from the
-deliveries signed before that moment: between two refreshes a lane's answer does not move, and a replay at
-time t answers what a live worker answered at t. A refresh that lowers a lane's limit makes parcels overdue
-at once: the processor re-checks the parcels in flight at each refresh (core/processor.py).
+deliveries signed before that moment (at most the latest ``MAX_SAMPLES`` of a level): between two refreshes a
+lane's answer does not move, and a replay at time t answers what a live worker answered at t. A refresh that
+lowers a lane's limit makes parcels overdue at once: the processor re-checks the parcels in flight at each
+refresh (core/processor.py).
 
 Scan cadence. Per carrier and source (kuaidi100, AfterShip, a freight line's own feed ...): the share of
 delivered parcels that had any scan between pickup and signature, and how long their first and last legs
@@ -54,9 +55,12 @@ HOUR = 3600.0
 DAY = 86400.0
 # Midnight in China is 16:00 UTC: refreshes count from there.
 _CHINA_OFFSET = 8 * HOUR
-# Samples kept per level key: plenty for a stable distribution; the oldest go first.
+# A level learns, at a refresh, from at most this many deliveries: the latest signed before it (plenty for a
+# stable distribution). It keeps that many signed before the latest refresh its deliveries have reached (its
+# *turn*), and the latest as many signed after it (all a later refresh can learn from).
 MAX_SAMPLES = 5000
-# The samples that went are dropped from a level's arrays this many at a time.
+# Samples that went are dropped from a level's arrays this many at a time (and the ones after the turn may
+# exceed MAX_SAMPLES by as many).
 _TRIM_EVERY = 1024
 # The histogram: bin i holds transit times in [exp(LOG_LOW + i * WIDTH), exp(LOG_LOW + (i + 1) * WIDTH)) hours.
 WIDTH = 0.05
@@ -110,7 +114,12 @@ class _Level:
 
     The samples are the arrays from ``start`` on: the oldest go by moving ``start`` up, and the arrays drop
     what lies before it every ``_TRIM_EVERY`` (deleting each from the front moved the whole array, three
-    times a delivery on a full level: a third of what reading a delivery cost)."""
+    times a delivery on a full level: a third of what reading a delivery cost).
+
+    What a refresh learns depends only on the deliveries signed before it, however many came after: keeping
+    only its last 5,000 samples, a busy level (tens of thousands of deliveries a day) would hold none signed
+    before the morning's refresh by noon, and a lane's answer taken again then (after a late delivery, or in
+    a restarted worker) would fall back to the constant."""
 
     __slots__ = ("bins", "cached", "decay", "newest", "signed", "start", "weights")
 
@@ -127,8 +136,10 @@ class _Level:
         """The signature times of the samples kept, oldest first."""
         return self.signed[self.start:]
 
-    def add(self, signed_at: float, b: int, weight: float) -> None:
-        """A sample signed at ``signed_at`` in bin ``b``, weighing ``weight`` at ``_REFERENCE``."""
+    def add(self, signed_at: float, b: int, weight: float, turn: float) -> bool:
+        """A sample signed at ``signed_at`` in bin ``b``, weighing ``weight`` at ``_REFERENCE``; ``turn``: the
+        latest refresh the deliveries have reached. True when samples signed before the turn went (what the
+        refreshes before it learned may change)."""
         signed = self.signed
         start = self.start
         if signed and signed_at < signed[-1]:
@@ -140,19 +151,34 @@ class _Level:
             signed.append(signed_at)
             self.bins.append(b)
             self.weights.append(weight)
-        if len(signed) - start > MAX_SAMPLES:
-            start += 1  # the oldest goes (the one just added, if it is older than all the others)
+        dropped_before_turn = False
+        if signed_at < self.newest:
+            # Only the refreshes after the sample's signature change (a delivery reaching a worker late).
+            for at in [at for at in self.cached if at > signed_at]:
+                del self.cached[at]
+            self.newest = max(self.cached, default=-math.inf)
+        n = len(signed)
+        if n - start > MAX_SAMPLES:
+            split = bisect.bisect_left(signed, turn, start)  # the first sample signed at or after the turn
+            if split - start > MAX_SAMPLES:
+                # Before the turn only the latest MAX_SAMPLES count (for the turn and every refresh after it).
+                start = split - MAX_SAMPLES
+                dropped_before_turn = True
+                for at in [at for at in self.cached if at < turn]:
+                    del self.cached[at]
+            if n - split > MAX_SAMPLES + _TRIM_EVERY:
+                # After it, the latest MAX_SAMPLES are all any later refresh learns from.
+                cut = n - split - MAX_SAMPLES
+                del signed[split:split + cut]
+                del self.bins[split:split + cut]
+                del self.weights[split:split + cut]
             if start >= _TRIM_EVERY:
                 del signed[:start]
                 del self.bins[:start]
                 del self.weights[:start]
                 start = 0
             self.start = start
-        if signed_at < self.newest:
-            # Only the refreshes after the sample's signature change (a delivery reaching a worker late).
-            for at in [at for at in self.cached if at > signed_at]:
-                del self.cached[at]
-            self.newest = max(self.cached, default=-math.inf)
+        return dropped_before_turn
 
     def at(self, refresh: float, horizon: float) -> Normal:
         n = self.cached.get(refresh)
@@ -167,8 +193,8 @@ class _Level:
 
     def _learn(self, refresh: float, horizon: float) -> Normal:
         signed = self.signed
-        lo = bisect.bisect_left(signed, refresh - horizon, self.start)
         hi = bisect.bisect_left(signed, refresh, self.start)  # signed exactly at the refresh: not yet
+        lo = max(bisect.bisect_left(signed, refresh - horizon, self.start), hi - MAX_SAMPLES)
         if lo >= hi:
             return _NOTHING
         hist: dict[int, float] = {}  # (sparse: most levels' deliveries fall into a few bins)
@@ -335,6 +361,7 @@ class LaneBaselines:
         self._cadence: dict[tuple[str, str], _Cadence] = {}
         self._stale: dict[tuple[str, str | None], tuple[float, float | None]] = {}
         self.deliveries = 0
+        self._turn = -math.inf  # the latest refresh any delivery's signature has reached
 
     # -- input ---------------------------------------------------------------------------------------------
 
@@ -359,11 +386,20 @@ class LaneBaselines:
         b = bin_of(transit / HOUR)
         weight = math.exp((signed_at - _REFERENCE) * self.decay)
         levels = self._levels
+        turn = self._turn_at(signed_at)
+        dropped_before_turn = False
         for key in _level_keys(carrier, origin, destination):
             level = levels.get(key)
             if level is None:
                 level = levels[key] = _Level(self.decay)
-            level.add(signed_at, b, weight)
+            if level.add(signed_at, b, weight, turn):
+                dropped_before_turn = True
+        if dropped_before_turn:
+            # (Rare: late deliveries beyond what a refresh learns from.) Refreshes before the turn may answer
+            # otherwise now: taken again when asked.
+            for lane in [lane for lane, (at, _) in self._answers.items() if at < turn]:
+                del self._answers[lane]
+            self._past.clear()
         first = self._first
         if len(first) < _FIRST_KEPT or signed_at < first[-1]:
             i = bisect.bisect_right(first, signed_at)
@@ -390,9 +426,17 @@ class LaneBaselines:
         cadence = self._cadence.get((carrier, source))
         if cadence is None:
             cadence = self._cadence[(carrier, source)] = _Cadence(self.decay)
-        cadence.add(signed_at, legs)
-        if any(at > signed_at for at, _ in self._stale.values()):  # (a delivery reaching a worker late)
+        turn = self._turn_at(signed_at)
+        # (A late delivery, or one beyond what a refresh before the turn learns from, changes answers.)
+        if cadence.add(signed_at, legs, turn) or any(at > signed_at for at, _ in self._stale.values()):
             self._stale.clear()
+
+    def _turn_at(self, signed_at: float) -> float:
+        """The turn (see ``MAX_SAMPLES``) once a delivery signed at ``signed_at`` is in."""
+        turn = self._turn
+        if signed_at >= turn + self.refresh:
+            turn = self._turn = self.refreshed_at(signed_at)
+        return turn
 
     # -- transit -------------------------------------------------------------------------------------------
 
@@ -592,11 +636,13 @@ class _Cadence:
         self.delivered = _Level(decay)
         self.scanned = _Level(decay)
 
-    def add(self, signed_at: float, legs: tuple[float, float] | None) -> None:
+    def add(self, signed_at: float, legs: tuple[float, float] | None, turn: float) -> bool:
+        """True when samples signed before ``turn`` went (see ``_Level.add``)."""
         weight = math.exp((signed_at - _REFERENCE) * self.delivered.decay)
-        self.delivered.add(signed_at, 0, weight)
-        if legs is not None:
-            self.scanned.add(signed_at, bin_of(max(legs) / HOUR), weight)
+        dropped = self.delivered.add(signed_at, 0, weight, turn)
+        if legs is not None and self.scanned.add(signed_at, bin_of(max(legs) / HOUR), weight, turn):
+            dropped = True
+        return dropped
 
     def summary(self, refresh: float, horizon: float) -> tuple[float, float, Normal]:
         """(deliveries, share with in-transit scans, what their legs without a scan learned) as of ``refresh``."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from statistics import NormalDist
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -219,10 +218,16 @@ def test_non_positive_transit_is_not_a_sample() -> None:
 
 def test_samples_per_level_are_bounded_and_prune_drops_what_no_refresh_asks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lanes_module, "MAX_SAMPLES", 30)
-    b = fed(spread([100.0] * 20, signed_before=3 * D) + spread([10.0] * 20))
+    monkeypatch.setattr(lanes_module, "_TRIM_EVERY", 8)
+    # 50 before the latest refresh the deliveries reached, then 60 after it: the latest 30 before it are kept
+    # (all that refresh learns from), and the latest 30 to 38 after it (all a later refresh learns from).
+    b = fed(spread([100.0] * 50, signed_before=3 * D) + spread([10.0] * 60, signed_before=D + H))
     kept = b._levels[("lane", "ZTO", "广东", "浙江")]
-    assert len(kept.signatures()) == 30 and list(kept.signatures()) == sorted(kept.signatures())
-    assert min(kept.signatures()) == NOW - 3 * D - 9 * 60.0  # the oldest went first
+    assert list(kept.signatures()) == sorted(kept.signatures())
+    turn = b.refreshed_at(NOW - D - H)
+    before = [t for t in kept.signatures() if t < turn]
+    assert len(before) == 30 and min(before) == NOW - 3 * D - 29 * 60.0  # the oldest went first
+    assert 30 <= len(kept.signatures()) - 30 <= 38 and max(kept.signatures()) == NOW - D - H
     old = fed(spread([10.0] * 20, signed_before=300 * D) + spread([10.0] * 20))
     old.prune(NOW)
     assert len(old._levels[("lane", "ZTO", "广东", "浙江")].signatures()) == 20
@@ -303,44 +308,63 @@ def test_answers_kept_between_calls_equal_a_fresh_computation(steps: list[tuple[
                 assert b.transit_limit(carrier, origin, dest, now) == fresh.transit_limit(carrier, origin, dest, now)
 
 
-_LEVEL_STEP = st.tuples(st.sampled_from(["add", "add", "add", "ask", "prune"]), st.integers(0, 60), st.integers(0, 339))
+_LEVEL_STEP = st.tuples(st.sampled_from(["add", "add", "add", "add", "ask", "prune"]), st.integers(0, 30),
+                        st.integers(0, 339))
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
-@given(steps=st.lists(_LEVEL_STEP, min_size=20, max_size=200))
-def test_a_level_dropping_its_oldest_samples_in_steps_keeps_and_learns_what_dropping_each_at_once_does(
+@given(steps=st.lists(_LEVEL_STEP, min_size=20, max_size=250))
+def test_a_level_learns_at_each_refresh_from_the_latest_deliveries_signed_before_it_however_many_came_after(
     steps: list[tuple[str, int, int]],
 ) -> None:
-    """A full level drops its oldest sample for each one added (the one just added, if older than all), but
-    from its arrays only every ``_TRIM_EVERY``: through late samples, asks and prunes it keeps the same
-    samples in the same order, and answers the same at every refresh, as a level dropping each at once."""
+    """At its turn (the latest refresh its deliveries have reached) or any refresh after it, a level learns
+    what the latest ``MAX_SAMPLES`` deliveries signed before that refresh (within the horizon) give, of all it
+    was given (late ones too, minus those pruned): however many were signed after the refresh, and whatever
+    it dropped or answered before (a fresh level fed only those deliveries is the reference)."""
     max_samples, trim_every = lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY
-    decay = math.log(2) / (30 * D)
-    stepwise, at_once = lanes_module._Level(decay), lanes_module._Level(decay)
-
-    def both(call: Any) -> tuple[Any, Any]:
-        lanes_module._TRIM_EVERY = 5
-        a = call(stepwise)
-        lanes_module._TRIM_EVERY = 1
-        return a, call(at_once)
-
-    lanes_module.MAX_SAMPLES = 12
+    lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = 12, 5
     try:
+        decay = math.log(2) / (30 * D)
+        period = 10 * H
+        level = lanes_module._Level(decay)
+        given_: list[tuple[float, int, float]] = []  # every sample given, in the order given
+        turn = -math.inf
         for action, hour, b in steps:
             t = NOW + hour * H
             if action == "add":
                 weight = math.exp((t - lanes_module._REFERENCE) * decay)
-                both(lambda level: level.add(t, b, weight))  # noqa: B023 - called at once
+                turn = max(turn, NOW + (hour // 10) * period)
+                level.add(t, b, weight, turn)
+                given_.append((t, b, weight))
             elif action == "prune":
-                both(lambda level: level.prune(t))  # noqa: B023
+                level.prune(t)
+                given_ = [sample for sample in given_ if sample[0] >= t]
             else:
-                for refresh, horizon in ((t, 40 * H), (NOW + 100 * H, 1000 * H)):  # (the second: every sample)
-                    a, b_ = both(lambda level: level.at(refresh, horizon))  # noqa: B023
-                    assert a == b_
-            assert at_once.start == 0 and len(at_once.signed) <= 12
-            assert list(stepwise.signatures()) == list(at_once.signed)
-            assert list(stepwise.bins[stepwise.start:]) == list(at_once.bins)
-            assert list(stepwise.weights[stepwise.start:]) == list(at_once.weights)
-            assert stepwise.cached == at_once.cached
+                for refresh in {max(turn, NOW), turn + period, NOW + 4 * period}:
+                    horizon = 20 * H  # (one per level, as its baselines have)
+                    window = sorted((s for s in given_ if refresh - horizon <= s[0] < refresh), key=lambda s: s[0])
+                    plain = lanes_module._Level(decay)
+                    for sample in window[-12:]:
+                        plain.add(*sample, turn=-math.inf)
+                    assert level.at(refresh, horizon) == plain.at(refresh, horizon), refresh
+            assert len(level.signed) <= 12 + 12 + 5 + 5  # (before the turn, after it, and what waits to be dropped)
     finally:
         lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = max_samples, trim_every
+
+
+def test_a_busy_lane_answers_from_the_deliveries_before_the_refresh_however_many_came_since() -> None:
+    """A lane asked again hours after the refresh (a late delivery invalidated its answer, or a worker
+    restarted) answers from the latest deliveries signed before the refresh, not from the constant: the
+    deliveries signed since (more than a level learns from) do not push those out."""
+    b = LaneBaselines(S.lanes)
+    refresh = b.refreshed_at(NOW)
+    for i in range(6000):  # before the refresh: 40 h each
+        b.add_delivery("ZTO", "广东", "浙江", refresh - 4 * D + i * 50.0 - 40 * H, refresh - 4 * D + i * 50.0)
+    asked_at_midnight = b.transit_limit("ZTO", "广东", "浙江", refresh + 60)
+    for i in range(6000):  # since: 10 h each, more than MAX_SAMPLES
+        signed = refresh + i * 1.5
+        b.add_delivery("ZTO", "广东", "浙江", signed - 10 * H, signed)
+    b.add_delivery("ZTO", "广东", "浙江", refresh - 60 - 40 * H, refresh - 60)  # late: the answer is taken again
+    again = b.transit_limit("ZTO", "广东", "浙江", NOW)
+    assert again[1] == "learned" and again[0] == pytest.approx(asked_at_midnight[0], rel=0.01)
+    assert again[2] >= lanes_module.MAX_SAMPLES * 0.9  # (decayed)
