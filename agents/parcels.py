@@ -432,7 +432,7 @@ class LaneBaselineFeed(Service):
                         self._began = time.monotonic()
                         ends = await consumer.end_offsets(tps)
                         self.unread = {tp: end for tp, end in ends.items() if end > 0}
-                        log.info("reading the deliveries topic before judging anything: %d records",
+                        log.info("reading the deliveries topic up to its end offsets (%d in all) before judging anything",
                                  sum(self.unread.values()))
                     await self._read_up(consumer)
                 while not self.should_stop:

@@ -13,9 +13,9 @@ def main() -> None:
         # Five pairs of (1) and (5): the RocksDB target is their ratio, and three pairs spread by a third here.
         ("detector core", lambda: detector_core.main(["--parcels", "10000", "--store-repeats", "5"])),
         ("alert path (lane re-keying + alert router, in process)", lambda: alert_path.main([])),
-        # One sweep per 5,000 events: about what the ceiling's worker does (a tick every 5 s at ~1k/s).
         # What a starting worker waits for before it judges anything: its baselines read from the deliveries topic.
         ("lane feed (the deliveries topic read at start, in process)", lambda: lane_feed.main([])),
+        # One sweep per 5,000 events: about what the ceiling's worker does (a tick every 5 s at ~1k/s).
         ("records per event", lambda: records.main(["--events", "20000", "--tick-every", "5000"])),
         ("deadline sweep", lambda: sweep.main(["--large", "1000000"])),
         # In a process of its own: after the steps before it, its RSS growth would reuse their freed memory.

@@ -106,7 +106,7 @@ def test_a_starting_worker_judges_nothing_before_its_baselines_have_read_the_del
         deliveries.append({"parcel": f"ZTO:S{i}", "carrier": "ZTO", "origin_province": "广东", "destination_province": "浙江",
                            "picked_up_at": signed - (145 + i % 11) * 3600, "signed_at": signed})
     assert max(d["signed_at"] for d in deliveries) < refresh  # all count at the refresh in force now
-    asyncio.run(_create_topics(broker.bootstrap, [settings.topics.deliveries]))
+    asyncio.run(_create_topic(broker.bootstrap, settings.topics.deliveries, settings.app.partitions))
     produce(broker.bootstrap, ((settings.topics.deliveries, None, b"[" + b",".join(orjson.dumps(d) for d in chunk) + b"]")
                                for chunk in (deliveries[i:i + 500] for i in range(0, len(deliveries), 500))),
             partitions=itertools.repeat(0))
@@ -137,10 +137,10 @@ def test_a_starting_worker_judges_nothing_before_its_baselines_have_read_the_del
         worker.stop()
 
 
-async def _create_topics(bootstrap: str, names: list[str]) -> None:
+async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, 4, 1) for name in names])
+        await admin.create_topics([NewTopic(name, partitions, 1)])
     finally:
         await admin.close()
