@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from devtools.process import free_port, stop
 
@@ -123,6 +124,16 @@ class Worker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create ``name`` with ``partitions`` partitions (before a worker would, with the broker's default)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
 
 
 def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]],

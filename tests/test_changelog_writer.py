@@ -20,12 +20,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from devtools.broker import TansuBroker
 from devtools.process import free_port, stop
 
-from .harness import ROOT, consume_all, produce
+from .harness import ROOT, consume_all, create_topic, produce
 
 pytestmark = pytest.mark.integration
 
@@ -164,12 +163,7 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> str
 
 
 async def _create_topic(bootstrap: str, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, name, PARTITIONS)
 
 
 def _create_input(bootstrap: str) -> None:

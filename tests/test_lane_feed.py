@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import agents
 import config
@@ -24,7 +23,7 @@ from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
 from domain.events import OrderEvent, TrackingUpdate
 
-from .harness import Worker, all_issues, produce, wait_for
+from .harness import Worker, all_issues, create_topic, produce, wait_for
 
 T0 = 1_793_500_000.0
 
@@ -106,7 +105,7 @@ def test_a_starting_worker_judges_nothing_before_its_baselines_have_read_the_del
         deliveries.append({"parcel": f"ZTO:S{i}", "carrier": "ZTO", "origin_province": "广东", "destination_province": "浙江",
                            "picked_up_at": signed - (145 + i % 11) * 3600, "signed_at": signed})
     assert max(d["signed_at"] for d in deliveries) < refresh  # all count at the refresh in force now
-    asyncio.run(_create_topic(broker.bootstrap, settings.topics.deliveries, settings.app.partitions))
+    asyncio.run(create_topic(broker.bootstrap, settings.topics.deliveries, settings.app.partitions))
     produce(broker.bootstrap, ((settings.topics.deliveries, None, b"[" + b",".join(orjson.dumps(d) for d in chunk) + b"]")
                                for chunk in (deliveries[i:i + 500] for i in range(0, len(deliveries), 500))),
             partitions=itertools.repeat(0))
@@ -135,12 +134,3 @@ def test_a_starting_worker_judges_nothing_before_its_baselines_have_read_the_del
         assert raised == ["ZTO:LATE|transit_overdue"], raised
     finally:
         worker.stop()
-
-
-async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
