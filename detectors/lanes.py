@@ -25,7 +25,8 @@ second to 280 days), from which its percentiles are read.
 
 Refresh. Baselines are taken at fixed moments (every ``refresh_minutes`` from midnight China time) from the
 deliveries signed before that moment (at most the latest ``MAX_SAMPLES`` of a level): between two refreshes a
-lane's answer does not move, and a replay at time t answers what a live worker answered at t. A refresh that
+lane's answer does not move, and a replay at time t answers what a live worker answered at t. What the last
+``_KEPT_REFRESHES`` refreshes learned stays when a busy level drops the deliveries they learned from. A refresh that
 lowers a lane's limit makes parcels overdue at once: the processor re-checks the parcels in flight at each
 refresh (core/processor.py).
 
@@ -67,7 +68,8 @@ WIDTH = 0.05
 LOG_LOW = math.log(1 / 3600)
 BINS = 340
 # What a level learned, kept for this many refreshes (the current one, and past ones for walks along old
-# timelines: a worker catching up walks each parcel through the days it missed).
+# timelines: a worker catching up walks each parcel through the days it missed); as many again for refreshes
+# whose deliveries went (``_Level.frozen``).
 _KEPT_REFRESHES = 64
 # Lanes' baselines at earlier refreshes kept for walks along old timelines (cleared when full).
 _PAST_KEPT = 10_000
@@ -119,18 +121,28 @@ class _Level:
     What a refresh learns depends only on the deliveries signed before it, however many came after: keeping
     only its last 5,000 samples, a busy level (tens of thousands of deliveries a day) would hold none signed
     before the morning's refresh by noon, and a lane's answer taken again then (after a late delivery, or in
-    a restarted worker) would fall back to the constant."""
+    a restarted worker) would fall back to the constant.
 
-    __slots__ = ("bins", "cached", "decay", "newest", "signed", "start", "weights")
+    The refreshes before the turn need the deliveries signed before them, which a busy level drops when its
+    turn moves on: what each of those refreshes learned is kept (``frozen``) just before they go, for walks
+    along old timelines (a partition catching up behind the others judges at the refreshes it is still at).
+    A delivery signed before a kept refresh and reaching the worker after it was kept does not change it."""
 
-    def __init__(self, decay: float) -> None:
+    __slots__ = ("bins", "cached", "decay", "frozen", "horizon", "newest", "period", "signed", "start", "weights")
+
+    def __init__(self, decay: float, horizon: float, period: float) -> None:
         self.decay = decay
+        self.horizon = horizon
+        self.period = period  # between refreshes
         self.signed = array("d")
         self.bins = array("H")
         self.weights = array("d")
         self.start = 0
         self.cached: dict[float, Normal] = {}
         self.newest = -math.inf  # the latest refresh in ``cached``
+        # What refreshes before the turn learned, kept when the deliveries they learned from went (at most
+        # ``_KEPT_REFRESHES``, the latest).
+        self.frozen: dict[float, Normal] = {}
 
     def signatures(self) -> array[float]:
         """The signature times of the samples kept, oldest first."""
@@ -163,6 +175,7 @@ class _Level:
             if split - start > MAX_SAMPLES:
                 # Before the turn only the latest MAX_SAMPLES count (for the turn and every refresh after it).
                 start = split - MAX_SAMPLES
+                self._freeze(turn, start)
                 dropped_before_turn = True
                 for at in [at for at in self.cached if at < turn]:
                     del self.cached[at]
@@ -180,10 +193,34 @@ class _Level:
             self.start = start
         return dropped_before_turn
 
-    def at(self, refresh: float, horizon: float) -> Normal:
+    def _freeze(self, turn: float, keep_from: int) -> None:
+        """The samples before index ``keep_from`` are about to go: keep what each refresh before ``turn`` whose
+        learning they are part of learns with them (refreshes kept earlier keep what they had)."""
+        signed = self.signed
+        first = self.start
+        oldest = signed[first]
+        frozen = self.frozen
+        index = refresh_index(turn, self.period)
+        for back in range(1, _KEPT_REFRESHES + 1):
+            refresh = refresh_at(index - back, self.period)
+            if refresh <= oldest:
+                break  # (nothing signed before it, nor before the ones before it)
+            if refresh in frozen:
+                continue
+            hi = bisect.bisect_left(signed, refresh, first)
+            if max(bisect.bisect_left(signed, refresh - self.horizon, first), hi - MAX_SAMPLES) < keep_from:
+                n = self.cached.get(refresh)
+                frozen[refresh] = self._learn(refresh) if n is None else n
+        while len(frozen) > _KEPT_REFRESHES:
+            del frozen[min(frozen)]
+
+    def at(self, refresh: float) -> Normal:
         n = self.cached.get(refresh)
         if n is None:
-            n = self._learn(refresh, horizon)
+            n = self.frozen.get(refresh)
+            if n is not None:
+                return n
+            n = self._learn(refresh)
             if len(self.cached) >= _KEPT_REFRESHES:
                 del self.cached[min(self.cached)]
             self.cached[refresh] = n
@@ -191,10 +228,10 @@ class _Level:
                 self.newest = refresh
         return n
 
-    def _learn(self, refresh: float, horizon: float) -> Normal:
+    def _learn(self, refresh: float) -> Normal:
         signed = self.signed
         hi = bisect.bisect_left(signed, refresh, self.start)  # signed exactly at the refresh: not yet
-        lo = max(bisect.bisect_left(signed, refresh - horizon, self.start), hi - MAX_SAMPLES)
+        lo = max(bisect.bisect_left(signed, refresh - self.horizon, self.start), hi - MAX_SAMPLES)
         if lo >= hi:
             return _NOTHING
         hist: dict[int, float] = {}  # (sparse: most levels' deliveries fall into a few bins)
@@ -216,6 +253,16 @@ class _Level:
             self.start = 0
             self.cached.clear()
             self.newest = -math.inf
+
+
+def refresh_at(index: int, period: float) -> float:
+    """The ``index``-th refresh every ``period`` seconds from midnight China time at the epoch."""
+    return index * period - _CHINA_OFFSET
+
+
+def refresh_index(refresh: float, period: float) -> int:
+    """Which refresh ``refresh`` is (``refresh_at``'s inverse)."""
+    return round((refresh + _CHINA_OFFSET) / period)
 
 
 def _percentiles_log(hist: dict[int, float], total: float, low: float, high: float) -> tuple[float, float]:
@@ -391,7 +438,7 @@ class LaneBaselines:
         for key in _level_keys(carrier, origin, destination):
             level = levels.get(key)
             if level is None:
-                level = levels[key] = _Level(self.decay)
+                level = levels[key] = _Level(self.decay, self.horizon, self.refresh)
             if level.add(signed_at, b, weight, turn):
                 dropped_before_turn = True
         if dropped_before_turn:
@@ -425,7 +472,7 @@ class LaneBaselines:
         scan to the signature) in seconds, None when it had no scan in between."""
         cadence = self._cadence.get((carrier, source))
         if cadence is None:
-            cadence = self._cadence[(carrier, source)] = _Cadence(self.decay)
+            cadence = self._cadence[(carrier, source)] = _Cadence(self.decay, self.horizon, self.refresh)
         turn = self._turn_at(signed_at)
         # (A late delivery, or one beyond what a refresh before the turn learns from, changes answers.)
         if cadence.add(signed_at, legs, turn) or any(at > signed_at for at, _ in self._stale.values()):
@@ -442,7 +489,7 @@ class LaneBaselines:
 
     def refreshed_at(self, now: float) -> float:
         """The refresh in force at ``now``: the last one at or before it."""
-        return math.floor((now + _CHINA_OFFSET) / self.refresh) * self.refresh - _CHINA_OFFSET
+        return refresh_at(math.floor((now + _CHINA_OFFSET) / self.refresh), self.refresh)
 
     def next_refresh(self, now: float) -> float:
         return self.refreshed_at(now) + self.refresh
@@ -481,8 +528,7 @@ class LaneBaselines:
             keys = _level_keys(*lane)
             found = self._lane_levels[lane] = (len(self._levels), keys, tuple(self._levels.get(key) for key in keys))
         _, keys, levels = found
-        horizon = self.horizon
-        learned = [_NOTHING if level is None else level.at(refresh, horizon) for level in levels]
+        learned = [_NOTHING if level is None else level.at(refresh) for level in levels]
         q = self.cfg.quantile
         constant, constant_source = self.region_sla_hours(lane[2])
         if learned[-1].deliveries <= 0:
@@ -524,7 +570,7 @@ class LaneBaselines:
 
     def _level_at(self, key: tuple[Any, ...], refresh: float) -> Normal:
         level = self._levels.get(key)
-        return _NOTHING if level is None else level.at(refresh, self.horizon)
+        return _NOTHING if level is None else level.at(refresh)
 
     def region_sla_hours(self, destination: str | None) -> tuple[float, str]:
         if destination in self.remote:
@@ -546,7 +592,7 @@ class LaneBaselines:
         limit: float | None = configured_hours
         cadence = self._cadence.get((carrier, source or "generic"))
         if cadence is not None:
-            n, share, legs = cadence.summary(refresh, self.horizon)
+            n, share, legs = cadence.summary(refresh)
             k = self.cfg.credibility_samples
             if n > 0 and (share * n + k) / (n + k) < 0.5:
                 limit = None
@@ -587,7 +633,7 @@ class LaneBaselines:
             lanes.append({"lane": _label(key), "deliveries": round(b.levels[0].deliveries, 1), **b.evidence()})
         cadence = []
         for (carrier, source), c in sorted(self._cadence.items()):
-            n, share, legs = c.summary(refresh, self.horizon)
+            n, share, legs = c.summary(refresh)
             if n > 0:
                 cadence.append({"carrier": carrier, "source": source, "deliveries": round(n, 1),
                                 "with_transit_scans": round(share, 3),
@@ -632,9 +678,9 @@ class _Cadence:
 
     __slots__ = ("delivered", "scanned")
 
-    def __init__(self, decay: float) -> None:
-        self.delivered = _Level(decay)
-        self.scanned = _Level(decay)
+    def __init__(self, decay: float, horizon: float, period: float) -> None:
+        self.delivered = _Level(decay, horizon, period)
+        self.scanned = _Level(decay, horizon, period)
 
     def add(self, signed_at: float, legs: tuple[float, float] | None, turn: float) -> bool:
         """True when samples signed before ``turn`` went (see ``_Level.add``)."""
@@ -644,10 +690,10 @@ class _Cadence:
             dropped = True
         return dropped
 
-    def summary(self, refresh: float, horizon: float) -> tuple[float, float, Normal]:
+    def summary(self, refresh: float) -> tuple[float, float, Normal]:
         """(deliveries, share with in-transit scans, what their legs without a scan learned) as of ``refresh``."""
-        n = self.delivered.at(refresh, horizon).deliveries
-        legs = self.scanned.at(refresh, horizon)
+        n = self.delivered.at(refresh).deliveries
+        legs = self.scanned.at(refresh)
         return n, legs.deliveries / n if n > 0 else 0.0, legs
 
     def prune(self, before: float) -> None:

@@ -326,7 +326,8 @@ def test_a_level_learns_at_each_refresh_from_the_latest_deliveries_signed_before
     try:
         decay = math.log(2) / (30 * D)
         period = 10 * H
-        level = lanes_module._Level(decay)
+        horizon = 20 * H
+        level = lanes_module._Level(decay, horizon, period)
         given_: list[tuple[float, int, float]] = []  # every sample given, in the order given
         turn = -math.inf
         for action, hour, b in steps:
@@ -341,15 +342,79 @@ def test_a_level_learns_at_each_refresh_from_the_latest_deliveries_signed_before
                 given_ = [sample for sample in given_ if sample[0] >= t]
             else:
                 for refresh in {max(turn, NOW), turn + period, NOW + 4 * period}:
-                    horizon = 20 * H  # (one per level, as its baselines have)
                     window = sorted((s for s in given_ if refresh - horizon <= s[0] < refresh), key=lambda s: s[0])
-                    plain = lanes_module._Level(decay)
+                    plain = lanes_module._Level(decay, horizon, period)
                     for sample in window[-12:]:
                         plain.add(*sample, turn=-math.inf)
-                    assert level.at(refresh, horizon) == plain.at(refresh, horizon), refresh
+                    assert level.at(refresh) == plain.at(refresh), refresh
             assert len(level.signed) <= 12 + 12 + 5 + 5  # (before the turn, after it, and what waits to be dropped)
     finally:
         lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = max_samples, trim_every
+
+
+_IN_ORDER_STEP = st.tuples(st.sampled_from(["add", "add", "add", "ask"]), st.integers(0, 40), st.integers(0, 339),
+                          st.integers(0, 6))
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(steps=st.lists(_IN_ORDER_STEP, min_size=20, max_size=300))
+def test_a_level_fed_in_signature_order_answers_every_recent_refresh_as_if_it_had_kept_every_delivery(
+    steps: list[tuple[str, int, int, int]],
+) -> None:
+    """Deliveries arriving in the order they were signed (as they nearly always do): at the turn, after it,
+    and at each of the last ``_KEPT_REFRESHES`` refreshes before it (a walk along an old timeline, a
+    partition behind the others), a level learns what the latest ``MAX_SAMPLES`` deliveries signed before
+    the refresh give, however many it has dropped since (a fresh level fed only those is the reference)."""
+    max_samples, trim_every = lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY
+    lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = 12, 5
+    try:
+        decay = math.log(2) / (30 * D)
+        period = 10 * H
+        horizon = 60 * H
+        level = lanes_module._Level(decay, horizon, period)
+        given_: list[tuple[float, int, float]] = []
+        t = lanes_module.refresh_at(math.floor((NOW + lanes_module._CHINA_OFFSET) / period), period)
+        turn = -math.inf
+        for action, minutes, b, back in steps:
+            if action == "add":
+                t += minutes * 6 * 60.0  # up to four hours later: often several in a period, sometimes none
+                weight = math.exp((t - lanes_module._REFERENCE) * decay)
+                turn = lanes_module.refresh_at(math.floor((t + lanes_module._CHINA_OFFSET) / period), period)
+                level.add(t, b, weight, turn)
+                given_.append((t, b, weight))
+            elif given_:
+                index = lanes_module.refresh_index(turn, period)
+                refresh = lanes_module.refresh_at(index - back, period)
+                window = [s for s in given_ if refresh - horizon <= s[0] < refresh]
+                plain = lanes_module._Level(decay, horizon, period)
+                for sample in window[-12:]:
+                    plain.add(*sample, turn=-math.inf)
+                assert level.at(refresh) == plain.at(refresh), (back, refresh)
+    finally:
+        lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = max_samples, trim_every
+
+
+def test_a_busy_lane_walked_back_to_yesterdays_refresh_answers_what_it_learned_not_the_constant() -> None:
+    """A partition catching up behind the others (after a restart) judges its parcels at the refresh it is
+    still at, after the others' deliveries have moved the turn past it: a level busier than ``MAX_SAMPLES``
+    a day has dropped every delivery signed before that refresh, and must still answer what it learned."""
+    b = LaneBaselines(S.lanes)
+    today = b.refreshed_at(NOW)
+    per_day = 8000
+    answered: dict[int, tuple[float, str, int]] = {}
+    for day in range(5, 0, -1):  # five days of a slow remote lane (150 h), busier than a level keeps
+        midnight = today - day * D
+        for i in range(per_day):
+            signed = midnight + i * D / per_day
+            b.add_delivery("ZTO", "广东", "新疆", signed - (140 + (i % 21)) * H, signed)
+        answered[day] = b.transit_limit("ZTO", "广东", "新疆", midnight + D - H)  # 23:00, asked that evening
+    for i in range(100):  # today's first deliveries: the turn moves to today
+        b.add_delivery("ZTO", "广东", "新疆", today + i * 60.0 - 150 * H, today + i * 60.0)
+    for day in (1, 2, 3):
+        walked = b.transit_limit("ZTO", "广东", "新疆", today - (day - 1) * D - H)
+        assert walked[1] == "learned" and walked == answered[day], day
+    constant, _ = b.region_sla_hours("新疆")
+    assert answered[1][0] > constant  # (what the constant would have raised falsely)
 
 
 def test_a_busy_lane_answers_from_the_deliveries_before_the_refresh_however_many_came_since() -> None:

@@ -749,6 +749,37 @@ def test_a_delivery_waits_for_the_order_facts_that_name_its_lane() -> None:
     assert r.order(shipped(T0 - H)).deliveries == []  # once
 
 
+def test_a_partition_behind_the_others_judges_a_busy_lane_by_what_it_had_learned_not_by_the_constant() -> None:
+    """A worker catching up after a restart: this partition's parcel is still at yesterday's times while the
+    other partitions' deliveries have taken the lane baselines past midnight. The lane (ZTO 广东→新疆, about
+    220 h) is busier than a level keeps, so the deliveries signed before yesterday's refresh are gone; the
+    parcel, in flight 200 h at 23:00, is within the lane's limit then. The constant for a remote province
+    (168 h) would raise it, and a raised transit issue stays open until the parcel is signed."""
+    r = Rig()
+    baselines = r.p.ctx.baselines
+    assert isinstance(baselines, LaneBaselines)
+    today = baselines.refreshed_at(T0)
+    for day in range(5, 0, -1):
+        for i in range(8000):
+            signed = today - day * D + i * D / 8000
+            baselines.add_delivery("ZTO", "广东", "新疆", signed - (200 + i % 41) * H, signed)
+    for i in range(100):  # today's first deliveries, from the other partitions
+        baselines.add_delivery("ZTO", "广东", "新疆", today + i * 60.0 - 220 * H, today + i * 60.0)
+    evening = today - H  # 23:00 yesterday, where this partition is
+    picked = evening - 200 * H
+    r.order(shipped(picked - 2 * H, destination_province="新疆"))
+    r.scan("picked_up", picked)
+    for hours in range(12, 200, 12):
+        r.scan("in_transit", picked + hours * H)
+    r.tick(evening)
+    assert "transit_overdue" not in {i["kind"] for i in r.log}
+    limit = baselines.transit_limit("ZTO", "广东", "新疆", evening)
+    assert limit[1] == "learned" and limit[0] > 200
+    r.scan("in_transit", picked + 260 * H)
+    r.tick(picked + 260 * H)  # past the lane's limit (today's refresh learned the same lane): raised
+    assert "transit_overdue" in {i["kind"] for i in r.log}
+
+
 # -- hypothesis: duplicated and reordered delivery converge ---------------------------------------------
 
 LIFECYCLE = ("info_received", "picked_up", "in_transit", "arrived_city", "out_for_delivery", "at_locker", "signed")
