@@ -25,7 +25,7 @@ from core.clock import WATERMARK_HOLD_SECONDS, CatchUpClock, decode_watermark
 from core.orders import decode_order_facts, encode_gone, order_facts_from_doc
 from core.processor import Output, Processor
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for, record_events
-from delivery.clients import stop_consumer
+from delivery.clients import stop_consumer, topic_partitions
 from delivery.framework import committed_offsets
 from delivery.redelivery import SeenLately
 from domain.events import InvalidEvent, TrackingUpdate, check_not_ahead, parse_tracking_update
@@ -412,7 +412,7 @@ class LaneBaselineFeed(Service):
                                         auto_offset_reset="earliest")
             try:
                 await consumer.start()
-                partitions = consumer.partitions_for_topic(topic)
+                partitions = await topic_partitions(consumer, topic)
                 if not partitions:
                     if not self.ready.is_set():
                         self._began, self.unread = time.monotonic(), {}

@@ -21,3 +21,16 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
+    """``topic``'s partitions as the cluster has them now; None when it has no such topic. Creates nothing.
+
+    Not ``consumer.partitions_for_topic``: that reads the metadata the consumer holds, and what its start
+    fetched names no topic on Apache Kafka (aiokafka asks with an empty topic list, which a metadata request
+    of version 1 or later reads as "no topics"; Tansu answers it with every topic), nor one created since.
+    This asks for every topic (a null list), which no broker auto-creates from.
+    """
+    cluster = await consumer._client.fetch_all_metadata()  # (what the public ``topics()`` asks, keeping partitions)
+    partitions: set[int] | None = cluster.partitions_for_topic(topic)
+    return partitions

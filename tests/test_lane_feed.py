@@ -12,11 +12,13 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 import agents
 import config
 from agents.parcels import ParcelAgent
 from delivery.batch_records import keyed_records
+from delivery.clients import stop_consumer, topic_partitions
 from delivery.redelivery import SeenLately
 from detectors.lanes import LaneBaselines
 from devtools.broker import TansuBroker
@@ -83,6 +85,26 @@ def test_what_was_seen_lately_is_remembered_for_its_last_keys_only() -> None:
 
 
 @pytest.mark.integration
+def test_the_feed_finds_the_deliveries_topic_whatever_its_consumers_start_up_metadata_names(broker: TansuBroker) -> None:
+    """What a consumer's start fetched names no topic on Apache Kafka (a metadata request of version 1 or later
+    reads aiokafka's empty topic list as "no topics"; Tansu answers it with every topic), nor here one created
+    since. Taking that for the deliveries topic's absence, the feed read no delivery, ever: it asks the
+    cluster, and asking creates nothing."""
+    async def scenario() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+        await consumer.start()
+        try:
+            await create_topic(broker.bootstrap, "lane-feed-created-since", 3)
+            assert consumer.partitions_for_topic("lane-feed-created-since") is None  # (the start's metadata)
+            assert await topic_partitions(consumer, "lane-feed-created-since") == {0, 1, 2}
+            assert await topic_partitions(consumer, "lane-feed-absent") is None
+            assert await topic_partitions(consumer, "lane-feed-absent") is None  # (not created by the asking)
+        finally:
+            await stop_consumer(consumer)
+
+    asyncio.run(scenario())
+
+
 def test_a_starting_worker_judges_nothing_before_its_baselines_have_read_the_deliveries_topic(
     broker: TansuBroker, redis_server: RedisServer, tmp_path: Path
 ) -> None:
