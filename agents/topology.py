@@ -32,7 +32,7 @@ def make_app(settings: Settings) -> faust.App:
         producer_linger=cfg.producer_linger_ms / 1000.0,
         # Kafka without idempotent producers (and Tansu) gives at-least-once: every sink is idempotent.
         processing_guarantee="at_least_once",
-        topic_replication_factor=1 if embedded else 3,
+        topic_replication_factor=1 if embedded else cfg.replication_factor,
         table_standby_replicas=0 if embedded else 1,
         web_in_thread=False,
     )

@@ -41,6 +41,7 @@ class AppSettings:
     store: str
     data_dir: str
     partitions: int
+    replication_factor: int
     web_host: str
     web_port: int
     session_timeout_seconds: float
@@ -61,6 +62,7 @@ class AppSettings:
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise ConfigError(f"{path}.store", f"expected memory:// or rocksdb://, got {self.store!r}")
         _positive(f"{path}.partitions", self.partitions)
+        _positive(f"{path}.replication_factor", self.replication_factor)
         if not 0 < self.web_port < 65536:
             raise ConfigError(f"{path}.web_port", f"must be a TCP port 1-65535, got {self.web_port}")
         _positive(f"{path}.session_timeout_seconds", self.session_timeout_seconds)
@@ -479,6 +481,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "PARCELWATCH_WEB_PORT": ("app", "web_port", int),
     "PARCELWATCH_WEB_HOST": ("app", "web_host", str),
     "PARCELWATCH_PARTITIONS": ("app", "partitions", int),
+    "PARCELWATCH_REPLICATION_FACTOR": ("app", "replication_factor", int),
     "PARCELWATCH_TICK_INTERVAL": ("app", "tick_interval_seconds", float),
     "PARCELWATCH_APP_ID": ("app", "id", str),
     "PARCELWATCH_SUBSCRIPTIONS": ("subscriptions", "aggregator", str),

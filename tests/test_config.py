@@ -26,6 +26,7 @@ def error_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Co
 
 def test_defaults_load_with_the_documented_values() -> None:
     s = config.load(env={})
+    assert s.app.replication_factor == 3
     assert s.thresholds.ship_overdue_hours == 48.0
     assert s.thresholds.pickup_overdue_hours == 24.0
     assert s.thresholds.pickup_overdue_hours_by_category == {"furniture": 48.0, "large_appliance": 48.0, "fresh": 48.0}
@@ -191,6 +192,7 @@ def test_env_overrides_apply_and_convert() -> None:
             "PARCELWATCH_REDIS_URL": "redis://r:6380/1",
             "PARCELWATCH_WEB_PORT": "8080",
             "PARCELWATCH_PARTITIONS": "8",
+            "PARCELWATCH_REPLICATION_FACTOR": "1",
             "PARCELWATCH_TICK_INTERVAL": "2.5",
             "PARCELWATCH_APP_ID": "pw-test",
         }
@@ -200,6 +202,7 @@ def test_env_overrides_apply_and_convert() -> None:
     assert s.app.redis_url == "redis://r:6380/1"
     assert s.app.web_port == 8080
     assert s.app.partitions == 8
+    assert s.app.replication_factor == 1
     assert s.app.tick_interval_seconds == 2.5
     assert s.app.id == "pw-test"
 
@@ -226,6 +229,7 @@ def test_os_environ_is_the_default_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"PARCELWATCH_TICK_INTERVAL": "nan"}, "app.tick_interval_seconds", "expected a finite number"),
         ({"PARCELWATCH_TICK_INTERVAL": "-1"}, "app.tick_interval_seconds", "must be > 0"),
         ({"PARCELWATCH_WEB_PORT": "0"}, "app.web_port", "must be a TCP port"),
+        ({"PARCELWATCH_REPLICATION_FACTOR": "0"}, "app.replication_factor", "must be > 0"),
         ({"PARCELWATCH_BROKER_KIND": "pulsar"}, "app.broker_kind", "expected one of embedded, kafka"),
         ({"PARCELWATCH_BROKER_URL": "kafka://a:1;b:2"}, "app.broker", "expected kafka://host:port"),
         ({"PARCELWATCH_STORE": "redis://"}, "app.store", "expected memory:// or rocksdb://"),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import agents
 import config
 from telemetry.metrics import Metrics
 
@@ -95,6 +96,18 @@ def test_compose_mounts_exist_and_env_names_match_the_app() -> None:
     targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
     assert {t.split(":")[0] for t in targets} <= set(services)
     assert "--appendonly" in services["redis"]["command"]
+
+
+def test_the_compose_workers_create_topics_its_kafka_can_hold() -> None:
+    """Faust creates every topic (inputs, outputs, changelogs) with the app's replication factor, and
+    Kafka refuses a topic with more replicas than it has brokers: the workers would not start."""
+    services = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text())["services"]
+    brokers = [n for n, svc in services.items() if str(svc.get("image", "")).startswith("apache/kafka")]
+    for name, svc in services.items():
+        env = svc.get("environment", {})
+        if env.get("PARCELWATCH_BROKER_KIND") == "kafka":
+            settings = config.load(env={k: v for k, v in env.items() if k in config.ENV_OVERRIDES and "$" not in v})
+            assert 1 <= agents.build(settings).app.conf.topic_replication_factor <= len(brokers), name
 
 
 def test_dockerfile_copies_files_that_exist_and_runs_as_non_root() -> None:
