@@ -232,6 +232,7 @@ def main() -> None:
             sys.exit(f"parcelwatch: {exc}")
         if settings.app.broker_kind == "embedded":
             _discard_stale_tables()
+        _create_topics()
         _set_up_collector()
     app.main()
 
@@ -254,6 +255,38 @@ def _set_up_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 20, 10)
+
+
+def _create_topics() -> None:
+    """The app's topics, created before the worker starts with the partitions, replicas and retention it needs
+    (``delivery/topics.py``); an existing topic with the wrong partition count stops it here, named. Waits for
+    the broker as long as it takes, saying so every 30 s (a worker may start before its Kafka)."""
+    import asyncio
+    import time
+
+    from aiokafka.errors import KafkaConnectionError
+
+    from delivery.topics import TopicMismatch, create_topics
+
+    bootstrap = ",".join(u.strip().removeprefix("kafka://") for u in settings.app.broker.split(";"))
+    started = time.monotonic()
+    said = 0
+    while True:
+        try:
+            created = asyncio.run(create_topics(bootstrap, stream.topology.specs()))
+        except TopicMismatch as exc:
+            sys.exit(f"parcelwatch: {exc}")
+        except KafkaConnectionError:
+            waited = time.monotonic() - started
+            if waited >= said + 30:
+                said += 30
+                print(f"parcelwatch: waiting for the broker at {bootstrap} ({waited:.0f} s)", file=sys.stderr, flush=True)
+            time.sleep(1)
+            continue
+        if created:
+            print(f"parcelwatch: created {len(created)} topics with {settings.app.partitions} partitions each",
+                  file=sys.stderr, flush=True)
+        return
 
 
 def _discard_stale_tables() -> None:

@@ -8,11 +8,15 @@ table, the deadline index and the ticks are co-partitioned.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import faust
+from mode.utils.times import want_seconds
 
 from config import Settings
+from delivery.topics import TopicSpec
+from detectors.lanes import DAY
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -64,7 +68,12 @@ class Topology:
         self.ticks = self._topic(names.ticks)
         self.issues = self._topic(names.issues)
         self.dead_letter = self._topic(names.dead_letter)
-        self.deliveries = self._topic(names.deliveries)
+        # Every worker's lane baselines read the whole topic at start: it keeps what they learn from (the
+        # horizon before the oldest refresh still asked, and a day to spare), not Kafka's default week.
+        lanes = settings.lanes
+        self.deliveries = self._topic(
+            names.deliveries, retention=(lanes.horizon_days + 1) * DAY + lanes.refresh_minutes * 60.0
+        )
         self.alert_routing = self._topic(names.alert_routing)
         self.notifications = self._topic(names.notifications)
         self.subscriptions = self._topic(names.subscriptions)
@@ -82,10 +91,24 @@ class Topology:
         )
         self.order_table = self._table("orders", "order id -> OrderFacts.to_json()")
 
-    def _topic(self, name: str) -> faust.TopicT:
+    def specs(self) -> list[TopicSpec]:
+        """Every topic of the app as the worker creates it before it starts (``delivery/topics.py``): the
+        configured partitions, the app's replicas, and the deliveries topic's retention. The dead letters and
+        the notifications are sent by key: any partition count works for them."""
+        replication = self.app.conf.topic_replication_factor
+        by_key_only = {self.names.dead_letter, self.names.notifications}
+        specs = []
+        for setting in dataclasses.fields(self.names):  # (each topic setting names an attribute here)
+            topic: faust.TopicT = getattr(self, setting.name)
+            [name] = topic.topics
+            config = {} if topic.retention is None else {"retention.ms": str(int(want_seconds(topic.retention) * 1000))}
+            specs.append(TopicSpec(name, self.partitions, replication, config, exact=name not in by_key_only))
+        return specs
+
+    def _topic(self, name: str, retention: float | None = None) -> faust.TopicT:
         return self.app.topic(
             name, key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw",
-            partitions=self.partitions,
+            partitions=self.partitions, retention=retention,
             internal=True,  # declared (created) by the app with the configured partition count
         )
 

@@ -1,0 +1,67 @@
+"""The app's topics, created by the worker before it starts, with the partitions, replicas and settings it needs.
+
+Left to the broker, a topic the app sends to before anything declared it is created with the broker's own
+defaults when a client first asks for it (Tansu: 4 partitions; Kafka: ``num.partitions``, 1 unless set, and
+a week's retention), or not at all where auto-creation is off, as on most managed Kafka. The app sends to
+explicit partitions (a subject's inputs, state and ticks share a partition; batch records go one per
+partition), so a topic with another partition count fails its sends or splits what must stay together. So
+before the worker starts, every missing topic is created, and every existing one that must have
+``app.partitions`` is checked: a wrong count stops the start with the topic named, instead of failing later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    config: Mapping[str, str] = field(default_factory=dict)
+    # Must have exactly ``partitions`` (False: any count works, e.g. a topic sent to by key only).
+    exact: bool = True
+
+
+class TopicMismatch(Exception):
+    """Existing topics whose partition count is not the one the app needs."""
+
+    def __init__(self, wrong: Sequence[tuple[str, int, int]]) -> None:
+        self.wrong = list(wrong)
+        listed = ", ".join(f"{name} has {have}" for name, have, _ in self.wrong)
+        need = self.wrong[0][2]
+        super().__init__(
+            f"{listed} partitions; app.partitions (PARCELWATCH_PARTITIONS) is {need}, and every topic of the app "
+            f"needs that count: set it to match the topics, or give the topics that count"
+        )
+
+
+async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> list[str]:
+    """Create the topics of ``specs`` the cluster does not have; the names created. Raises TopicMismatch for
+    existing topics with the wrong partition count, and the broker's error when it refuses a creation."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        # (Every topic: asked with an empty list, Kafka names none, see delivery/clients.py.)
+        cluster = await admin._client.fetch_all_metadata()
+        have = {s.name: cluster.partitions_for_topic(s.name) for s in specs}
+        wrong = [(s.name, len(p), s.partitions) for s in specs if (p := have[s.name]) is not None
+                 and s.exact and len(p) != s.partitions]
+        if wrong:
+            raise TopicMismatch(wrong)
+        missing = [s for s in specs if have[s.name] is None]
+        if missing:
+            response = await admin.create_topics([
+                NewTopic(s.name, s.partitions, s.replication, topic_configs=dict(s.config)) for s in missing
+            ])
+            for name, code, *message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):  # (another worker starting at once)
+                    raise for_code(code)(f"cannot create topic {name}: {message[0] if message else ''}")
+        return [s.name for s in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,94 @@
+"""The worker creates its topics before it starts, with the configured partitions, its replicas and the
+deliveries topic's retention: not with what the broker would give a topic created on first use (Tansu's 4,
+Kafka's ``num.partitions``), and not at all where auto-creation is off. A topic that exists with another
+partition count stops the start, named."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+import config
+from delivery.clients import stop_consumer, topic_partitions
+from devtools.broker import TansuBroker
+from devtools.redis_server import RedisServer
+from domain.events import OrderEvent, TrackingUpdate
+
+from .harness import Worker, all_issues, create_topic, produce, wait_for
+
+
+async def _partitions(bootstrap: str, names: list[str]) -> dict[str, int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        found = {name: await topic_partitions(consumer, name) for name in names}
+        return {name: None if p is None else len(p) for name, p in found.items()}
+    finally:
+        await stop_consumer(consumer)
+
+
+async def _retention_ms(bootstrap: str, topic: str) -> str | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        for _, _, _, _, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "retention.ms":
+                    return str(entry[1])
+        return None
+    finally:
+        await admin.close()
+
+
+def test_a_worker_with_eight_partitions_creates_its_topics_with_eight_and_judges_on_all_of_them(
+    broker: TansuBroker, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Eight partitions on a fresh broker: every topic has eight before any record, the deliveries topic keeps
+    the lane horizon, and parcels on every partition are judged (ticks, issues and deliveries go to all eight)."""
+    settings = config.load(env={"PARCELWATCH_PARTITIONS": "8"})
+    names = [getattr(settings.topics, f) for f in settings.topics.__dataclass_fields__]
+    worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_PARTITIONS="8").start(timeout=180)
+    try:
+        assert asyncio.run(_partitions(broker.bootstrap, names)) == dict.fromkeys(names, 8)
+        retention = (settings.lanes.horizon_days + 1) * 86400 + settings.lanes.refresh_minutes * 60
+        assert asyncio.run(_retention_ms(broker.bootstrap, settings.topics.deliveries)) == str(int(retention * 1000))
+        now = time.time()
+        events: list[tuple[str, bytes, bytes]] = []
+        for i, carrier in enumerate(("ZTO", "YTO", "STO", "SF", "JD", "YUNDA", "EMS", "JTEXPRESS") * 3):
+            number = f"8P{i:04d}"
+            shipped = OrderEvent(f"{number}-shipped", f"TB-{number}", "shop-a", "taobao", "shipped", now - 80 * 3600,
+                                 carrier=carrier, tracking_number=number, origin_province="广东",
+                                 destination_province="浙江")
+            events.append((settings.topics.orders, shipped.order_id.encode(), shipped.to_json()))
+            if i % 2:  # delivered: a delivery for the lane baselines; the others never picked up: an issue each
+                for status, at in (("picked_up", now - 70 * 3600), ("signed", now - 20 * 3600)):
+                    scan = TrackingUpdate(f"{number}-{status}", carrier, number, status, at)
+                    events.append((settings.topics.tracking, scan.parcel_key.encode(), scan.to_json()))
+        produce(broker.bootstrap, events)
+
+        def judged() -> bool:
+            status, health = worker.get("/healthz")
+            deliveries = health.get("checks", {}).get("lane_baselines", {}).get("deliveries", 0)
+            raised = [i for i in all_issues(redis_server.url) if i["kind"] == "pickup_overdue"]
+            return status == 200 and deliveries == 12 and len(raised) == 12
+
+        wait_for(judged, 90, "12 deliveries in the baselines and 12 parcels never picked up raised")
+    finally:
+        worker.stop()
+
+
+def test_a_topic_with_another_partition_count_stops_the_worker_naming_it(
+    broker: TansuBroker, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = config.load(env={})
+    asyncio.run(create_topic(broker.bootstrap, settings.topics.tracking, 2))
+    worker = Worker(broker.url, redis_server.url, tmp_path).start(wait=False)
+    assert worker.proc is not None
+    assert worker.proc.wait(120) != 0
+    assert f"{settings.topics.tracking} has 2 partitions; app.partitions (PARCELWATCH_PARTITIONS) is 4" in worker.log_tail()
