@@ -3,8 +3,10 @@ the constants (before any delivery, and as a floor while a stream is new), and e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from statistics import NormalDist
 
 import pytest
@@ -308,6 +310,31 @@ def test_answers_kept_between_calls_equal_a_fresh_computation(steps: list[tuple[
                 assert b.transit_limit(carrier, origin, dest, now) == fresh.transit_limit(carrier, origin, dest, now)
 
 
+_DECAY = math.log(2) / (30 * D)
+_PERIOD = 10 * H  # (between refreshes, in the level property tests)
+
+
+@contextlib.contextmanager
+def _small_levels() -> Iterator[None]:
+    """Levels that keep 12 samples before their turn and drop 5 at a time, for the property tests."""
+    max_samples, trim_every = lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY
+    lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = 12, 5
+    try:
+        yield
+    finally:
+        lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = max_samples, trim_every
+
+
+def _as_if_fed_only(samples: list[tuple[float, int, float]], refresh: float, horizon: float) -> lanes_module.Normal:
+    """What a fresh level fed only the latest 12 of ``samples`` signed before ``refresh`` (within the
+    horizon) learns at it: the reference."""
+    window = sorted((s for s in samples if refresh - horizon <= s[0] < refresh), key=lambda s: s[0])
+    plain = lanes_module._Level(_DECAY, horizon, _PERIOD)
+    for sample in window[-12:]:
+        plain.add(*sample, turn=-math.inf)
+    return plain.at(refresh)
+
+
 _LEVEL_STEP = st.tuples(st.sampled_from(["add", "add", "add", "add", "ask", "prune"]), st.integers(0, 30),
                         st.integers(0, 339))
 
@@ -321,35 +348,25 @@ def test_a_level_learns_at_each_refresh_from_the_latest_deliveries_signed_before
     what the latest ``MAX_SAMPLES`` deliveries signed before that refresh (within the horizon) give, of all it
     was given (late ones too, minus those pruned): however many were signed after the refresh, and whatever
     it dropped or answered before (a fresh level fed only those deliveries is the reference)."""
-    max_samples, trim_every = lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY
-    lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = 12, 5
-    try:
-        decay = math.log(2) / (30 * D)
-        period = 10 * H
+    with _small_levels():
         horizon = 20 * H
-        level = lanes_module._Level(decay, horizon, period)
+        level = lanes_module._Level(_DECAY, horizon, _PERIOD)
         given_: list[tuple[float, int, float]] = []  # every sample given, in the order given
         turn = -math.inf
         for action, hour, b in steps:
             t = NOW + hour * H
             if action == "add":
-                weight = math.exp((t - lanes_module._REFERENCE) * decay)
-                turn = max(turn, NOW + (hour // 10) * period)
+                weight = math.exp((t - lanes_module._REFERENCE) * _DECAY)
+                turn = max(turn, NOW + (hour // 10) * _PERIOD)
                 level.add(t, b, weight, turn)
                 given_.append((t, b, weight))
             elif action == "prune":
                 level.prune(t)
                 given_ = [sample for sample in given_ if sample[0] >= t]
             else:
-                for refresh in {max(turn, NOW), turn + period, NOW + 4 * period}:
-                    window = sorted((s for s in given_ if refresh - horizon <= s[0] < refresh), key=lambda s: s[0])
-                    plain = lanes_module._Level(decay, horizon, period)
-                    for sample in window[-12:]:
-                        plain.add(*sample, turn=-math.inf)
-                    assert level.at(refresh) == plain.at(refresh), refresh
+                for refresh in {max(turn, NOW), turn + _PERIOD, NOW + 4 * _PERIOD}:
+                    assert level.at(refresh) == _as_if_fed_only(given_, refresh, horizon), refresh
             assert len(level.signed) <= 12 + 12 + 5 + 5  # (before the turn, after it, and what waits to be dropped)
-    finally:
-        lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = max_samples, trim_every
 
 
 _IN_ORDER_STEP = st.tuples(st.sampled_from(["add", "add", "add", "ask"]), st.integers(0, 40), st.integers(0, 339),
@@ -365,33 +382,22 @@ def test_a_level_fed_in_signature_order_answers_every_recent_refresh_as_if_it_ha
     and at each of the last ``_KEPT_REFRESHES`` refreshes before it (a walk along an old timeline, a
     partition behind the others), a level learns what the latest ``MAX_SAMPLES`` deliveries signed before
     the refresh give, however many it has dropped since (a fresh level fed only those is the reference)."""
-    max_samples, trim_every = lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY
-    lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = 12, 5
-    try:
-        decay = math.log(2) / (30 * D)
-        period = 10 * H
+    with _small_levels():
         horizon = 60 * H
-        level = lanes_module._Level(decay, horizon, period)
+        level = lanes_module._Level(_DECAY, horizon, _PERIOD)
         given_: list[tuple[float, int, float]] = []
-        t = lanes_module.refresh_at(math.floor((NOW + lanes_module._CHINA_OFFSET) / period), period)
+        t = lanes_module.refresh_at(math.floor((NOW + lanes_module._CHINA_OFFSET) / _PERIOD), _PERIOD)
         turn = -math.inf
         for action, minutes, b, back in steps:
             if action == "add":
                 t += minutes * 6 * 60.0  # up to four hours later: often several in a period, sometimes none
-                weight = math.exp((t - lanes_module._REFERENCE) * decay)
-                turn = lanes_module.refresh_at(math.floor((t + lanes_module._CHINA_OFFSET) / period), period)
+                weight = math.exp((t - lanes_module._REFERENCE) * _DECAY)
+                turn = lanes_module.refresh_at(math.floor((t + lanes_module._CHINA_OFFSET) / _PERIOD), _PERIOD)
                 level.add(t, b, weight, turn)
                 given_.append((t, b, weight))
             elif given_:
-                index = lanes_module.refresh_index(turn, period)
-                refresh = lanes_module.refresh_at(index - back, period)
-                window = [s for s in given_ if refresh - horizon <= s[0] < refresh]
-                plain = lanes_module._Level(decay, horizon, period)
-                for sample in window[-12:]:
-                    plain.add(*sample, turn=-math.inf)
-                assert level.at(refresh) == plain.at(refresh), (back, refresh)
-    finally:
-        lanes_module.MAX_SAMPLES, lanes_module._TRIM_EVERY = max_samples, trim_every
+                refresh = lanes_module.refresh_at(lanes_module.refresh_index(turn, _PERIOD) - back, _PERIOD)
+                assert level.at(refresh) == _as_if_fed_only(given_, refresh, horizon), (back, refresh)
 
 
 def test_a_busy_lane_walked_back_to_yesterdays_refresh_answers_what_it_learned_not_the_constant() -> None:
