@@ -264,7 +264,7 @@ def _create_topics() -> None:
     import asyncio
     import time
 
-    from aiokafka.errors import KafkaConnectionError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     from delivery.topics import TopicMismatch, create_topics
 
@@ -283,6 +283,8 @@ def _create_topics() -> None:
                 print(f"parcelwatch: waiting for the broker at {bootstrap} ({waited:.0f} s)", file=sys.stderr, flush=True)
             time.sleep(1)
             continue
+        except KafkaError as exc:  # (a refused creation: e.g. more replicas than the cluster has brokers)
+            sys.exit(f"parcelwatch: {type(exc).__name__}: {exc}")
         if created:
             print(f"parcelwatch: created {len(created)} topics with {settings.app.partitions} partitions each",
                   file=sys.stderr, flush=True)

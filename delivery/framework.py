@@ -214,10 +214,10 @@ def _track_produced_topics() -> None:
     aiokafka refreshes metadata only for the topics its client tracks, replaces the cluster's metadata
     with the answer, and tracks a topic only when a send finds its partitions unknown. A topic known
     from an earlier answer (on Tansu, the start-up one names every topic) is therefore dropped by the
-    first refresh after any other topic was added (the first send to a topic created later, e.g. deliveries). A batch already
-    queued for it then has no leader, the sender refreshes without it for ever, and the pre-commit flush
-    (or the changelog writer, waiting on that batch) waits with it: the worker stops committing and
-    processing for good. Tracked from the first send, a topic with a queued batch is always in the next
+    first refresh after any other topic was added (the first send to a topic created later, e.g.
+    deliveries). A batch already queued for it then has no leader, the sender refreshes without it for
+    ever, and the pre-commit flush (or the changelog writer, waiting on that batch) waits with it: the
+    worker stops committing and processing for good. Tracked from the first send, a topic with a queued batch is always in the next
     refresh (Kafka's Java producer adds the topic of every queued batch the same way).
     """
     from aiokafka.client import AIOKafkaClient

@@ -61,7 +61,7 @@ async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> list[str]
             ])
             for name, code, *message in response.topic_errors:
                 if code not in (0, TopicAlreadyExistsError.errno):  # (another worker starting at once)
-                    raise for_code(code)(f"cannot create topic {name}: {message[0] if message else ''}")
+                    raise for_code(code)(f"cannot create topic {name}: {(message[0] if message else None) or code}")
         return [s.name for s in missing]
     finally:
         await admin.close()
