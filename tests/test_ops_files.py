@@ -99,8 +99,8 @@ def test_compose_mounts_exist_and_env_names_match_the_app() -> None:
 
 
 def test_the_compose_workers_create_topics_its_kafka_can_hold() -> None:
-    """Faust creates every topic (inputs, outputs, changelogs) with the app's replication factor, and
-    Kafka refuses a topic with more replicas than it has brokers: the workers would not start."""
+    """The worker creates its topics (and Faust the tables' changelogs) with the app's replication factor,
+    and Kafka refuses a topic with more replicas than it has brokers: the workers would not start."""
     services = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text())["services"]
     brokers = [n for n, svc in services.items() if str(svc.get("image", "")).startswith("apache/kafka")]
     for name, svc in services.items():
