@@ -6,6 +6,8 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer
 
+from delivery.framework import cluster_metadata
+
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     """Stop ``consumer``; a CancelledError that aiokafka raises from its own tasks is not ours to obey.
@@ -31,6 +33,5 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] |
     of version 1 or later reads as "no topics"; Tansu answers it with every topic), nor one created since.
     This asks for every topic (a null list), which no broker auto-creates from.
     """
-    cluster = await consumer._client.fetch_all_metadata()  # (what the public ``topics()`` asks, keeping partitions)
-    partitions: set[int] | None = cluster.partitions_for_topic(topic)
+    partitions: set[int] | None = (await cluster_metadata(consumer)).partitions_for_topic(topic)
     return partitions

@@ -21,7 +21,8 @@ once per process, in this order (the order matters only where a later one says s
 The app's ``Checkpoint`` (``delivery/checkpoint.py``) is attached to the Faust app by ``install``; the
 overrides that need it find it there. Private internals are read here and nowhere else: aiokafka's message
 accumulator (``send_now``, ``acknowledged``), its fetcher's per-partition positions (``stream_positions``), and the aiokafka
-producer and consumer offsets under Faust's (``aiokafka_producer``, ``committed_offsets``).
+producer and consumer offsets under Faust's (``aiokafka_producer``, ``committed_offsets``), and the cluster's
+metadata asked by a client's own connection (``cluster_metadata``).
 """
 
 from __future__ import annotations
@@ -581,6 +582,13 @@ def stream_positions(app: Any, topics: set[str]) -> list[dict[str, Any]] | None:
             "committed": consumer._committed_offset.get(tp), "read": consumer._read_offset.get(tp),
         })
     return out
+
+
+async def cluster_metadata(client: Any) -> Any:
+    """Every topic's metadata, asked of the cluster now (a null topic list) through the aiokafka client
+    under ``client`` (a consumer or an admin client): what ``AIOKafkaConsumer.topics()`` asks, keeping the
+    partitions it drops."""
+    return await client._client.fetch_all_metadata()
 
 
 def committed_offsets(app: Any) -> dict[Any, int]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from delivery.framework import cluster_metadata
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -48,7 +50,7 @@ async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> list[str]
     await admin.start()
     try:
         # (Every topic: asked with an empty list, Kafka names none, see delivery/clients.py.)
-        cluster = await admin._client.fetch_all_metadata()
+        cluster = await cluster_metadata(admin)
         have = {s.name: cluster.partitions_for_topic(s.name) for s in specs}
         wrong = [(s.name, len(p), s.partitions) for s in specs if (p := have[s.name]) is not None
                  and s.exact and len(p) != s.partitions]

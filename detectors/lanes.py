@@ -260,6 +260,11 @@ def refresh_at(index: int, period: float) -> float:
     return index * period - _CHINA_OFFSET
 
 
+def refresh_in_force(now: float, period: float) -> float:
+    """The refresh in force at ``now`` (the last at or before it), with refreshes every ``period`` seconds."""
+    return refresh_at(math.floor((now + _CHINA_OFFSET) / period), period)
+
+
 def refresh_index(refresh: float, period: float) -> int:
     """Which refresh ``refresh`` is (``refresh_at``'s inverse)."""
     return round((refresh + _CHINA_OFFSET) / period)
@@ -442,8 +447,9 @@ class LaneBaselines:
             if level.add(signed_at, b, weight, turn):
                 dropped_before_turn = True
         if dropped_before_turn:
-            # (Rare: late deliveries beyond what a refresh learns from.) Refreshes before the turn may answer
-            # otherwise now: taken again when asked.
+            # (A busy level once a refresh period, when the turn moves on, and after late deliveries.) The
+            # refreshes before the turn answer what their levels kept (``_Level.frozen``), or, beyond those,
+            # what is left: taken again when asked.
             for lane in [lane for lane, (at, _) in self._answers.items() if at < turn]:
                 del self._answers[lane]
             self._past.clear()
@@ -489,7 +495,7 @@ class LaneBaselines:
 
     def refreshed_at(self, now: float) -> float:
         """The refresh in force at ``now``: the last one at or before it."""
-        return refresh_at(math.floor((now + _CHINA_OFFSET) / self.refresh), self.refresh)
+        return refresh_in_force(now, self.refresh)
 
     def next_refresh(self, now: float) -> float:
         return self.refreshed_at(now) + self.refresh

@@ -386,13 +386,13 @@ def test_a_level_fed_in_signature_order_answers_every_recent_refresh_as_if_it_ha
         horizon = 60 * H
         level = lanes_module._Level(_DECAY, horizon, _PERIOD)
         given_: list[tuple[float, int, float]] = []
-        t = lanes_module.refresh_at(math.floor((NOW + lanes_module._CHINA_OFFSET) / _PERIOD), _PERIOD)
+        t = lanes_module.refresh_in_force(NOW, _PERIOD)
         turn = -math.inf
         for action, minutes, b, back in steps:
             if action == "add":
                 t += minutes * 6 * 60.0  # up to four hours later: often several in a period, sometimes none
                 weight = math.exp((t - lanes_module._REFERENCE) * _DECAY)
-                turn = lanes_module.refresh_at(math.floor((t + lanes_module._CHINA_OFFSET) / _PERIOD), _PERIOD)
+                turn = lanes_module.refresh_in_force(t, _PERIOD)
                 level.add(t, b, weight, turn)
                 given_.append((t, b, weight))
             elif given_:
