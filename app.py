@@ -151,8 +151,14 @@ async def simulate(self: object, parcels: int, rate: float | None, days_back: fl
         bootstrap = broker.removeprefix("kafka://")
     args = argparse.Namespace(parcels=parcels, rate=rate, days_back=days_back, seed=seed, bootstrap=bootstrap,
                               jsonl=jsonl, batch=batch)
-    # The simulator runs its own event loop (aiokafka producer); keep it off Faust's loop.
-    await asyncio.get_running_loop().run_in_executor(None, simulator.run, args)
+    loop = asyncio.get_running_loop()  # (the simulator and the topic creation run event loops of their own)
+    if bootstrap is not None:
+        from delivery.topics import create_topics_before_sending
+
+        refused = await loop.run_in_executor(None, create_topics_before_sending, bootstrap, stream.topology.specs())
+        if refused:
+            sys.exit(f"simulate: {refused}; nothing sent")
+    await loop.run_in_executor(None, simulator.run, args)
 
 
 @app.command(
@@ -179,7 +185,9 @@ async def import_orders(self: object, files: tuple[str, ...], **options: object)
     args = argparse.Namespace(files=list(files), **options)
     broker, _ = _stack_url("broker", settings.app.broker.split(";")[0], "PARCELWATCH_BROKER_URL")
     # The producer runs its own event loop; keep it off Faust's.
-    code = await asyncio.get_running_loop().run_in_executor(None, lambda: cli.run(args, bootstrap=broker.removeprefix("kafka://")))
+    topics = stream.topology.specs()
+    code = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: cli.run(args, bootstrap=broker.removeprefix("kafka://"), topics=topics))
     if code:
         sys.exit(code)
 

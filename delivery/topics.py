@@ -11,11 +11,12 @@ before the worker starts, every missing topic is created, and every existing one
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from delivery.framework import cluster_metadata
 
@@ -67,3 +68,19 @@ async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> list[str]
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+def create_topics_before_sending(bootstrap: str, specs: Sequence[TopicSpec]) -> str | None:
+    """For a command that sends to the app's topics (an order import, the simulator), which may run before the
+    first worker: the topics created as that worker would create them, so the first send does not leave one to
+    the broker's defaults (which the worker would then refuse). None, or why not, to print before sending
+    nothing. Not from a running event loop."""
+    try:
+        asyncio.run(create_topics(bootstrap, specs))
+    except TopicMismatch as exc:
+        return str(exc)
+    except KafkaConnectionError:
+        return f"cannot reach the broker at {bootstrap}"
+    except KafkaError as exc:  # (a refused creation: e.g. more replicas than the cluster has brokers)
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -4,10 +4,11 @@
     python -m importers 抖店订单.xlsx --platform douyin --shop shop-b                  # to the broker
     python -m importers 订单.csv --mapping my-erp.yaml --shop shop-c --url http://worker:6066 --token T
 
-The events go to the orders topic (``--bootstrap``, else a running ``make run``'s broker, else the config's),
-or with ``--url`` and an ingest ``--token`` to a worker's ``POST /ingest/orders``. ``--dry-run`` prints them
-(JSON Lines) instead. Errors name the row and column, never a cell's content; the orders with an error are
-left out and the others sent. Exit 0: all imported; 1: some orders left out; 2: nothing could be read.
+The events go to the orders topic (``--bootstrap``, else a running ``make run``'s broker, else the config's);
+the app's topics are created first if missing, as a starting worker creates them. Or with ``--url`` and an
+ingest ``--token`` to a worker's ``POST /ingest/orders``. ``--dry-run`` prints them (JSON Lines) instead.
+Errors name the row and column, never a cell's content; the orders with an error are left out and the others
+sent. Exit 0: all imported; 1: some orders left out; 2: nothing could be read or sent.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import config
 from domain.events import InvalidEvent, OrderEvent, parse_time
@@ -30,6 +32,9 @@ from domain.vocabulary import normalise_province
 from .convert import Converter, Report
 from .layouts import BUILT_IN, FIELDS, Binding, Layout, LayoutError, load_mapping
 from .read import FileError, open_export
+
+if TYPE_CHECKING:
+    from delivery.topics import TopicSpec
 
 MAX_ERRORS_SHOWN = 50
 HTTP_CHUNK = 500
@@ -166,7 +171,10 @@ def post(url: str, token: str, events: list[OrderEvent], tries: int = 5) -> None
                 time.sleep(min(30.0, float(exc.headers.get("Retry-After") or 5)))
 
 
-def run(args: argparse.Namespace, *, bootstrap: str | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run(args: argparse.Namespace, *, bootstrap: str | None = None, topics: Sequence[TopicSpec] | None = None,
+        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """``topics``: the app's topics (``Topology.specs()``), created before sending if missing (default: from the
+    configuration)."""
     try:
         events, report = convert(args, None if args.no_progress else err)
     except (FileError, LayoutError, InvalidEvent, ValueError) as exc:
@@ -192,9 +200,21 @@ def run(args: argparse.Namespace, *, bootstrap: str | None = None, out: TextIO =
             err.write(f"sent {len(events)} events to {args.url}/ingest/orders\n")
         else:
             target = args.bootstrap or bootstrap or _running_broker() or settings.app.broker.split(";")[0].removeprefix("kafka://")
+            from delivery.topics import create_topics_before_sending
+
+            refused = create_topics_before_sending(target, _app_topics(settings) if topics is None else topics)
+            if refused:
+                err.write(f"import-orders: {refused}; nothing sent\n")
+                return 2
             asyncio.run(produce(target, settings.topics.orders, events))
             err.write(f"sent {len(events)} events to {settings.topics.orders} on {target}\n")
     return 1 if report.errors else 0
+
+
+def _app_topics(settings: config.Settings) -> list[TopicSpec]:
+    from agents import build
+
+    return build(settings).topology.specs()
 
 
 def _running_broker() -> str | None:

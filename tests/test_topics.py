@@ -1,15 +1,19 @@
 """The worker creates its topics before it starts, with the configured partitions, its replicas and the
 deliveries topic's retention: not with what the broker would give a topic created on first use (Tansu's 4,
 Kafka's ``num.partitions``), and not at all where auto-creation is off. A topic that exists with another
-partition count stops the start, named."""
+partition count stops the start, named. An order import before the first worker creates them the same way."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -18,7 +22,9 @@ from delivery.clients import stop_consumer, topic_partitions
 from devtools.broker import TansuBroker
 from devtools.redis_server import RedisServer
 from domain.events import OrderEvent, TrackingUpdate
+from importers import cli
 
+from .export_files import taobao_rows, write_taobao_csv
 from .harness import Worker, all_issues, create_topic, produce, wait_for
 
 
@@ -92,3 +98,63 @@ def test_a_topic_with_another_partition_count_stops_the_worker_naming_it(
     assert worker.proc is not None
     assert worker.proc.wait(120) != 0
     assert f"{settings.topics.tracking} has 2 partitions; app.partitions (PARCELWATCH_PARTITIONS) is 4" in worker.log_tail()
+
+
+def _import_orders(bootstrap: str, export: Path) -> tuple[int, str]:
+    """``import-orders`` of a 千牛 export straight to the broker, as a shop's first step may be; exit code and
+    what it wrote to standard error."""
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([str(export), "--platform", "taobao", "--shop", "shop-a", "--bootstrap", bootstrap,
+                              "--no-progress"])
+    err = io.StringIO()
+    return cli.run(args, out=io.StringIO(), err=err), err.getvalue()
+
+
+async def _records(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic) or ()]
+        return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
+    finally:
+        await stop_consumer(consumer)
+
+
+def test_an_import_before_the_first_worker_creates_the_topics_the_worker_then_starts_on(
+    broker: TansuBroker, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left to the broker, the first import's orders topic got its default count (Tansu's 4), and a worker with
+    8 partitions refused to start on it. The import creates every topic as the worker would; the worker starts
+    and judges the imported orders."""
+    monkeypatch.setenv("PARCELWATCH_PARTITIONS", "8")
+    settings = config.load()
+    names = [getattr(settings.topics, f) for f in settings.topics.__dataclass_fields__]
+    rows = taobao_rows()
+    china = datetime.now(timezone(timedelta(hours=8)))  # the export's own time zone (no offset in its cells)
+    rows[1].update({"订单创建时间": f"{china - timedelta(days=3):%Y-%m-%d %H:%M:%S}",
+                    "订单付款时间": f"{china - timedelta(days=3):%Y-%m-%d %H:%M:%S}",
+                    "发货时间": f"{china - timedelta(days=2):%Y-%m-%d %H:%M:%S}"})
+    code, err = _import_orders(broker.bootstrap, write_taobao_csv(tmp_path / "ExportOrderList.csv", rows))
+    assert code == 0, err
+    assert asyncio.run(_partitions(broker.bootstrap, names)) == dict.fromkeys(names, 8)
+    assert asyncio.run(_records(broker.bootstrap, settings.topics.orders)) > 0
+    worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_PARTITIONS="8").start(timeout=180)
+    try:
+        # Shipped two days ago and never scanned: not picked up.
+        wait_for(lambda: any(i["kind"] == "pickup_overdue" and i["order_id"] == "1930679858170002"
+                             for i in all_issues(redis_server.url)), 90, "the imported shipped order judged")
+    finally:
+        worker.stop()
+
+
+def test_an_import_into_an_orders_topic_with_another_count_is_refused_before_sending(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    settings = config.load(env={})
+    asyncio.run(create_topic(broker.bootstrap, settings.topics.orders, 2))
+    code, err = _import_orders(broker.bootstrap, write_taobao_csv(tmp_path / "ExportOrderList.csv"))
+    assert code == 2
+    assert f"{settings.topics.orders} has 2 partitions; app.partitions (PARCELWATCH_PARTITIONS) is 4" in err
+    assert "nothing sent" in err
+    assert asyncio.run(_records(broker.bootstrap, settings.topics.orders)) == 0
