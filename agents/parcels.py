@@ -307,7 +307,9 @@ class ParcelAgent(Agent):
                     self.recorder.observe_shipment(shop)
                 else:
                     self.recorder.observe_pickup(shop, shipped_at, picked_up_at)
-            deliveries.extend((delivery["carrier"], orjson.dumps(delivery)) for delivery in out.deliveries)
+            for delivery in out.deliveries:
+                self.recorder.observe_delivery(delivery)
+                deliveries.append((delivery["carrier"], orjson.dumps(delivery)))
             milestones.extend((m["parcel"], orjson.dumps(m)) for m in out.logistics)
         # One record per partition (a batch record when several), as issue events; the milestones are read
         # by the shops' logistics health (agents/shop_health.py).
@@ -360,7 +362,7 @@ class ParcelAgent(Agent):
                 if isinstance(d, dict) and "parcel" in d and not self._deliveries_seen.first_time((d["parcel"], d["signed_at"])):
                     continue  # sent again (see ``_write``)
                 self.stream.baselines.add_record(d)
-                self.recorder.observe_delivery(d)
+                self.recorder.observe_lane_sample(d)
                 added += 1
             except (AttributeError, KeyError, TypeError, ValueError):
                 log.warning("skipped a malformed delivery")

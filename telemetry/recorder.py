@@ -89,10 +89,17 @@ class Recorder:
         self._last_sweep_clock = max(self._last_sweep_clock, now)
 
     def observe_delivery(self, delivery: dict[str, Any]) -> None:
+        """A delivery reported by the worker that owns its parcel: once in the group, when it happens. (Not by the
+        lane baselines' feed, which every worker runs over the whole history at every start: each restart
+        would count half a year of deliveries into the last day's transit times.)"""
         region = province_region(delivery.get("destination_province"))
-        carrier = carrier_label(delivery["carrier"])
-        self._child(self.metrics.transit, carrier, region).observe(delivery["signed_at"] - delivery["picked_up_at"])
-        self._child(self.metrics.lane_samples, carrier, region).inc()
+        self._child(self.metrics.transit, carrier_label(delivery["carrier"]), region).observe(
+            delivery["signed_at"] - delivery["picked_up_at"])
+
+    def observe_lane_sample(self, delivery: dict[str, Any]) -> None:
+        """A delivery the lane baselines learned (the feed: every delivery, history included, on every worker)."""
+        region = province_region(delivery.get("destination_province"))
+        self._child(self.metrics.lane_samples, carrier_label(delivery["carrier"]), region).inc()
 
     def observe_pickup(self, shop: str | None, shipped_at: float, picked_up_at: float) -> None:
         hours = (picked_up_at - shipped_at) / 3600

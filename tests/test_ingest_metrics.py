@@ -32,8 +32,10 @@ def test_many_unknown_carriers_and_codes_add_no_series_per_code() -> None:
     recorder.watch_alert_router(router)
     for i in range(300):
         carrier = f"kuaidi100:line{i}"
-        recorder.observe_delivery({"carrier": carrier, "origin_province": "广东", "destination_province": "浙江",
-                                   "picked_up_at": 1.0e9, "signed_at": 1.0e9 + 86400, "shop": "s"})
+        delivery = {"carrier": carrier, "origin_province": "广东", "destination_province": "浙江",
+                    "picked_up_at": 1.0e9, "signed_at": 1.0e9 + 86400, "shop": "s"}
+        recorder.observe_delivery(delivery)
+        recorder.observe_lane_sample(delivery)
         recorder.observe_unknown_code("kuaidi100")
         recorder.observe_unknown_carrier("kuaidi100")
         router.on_incident(carrier)
@@ -42,6 +44,8 @@ def test_many_unknown_carriers_and_codes_add_no_series_per_code() -> None:
     assert b"line1" not in text
     assert series(recorder, "parcelwatch_transit_seconds_count") == {
         b'parcelwatch_transit_seconds_count{carrier="kuaidi100:other",region="east"}'}
+    assert series(recorder, "parcelwatch_lane_baseline_samples") == {
+        b'parcelwatch_lane_baseline_samples{carrier="kuaidi100:other",region="east"}'}
     assert b'parcelwatch_lane_incidents_total{carrier="kuaidi100:other"} 300.0' in text
     assert b'parcelwatch_open_issues{carrier="kuaidi100:other",kind="tracking_stale",severity="low"} 300.0' in text
     assert b'parcelwatch_ingest_unknown_carriers_total{source="kuaidi100"} 300.0' in text

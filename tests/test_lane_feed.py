@@ -156,3 +156,41 @@ def test_a_starting_worker_judges_nothing_before_its_baselines_have_read_the_del
         assert raised == ["ZTO:LATE|transit_overdue"], raised
     finally:
         worker.stop()
+
+
+def _metric_sum(worker: Worker, name: str) -> float:
+    text = worker.get("/metrics")[1].decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def test_a_delivery_counts_in_the_transit_times_once_not_again_from_the_history_a_worker_reads(
+    broker: TansuBroker, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """``parcelwatch_transit_seconds`` (the dashboard's transit p90 over the last day) counts each delivery once,
+    when it happens, at the worker that reports it. Every starting worker's feed reads the whole history into its
+    baselines: counted there, every restart or added worker put half a year of deliveries into the last day."""
+    settings = config.load(env={})
+    now = time.time()
+    events: list[tuple[str, bytes, bytes]] = []
+    for i in range(3):
+        name = f"TT{i}"
+        shipped = OrderEvent(f"{name}-shipped", f"TB-{name}", "shop-a", "taobao", "shipped", now - 50 * 3600,
+                             carrier="ZTO", tracking_number=name, origin_province="广东", destination_province="浙江")
+        events.append((settings.topics.orders, shipped.order_id.encode(), shipped.to_json()))
+        for status, at in (("picked_up", now - 48 * 3600), ("signed", now - 3600)):
+            scan = TrackingUpdate(f"{name}-{status}", "ZTO", name, status, at)
+            events.append((settings.topics.tracking, scan.parcel_key.encode(), scan.to_json()))
+    first = Worker(broker.url, redis_server.url, tmp_path, name="w1").start()
+    try:
+        produce(broker.bootstrap, events)
+        wait_for(lambda: _metric_sum(first, "parcelwatch_transit_seconds_count") == 3, 60, "three deliveries reported")
+    finally:
+        first.stop()
+    second = Worker(broker.url, redis_server.url, tmp_path, name="w2").start()
+    try:
+        wait_for(lambda: second.get("/healthz")[1]["checks"]["lane_baselines"]["deliveries"] == 3, 60,
+                 "the history read into the second worker's baselines")
+        assert _metric_sum(second, "parcelwatch_lane_baseline_samples") == 3
+        assert _metric_sum(second, "parcelwatch_transit_seconds_count") == 0
+    finally:
+        second.stop()
