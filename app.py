@@ -281,7 +281,7 @@ def _create_topics() -> None:
     said = 0
     while True:
         try:
-            created = asyncio.run(create_topics(bootstrap, stream.topology.specs()))
+            prepared = asyncio.run(create_topics(bootstrap, stream.topology.specs()))
         except TopicMismatch as exc:
             sys.exit(f"parcelwatch: {exc}")
         except KafkaConnectionError:
@@ -293,9 +293,11 @@ def _create_topics() -> None:
             continue
         except KafkaError as exc:  # (a refused creation: e.g. more replicas than the cluster has brokers)
             sys.exit(f"parcelwatch: {type(exc).__name__}: {exc}")
-        if created:
-            print(f"parcelwatch: created {len(created)} topics with {settings.app.partitions} partitions each",
+        if prepared.created:
+            print(f"parcelwatch: created {len(prepared.created)} topics with {settings.app.partitions} partitions each",
                   file=sys.stderr, flush=True)
+        for short in prepared.short_retention:  # (it runs; what it learns from after a restart is cut short)
+            print(f"parcelwatch: warning: {short}", file=sys.stderr, flush=True)
         return
 
 

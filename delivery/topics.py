@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from delivery.framework import cluster_metadata
@@ -44,9 +45,32 @@ class TopicMismatch(Exception):
         )
 
 
-async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> list[str]:
-    """Create the topics of ``specs`` the cluster does not have; the names created. Raises TopicMismatch for
-    existing topics with the wrong partition count, and the broker's error when it refuses a creation."""
+@dataclass(frozen=True)
+class ShortRetention:
+    """An existing topic that keeps its records for less than the app reads back from it (``retention.ms``)."""
+
+    topic: str
+    have_ms: int
+    need_ms: int
+
+    def __str__(self) -> str:
+        return (f"{self.topic} keeps its records {self.have_ms / 86_400_000:.0f} days (retention.ms {self.have_ms}), "
+                f"and the app reads {self.need_ms / 86_400_000:.0f} days back from it: after a restart it learns from "
+                f"what is left. Set its retention.ms to {self.need_ms} (kafka-configs.sh --alter --entity-type topics "
+                f"--entity-name {self.topic} --add-config retention.ms={self.need_ms})")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    created: list[str]
+    short_retention: list[ShortRetention]
+
+
+async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> Prepared:
+    """Create the topics of ``specs`` the cluster does not have, and read the retention of those it has that
+    need one. Raises TopicMismatch for existing topics with the wrong partition count, and the broker's error
+    when it refuses a creation. An existing topic's retention is left as it is (only a whole config can be
+    set through aiokafka, which would drop the topic's other settings): a short one is reported."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -65,9 +89,26 @@ async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> list[str]
             for name, code, *message in response.topic_errors:
                 if code not in (0, TopicAlreadyExistsError.errno):  # (another worker starting at once)
                     raise for_code(code)(f"cannot create topic {name}: {(message[0] if message else None) or code}")
-        return [s.name for s in missing]
+        kept = [s for s in specs if have[s.name] is not None and "retention.ms" in s.config]
+        return Prepared([s.name for s in missing], await _short_retention(admin, kept))
     finally:
         await admin.close()
+
+
+async def _short_retention(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> list[ShortRetention]:
+    """Those of ``specs`` whose topic keeps records for less than their ``retention.ms`` (-1: forever). A topic
+    whose retention the broker does not say (Tansu names only the settings a topic was created with) passes."""
+    if not specs:
+        return []
+    need = {s.name: int(s.config["retention.ms"]) for s in specs}
+    found: dict[str, int] = {}
+    for response in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in need]):
+        for code, _, _, name, entries in response.resources:
+            for entry in entries if code == 0 else ():
+                if entry[0] == "retention.ms" and entry[1] is not None:
+                    found[name] = int(entry[1])
+    return [ShortRetention(name, have_ms, need[name]) for name, have_ms in found.items()
+            if 0 <= have_ms < need[name]]
 
 
 def create_topics_before_sending(bootstrap: str, specs: Sequence[TopicSpec]) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 import config
@@ -64,6 +64,7 @@ def test_a_worker_with_eight_partitions_creates_its_topics_with_eight_and_judges
         assert asyncio.run(_partitions(broker.bootstrap, names)) == dict.fromkeys(names, 8)
         retention = (settings.lanes.horizon_days + 1) * 86400 + settings.lanes.refresh_minutes * 60
         assert asyncio.run(_retention_ms(broker.bootstrap, settings.topics.deliveries)) == str(int(retention * 1000))
+        assert "parcelwatch: warning" not in worker.log_path.read_text()
         now = time.time()
         events: list[tuple[str, bytes, bytes]] = []
         for i, carrier in enumerate(("ZTO", "YTO", "STO", "SF", "JD", "YUNDA", "EMS", "JTEXPRESS") * 3):
@@ -158,3 +159,33 @@ def test_an_import_into_an_orders_topic_with_another_count_is_refused_before_sen
     assert f"{settings.topics.orders} has 2 partitions; app.partitions (PARCELWATCH_PARTITIONS) is 4" in err
     assert "nothing sent" in err
     assert asyncio.run(_records(broker.bootstrap, settings.topics.orders)) == 0
+
+
+def test_a_deliveries_topic_that_keeps_a_week_is_reported_at_start_with_the_retention_to_set(
+    broker: TansuBroker, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A deployment from before the worker created its topics has a deliveries topic the broker made, with its
+    default week: after every restart the lane baselines would learn from one week of the horizon, unsaid."""
+    settings = config.load(env={})
+    week_ms = 7 * 86_400_000
+
+    async def create_with_a_week() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(settings.topics.deliveries, settings.app.partitions, 1,
+                                                topic_configs={"retention.ms": str(week_ms)})])
+        finally:
+            await admin.close()
+
+    asyncio.run(create_with_a_week())
+    worker = Worker(broker.url, redis_server.url, tmp_path).start()
+    try:
+        need_ms = int(((settings.lanes.horizon_days + 1) * 86400 + settings.lanes.refresh_minutes * 60) * 1000)
+        log = worker.log_path.read_text()
+        assert (f"parcelwatch: warning: {settings.topics.deliveries} keeps its records 7 days (retention.ms {week_ms}), "
+                f"and the app reads 182 days back from it") in log
+        assert f"Set its retention.ms to {need_ms}" in log
+        assert asyncio.run(_retention_ms(broker.bootstrap, settings.topics.deliveries)) == str(week_ms)  # left as it is
+    finally:
+        worker.stop()
