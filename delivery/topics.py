@@ -54,8 +54,8 @@ class ShortRetention:
     need_ms: int
 
     def __str__(self) -> str:
-        return (f"{self.topic} keeps its records {self.have_ms / 86_400_000:.0f} days (retention.ms {self.have_ms}), "
-                f"and the app reads {self.need_ms / 86_400_000:.0f} days back from it: after a restart it learns from "
+        return (f"{self.topic} keeps its records {self.have_ms / 86_400_000:.3g} days (retention.ms {self.have_ms}), "
+                f"and the app reads {self.need_ms / 86_400_000:.3g} days back from it: a restarted worker finds only "
                 f"what is left. Set its retention.ms to {self.need_ms} (kafka-configs.sh --alter --entity-type topics "
                 f"--entity-name {self.topic} --add-config retention.ms={self.need_ms})")
 
