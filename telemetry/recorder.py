@@ -89,9 +89,10 @@ class Recorder:
         self._last_sweep_clock = max(self._last_sweep_clock, now)
 
     def observe_delivery(self, delivery: dict[str, Any]) -> None:
-        """A delivery reported by the worker that owns its parcel: once in the group, when it happens. (Not by the
-        lane baselines' feed, which every worker runs over the whole history at every start: each restart
-        would count half a year of deliveries into the last day's transit times.)"""
+        """A delivery reported by the worker that owns its parcel, when it happens: once in the group (twice only
+        when a crash makes a record be processed again, as the pickups). Not by the lane baselines' feed, which
+        every worker runs over the whole history at every start: each restart would count half a year of
+        deliveries into the last day's transit times."""
         region = province_region(delivery.get("destination_province"))
         self._child(self.metrics.transit, carrier_label(delivery["carrier"]), region).observe(
             delivery["signed_at"] - delivery["picked_up_at"])
