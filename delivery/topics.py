@@ -97,12 +97,17 @@ async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> Prepared:
 
 async def _short_retention(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> list[ShortRetention]:
     """Those of ``specs`` whose topic keeps records for less than their ``retention.ms`` (-1: forever). A topic
-    whose retention the broker does not say (Tansu names only the settings a topic was created with) passes."""
+    whose retention the broker does not say (Tansu names only the settings a topic was created with, and a
+    principal may lack the right to read them) passes: this is advice, never a reason not to start."""
     if not specs:
         return []
     need = {s.name: int(s.config["retention.ms"]) for s in specs}
     found: dict[str, int] = {}
-    for response in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in need]):
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in need])
+    except KafkaError:
+        return []
+    for response in responses:
         for code, _, _, name, entries in response.resources:
             for entry in entries if code == 0 else ():
                 if entry[0] == "retention.ms" and entry[1] is not None:
