@@ -274,16 +274,14 @@ def _create_topics() -> None:
 
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
-    from delivery.topics import TopicMismatch, create_topics
+    from delivery.topics import TopicMismatch, create_topics, refusal
 
-    bootstrap = ",".join(u.strip().removeprefix("kafka://") for u in settings.app.broker.split(";"))
+    bootstrap = settings.app.bootstrap_servers
     started = time.monotonic()
     said = 0
     while True:
         try:
             prepared = asyncio.run(create_topics(bootstrap, stream.topology.specs()))
-        except TopicMismatch as exc:
-            sys.exit(f"parcelwatch: {exc}")
         except KafkaConnectionError:
             waited = time.monotonic() - started
             if waited >= said + 30:
@@ -291,8 +289,8 @@ def _create_topics() -> None:
                 print(f"parcelwatch: waiting for the broker at {bootstrap} ({waited:.0f} s)", file=sys.stderr, flush=True)
             time.sleep(1)
             continue
-        except KafkaError as exc:  # (a refused creation: e.g. more replicas than the cluster has brokers)
-            sys.exit(f"parcelwatch: {type(exc).__name__}: {exc}")
+        except (TopicMismatch, KafkaError) as exc:
+            sys.exit(f"parcelwatch: {refusal(exc)}")
         if prepared.created:
             print(f"parcelwatch: created {len(prepared.created)} topics with {settings.app.partitions} partitions each",
                   file=sys.stderr, flush=True)

@@ -403,7 +403,7 @@ class LaneBaselineFeed(Service):
     @Service.task
     async def _feed(self) -> None:
         settings = self.parcels.stream.settings
-        bootstrap = ",".join(u.removeprefix("kafka://") for u in settings.app.broker.split(";"))
+        bootstrap = settings.app.bootstrap_servers
         topic = settings.topics.deliveries
         # The next offset to read of each partition: a feed that failed goes on from there, not from the
         # beginning (read twice, every delivery would count twice).

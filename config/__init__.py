@@ -52,6 +52,11 @@ class AppSettings:
     ingest_ack_timeout_seconds: float
     ingest_max_unacked_scans: int
 
+    @property
+    def bootstrap_servers(self) -> str:
+        """``broker``'s every URL as a Kafka client's bootstrap list: ``host:port,host:port``."""
+        return ",".join(u.strip().removeprefix("kafka://") for u in self.broker.split(";"))
+
     def validate(self, path: str) -> None:
         urls = [u.strip() for u in self.broker.split(";")]
         for url in urls:

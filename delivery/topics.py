@@ -123,10 +123,14 @@ def create_topics_before_sending(bootstrap: str, specs: Sequence[TopicSpec]) -> 
     nothing. Not from a running event loop."""
     try:
         asyncio.run(create_topics(bootstrap, specs))
-    except TopicMismatch as exc:
-        return str(exc)
     except KafkaConnectionError:
         return f"cannot reach the broker at {bootstrap}"
-    except KafkaError as exc:  # (a refused creation: e.g. more replicas than the cluster has brokers)
-        return f"{type(exc).__name__}: {exc}"
+    except (TopicMismatch, KafkaError) as exc:
+        return refusal(exc)
     return None
+
+
+def refusal(exc: TopicMismatch | KafkaError) -> str:
+    """What stops the app's topics from being as it needs them, said for the person starting it: a topic with
+    another partition count, or a creation the broker refused (e.g. more replicas than it has brokers)."""
+    return str(exc) if isinstance(exc, TopicMismatch) else f"{type(exc).__name__}: {exc}"
