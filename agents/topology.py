@@ -34,6 +34,7 @@ def make_app(settings: Settings) -> faust.App:
         broker_session_timeout=cfg.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, cfg.session_timeout_seconds / 3),
         producer_linger=cfg.producer_linger_ms / 1000.0,
+        producer_request_timeout=cfg.producer_request_timeout_seconds,
         # Kafka without idempotent producers (and Tansu) gives at-least-once: every sink is idempotent.
         processing_guarantee="at_least_once",
         topic_replication_factor=1 if embedded else cfg.replication_factor,

@@ -47,6 +47,7 @@ class AppSettings:
     session_timeout_seconds: float
     tick_interval_seconds: float
     producer_linger_ms: int
+    producer_request_timeout_seconds: float
     catch_up_after_seconds: float
     future_event_tolerance_seconds: float
     ingest_ack_timeout_seconds: float
@@ -74,6 +75,7 @@ class AppSettings:
         _positive(f"{path}.tick_interval_seconds", self.tick_interval_seconds)
         if self.producer_linger_ms < 0:
             raise ConfigError(f"{path}.producer_linger_ms", "must be >= 0")
+        _positive(f"{path}.producer_request_timeout_seconds", self.producer_request_timeout_seconds)
         if self.catch_up_after_seconds < 0:
             raise ConfigError(f"{path}.catch_up_after_seconds", f"must be >= 0 (0 turns catching up off), "
                               f"got {self.catch_up_after_seconds}")

@@ -138,6 +138,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
         ("app:\n  web_port: 70000\n", "app.web_port", "must be a TCP port 1-65535, got 70000"),
         ("app:\n  partitions: 0\n", "app.partitions", "must be > 0"),
         ("app:\n  producer_linger_ms: -1\n", "app.producer_linger_ms", "must be >= 0"),
+        ("app:\n  producer_request_timeout_seconds: 0\n", "app.producer_request_timeout_seconds", "must be > 0"),
         ("app:\n  catch_up_after_seconds: -5\n", "app.catch_up_after_seconds", "must be >= 0 (0 turns catching up off)"),
         ("app:\n  broker: localhost:9092\n", "app.broker", "expected kafka://host:port"),
         ("app:\n  redis_url: http://x\n", "app.redis_url", "expected a redis:// URL"),
