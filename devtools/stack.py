@@ -32,6 +32,9 @@ RUN_DIR = Path(os.environ.get("PARCELWATCH_RUN_DIR") or ROOT / ".run")
 # What a running ``make run`` tells the command line (``python app.py queue`` / ``simulate``): its broker,
 # Redis and web server, which may sit on other ports than the configured ones.
 STACK_FILE = "stack.json"
+# A worker that exits (non-zero) is started again, at most this many times within the window.
+WORKER_RESTARTS = 3
+WORKER_RESTART_WINDOW_SECONDS = 600.0
 
 
 def running_stack(run_dir: Path = RUN_DIR) -> dict[str, str] | None:
@@ -168,13 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         # A demo API token for machines (curl, scripts), every shop; people sign in with the demo account.
         env.setdefault("PARCELWATCH_TOKENS", "demo-token=*")
         worker_log = run_dir / "worker.log"
-        worker = subprocess.Popen(
-            [sys.executable, "app.py", "worker", "-l", "info"],
-            cwd=ROOT, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+
+        def start_worker(log_mode: str) -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                [sys.executable, "app.py", "worker", "-l", "info"],
+                cwd=ROOT, env=env, stdout=worker_log.open(log_mode), stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+            (run_dir / "worker.pid").write_text(str(proc.pid))
+            return proc
+
+        worker = start_worker("wb")
         procs.append(("worker", worker))
-        (run_dir / "worker.pid").write_text(str(worker.pid))
         print(f"  worker   starting (log {worker_log}) ...", flush=True)
         _wait_healthy(web_port, worker, worker_log, timeout=120)
         print(f"  worker   ready on http://127.0.0.1:{web_port}")
@@ -211,11 +219,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  health              {base}/healthz")
         print(f"  lane baselines      {base}/lanes")
         print("\nrunning; press Ctrl-C to stop everything.", flush=True)
+        restarts: list[float] = []
         while True:
-            for name, proc in procs:
-                if proc.poll() is not None and not (name == "simulator" and proc.returncode == 0):
-                    print(f"{name} exited with code {proc.returncode}; last log lines:\n{_tail(run_dir / f'{name}.log')}")
+            for i, (name, proc) in enumerate(procs):
+                if proc.poll() is None or (name == "simulator" and proc.returncode == 0):
+                    continue
+                print(f"{name} exited with code {proc.returncode}; last log lines:\n{_tail(run_dir / f'{name}.log')}")
+                # A worker exits when a record it produced failed to send: started again, it goes on from its
+                # last commit (as a production supervisor would start it). Not for ever: a worker that keeps
+                # exiting has something else wrong.
+                restarts = [t for t in restarts if time.monotonic() - t < WORKER_RESTART_WINDOW_SECONDS]
+                if name != "worker" or proc.returncode == 0 or len(restarts) >= WORKER_RESTARTS:
                     return 1
+                restarts.append(time.monotonic())
+                print(f"  worker   starting again (log {worker_log}) ...", flush=True)
+                procs[i] = (name, start_worker("ab"))
             time.sleep(1)
     except KeyboardInterrupt:
         return 0

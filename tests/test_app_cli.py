@@ -96,3 +96,39 @@ def test_queue_reads_the_running_stacks_redis_wherever_its_port_went(tmp_path: P
     done = _app("queue", "--date", "2026-11-03", PARCELWATCH_RUN_DIR=str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "shop-on-the-stack" in done.stdout and redis_server.url in done.stdout
+
+
+@pytest.mark.integration
+def test_make_run_starts_its_worker_again_when_it_exits(tmp_path: Path) -> None:
+    """A worker exits when a record it produced fails to send: ``make run`` starts it again, as a production
+    supervisor would, instead of stopping the whole stack."""
+    import signal
+    import urllib.request
+
+    from tests.harness import wait_for
+
+    output = tmp_path / "make-run.out"
+    stack = subprocess.Popen([sys.executable, "-m", "devtools.stack", "--run-dir", str(tmp_path), "--no-simulator"],
+                             cwd=ROOT, stdout=output.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        web = wait_for(lambda: json.loads((tmp_path / "stack.json").read_text())["web"]
+                       if (tmp_path / "stack.json").exists() else None, 180, "make run to be ready")
+        first = int((tmp_path / "worker.pid").read_text())
+        os.kill(first, signal.SIGKILL)
+
+        def healthy_again() -> bool:
+            if int((tmp_path / "worker.pid").read_text()) == first:
+                return False
+            try:
+                with urllib.request.urlopen(f"{web}/healthz", timeout=3) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy_again, 180, "the worker to be started again and healthy")
+        assert stack.poll() is None
+    finally:
+        stack.send_signal(signal.SIGTERM)
+        stack.wait(60)
+    out = output.read_text()
+    assert "worker exited with code -9" in out and "worker   starting again" in out, out

@@ -98,6 +98,13 @@ def test_compose_mounts_exist_and_env_names_match_the_app() -> None:
     assert "--appendonly" in services["redis"]["command"]
 
 
+def test_every_compose_service_starts_again_after_it_exits() -> None:
+    """A worker exits when a record it produced fails to send (``delivery/checkpoint.py``): only started again
+    does it go on, from its last commit. Kafka, Redis and the monitoring likewise after a crash or a reboot."""
+    services = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text())["services"]
+    assert {name: svc.get("restart") for name, svc in services.items()} == dict.fromkeys(services, "unless-stopped")
+
+
 def test_the_compose_workers_create_topics_its_kafka_can_hold() -> None:
     """The worker creates its topics (and Faust the tables' changelogs) with the app's replication factor,
     and Kafka refuses a topic with more replicas than it has brokers: the workers would not start."""
