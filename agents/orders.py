@@ -75,6 +75,9 @@ class OrderRouterAgent(Agent):
         self._stream = stream
         async for event in stream.events():
             async with self._routing:
+                if self.stream.checkpoint.stopped:  # routed again once the worker has started again
+                    await stream.ack(event)  # (nothing to wait for: a stop or rebalance waits for every record taken)
+                    continue
                 msg = event.message
                 if msg.topic == self.names.order_purges:
                     await self._forget(event)

@@ -85,10 +85,13 @@ class ParcelAgent(Agent):
         # their topics meanwhile, and the catch-up clock judges them at their arrival.
         await self.feed.ready.wait()
         next_offset = self._next_offset
+        checkpoint = self.checkpoint
         async for event in stream.events():
             msg = event.message
             next_offset[msg.tp] = msg.offset + 1
-            await self.checkpoint.begin(msg.partition)
+            await checkpoint.begin(msg.partition)  # (the partition's previous record written, or failed)
+            if checkpoint.stopped:
+                continue  # processed again once the worker has started again (``Checkpoint.stopped``)
             self._waiting_memo = {}
             try:
                 if msg.topic != self.names.ticks and is_batch(event.value):

@@ -68,7 +68,7 @@ from faust.tables.table import Table
 from faust.types import TP, AppT
 from faust.types.enums import ProcessingGuarantee
 
-from .framework import SendFailures, aiokafka_producer
+from .framework import AFTER_A_FAILED_SEND, SendFailures, aiokafka_producer
 
 log = logging.getLogger("parcelwatch.changelog")
 
@@ -489,8 +489,7 @@ class ChangelogWriter:
             return
         failure = f"{batch.table.topic_name}: {type(exc).__name__}: {exc}"
         self.failures.note(failure)
-        log.error("a changelog batch of %d record(s) failed to send (%s): offsets are no longer committed; restart the worker",
-                  batch.count, failure[:300])
+        log.error("a changelog batch of %d record(s) failed to send (%s): %s", batch.count, failure[:300], AFTER_A_FAILED_SEND)
         batch.acked.set_exception(self.failures.error(failure))
         batch.acked.exception()  # retrieved here: nobody may be waiting for this batch
 

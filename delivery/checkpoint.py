@@ -42,8 +42,9 @@ and on shutdown, and ``delivery/framework.py`` routes that flush here):
    a state is in the changelog only after the deliveries and milestones step 5 sent before it, and never
    after a record that was lost.
 10. **failures**: if any record the worker produced was ever refused or timed out, raise ``SendFailed``:
-    nothing is committed past it, ``/healthz`` turns red and a restart re-processes from the last commit.
-    (Not the ticks, ``best_effort``: a lost tick is made good by the next one.)
+    nothing is committed past it (``/healthz`` is red), Faust's commit fails and the worker exits; started
+    again by its supervisor, it re-processes from the last commit. Nothing is dead-lettered meanwhile
+    (``dead_letters.py``). (Not the ticks, ``best_effort``: a lost tick is made good by the next one.)
 11. Faust commits the offsets.
 """
 
@@ -84,6 +85,14 @@ class Checkpoint:
         self._held: set[asyncio.Future[Any]] = set()
         # What sends each agent's held-back records (``send_held``).
         self._holders: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def stopped(self) -> bool:
+        """A record the worker produced failed to send (step 10): nothing is committed past it, and the worker
+        exits at its next commit. A record processed meanwhile could read a state that a failed record of its
+        partition left out (its staged writes dropped, step 5) and send what no replay sends: the agents
+        leave every record from then on to be processed again once the worker has started again."""
+        return bool(self.failures)
 
     def staged(self, table: Any) -> StagedWrites:
         """A staged view of ``table`` (a Faust table) whose writes follow this commit order (step 2)."""

@@ -30,7 +30,7 @@ from faust.types import EventT, TopicT
 from domain.events import InvalidEvent
 from telemetry.recorder import Recorder
 
-from .framework import note_send_failure
+from .framework import AFTER_A_FAILED_SEND, commits_stopped, note_send_failure
 
 log = logging.getLogger("parcelwatch.deadletter")
 _PROBLEMS_KEPT = 20  # of a push's rejected elements, the first ones named in its dead letter's headers
@@ -65,12 +65,21 @@ class DeadLetters:
         self.max_value_bytes = max_value_bytes
         self.counts = DeadLetterCounts()
 
-    async def reject(self, event: EventT, error: Exception, element: tuple[int, Any] | None = None) -> str:
+    async def reject(self, event: EventT, error: Exception, element: tuple[int, Any] | None = None) -> str | None:
         """Dead-letter ``event`` (or its batch ``element``: index, decoded value) with ``error`` as its
         reason; returns the reason label. An ``InvalidEvent`` names the field and the problem; any other
-        error is a processing error (a bug): its traceback is logged. Never raises."""
+        error is a processing error (a bug): its traceback is logged. Never raises.
+
+        Once a send has failed nothing is dead-lettered (None): no offset is committed past the failure, so
+        the record is processed again after the worker's restart, and dead-lettered then if it is bad. The
+        error is most often that failure itself (the record's issue events not acknowledged): a dead letter
+        would set a good record aside, for on-call to read as bad input."""
         msg = event.message
         where = f"{msg.topic}[{msg.partition}]@{msg.offset}" + ("" if element is None else f" element {element[0]}")
+        if commits_stopped(self.topic.app):
+            log.error("not dead-lettered %s (%s): a record failed to send, so it is processed again when the worker "
+                      "has started again", where, type(error).__name__)
+            return None
         if isinstance(error, InvalidEvent):
             field_, problem, label = error.field, error.problem, error.field
         else:
@@ -125,8 +134,7 @@ class DeadLetters:
             counts.failed += 1
             counts.last_failure = f"{where}: {type(exc).__name__}"
             note_send_failure(self.topic.app, f"{self.topic.get_topic_name()}: {type(exc).__name__}: {exc}")
-            log.error("could not dead-letter %s (%s): offsets are no longer committed; restart the worker",
-                      where, type(exc).__name__)
+            log.error("could not dead-letter %s (%s): %s", where, type(exc).__name__, AFTER_A_FAILED_SEND)
             self.recorder.observe_dead_letter_failed(source_topic)
             return
         counts.sent += 1

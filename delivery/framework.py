@@ -41,6 +41,11 @@ class SendFailed(Exception):
     """A record the worker produced was not accepted by the broker: no offset may be committed now."""
 
 
+# What follows a record that failed to send, for the logs.
+AFTER_A_FAILED_SEND = ("no offset is committed past it: the worker exits at its next commit and, started again by its "
+                       "supervisor, processes everything from its last commit")
+
+
 class SendFailures:
     """The first records the broker refused or timed out since the worker started ("topic: error"). One is
     enough to stop every commit; the first few are kept for ``/healthz`` and the error."""
@@ -62,8 +67,7 @@ class SendFailures:
 
     def raise_if_any(self) -> None:
         if self.first:
-            raise SendFailed(f"{len(self.first)}+ record(s) failed to send, first: {self.first[0]}; "
-                             "offsets are no longer committed, restart the worker to re-process from the last commit")
+            raise SendFailed(f"{len(self.first)}+ record(s) failed to send, first: {self.first[0]}; {AFTER_A_FAILED_SEND}")
 
 
 class CommitOrder(Protocol):
@@ -259,7 +263,7 @@ def _record_failed_sends() -> None:
             return
         if checkpoint is not None:
             checkpoint.failures.note(failure)
-        log.error("a record failed to send (%s): offsets are no longer committed; restart the worker", failure[:300])
+        log.error("a record failed to send (%s): %s", failure[:300], AFTER_A_FAILED_SEND)
 
     Topic._on_published = _on_published  # type: ignore[method-assign]
 
@@ -269,6 +273,13 @@ def note_send_failure(app: Any, failure: str) -> None:
     checkpoint = checkpoint_of(app)
     if checkpoint is not None:
         checkpoint.failures.note(failure)
+
+
+def commits_stopped(app: Any) -> bool:
+    """Whether a record ``app`` produced has failed to send: no offset is committed from then on, and every
+    record consumed since is processed again once the worker has started again."""
+    checkpoint = checkpoint_of(app)
+    return checkpoint is not None and bool(checkpoint.failures)
 
 
 # -- 5. Faust's producer buffer flush drains it -------------------------------------------------------------------

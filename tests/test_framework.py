@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import config
 from delivery.clients import stop_consumer
 
 
@@ -121,6 +122,34 @@ def test_a_failed_send_makes_every_later_flush_refuse_so_nothing_is_committed(gu
 
 
 @pytest.mark.integration
+def test_once_a_send_failed_the_agents_stop_and_nothing_is_dead_lettered(guarded: Any) -> None:
+    """After a failed send every record is processed again once the worker has started again: a dead letter now
+    would set a good record aside (its own sends were what failed) or repeat the one that will come then."""
+    from types import SimpleNamespace
+
+    from aiokafka.errors import KafkaTimeoutError
+
+    from delivery.dead_letters import DeadLetters
+    from telemetry.recorder import Recorder
+
+    app = guarded.app
+    dead_letters = DeadLetters(app.topic("parcelwatch-dead-letter", key_type=bytes, value_type=bytes),
+                               Recorder(config.load(env={})))
+    record = SimpleNamespace(message=SimpleNamespace(topic="parcelwatch-tracking", partition=2, offset=41, key=b"ZTO:1",
+                                                     value=b'{"carrier": "ZTO"}'))
+
+    async def scenario() -> None:
+        assert not guarded.stopped
+        await _published(app.topic("parcelwatch-issues", key_type=bytes, value_type=bytes),
+                         KafkaTimeoutError("batch expired"))
+        assert guarded.stopped  # (the agents skip every record from here on)
+        assert await dead_letters.reject(record, KafkaTimeoutError("batch expired")) is None  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
+    # Not sent, and not tried: a send on this app (never started) would have failed and been counted.
+    assert (dead_letters.counts.sent, dead_letters.counts.failed) == (0, 0)
+
+
 def test_a_topic_produced_to_stays_in_the_producers_metadata(broker: Any) -> None:
     """aiokafka asks a metadata refresh for its tracked topics only and replaces what it knew with the
     answer; a topic it learnt at start-up and sends to without ever tracking it vanished at the next
