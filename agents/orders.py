@@ -18,7 +18,7 @@ from faust.types import TP, EventT, Message, StreamT
 from core.clock import encode_watermark
 from core.orders import OrderRouter, decode_gone
 from delivery.batch_records import MAX_BATCH_EVENTS, decode_batch, is_batch, keyed_records, partition_for
-from delivery.framework import committed_offsets, note_send_failure, records_queued
+from delivery.framework import aiokafka_consumer, committed_offsets, fetched_highwater, note_send_failure, records_queued
 from delivery.staging import StagedWrites
 from domain.events import InvalidEvent, check_not_ahead, parse_order_event
 
@@ -248,7 +248,7 @@ class OrderRouterAgent(Agent):
         for source_partition in sorted(self._lagging):
             tp = TP(self.names.orders, source_partition)
             try:
-                highwater = self.app.consumer.highwater(tp)
+                highwater = fetched_highwater(aiokafka_consumer(self.app), tp)  # (None while the broker does not answer: it holds)
             except AssertionError:  # (aiokafka's: no longer assigned here; its new owner reports on it)
                 self._lagging.discard(source_partition)
                 continue

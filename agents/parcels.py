@@ -26,7 +26,7 @@ from core.orders import decode_order_facts, encode_gone, order_facts_from_doc
 from core.processor import Output, Processor
 from delivery.batch_records import decode_batch, is_batch, keyed_records, partition_for, record_events
 from delivery.clients import stop_consumer, topic_partitions
-from delivery.framework import committed_offsets
+from delivery.framework import aiokafka_consumer, committed_offsets, fetched_highwater
 from delivery.redelivery import SeenLately
 from domain.events import InvalidEvent, TrackingUpdate, check_not_ahead, parse_tracking_update
 from domain.state import OrderFacts
@@ -129,10 +129,10 @@ class ParcelAgent(Agent):
     def _records_waiting_now(self, topic: str, partition: int) -> bool:
         tp = TP(topic, partition)
         try:
-            highwater = self.app.consumer.highwater(tp)
+            highwater = fetched_highwater(aiokafka_consumer(self.app), tp)
         except AssertionError:  # (aiokafka's: not assigned here, e.g. a record still in flight after a rebalance)
             return True
-        if highwater is None:
+        if highwater is None:  # (nothing fetched yet, or the broker has not answered lately)
             return True
         next_offset = self._next_offset.get(tp)
         if next_offset is None:

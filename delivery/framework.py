@@ -20,9 +20,9 @@ once per process, in this order (the order matters only where a later one says s
 
 The app's ``Checkpoint`` (``delivery/checkpoint.py``) is attached to the Faust app by ``install``; the
 overrides that need it find it there. Private internals are read here and nowhere else: aiokafka's message
-accumulator (``send_now``, ``acknowledged``), its fetcher's per-partition positions (``stream_positions``), and the aiokafka
-producer and consumer offsets under Faust's (``aiokafka_producer``, ``committed_offsets``), and the cluster's
-metadata asked by a client's own connection (``cluster_metadata``).
+accumulator (``send_now``, ``acknowledged``), its fetcher's per-partition positions (``stream_positions``), the
+aiokafka producer, consumer and offsets under Faust's (``aiokafka_producer``, ``aiokafka_consumer``,
+``committed_offsets``), and the cluster's metadata asked by a client's own connection (``cluster_metadata``).
 """
 
 from __future__ import annotations
@@ -573,7 +573,7 @@ def stream_positions(app: Any, topics: set[str]) -> list[dict[str, Any]] | None:
     is not started or rebalancing."""
     consumer: Any = app.consumer
     try:
-        assignment = consumer._thread._ensure_consumer()._fetcher._subscriptions.subscription.assignment
+        assignment = aiokafka_consumer(app)._fetcher._subscriptions.subscription.assignment
     except Exception:  # noqa: BLE001 - not started / rebalancing: nothing to report
         return None
     if assignment is None:
@@ -600,6 +600,29 @@ async def cluster_metadata(client: Any) -> Any:
     under ``client`` (a consumer or an admin client): what ``AIOKafkaConsumer.topics()`` asks, keeping the
     partitions it drops."""
     return await client._client.fetch_all_metadata()
+
+
+# A fetch answer older than this says nothing about a partition's high watermark any more: a consumer that
+# is fetching hears from the broker about twice a second (aiokafka's fetch wait) even with nothing new.
+FETCH_ANSWER_FRESH_SECONDS = 5.0
+
+
+def aiokafka_consumer(app: Any) -> Any:
+    """The aiokafka consumer under Faust's ``app.consumer`` (in its consumer thread, started with the app)."""
+    return app.consumer._thread._ensure_consumer()
+
+
+def fetched_highwater(consumer: Any, tp: Any) -> int | None:
+    """The high watermark of ``tp`` (assigned to the aiokafka ``consumer``: aiokafka asserts it) as the last
+    fetch answer gave it, if that answer came within ``FETCH_ANSWER_FRESH_SECONDS``; else None, as before the
+    first fetch. A broker that stops answering (frozen, cut off; on Kafka, the one leading that partition)
+    leaves the last answer standing while records go on arriving on it: a partition whose last answer said
+    "nothing more" is not known to be caught up then. (Faust's ``Consumer.highwater`` is that answer at any age.)"""
+    highwater = consumer.highwater(tp)
+    polled = consumer.last_poll_timestamp(tp)
+    if highwater is None or polled is None or time.time() - polled / 1000 > FETCH_ANSWER_FRESH_SECONDS:
+        return None
+    return int(highwater)
 
 
 def committed_offsets(app: Any) -> dict[Any, int]:

@@ -186,6 +186,55 @@ def test_a_topic_produced_to_stays_in_the_producers_metadata(broker: Any) -> Non
 
 
 @pytest.mark.integration
+def test_a_fetch_answer_says_nothing_once_the_broker_has_not_answered_for_a_while(broker: Any) -> None:
+    """The catch-up clock and the order router take a partition for caught up when its last fetch answer said
+    "nothing more". A broker that stops answering leaves that answer standing while records may still be
+    arriving on it: after ``FETCH_ANSWER_FRESH_SECONDS`` without an answer the high watermark is unknown."""
+    import os
+    import signal
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from delivery.framework import FETCH_ANSWER_FRESH_SECONDS, fetched_highwater
+
+    tp = TopicPartition("kt-answers", 0)
+
+    async def answered(consumer: AIOKafkaConsumer, timeout: float) -> int | None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (highwater := fetched_highwater(consumer, tp)) is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        return highwater
+
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+        try:
+            for value in (b"1", b"2", b"3"):
+                await (await producer.send(tp.topic, value, partition=0))
+            await consumer.start()
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            got = 0
+            while got < 3:  # (taken, as a worker takes them: aiokafka fetches a partition again once they are)
+                got += sum(len(records) for records in (await consumer.getmany(timeout_ms=10_000)).values())
+            assert await answered(consumer, 10) == 3  # (fetched on its own since, records or none)
+            os.kill(broker.proc.pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(FETCH_ANSWER_FRESH_SECONDS + 1.5)
+                assert consumer.highwater(tp) == 3  # aiokafka's last answer stands ...
+                assert fetched_highwater(consumer, tp) is None  # ... and says nothing any more
+            finally:
+                os.kill(broker.proc.pid, signal.SIGCONT)
+            assert await answered(consumer, 60) == 3  # answering again
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
 def test_send_now_sends_what_waits_for_its_linger_and_later_records_still_go(broker: Any) -> None:
     """With a linger of a minute the record waits; ``send_now`` sends it at once, and a record sent
     after it starts a new batch, which lingers again until the next ``send_now``."""
