@@ -500,10 +500,12 @@ class FaultRun:
     queue compared with a replay of the same events (``tests/test_fault_replay.py``, ``bench/soak.py``)."""
 
     def __init__(self, run_dir: Path, *, seed: int, parcels: int, rate: float, batch: int = 1, workers: int = 1,
-                 span_days: float = 6.0, broker_lifetimes: int = 1, store: str = "memory://") -> None:
+                 span_days: float = 6.0, broker_lifetimes: int = 1, store: str = "memory://",
+                 producer_request_timeout: float | None = None) -> None:
         """``broker_lifetimes`` 2: a second traffic (other parcels) follows the first, and ``broker_restart``
         restarts the memory-only broker between them (what was produced before goes with it). ``store``: the
-        workers' table store (``rocksdb://`` keeps the tables in files across their restarts)."""
+        workers' table store (``rocksdb://`` keeps the tables in files across their restarts).
+        ``producer_request_timeout``: the workers' ``app.producer_request_timeout_seconds`` (``broker_freeze``)."""
         import random
 
         import config
@@ -516,7 +518,9 @@ class FaultRun:
         # once: pinned to the fallback SLAs, the transit deadlines differ for no reason the faults are about.
         overrides = run_dir / "config.yaml"
         run_dir.mkdir(parents=True, exist_ok=True)
-        overrides.write_text("lanes:\n  refresh_minutes: 1000000000\n")  # (the refresh in force: before any delivery)
+        overrides.write_text("lanes:\n  refresh_minutes: 1000000000\n"  # (the refresh in force: before any delivery)
+                             + (f"app:\n  producer_request_timeout_seconds: {producer_request_timeout}\n"
+                                if producer_request_timeout is not None else ""))
         self.settings = config.load(overrides, env={})
         self.broker = TansuBroker(run_dir / "broker")
         self.redis = RedisServer(run_dir / "redis", appendonly=True)
@@ -535,6 +539,7 @@ class FaultRun:
         self.producer: SteadyProducer | None = None
         self.env = {"PARCELWATCH_CONFIG": str(overrides), "PARCELWATCH_STORE": store}
         self.faults: dict[str, int] = {}
+        self.exit_codes: list[int] = []  # of the workers that exited by themselves (``broker_freeze``)
         self.log: list[str] = []
         self.started = time.monotonic()
 
@@ -605,6 +610,54 @@ class FaultRun:
         self.note(f"Redis down {down:.1f} s")
         time.sleep(down)
         self.redis = RedisServer(self.redis.run_dir, port=self.redis.port, appendonly=True).start()
+
+    def broker_freeze(self, frozen: tuple[float, float] = (12.0, 16.0), exit_within: float = 90.0) -> None:
+        """Stop the broker's process (SIGSTOP) while the workers work, for longer than their producer request
+        timeout, then let it go on: records they sent meanwhile fail (their batches expire). A worker with a
+        failed send must exit by itself (non-zero) rather than carry on unable to commit; it is started again,
+        as its supervisor would, once it has. A worker with nothing in flight may carry on."""
+        import signal
+
+        assert self.broker.proc is not None
+        for worker in self.workers:
+            worker.wait_healthy(120)
+        self.pause(1, 4)
+        # At once after a worker processed a record: its writes (changelog, issue events) are still to go out.
+        worker = self.rng.choice(self.workers)
+
+        def consumed() -> float:
+            return _metric(worker.get("/metrics", timeout=2)[1].decode(), "parcelwatch_events_consumed_total{")
+
+        before = consumed()
+        wait_for(lambda: consumed() > before, 60, f"{worker.name} to process a record", interval=0.02)
+        os.kill(self.broker.proc.pid, signal.SIGSTOP)
+        self._count("broker frozen")
+        seconds = self.rng.uniform(*frozen)
+        self.note(f"broker frozen {seconds:.1f} s")
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self.broker.proc.pid, signal.SIGCONT)
+        thawed = time.monotonic()
+        waiting = list(self.workers)
+        while waiting:
+            for worker in list(waiting):
+                assert worker.proc is not None
+                code = worker.proc.poll()
+                if code is not None:
+                    waiting.remove(worker)
+                    self.exit_codes.append(code)
+                    self.note(f"{worker.name} exited with {code}; started again")
+                    worker.start(wait=False)
+                elif time.monotonic() - thawed > 15:  # (commits every few seconds: a failed send has stopped it)
+                    with contextlib.suppress(OSError):
+                        if worker.get("/healthz", timeout=2)[0] == 200:
+                            waiting.remove(worker)
+                            self.note(f"{worker.name} carried on")
+            assert time.monotonic() - thawed < exit_within, (
+                f"{', '.join(w.name for w in waiting)} neither exited nor healthy {exit_within:.0f} s after the broker "
+                f"went on:\n" + "\n".join(w.log_tail() for w in waiting))
+            time.sleep(0.5)
 
     def broker_restart(self, down: tuple[float, float] = (2.0, 6.0)) -> None:
         """Once the first traffic is produced, restart the memory-only broker: it comes back empty (a new
@@ -691,6 +744,11 @@ class FaultRun:
         records = self.records[self.first_lifetime:] if self.restarted_broker else self.records
         sent = set(sent_deliveries(self.broker.bootstrap, self.settings.topics.deliveries))
         return sorted(replayed_deliveries(records, time.time(), self.settings) - sent)
+
+    def dead_letters(self) -> list[str]:
+        """Each dead letter's reason and where its record came from (the simulated traffic holds no bad event)."""
+        return [f"{dict(m.headers).get('pw-reason', b'').decode()} ({dict(m.headers).get('pw-source-topic', b'').decode()})"
+                for m in consume_all(self.broker.bootstrap, self.settings.topics.dead_letter)]
 
     def first_lifetime_active(self) -> list[str]:
         """Issues of the first broker lifetime's parcels still open or acknowledged: their state is gone, no
