@@ -15,8 +15,11 @@ directory of a scenario that did not come out equal is kept (its path is printed
            queue against its replay; none of the first traffic's issues may stay active)
   rocksdb  one worker on the RocksDB store (``rocksdb://``, the tables' files kept across its restarts), batch
            records of 10: kill -9 and graceful stops
+  freeze   two workers, batch records of 10, a producer request timeout of 4 s: the broker frozen (SIGSTOP) for
+           12-16 s, and kill -9; a worker whose send failed exits and is started again, and no record may
+           be dead-lettered
 
-Run: ``.venv/bin/python -m bench.soak [--scenarios single,batch,broker,rocksdb] [--parcels 1200] [--rate 60] [--seed 7]``;
+Run: ``.venv/bin/python -m bench.soak [--scenarios single,batch,broker,rocksdb,freeze] [--parcels 1200] [--rate 60] [--seed 7]``;
 ``--docs`` also writes the table into ``docs/reliability.md``. Several minutes a scenario.
 """
 
@@ -38,7 +41,7 @@ import orjson
 
 from tests.harness import ROOT, Comparison, FaultRun, jsonl_line
 
-SCENARIOS = ("single", "batch", "broker", "rocksdb")
+SCENARIOS = ("single", "batch", "broker", "rocksdb", "freeze")
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 
@@ -52,22 +55,26 @@ class Row:
     cli_equal: bool | None
     left_active: int | None = None
     healthz_from_old_lifetime: int | None = None
+    exits: list[int] | None = None  # freeze: exit codes of the workers that exited by themselves
+    dead_letters: int | None = None  # freeze: records dead-lettered (the traffic holds no bad event)
     seconds: float = 0.0
     error: str | None = None  # the scenario could not finish (a worker exited, a wait timed out)
 
     @property
     def passed(self) -> bool:
         return (self.error is None and self.comparison is not None and self.comparison.equal
-                and self.cli_equal is not False and not self.left_active and not self.healthz_from_old_lifetime)
+                and self.cli_equal is not False and not self.left_active and not self.healthz_from_old_lifetime
+                and not self.dead_letters and 0 not in (self.exits or []))
 
 
 def run_scenario(name: str, parcels: int, rate: float, seed: int, run_dir: Path) -> Row:
     started = time.monotonic()
     workers = 1 if name in ("single", "rocksdb") else 2
-    batch = {"batch": 25, "rocksdb": 10}.get(name, 1)
+    batch = {"batch": 25, "rocksdb": 10, "freeze": 10}.get(name, 1)
     with FaultRun(run_dir, seed=seed, parcels=parcels if name != "broker" else parcels // 2, rate=rate, batch=batch,
                   workers=workers, broker_lifetimes=2 if name == "broker" else 1,
-                  store="rocksdb://" if name == "rocksdb" else "memory://") as run:
+                  store="rocksdb://" if name == "rocksdb" else "memory://",
+                  producer_request_timeout=4 if name == "freeze" else None) as run:
         assert run.producer is not None
         row = Row(name, len(run.records), "", None, None)
         try:
@@ -82,6 +89,8 @@ def run_scenario(name: str, parcels: int, rate: float, seed: int, run_dir: Path)
                         run.graceful_stop()
                     elif name == "single" and roll < 0.3:
                         run.redis_outage()
+                    elif name == "freeze" and roll < 0.6:
+                        run.broker_freeze()
                     else:
                         run.kill()
             row.comparison = run.finish(timeout=300)
@@ -89,6 +98,9 @@ def run_scenario(name: str, parcels: int, rate: float, seed: int, run_dir: Path)
             if name == "broker":
                 row.left_active = len(run.first_lifetime_active())
                 row.healthz_from_old_lifetime = len(run.unhealthy_answers)
+            if name == "freeze":
+                row.exits = run.exit_codes
+                row.dead_letters = len(run.dead_letters())
         except (RuntimeError, TimeoutError, AssertionError) as exc:
             row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             print(f"{name}: {exc}", file=sys.stderr)
@@ -137,6 +149,9 @@ def table(rows: list[Row]) -> str:
             notes.append(f"{r.left_active} of the lost lifetime's issues left active")
         if r.healthz_from_old_lifetime is not None:
             notes.append(f"{r.healthz_from_old_lifetime} healthy answers from the lost lifetime")
+        if r.exits is not None:
+            notes.append(f"{len(r.exits)} worker exits after a failed send (codes {', '.join(map(str, sorted(set(r.exits)))) or 'none'}); "
+                         f"{r.dead_letters} dead letters")
         if r.cli_equal is not None:
             notes.append("`app.py replay` agrees" if r.cli_equal else "`app.py replay` differs")
         result = ("equal" if r.passed else "DIFFERENT") + (f" ({'; '.join(notes)})" if notes else "")

@@ -613,9 +613,10 @@ class FaultRun:
 
     def broker_freeze(self, frozen: tuple[float, float] = (12.0, 16.0), exit_within: float = 90.0) -> None:
         """Stop the broker's process (SIGSTOP) while the workers work, for longer than their producer request
-        timeout, then let it go on: records they sent meanwhile fail (their batches expire). A worker with a
-        failed send must exit by itself (non-zero) rather than carry on unable to commit; it is started again,
-        as its supervisor would, once it has. A worker with nothing in flight may carry on."""
+        timeout, then let it go on. A record sent meanwhile may fail (aiokafka expires a batch whose request
+        timed out) or go out once the connection is back. A worker with a failed send must exit by itself
+        (non-zero) rather than carry on unable to commit; it is started again, as its supervisor would, once it
+        has. A worker whose sends all went out must be healthy again."""
         import signal
 
         assert self.broker.proc is not None

@@ -60,8 +60,8 @@ def test_a_broker_that_comes_back_empty_is_a_new_lifetime_for_running_workers(tm
 def test_a_broker_frozen_beyond_the_producer_timeout_while_the_worker_catches_up(tmp_path: Path) -> None:
     """A record the worker sent while the broker was frozen may time out (aiokafka expires it, or a reconnect
     delivers it): if one did, the worker exits (non-zero) and is started again rather than carrying on unable
-    to commit. Either way no good record is set aside as a dead letter, the frozen partitions are not taken
-    for caught up, and the queue is what a replay of the events gives."""
+    to commit. Either way no good record is set aside as a dead letter, and the queue is what a replay of the
+    events gives."""
     with FaultRun(tmp_path, seed=5, parcels=240, rate=60, batch=10, producer_request_timeout=4) as run:
         run.broker_freeze()
         _compare_with_replay(run)
