@@ -77,6 +77,9 @@ class CommitOrder(Protocol):
     failures: SendFailures
     best_effort: set[str]
 
+    @property
+    def stopped(self) -> bool: ...
+
     async def commit(self, flush_producer: Callable[[], Awaitable[None]]) -> None: ...
 
     async def wait_until_ebb(self) -> None: ...
@@ -276,10 +279,9 @@ def note_send_failure(app: Any, failure: str) -> None:
 
 
 def commits_stopped(app: Any) -> bool:
-    """Whether a record ``app`` produced has failed to send: no offset is committed from then on, and every
-    record consumed since is processed again once the worker has started again."""
+    """``Checkpoint.stopped`` of ``app``'s checkpoint, for code that holds only the app (False without one)."""
     checkpoint = checkpoint_of(app)
-    return checkpoint is not None and bool(checkpoint.failures)
+    return checkpoint is not None and checkpoint.stopped
 
 
 # -- 5. Faust's producer buffer flush drains it -------------------------------------------------------------------

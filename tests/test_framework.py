@@ -122,7 +122,7 @@ def test_a_failed_send_makes_every_later_flush_refuse_so_nothing_is_committed(gu
 
 
 @pytest.mark.integration
-def test_once_a_send_failed_the_agents_stop_and_nothing_is_dead_lettered(guarded: Any) -> None:
+def test_once_a_send_failed_the_checkpoint_is_stopped_and_nothing_is_dead_lettered(guarded: Any) -> None:
     """After a failed send every record is processed again once the worker has started again: a dead letter now
     would set a good record aside (its own sends were what failed) or repeat the one that will come then."""
     from types import SimpleNamespace
