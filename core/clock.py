@@ -39,9 +39,9 @@ far behind, the clock, already handed out at the wall clock, stays there.
 
 A partition's clock is only handed out once it is known. After a start or a rebalance a partition has
 processed nothing yet: if records are waiting on its own inputs (``waiting``, read from the consumer's high
-watermarks against what the agent processed; an answer the broker gave more than a few seconds ago counts as
-records waiting), their arrival times are unknown, so there is no clock and
-no sweep runs on it until its first record; with nothing waiting it is live. Handing out the wall clock
+watermarks against what the agent processed; an answer the broker gave more than a few seconds ago counts
+as records waiting), their arrival times are unknown, so there is no clock and no sweep runs on it until
+its first record; with nothing waiting it is live. Handing out the wall clock
 there swept every subject days ahead of its unprocessed backlog after a restart: issues opened at the
 wall clock that the backlog's own scans, judged at an earlier clock, could no longer end. For the same
 reason a behind input goes quiet only when nothing is waiting on it: a partition whose records merely

@@ -624,13 +624,13 @@ class FaultRun:
             worker.wait_healthy(120)
         self.pause(1, 4)
         # At once after a worker processed a record: its writes (changelog, issue events) are still to go out.
-        worker = self.rng.choice(self.workers)
+        watched = self.rng.choice(self.workers)
 
         def consumed() -> float:
-            return _metric(worker.get("/metrics", timeout=2)[1].decode(), "parcelwatch_events_consumed_total{")
+            return _metric(watched.get("/metrics", timeout=2)[1].decode(), "parcelwatch_events_consumed_total{")
 
         before = consumed()
-        wait_for(lambda: consumed() > before, 60, f"{worker.name} to process a record", interval=0.02)
+        wait_for(lambda: consumed() > before, 60, f"{watched.name} to process a record", interval=0.02)
         os.kill(self.broker.proc.pid, signal.SIGSTOP)
         self._count("broker frozen")
         seconds = self.rng.uniform(*frozen)
