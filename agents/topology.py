@@ -40,6 +40,10 @@ def make_app(settings: Settings) -> faust.App:
         topic_replication_factor=1 if embedded else cfg.replication_factor,
         table_standby_replicas=0 if embedded else 1,
         web_in_thread=False,
+        # Faust's own /table/ and /router/ views would serve the tables (orders, parcels' scans) without a
+        # token; nothing here routes a request by table key.
+        web_tables_enabled=False,
+        web_router_enabled=False,
     )
 
 

@@ -113,6 +113,21 @@ def test_pickup_overdue_fires_at_deadline_without_events_and_auto_resolves_on_fi
     assert [h["action"] for h in resolved[0]["history"]] == ["opened", "auto_resolved"]
 
 
+def test_the_web_port_serves_no_table_data_outside_the_api(stack: Any) -> None:
+    broker, _redis_server, worker = stack
+    now = time.time()
+    produce(broker.bootstrap, [shipped("TB2101", "7321001", now - 3600),
+                               scan("7321001", "exception", now - 60, exception_reason="lost")])
+    # The parcel's state and its order's facts are in the tables once the issue carries the order.
+    wait_for(lambda: [i for i in issues_of(worker, kind="carrier_exception") if i["order_id"] == "TB2101"], 40,
+             "the parcel's issue with its order")
+    for path in ("/table/", "/table/parcel-state/", "/table/parcel-state/ZTO:7321001/", "/table/orders/TB2101/",
+                 "/router/"):
+        status, body = worker.get(path)
+        assert status == 404, (path, status)
+        assert b"7321001" not in (body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
 def test_worker_restart_recovers_state_from_changelogs(tmp_path: Path, broker: TansuBroker,
                                                        redis_server: RedisServer) -> None:
     """After a restart the parcel state comes back in full (Tansu's ListOffsets workaround at work)."""
