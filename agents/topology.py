@@ -16,7 +16,7 @@ from mode.utils.times import want_seconds
 
 from config import Settings
 from delivery.topics import TopicSpec
-from detectors.lanes import DAY
+from domain.vocabulary import DAY
 
 
 def make_app(settings: Settings) -> faust.App:

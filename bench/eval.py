@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import config
 from core.replay import Engine, play
 from domain.events import parse_time
+from domain.vocabulary import DAY
 
-from .scenarios import DAY, SCENARIOS, Scenario, Truth, describe
+from .scenarios import SCENARIOS, Scenario, Truth, describe
 
 DETECTORS = ("transit_overdue", "tracking_stale")
 # The target the issue sets, where the data allows it.

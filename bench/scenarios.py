@@ -38,10 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.events import OrderEvent, TrackingUpdate
-from domain.vocabulary import CHINA_TZ
-
-HOUR = 3600.0
-DAY = 86400.0
+from domain.vocabulary import CHINA_TZ, DAY, HOUR
 
 # Provincial capitals (latitude, longitude): road distances between provinces are taken between these.
 SITES: dict[str, tuple[float, float]] = {

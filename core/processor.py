@@ -41,6 +41,7 @@ from detectors.base import Finding, TransitBaseline
 from detectors.rules import autoconfirm_deadline
 from domain.events import TrackingUpdate, format_time
 from domain.state import ORDER_SUBJECT_PREFIX, OrderFacts, ParcelState
+from domain.vocabulary import DAY, HOUR
 
 from .deadline_index import (
     TRANSIT_BUCKET_SECONDS,
@@ -57,8 +58,6 @@ from .deadline_index import (
 )
 from .notifications import NotificationRules
 
-HOUR = 3600.0
-DAY = 86_400.0
 # Guard against a rule whose next_at does not move forward (a bug must not hang the sweep).
 MAX_STEPS_PER_SWEEP = 64
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from domain.state import ORDER_SUBJECT_PREFIX, ParcelState
+from domain.vocabulary import HOUR
 
-from .base import HOUR, DetectorContext, Finding, severity
+from .base import DetectorContext, Finding, severity
 from .lanes import LaneBaselines
 from .rules import (
     autoconfirm_imminent,

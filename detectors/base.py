@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from config import Settings
-from domain.vocabulary import SEVERITIES
+from domain.vocabulary import HOUR, SEVERITIES
 
 if TYPE_CHECKING:
     from .lanes import Baseline
 
-HOUR = 3600.0
 
 
 # What a deferred finding's texts are rendered from: a rule's text function and the values it read.

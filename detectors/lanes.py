@@ -50,10 +50,8 @@ from statistics import NormalDist
 from typing import Any
 
 from config import Lanes
-from domain.vocabulary import province_region
+from domain.vocabulary import DAY, HOUR, province_region
 
-HOUR = 3600.0
-DAY = 86400.0
 # Midnight in China is 16:00 UTC: refreshes count from there.
 _CHINA_OFFSET = 8 * HOUR
 # A level learns, at a refresh, from at most this many deliveries: the latest signed before it (plenty for a

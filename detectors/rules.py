@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from domain.state import ParcelState
-from domain.vocabulary import IssueKind, china_time
+from domain.vocabulary import HOUR, IssueKind, china_time
 
-from .base import HOUR, NO_CHECK, Check, DetectorContext, Finding, Texts, hours, severity_escalation_at
+from .base import NO_CHECK, Check, DetectorContext, Finding, Texts, hours, severity_escalation_at
 
 # The kinds as plain strings (an enum member's ``.value`` is a lookup per finding).
 SHIP_OVERDUE = IssueKind.SHIP_OVERDUE.value

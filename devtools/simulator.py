@@ -32,9 +32,8 @@ from typing import Any
 import orjson
 
 from domain.events import OrderEvent, TrackingUpdate
+from domain.vocabulary import DAY, HOUR
 
-HOUR = 3600.0
-DAY = 86400.0
 SHOPS = ("shop-a", "shop-b", "shop-c")
 PLATFORMS = (("taobao", 0.35), ("tmall", 0.2), ("douyin", 0.2), ("pinduoduo", 0.15), ("jd", 0.1))
 CARRIERS = (("ZTO", 0.24), ("YTO", 0.2), ("YUNDA", 0.17), ("STO", 0.12), ("JTEXPRESS", 0.1), ("SF", 0.08),

@@ -17,6 +17,8 @@ from datetime import date, datetime, timedelta, timezone
 # Inside, every time is UTC epoch seconds. Staff, platforms and Chinese carriers read China time (UTC+8,
 # no daylight saving): evidence texts, the day's queue, quiet hours, kuaidi100's zone-less timestamps.
 CHINA_TZ = timezone(timedelta(hours=8))
+HOUR = 3600.0
+DAY = 86_400.0
 
 
 def china_time(when: float | str | None) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from domain.vocabulary import china_date, china_day_bounds
+from domain.vocabulary import HOUR, china_date, china_day_bounds
 
 from .texts import carrier_name
 
@@ -33,7 +33,6 @@ KEEP_DAYS = 100
 WINDOWS = (7, 30, 90)
 # Redelivery after a crash repeats records within minutes; a marker outlives that by far.
 SEEN_SECONDS = 3 * 86400
-HOUR = 3600.0
 # The most recent shipping days whose 48 h have not all passed: their pickup rates are not final.
 UNSETTLED_DAYS = 2
 
