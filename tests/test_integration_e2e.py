@@ -13,6 +13,7 @@ import redis
 
 from delivery.batch_records import batch_records, record_events
 from devtools.broker import TansuBroker
+from devtools.process import free_port
 from devtools.redis_server import RedisServer
 from issue_queue.store import issue_id
 
@@ -126,6 +127,25 @@ def test_the_web_port_serves_no_table_data_outside_the_api(stack: Any) -> None:
         status, body = worker.get(path)
         assert status == 404, (path, status)
         assert b"7321001" not in (body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+def test_the_liveness_answer_stays_200_while_healthz_is_red(tmp_path: Path, broker: TansuBroker) -> None:
+    """``/`` is what a liveness probe asks: a worker waiting for Redis is alive (a restart would not help),
+    though not ready."""
+    worker = Worker(broker.url, f"redis://127.0.0.1:{free_port()}/0", tmp_path).start(wait=False)
+    try:
+        def red() -> tuple[int, Any] | None:
+            try:
+                status, body = worker.get("/healthz")
+            except OSError:
+                return None  # (not serving yet)
+            return (status, body) if status == 503 and "redis" in body["checks"] else None
+
+        health = wait_for(red, 60, "healthz answering red")
+        assert health[1]["checks"]["redis"]["ok"] is False
+        assert worker.get("/") == (200, {"status": "OK"})
+    finally:
+        worker.stop()
 
 
 def test_worker_restart_recovers_state_from_changelogs(tmp_path: Path, broker: TansuBroker,
