@@ -37,6 +37,12 @@ PER_RECORD = 20
 
 def issue_records(settings: config.Settings, parcels: int) -> tuple[int, list[bytes]]:
     """The issue events the processor raises over ``parcels`` simulated parcels, as batch records."""
+    issues = issue_events(settings, parcels)
+    return len(issues), encode_batches((orjson.dumps(i) for i in issues), max_events=PER_RECORD)
+
+
+def issue_events(settings: config.Settings, parcels: int) -> list[dict[str, Any]]:
+    """The issue events the processor raises over ``parcels`` simulated parcels, in the order it emits them."""
     engine = Engine(settings)
     issues: list[dict[str, Any]] = []
     collect = engine._collect
@@ -54,7 +60,7 @@ def issue_records(settings: config.Settings, parcels: int) -> tuple[int, list[by
         else:
             engine.tracking(event, last)  # type: ignore[arg-type]
     engine.tick(last)
-    return len(issues), encode_batches((orjson.dumps(i) for i in issues), max_events=PER_RECORD)
+    return issues
 
 
 async def alert_path(settings: config.Settings, records: list[bytes]) -> tuple[float, int, int]:
