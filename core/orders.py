@@ -33,6 +33,10 @@ class OrderRouter:
         """(subject, order-facts record) pairs to send on the order-facts topic, keyed by subject."""
         raw = self.orders.get(ev.order_id)
         facts = OrderFacts.from_json(raw) if raw is not None else OrderFacts(ev.order_id, ev.shop, ev.platform)
+        if facts.shop != ev.shop:
+            # An order is one shop's: an event naming another (that shop's order token, an export imported
+            # under the wrong shop) must not move the order, its parcels and their issues into its queue.
+            raise InvalidEvent("shop", "the order belongs to another shop")
         was_shipped = facts.shipped_at is not None
         facts.apply(ev)
         encoded = facts.to_json()

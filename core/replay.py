@@ -141,6 +141,7 @@ def replay(
     """Process events in event-time order (stable for equal times) with a clock that follows them."""
     engine = Engine(settings)
     events: list[OrderEvent | TrackingUpdate] = []
+    numbers: list[int] = []
     wall = time.time()
     for n, ev in read_events(lines):
         if not isinstance(ev, InvalidEvent):
@@ -152,25 +153,32 @@ def replay(
             engine.result.invalid.append((n, str(ev)))
         else:
             events.append(ev)
-    return play(engine, events, until, progress)
+            numbers.append(n)
+    return play(engine, events, until, progress, numbers)
 
 
 def play(
-    engine: Engine, events: list[OrderEvent | TrackingUpdate], until: float | None = None, progress: TextIO | None = None
+    engine: Engine, events: list[OrderEvent | TrackingUpdate], until: float | None = None, progress: TextIO | None = None,
+    numbers: list[int] | None = None,
 ) -> ReplayResult:
     """Run ``events`` through ``engine`` in event-time order (stable for equal times: the order given), the
     clock following them: before each event every deadline at or before its time fires; ``until`` stops the
-    clock (default: at the last event)."""
+    clock (default: at the last event). An order event the live router refuses (another shop's order) is
+    an invalid line, at its place in ``numbers`` (default: its place in ``events``, from 1)."""
     parsed = sorted(enumerate(events), key=lambda x: (x[1].event_time, x[0]))
     total = len(parsed)
     step = max(1, total // 100)
-    for i, (_n, ev) in enumerate(parsed):
+    for i, (n, ev) in enumerate(parsed):
         t = ev.event_time
         if until is not None and t > until:
             break
         engine.tick(t)
         if isinstance(ev, OrderEvent):
-            engine.order(ev, t)
+            try:
+                engine.order(ev, t)
+            except InvalidEvent as exc:  # (dead-lettered by the live worker)
+                engine.result.invalid.append((numbers[n] if numbers is not None else n + 1, str(exc)))
+                continue
         else:
             engine.tracking(ev, t)
         engine.result.events += 1

@@ -129,6 +129,28 @@ def test_the_web_port_serves_no_table_data_outside_the_api(stack: Any) -> None:
         assert b"7321001" not in (body if isinstance(body, bytes) else json.dumps(body).encode())
 
 
+def test_an_order_event_naming_another_shop_moves_nothing_into_its_queue(stack: Any) -> None:
+    """An order token of shop-a (or an export imported under the wrong shop) sends an event of shop-b's
+    order: it is dead-lettered, and shop-b's parcel and issue stay shop-b's."""
+    broker, _redis_server, worker = stack
+    now = time.time()
+    produce(broker.bootstrap, [shipped("TB2201", "7322001", now - 3600, shop="shop-b"),
+                               scan("7322001", "exception", now - 60, exception_reason="lost")])
+    wait_for(lambda: [i for i in issues_of(worker, shop="shop-b") if i["order_id"] == "TB2201"], 40,
+             "shop-b's issue with its order")
+    hijack = {"event_id": "TB2201-closed", "order_id": "TB2201", "shop": "shop-a", "platform": "taobao",
+              "kind": "closed", "event_time": iso(now - 30)}
+    produce(broker.bootstrap, [(ORDERS, b"TB2201", json.dumps(hijack).encode())])
+    dead = wait_for(lambda: [m for m in consume_all(broker.bootstrap, "parcelwatch-dead-letter") if m.key == b"TB2201"],
+                    40, "the other shop's event dead-lettered")
+    assert dict(dead[0].headers)["pw-field"] == b"shop"
+    # A later scan of the parcel still reaches the issue, in shop-b's queue only.
+    produce(broker.bootstrap, [scan("7322001", "exception", now - 10, exception_reason="damaged")])
+    wait_for(lambda: [i for i in issues_of(worker, shop="shop-b") if i.get("exception_reason") == "damaged"], 40,
+             "the parcel's next scan")
+    assert [i for i in issues_of(worker, shop="shop-a") if i["order_id"] == "TB2201"] == []
+
+
 def test_the_liveness_answer_stays_200_while_healthz_is_red(tmp_path: Path, broker: TansuBroker) -> None:
     """``/`` is what a liveness probe asks: a worker waiting for Redis is alive (a restart would not help),
     though not ready."""

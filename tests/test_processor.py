@@ -651,6 +651,16 @@ def test_router_sends_the_order_subject_until_shipped() -> None:
     assert (facts.paid_at, facts.shipped_at, facts.parcels, facts.closed_kind) == (T0, T0 + H, ["ZTO:A", "ZTO:X"], "refunded")
 
 
+def test_the_router_refuses_an_event_of_another_shops_order_and_keeps_its_facts() -> None:
+    r = Rig()
+    r.router.route(shipped(T0, number="X"))
+    before = r.orders["TB1"]
+    hijack = dataclasses.replace(oev("closed", T0 + H), shop="shop-b")
+    with pytest.raises(InvalidEvent) as info:
+        r.router.route(hijack)
+    assert (info.value.field, r.orders["TB1"]) == ("shop", before)
+
+
 def test_order_facts_record_round_trip_and_errors() -> None:
     r = Rig()
     ((_, record),) = r.router.route(oev("paid", T0, order_value=5.0))

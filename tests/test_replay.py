@@ -247,3 +247,19 @@ def test_main_replay_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     src.write_bytes(b"\n".join(story()))
     assert main_replay(S, str(src), "2026-11-05", None) == 2
     assert "replay: --until: has no timezone offset" in capsys.readouterr().err
+
+
+def test_an_order_event_naming_another_shop_is_an_invalid_line_and_moves_nothing() -> None:
+    """An order is one shop's: the live router dead-letters an event of it naming another shop (another
+    shop's order token, an export imported under the wrong shop), and a replay reports its line."""
+    lines = [
+        bare(order("paid", T0)),
+        bare(order("shipped", T0 + H, carrier="ZTO", tracking_number="1")),
+        bare({**order("closed", T0 + 2 * H), "shop": "shop-b"}),
+        bare(scan("exception", T0 + 3 * H, exception_reason="lost")),
+    ]
+    result = replay(S, lines)
+    assert [(n, problem) for n, problem in result.invalid] == [(3, "shop: the order belongs to another shop")]
+    assert result.events == 3
+    assert {i["shop"] for i in result.issues.values()} == {"shop-a"}
+    assert any(i["kind"] == "carrier_exception" for i in result.issues.values())
