@@ -7,7 +7,7 @@ Sessions end after ``IDLE_SECONDS`` without use, after ``MAX_SECONDS`` whatever 
 
 Layout (prefix ``pw:``): ``account:{login}`` HASH (name, shops JSON, role, password, created_at, seen_at);
 ``accounts`` SET of logins; ``session:{sha256(id)}`` HASH (login, csrf, created, rotated), expiring when idle;
-``signin_fail:{login}`` failed sign-ins, counted for ``LOCK_SECONDS``.
+``signin_fail:{login}`` sign-in attempts since the last one that succeeded, kept ``LOCK_SECONDS``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,16 @@ ROTATE_SECONDS = 3600
 ROTATED_GRACE_SECONDS = 60
 MAX_FAILED_SIGN_INS = 10
 LOCK_SECONDS = 900
+# A sign-in attempt is counted before its password is checked (about 50 ms of hashing), in one step with the
+# check that the login is not locked: counted after, a burst of guesses sent at once all passed the check.
+# A locked attempt is not counted (it does not stretch the lock). Returns the attempt's number, or -1: locked.
+_TAKE_ATTEMPT = """
+local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
+if failures >= tonumber(ARGV[1]) then return -1 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return failures + 1
+"""
 # scrypt's cost: about 16 MiB and a few tens of milliseconds per check.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD = 8
@@ -114,11 +124,12 @@ class People:
         self.redis = redis
         self.prefix = prefix
         self._any_cached: tuple[float, bool] = (0.0, False)
+        self._take_attempt = redis.register_script(_TAKE_ATTEMPT)
 
     # -- accounts -------------------------------------------------------------------------------------------
 
     async def add(self, login: str, name: str, shops: list[str], role: str, password: str) -> Account:
-        """Create or replace an account."""
+        """Create or replace an account (replaced, its sessions end: its password is new)."""
         if not LOGIN.match(login):
             raise AccountError("login: 2-32 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit")
         if role not in ROLES:
@@ -136,7 +147,9 @@ class People:
         pipe.hset(key, mapping={"name": name.strip(), "shops": orjson.dumps(shops), "role": role, "password": hashed,
                                 "created_at": repr(time.time())})
         pipe.sadd(f"{self.prefix}accounts", login)
-        await pipe.execute()
+        _, added = await pipe.execute()
+        if not added:
+            await self.end_sessions_of(login)
         self._any_cached = (0.0, False)
         return Account(login, name.strip(), shops, role)
 
@@ -178,18 +191,13 @@ class People:
         """The account, or why not: ``bad_login`` or ``locked`` (too many failures in a row)."""
         login = login.strip().lower()
         fail_key = f"{self.prefix}signin_fail:{login}"
-        failures = int(await self.redis.get(fail_key) or 0)
-        if failures >= MAX_FAILED_SIGN_INS:
+        if int(await self._take_attempt(keys=[fail_key], args=[MAX_FAILED_SIGN_INS, LOCK_SECONDS])) < 0:
             return "locked"
         raw = await self.redis.hgetall(f"{self.prefix}account:{login}") if LOGIN.match(login) else {}
         ok = await asyncio.to_thread(_check_or_nobody, password, _text(raw.get(b"password", b"")))
         account = _account(login, raw) if ok else None
         if account is None:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.incr(fail_key)
-            pipe.expire(fail_key, LOCK_SECONDS)
-            await pipe.execute()
-            return "bad_login"
+            return "bad_login"  # (counted already)
         await self.redis.delete(fail_key)
         return account
 

@@ -70,6 +70,34 @@ def test_too_many_failed_sign_ins_lock_the_login_for_a_while(redis_server: Redis
 
 
 @pytest.mark.integration
+def test_a_burst_of_guesses_sent_at_once_is_locked_out_like_guesses_in_a_row(redis_server: RedisServer) -> None:
+    """Each attempt is counted before its password is checked: of forty wrong guesses sent at once, ten are
+    checked and thirty locked out, and the right password after them is locked out too."""
+    async def go(people: People, redis: Any) -> tuple[list[Any], Any]:
+        await people.add("xiaozhao", "小赵", ["shop-a"], "agent", "a-long-password")
+        answers = await asyncio.gather(*(people.authenticate("xiaozhao", f"guess-{i}") for i in range(40)))
+        return list(answers), await people.authenticate("xiaozhao", "a-long-password")
+
+    answers, after = run(redis_server, go)
+    assert (answers.count("bad_login"), answers.count("locked"), after) == (p.MAX_FAILED_SIGN_INS, 30, "locked")
+
+
+@pytest.mark.integration
+def test_an_account_added_again_ends_its_sessions(redis_server: RedisServer) -> None:
+    """``staff add`` of an existing login replaces its password (a leaked one reset): a session of the
+    old password must not outlive it, as with ``staff password``."""
+    async def go(people: People, redis: Any) -> tuple[Any, Any]:
+        account = await people.add("xiaoqian", "小钱", ["shop-a"], "agent", "a-long-password")
+        s = await people.start_session(account, NOW)
+        other = await people.start_session(await people.add("xiaosun", "小孙", ["shop-a"], "agent", "a-long-password"), NOW)
+        await people.add("xiaoqian", "小钱", ["shop-a"], "agent", "another-long-password")
+        return await people.session(s.id, NOW), await people.session(other.id, NOW)
+
+    replaced, untouched = run(redis_server, go)
+    assert replaced is None and untouched is not None
+
+
+@pytest.mark.integration
 def test_sessions_rotate_end_and_follow_their_account(redis_server: RedisServer) -> None:
     async def go(people: People, redis: Any) -> dict[str, Any]:
         account = await people.add("xiaoli", "小李", ["shop-a"], "agent", "a-long-password")
