@@ -29,7 +29,7 @@ from urllib.parse import quote_plus
 import aiohttp
 import orjson
 
-from config import Labels
+from config import Labels, without_secrets
 
 from .config import DestinationConfig, severity_rank
 from .outbox import Envelope
@@ -110,6 +110,12 @@ def _encoded(body: Any) -> int:
     return len(orjson.dumps(body))
 
 
+def error_text(exc: BaseException) -> str:
+    """What a failed delivery logs and keeps: the exception's type and message, each URL in it cut to its host
+    (aiohttp's messages quote the robot's URL, token and all, or the proxy's with its password)."""
+    return without_secrets(f"{type(exc).__name__}: {exc}")[:300]
+
+
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     for header in ("Retry-After", "x-ogw-ratelimit-reset"):
         raw = resp.headers.get(header)
@@ -172,9 +178,9 @@ class HttpDestination(Destination):
                     refused = self.refused_status(resp.status, text) if 400 <= resp.status < 500 and resp.status != 408 else None
                     raise refused or DeliveryError(f"HTTP {resp.status}: {text[:200]}", retry_after=_retry_after(resp))
         except aiohttp.ClientConnectorError as exc:  # never reached the server (or the proxy): nothing was counted
-            raise DeliveryError(f"{type(exc).__name__}: {exc}"[:300], sent=False) from exc
+            raise DeliveryError(error_text(exc), sent=False) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}"[:300]) from exc
+            raise DeliveryError(error_text(exc)) from exc
         self.check(text)
 
     def _check_code(self, text: str, *fields: str) -> None:

@@ -35,6 +35,7 @@ import contextlib
 import logging
 import random
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ import orjson
 from config import Labels
 
 from .config import AlertConfig, Route
-from .destinations import REFUSED, THROTTLED, DeliveryError, Destination, KafkaSend, build
+from .destinations import REFUSED, THROTTLED, DeliveryError, Destination, KafkaSend, build, error_text
 from .incidents import COUNTED_FIELDS, LaneIncidents
 from .limits import SharedLimits, Window
 from .outbox import Envelope, PriorityOutbox
@@ -61,6 +62,8 @@ RefusedHook = Callable[[str, str, str], None]
 CarrierHook = Callable[[str], None]
 # Summaries of what quiet hours held: at most this many issues a message (a digest route: its max_items).
 QUIET_SUMMARY_ITEMS = 50
+# The least a throttling answer holds a destination back (a platform's "again at once" included).
+MIN_THROTTLE_SECONDS = 1.0
 # The dead-letter store of a router given no other, under its spool_dir.
 REFUSED_FILE = Path("refused.jsonl.log")
 # Marks an issue event cut to what lane incidents count (``AlertRouter.needed``): no route sends it.
@@ -399,10 +402,11 @@ class AlertRouter:
                 await dest.send(envelope)
             except DeliveryError as exc:
                 error = exc
-            except Exception as exc:  # a bug in one destination must not stop its sender for good
-                if attempt == 0:  # once per message, not once per retry
-                    log.exception("alert destination %s crashed", dest.name)
-                error = DeliveryError(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a bug in one destination must not stop its sender for good
+                error = DeliveryError(error_text(exc))
+                if attempt == 0:  # once per message, not once per retry (the frames, not the message: error_text)
+                    log.error("alert destination %s crashed (%s)\n%s", dest.name, error,
+                              "".join(traceback.format_tb(exc.__traceback__)))
             else:
                 ch.outbox.pop_head()
                 ch.attempts.pop(key, None)
@@ -415,6 +419,9 @@ class AlertRouter:
                 await self.limits.release(grant)
             if error.kind == THROTTLED:
                 penalty = error.retry_after if error.retry_after is not None else dest.config.penalty_seconds
+                # Throttled answers are not attempts, so no backoff slows them: an "again at once" (Retry-After: 0,
+                # or a penalty configured as 0) would resend in a tight loop.
+                penalty = max(penalty, MIN_THROTTLE_SECONDS)
                 log.warning("%s@%s throttled by the platform (%s); no message to it for %.0f s", ch.route.name, dest.name,
                             error, penalty)
                 await self.limits.penalize(dest.robot, penalty)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +22,22 @@ import yaml
 from domain.vocabulary import CARRIERS, ISSUE_KINDS, PROVINCES, SEVERITIES
 
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")
+
+
+# A URL in a text: its scheme, any user:password@, its host[:port], its path, and any query or fragment.
+_URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*)://(?:[^\s/@'\"]*@)?([^\s/?#'\"]*)([^\s?#'\"]*)[^\s'\"]*")
+
+
+def without_secrets(text: str) -> str:
+    """``text`` with each URL in it stripped of its user:password, query and fragment, and a web URL of its
+    path too: configured URLs carry secrets (a proxy's or Redis's password, a robot's token in its query or
+    path), and texts that name them reach logs and terminals (a client library's error message quotes the
+    URL it failed on). A Redis URL keeps its database (``/0``), a socket its path."""
+    def keep(m: re.Match[str]) -> str:
+        path = "" if m.group(1).lower() in ("http", "https", "ws", "wss") else m.group(3)
+        return f"{m.group(1)}://{m.group(2)}{path}"
+
+    return _URL.sub(keep, text)
 
 
 class ConfigError(ValueError):
@@ -62,9 +79,10 @@ class AppSettings:
         urls = [u.strip() for u in self.broker.split(";")]
         for url in urls:
             if not url.startswith("kafka://") or len(url) <= len("kafka://"):
-                raise ConfigError(f"{path}.broker", f"expected kafka://host:port[;kafka://host:port], got {self.broker!r}")
+                raise ConfigError(f"{path}.broker",
+                                  f"expected kafka://host:port[;kafka://host:port], got {without_secrets(self.broker)!r}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"{path}.redis_url", f"expected a redis:// URL, got {self.redis_url!r}")
+            raise ConfigError(f"{path}.redis_url", f"expected a redis:// URL, got {without_secrets(self.redis_url)!r}")
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise ConfigError(f"{path}.store", f"expected memory:// or rocksdb://, got {self.store!r}")
         _positive(f"{path}.partitions", self.partitions)

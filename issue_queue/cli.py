@@ -7,7 +7,7 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from config import Settings
+from config import Settings, without_secrets
 from domain.vocabulary import STATUSES, china_date, china_day_bounds
 
 from .store import IssueStore
@@ -38,8 +38,8 @@ async def print_queue(
             order=order, limit=1_000_000, stories=bool(csv_path),
         )
     except (RedisError, OSError) as exc:
-        return _fail(f"cannot read the queue from Redis at {redis_url} (from {where}): {type(exc).__name__}: "
-                     f"{str(exc).rstrip('.')}. Is `make run` (or your Redis) running? "
+        return _fail(f"cannot read the queue from Redis at {without_secrets(redis_url)} (from {where}): "
+                     f"{type(exc).__name__}: {without_secrets(str(exc)).rstrip('.')}. Is `make run` (or your Redis) running? "
                      "Set PARCELWATCH_REDIS_URL to point at another.")
     finally:
         await store.redis.aclose()
@@ -48,9 +48,9 @@ async def print_queue(
         print(f"已导出 {result.total} 条问题到 {csv_path}" if lang == "zh" else f"wrote {result.total} issues to {csv_path}")
     else:
         if lang == "zh":
-            print(f"{the_day.isoformat()}  {'、'.join(shops) or '（还没有店铺）'}  共 {result.total} 条问题  (Redis {redis_url})")
+            print(f"{the_day.isoformat()}  {'、'.join(shops) or '（还没有店铺）'}  共 {result.total} 条问题  (Redis {without_secrets(redis_url)})")
         else:
-            print(f"{the_day.isoformat()}  {', '.join(shops) or '(no shops yet)'}  {result.total} issues  (Redis {redis_url})")
+            print(f"{the_day.isoformat()}  {', '.join(shops) or '(no shops yet)'}  {result.total} issues  (Redis {without_secrets(redis_url)})")
         print(table(result.issues, settings, lang))
     return 0
 
@@ -96,7 +96,8 @@ async def manage_staff(
     except AccountError as exc:
         return _fail_staff(str(exc))
     except (RedisError, OSError) as exc:
-        return _fail_staff(f"cannot reach Redis at {redis_url} (from {where}): {type(exc).__name__}: {exc}")
+        return _fail_staff(f"cannot reach Redis at {without_secrets(redis_url)} (from {where}): "
+                           f"{type(exc).__name__}: {without_secrets(str(exc))}")
     finally:
         await store.redis.aclose()
 

@@ -25,7 +25,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from config import Settings
+from config import Settings, without_secrets
 from domain.events import InvalidEvent, OrderEvent, parse_order_event, parse_time
 
 from .store import SubscriptionStore
@@ -86,7 +86,7 @@ async def register_parcels(settings: Settings, redis_url: str, where: str, args:
         if args.status:
             counts = await store.counts()
             out.write(f"aggregator {cfg.aggregator}: registered {counts['registered']}, pending {counts['pending']}, "
-                      f"failed {counts['failed']} (Redis {redis_url})\n")
+                      f"failed {counts['failed']} (Redis {without_secrets(redis_url)})\n")
             for f in await store.failures(20):
                 out.write(f"  {f['parcel']}  shop {f['shop']}  order {f['order_id']}  {f['error']}\n")
             return 0
@@ -112,7 +112,7 @@ async def register_parcels(settings: Settings, redis_url: str, where: str, args:
         out.write(f"filed {results['queued']} parcels for {cfg.aggregator}; already known: {known}\n")
         return 0
     except (RedisError, OSError) as exc:
-        err.write(f"register-parcels: cannot reach Redis at {redis_url} (from {where}): {type(exc).__name__}\n")
+        err.write(f"register-parcels: cannot reach Redis at {without_secrets(redis_url)} (from {where}): {type(exc).__name__}\n")
         return 2
     except (InvalidEvent, ValueError) as exc:
         err.write(f"register-parcels: {exc}\n")

@@ -579,3 +579,62 @@ def test_what_needed_keeps_routes_and_counts_as_the_whole_events_do(tmp_path: Pa
         assert forwarded == {"whole": 6, "cut": 15, "none": 2}
 
     run(test)
+
+
+def test_a_platform_saying_again_at_once_is_still_given_a_second(tmp_path: Path) -> None:
+    """A 429 with ``Retry-After: 0`` is not an attempt, so no backoff slows it: without a floor the sender
+    resent the same message thousands of times a second."""
+    async def test(rx: Receiver) -> None:
+        answers = [web.Response(status=429, headers={"Retry-After": "0"}, text="slow down") for _ in range(2)]
+
+        async def hook(request: web.Request) -> web.Response:
+            rx.requests.append(Request(request.path, {}, {}, await request.json(), time.monotonic()))
+            return answers.pop(0) if answers else web.json_response({"received": True})
+
+        app = web.Application()
+        app.router.add_post("/", hook)
+        runner, port = await serve(app)
+        cfg = parse({"destinations": {"hook": {"type": "webhook", "url": f"http://127.0.0.1:{port}/"}},
+                     "routes": [{"name": "r", "destinations": ["hook"], "retry": FAST_RETRY}]}, env={}, data_dir=tmp_path)
+        try:
+            async with AlertRouter(cfg, labels=LABELS) as router:
+                await router.submit(issue())
+                assert await router.drain(5)
+        finally:
+            await runner.cleanup()
+        gaps = [b.at - a.at for a, b in zip(rx.requests, rx.requests[1:], strict=False)]
+        assert len(rx.requests) == 3 and min(gaps) >= 0.9
+
+    run(test)
+
+
+def test_a_failed_delivery_logs_no_token_and_no_proxy_password(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp's errors quote the URL they failed on: a robot's token, a proxy's password. The log keeps the host."""
+    async def test(rx: Receiver) -> None:
+        async def refuse_tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")  # a CONNECT for the robot's host, with the proxy's credentials
+            writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        proxy = await asyncio.start_server(refuse_tunnel, "127.0.0.1", 0)
+        port = proxy.sockets[0].getsockname()[1]
+        robot = "https://oapi.dingtalk.com/robot/send?access_token=robot-token-0123"
+        cfg = parse({"destinations": {"ding": {"type": "dingtalk", "url": robot,
+                                                 "proxy": f"http://corp:proxy-pass-0123@127.0.0.1:{port}"}},
+                     "routes": [{"name": "r", "destinations": ["ding"], "retry": {**FAST_RETRY, "max_attempts": 1}}]},
+                    env={}, data_dir=tmp_path)
+        hooks = Hooks()
+        try:
+            async with hooks.wire(AlertRouter(cfg, labels=LABELS)) as router:
+                await router.submit(issue())
+                await until(lambda: hooks.failed[("r", "ding")] >= 1)
+        finally:
+            proxy.close()
+            await proxy.wait_closed()
+
+    with caplog.at_level("WARNING", logger="parcelwatch.alerting"):
+        run(test)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "failing after 1 attempts" in logged and "127.0.0.1" in logged
+    assert "proxy-pass-0123" not in logged and "robot-token-0123" not in logged and "corp:" not in logged

@@ -282,3 +282,13 @@ def test_a_config_file_with_tokens_must_not_be_readable_by_others(tmp_path: Path
     assert "chmod 600" in err.value.problem and "secret-token" not in str(err.value)
     path.chmod(0o600)
     assert config.load(path, env={}).access.tokens == {"secret-token": ["shop-a"]}
+
+
+def test_texts_naming_a_url_keep_its_host_and_lose_its_secrets() -> None:
+    assert config.without_secrets("cannot reach redis://:s3cret@redis.internal:6379/0 (timeout)") == \
+        "cannot reach redis://redis.internal:6379/0 (timeout)"
+    assert config.without_secrets("url='https://open.feishu.cn/open-apis/bot/v2/hook/0a1b2c'") == \
+        "url='https://open.feishu.cn'"
+    with pytest.raises(config.ConfigError) as info:
+        config.load(env={"PARCELWATCH_REDIS_URL": "http://user:s3cret@redis.internal"})
+    assert "s3cret" not in str(info.value) and "redis.internal" in str(info.value)
