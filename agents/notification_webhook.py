@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parcelwatch.notify")
 MAX_BACKOFF = 60.0
+# Answers that say "not now" rather than "never": sent again after the backoff (or the answer's Retry-After).
+SEND_AGAIN = frozenset((408, 429))
 
 
 class NotificationWebhook:
@@ -35,14 +37,24 @@ class NotificationWebhook:
             async for raw in stream:
                 backoff = 1.0
                 while True:
+                    wait = backoff
                     try:
                         async with session.post(url, data=raw, headers={"Content-Type": "application/json"}) as resp:
-                            if resp.status < 500:
+                            if resp.status < 500 and resp.status not in SEND_AGAIN:
                                 if resp.status >= 400:
                                     log.error("notification webhook refused a message: HTTP %s", resp.status)
                                 break
                             log.warning("notification webhook answered HTTP %s; retrying", resp.status)
+                            wait = max(wait, _retry_after(resp.headers.get("Retry-After")))
                     except (TimeoutError, aiohttp.ClientError) as exc:
                         log.warning("notification webhook unreachable (%s); retrying", type(exc).__name__)
-                    await asyncio.sleep(backoff)
+                    await asyncio.sleep(min(wait, MAX_BACKOFF))
                     backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds a Retry-After header asks for (0: none, or an HTTP date, which the backoff stands in for)."""
+    try:
+        return float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0

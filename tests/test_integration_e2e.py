@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +267,45 @@ rules:
         assert all(n["order_id"] == "TB4001" for n in got)
     finally:
         worker.stop()
+
+
+def test_the_notification_webhook_sends_again_after_too_many_requests(tmp_path: Path, broker: TansuBroker,
+                                                                      redis_server: RedisServer) -> None:
+    """A seller's webhook answering 429 ("not now") gets the notification again, not dropped."""
+    received: list[tuple[int, bytes]] = []
+
+    class Webhook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = 429 if not received else 200
+            received.append((status, body))
+            self.send_response(status)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    rules = tmp_path / "notifications.yaml"
+    rules.write_text(f"""
+quiet_hours: {{start: "00:00", end: "00:00"}}
+webhook_url: http://127.0.0.1:{server.server_address[1]}/notify
+rules:
+  - {{name: picked_up, stage: picked_up, template: "{{carrier_name}} 已揽收 {{tracking_number}}"}}
+""", encoding="utf-8")
+    worker = Worker(broker.url, redis_server.url, tmp_path, PARCELWATCH_NOTIFICATIONS=str(rules)).start()
+    try:
+        now = time.time()
+        produce(broker.bootstrap, [shipped("TB4101", "7351001", now - 3600), scan("7351001", "picked_up", now - 600)])
+        wait_for(lambda: len(received) >= 2, 40, "the notification sent again after the 429")
+        assert [status for status, _ in received[:2]] == [429, 200] and received[0][1] == received[1][1]
+        assert json.loads(received[1][1])["text"] == "中通快递 已揽收 7351001"
+    finally:
+        worker.stop()
+        server.shutdown()
 
 
 def test_delivered_parcels_teach_the_live_worker_its_lane_baseline(stack: Any) -> None:
