@@ -29,9 +29,10 @@ class Access:
         if not token:
             return None
         found = None
+        given = token.encode("utf-8", "replace")  # (a header's undecodable bytes reach here as surrogates)
         for known, shops in self._tokens.items():
             # Compare against every token in constant time: no early exit that times the match.
-            if hmac.compare_digest(known.encode(), token.encode()):
+            if hmac.compare_digest(known.encode(), given):
                 found = shops
         return found
 

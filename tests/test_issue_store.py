@@ -303,6 +303,9 @@ def test_tokens_are_scoped_to_shops() -> None:
         Access({}).write_scope("anything")  # no tokens configured: no writes at all
     assert Access({}).read_scope(None) == ["*"]
     assert "tok-a" not in Access.label("tok-a")
+    # A header's undecodable bytes (aiohttp hands them on as surrogates) are a wrong token, not a crash (500).
+    with pytest.raises(AccessDenied):
+        access.read_scope(b"\xff\xfe".decode("utf-8", "surrogateescape"))
 
 
 def test_an_issue_without_a_carrier_is_counted_under_an_empty_carrier(redis_server: RedisServer) -> None:
