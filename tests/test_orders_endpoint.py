@@ -69,6 +69,8 @@ def test_orders_endpoint_and_registration_on_a_live_worker(tmp_path: Path, broke
             assert post(url, [paid], None)[0] == 401
             assert post(url, [paid], "staff-0123456789ab")[0] == 401  # a staff token cannot send orders
             assert post(url, b"{not json", "orders-a-0123456789")[0] == 400
+            status, body = post(url, [0] * 2_001, "orders-a-0123456789")  # (tiny elements: within the byte limit)
+            assert status == 413 and "2,000" in body["error"]
             status, body = post(url, [paid, shipped, split, refused, bad, other_shop, old], "orders-a-0123456789")
             assert status == 200 and body["accepted"] == 5 and body["ok"] is False
             assert [(r["index"], r["field"]) for r in body["rejected"]] == [(4, "destination_province"), (5, "shop")]

@@ -45,6 +45,10 @@ from .views import route
 
 log = logging.getLogger("parcelwatch.ingest.orders")
 _TOO_LARGE = f"body larger than {MAX_PUSH_BYTES:,} bytes: send fewer orders per request"
+# Order events one request may carry (import-orders sends 500): each is parsed, and each rejected one answered
+# and dead-lettered, so a body of tiny elements (450,000 zeros fit the byte limit) must not be taken.
+MAX_ORDER_EVENTS = 2_000
+_TOO_MANY = f"more than {MAX_ORDER_EVENTS:,} order events: send fewer orders per request"
 RETRY_AFTER_SECONDS = 30
 ENDPOINT = "/ingest/orders"
 SOURCE = "orders"  # the ingest metric's source label
@@ -87,6 +91,9 @@ class OrderEndpoint:
             error = InvalidEvent("$", f"not valid JSON (UTF-8): {exc}")
             return await self._answer(view, request, body, [], [(None, error)], set())
         items = doc if isinstance(doc, list) else [doc]
+        if len(items) > MAX_ORDER_EVENTS:
+            observe(SOURCE, "too_large")
+            return view.json({"ok": False, "error": _TOO_MANY}, status=413)
         accepted: list[OrderEvent] = []
         rejected: list[tuple[int | None, InvalidEvent]] = []
         ignored: set[str] = set()
