@@ -229,13 +229,27 @@ def _stack_url(name: str, configured: str, variable: str) -> tuple[str, str]:
     return configured, "config app." + ("redis_url" if name == "redis" else "broker")
 
 
+def _web_bind(argv: list[str], configured: str) -> str:
+    """The address the worker's web server binds to: ``--web-bind`` / ``-b`` when given (Faust applies it
+    at the start), else the app's (``app.web_host``, or Faust's ``WEB_BIND``)."""
+    for i, arg in enumerate(argv):
+        if arg in ("-b", "--web-bind") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--web-bind="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-b") and len(arg) > 2:
+            return arg[2:]
+    return configured
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if argv == ["--faust-help"]:
         sys.argv[1:] = ["--help"]
     elif "worker" in argv and "--help" not in argv:
         try:
-            config.check_ingest_secrets(settings)  # a worker reachable from other machines takes no unsigned pushes
+            # A worker reachable from other machines takes no unsigned pushes.
+            config.check_ingest_secrets(settings, bind=_web_bind(argv, app.conf.web_bind))
         except config.ConfigError as exc:
             sys.exit(f"parcelwatch: {exc}")
         if settings.app.broker_kind == "embedded":

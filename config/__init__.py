@@ -333,13 +333,15 @@ def listens_beyond_loopback(host: str) -> bool:
     return not (name in LOOPBACK_HOSTS or name.startswith("127."))
 
 
-def check_ingest_secrets(settings: Settings, env: Mapping[str, str] | None = None) -> None:
+def check_ingest_secrets(settings: Settings, env: Mapping[str, str] | None = None, bind: str | None = None) -> None:
     """A worker that listens beyond loopback serves pushes only with their secrets: each enabled source's
     secret must be set (a ConfigError naming the variable). On loopback (a developer's machine), the
-    aggregators' signatures are checked when their secret is set; /ingest/generic always needs a token."""
+    aggregators' signatures are checked when their secret is set; /ingest/generic always needs a token.
+    ``bind``: the address the web server will bind to, when something other than ``app.web_host`` sets it
+    (Faust's ``WEB_BIND`` or ``--web-bind``)."""
     env = os.environ if env is None else env
-    host = settings.app.web_host
-    if not listens_beyond_loopback(host):
+    host = next((h for h in (settings.app.web_host, bind) if h is not None and listens_beyond_loopback(h)), None)
+    if host is None:
         return
     for source in settings.ingest.sources:
         variable = INGEST_SECRETS[source]

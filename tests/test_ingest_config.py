@@ -74,3 +74,16 @@ def test_the_worker_refuses_to_start_with_a_message_naming_the_variable() -> Non
     assert done.returncode != 0
     assert "PARCELWATCH_KDNIAO_API_KEY" in done.stderr and "/ingest/kdniao" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("bound", [{"WEB_BIND": "0.0.0.0"}, ["-b", "0.0.0.0"], ["--web-bind=0.0.0.0"]])
+def test_a_worker_bound_beyond_loopback_by_faust_s_own_option_needs_the_secrets_too(bound: dict[str, str] | list[str]) -> None:
+    """``app.web_host`` says loopback, but Faust's ``WEB_BIND`` or ``--web-bind`` binds every interface."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELWATCH_")}
+    env.update(PARCELWATCH_INGEST_SOURCES="kuaidi100", **(bound if isinstance(bound, dict) else {}))
+    args = bound if isinstance(bound, list) else []
+    done = subprocess.run([sys.executable, "app.py", "worker", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "PARCELWATCH_KUAIDI100_SALT" in done.stderr and "0.0.0.0" in done.stderr
+
