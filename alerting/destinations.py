@@ -237,9 +237,18 @@ def feishu_sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(digest).decode()
 
 
+# Text from outside (a scan's place, an order id, a shop) must not become a link, a mention or a tag in a
+# markdown message: the characters that make them go as their full-width look-alikes.
+_MARKDOWN_SAFE = str.maketrans({"[": "［", "]": "］", "<": "＜", ">": "＞"})
+
+
+def markdown_safe(text: str) -> str:
+    return text.translate(_MARKDOWN_SAFE)
+
+
 def markdown(d: Description, lines: Sequence[str], left: int, mention: str = "") -> str:
     """DingTalk / WeCom markdown: a heading, one list item a line, the note of what was left out, the link."""
-    parts = [f"### {d.title}", "", *(f"- {line}" for line in lines)]
+    parts = [f"### {markdown_safe(d.title)}", "", *(f"- {markdown_safe(line)}" for line in lines)]
     if left:
         parts.append(f"- {more_note(left)}")
     if d.link:
@@ -354,7 +363,7 @@ class FeishuDestination(HttpDestination):
                     rows.append([{"tag": "at", "user_id": p} for p in people])
                 return {**sign, "msg_type": "post", "content": {"post": {"zh_cn": {"title": d.title, "content": rows}}}}
             if fmt == "interactive":
-                text = "\n".join([*lines, *([more_note(left)] if left else [])])
+                text = "\n".join([*map(markdown_safe, lines), *([more_note(left)] if left else [])])
                 if d.link:
                     text += f"\n[{d.link_text}]({d.link})"
                 if people:

@@ -11,6 +11,7 @@ never hides a critical issue behind routine ones.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ def _digest_line(item: Mapping[str, Any], labels: Labels) -> str:
     action = item.get("action")
     tail = _resolution(item) if action == "resolve" else issue_words(item, labels).reason
     state = "" if action == "open" else f"{ACTION_LABELS.get(str(action), str(action))} "
-    parts = [f"[{severity_label(item.get('severity'))}] {state}{kind_label(item, labels)}", _parcel(item), str(item.get("shop") or "?")]
+    parts = [f"【{severity_label(item.get('severity'))}】{state}{kind_label(item, labels)}", _parcel(item), str(item.get("shop") or "?")]
     if tail:
         parts.append(str(tail))
     return " · ".join(parts)
@@ -192,6 +193,9 @@ def queue_link(base_url: str, items: Sequence[Mapping[str, Any]]) -> str:
     if all(i.get("action") != "resolve" for i in items):
         params["status"] = "open"
     return f"{base_url}/queue" + (f"?{urlencode(params)}" if params else "")
+
+
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
 
 
 def _clip(line: str, max_bytes: int) -> str:
@@ -223,8 +227,15 @@ def describe(items: Sequence[Mapping[str, Any]], labels: Labels, *, prefix: str 
         lines = [_digest_line(i, labels) for i in ordered]
         link = queue_link(base_url, ordered) if base_url else None
         link_text = QUEUE_LINK_TEXT
-    title = _clip(f"{prefix}{title}", MAX_TITLE_BYTES)
-    return Description(title, tuple(_clip(line, MAX_LINE_BYTES) for line in lines), link, link_text, top, critical)
+    title = _clip(_one_line(f"{prefix}{title}"), MAX_TITLE_BYTES)
+    return Description(title, tuple(_clip(_one_line(line), MAX_LINE_BYTES) for line in lines), link, link_text, top,
+                       critical)
+
+
+def _one_line(text: str) -> str:
+    """A line carries text from outside (a scan's place, an order id, a shop): a line break in it would start a
+    line of its own in the message, one that looks like ours."""
+    return _LINE_BREAKS.sub(" ", text)
 
 
 def more_note(left: int) -> str:

@@ -72,7 +72,7 @@ def test_single_issue_text_is_chinese_with_labels_from_the_config() -> None:
 def test_digest_text_counts_kinds() -> None:
     d = describe([issue(1), issue(2), issue(3, kind="tracking_stale", severity="critical")], LABELS)
     assert d.title == "parcelwatch 问题汇总：3 条（揽收超时 2，物流停滞 1）"
-    assert d.lines[0].startswith("[紧急] 物流停滞 · 中通快递 7310003 · shop-a")  # most severe first
+    assert d.lines[0].startswith("【紧急】物流停滞 · 中通快递 7310003 · shop-a")  # most severe first
 
 
 def test_webhook_sends_the_issue_or_a_list_for_digest_routes() -> None:
@@ -147,3 +147,19 @@ def test_lane_incident_message() -> None:
     assert "受影响店铺：shop-a、shop-b" in d.lines and any("中通快递" in line for line in d.lines)
     closed = describe([{**incident, "action": "resolve", "count": 4}], LABELS)
     assert closed.title == "【线路异常（已恢复）】中通快递 广东→新疆：4 个包裹"
+
+
+def test_text_from_outside_makes_no_link_mention_or_line_of_its_own_in_a_chat_message() -> None:
+    """An order id, a shop or a scan's place comes from outside: in a markdown message it must not become a
+    link staff click, an @ or a line that looks like one of ours."""
+    bait = issue(order_id="TB1\n\n- [订单已退款，点此处理](https://e.vil/x)", shop="shop-a<at id=all></at>")
+    texts = [
+        DingTalkDestination(dest("dingtalk"), LABELS, no_http).body(env(bait), NOW)["markdown"]["text"],
+        WeComDestination(dest("wecom"), LABELS, no_http).body(env(bait), NOW)["markdown"]["content"],
+        FeishuDestination(dest("feishu", format="interactive"), LABELS, no_http).body(env(bait), NOW)
+        ["card"]["elements"][-1]["text"]["content"],
+    ]
+    for text in texts:
+        assert "](https://e.vil" not in text and "<at id=all>" not in text
+        assert not any(line.startswith("- ［订单已退款") for line in text.splitlines())
+        assert "订单：TB1 - ［订单已退款，点此处理］(https://e.vil/x)" in text

@@ -110,7 +110,7 @@ def test_a_wecom_digest_shows_the_most_severe_first_then_how_many_more_and_a_lin
         [seen] = robots[("wecom", "morning")].seen
         content = seen.body["markdown"]["content"]
         assert seen.accepted and len(content.encode()) <= 4096
-        listed = re.findall(r"^- \[(\S+)\] .*?中通快递 (731\d{4})", content, flags=re.M)
+        listed = re.findall(r"^- 【(\S+)】.*?中通快递 (731\d{4})", content, flags=re.M)
         assert [s for s, _ in listed[:10]] == ["紧急"] * 3 + ["高"] * 7  # none of the 10 severe issues is hidden
         assert [t for _, t in listed[:3]] == ["7310057", "7310058", "7310059"]  # the oldest first among equals
         left = int(re.search(r"另有 (\d+) 条未列出", content).group(1))  # type: ignore[union-attr]
@@ -325,7 +325,7 @@ def test_reason_evidence_and_action_are_chinese_for_every_kind() -> None:
     assert "原因：揽收后超过正常时效（4 天）仍未签收" in lines
     assert "依据：揽收 2026-11-02 10:00，正常时效 4 天，依据该线路历史时效（42 单）" in lines
     digest = describe([issue(1), issue(2, kind="carrier_exception", evidence_data=cases["carrier_exception"], severity="critical")], LABELS)
-    assert digest.lines[0] == "[紧急] 物流异常 · 中通快递 7310002 · shop-a · 物流异常：超区"
+    assert digest.lines[0] == "【紧急】物流异常 · 中通快递 7310002 · shop-a · 物流异常：超区"
 
 
 def test_an_old_issue_without_evidence_data_still_reads_in_chinese() -> None:
