@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -103,8 +104,11 @@ def _excel_safe(value: Any) -> str:
     if value is None:
         return ""
     text = str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text  # never let a cell become a formula (CSV injection)
+    # Never let a cell become a formula (CSV injection), full-width signs (＝ ＋ －), which Excel in Chinese
+    # may take as their ASCII forms, and signs behind spaces or invisible characters included.
+    first = unicodedata.normalize("NFKC", text).lstrip(" \u200b\u200c\u200d\u2060\ufeff")[:1]
+    if first in ("=", "+", "-", "@") or text[:1] in ("\t", "\r", "\n"):
+        return "'" + text
     if text.isdigit() and len(text) > 11:
         # Long digit strings (tracking numbers, order ids) would turn into 7.31E+13; keep them as text.
         return f'="{text}"'
@@ -130,12 +134,13 @@ def to_csv(issues: Iterable[dict[str, Any]], settings: Settings, lang: str = "zh
 
 def table(issues: list[dict[str, Any]], settings: Settings, lang: str = "zh") -> str:
     """A plain terminal table of the queue (for the ``queue`` command)."""
-    import unicodedata
 
     def width(s: str) -> int:
         return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
 
     def pad(s: str, n: int) -> str:
+        # (Text from outside may hold terminal escapes and line breaks: printed, they would drive the terminal.)
+        s = "".join(c for c in s if not unicodedata.category(c).startswith("C"))
         s = s if width(s) <= n else _clip(s, n)
         return s + " " * (n - width(s))
 

@@ -18,7 +18,7 @@ from domain.events import InvalidEvent, format_time
 from domain.vocabulary import china_day_bounds
 from issue_queue.access import Access, AccessDenied, visible_shops
 from issue_queue.store import IssueStore, check_issue_event, issue_id
-from issue_queue.views import to_csv
+from issue_queue.views import table, to_csv
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -284,9 +284,22 @@ def test_csv_opens_in_excel_with_chinese_headers_and_safe_cells(settings: config
     assert row["问题类型"] == "揽收超时" and row["严重程度"] == "高" and row["状态"] == "处理中"
     assert row["运单号"] == '="73100012345678"'  # stays text, not 7.31E+13
     assert row["订单号"].startswith("'=")  # never a formula
+    for bait in ("＝HYPERLINK(\"x\")", " =1+1", "\u200b=1+1", "＋1", "＠SUM(1)", "\n=1"):
+        cells = list(csv.reader(io.StringIO(to_csv([{**issue, "order_id": bait}], settings, "zh")[3:].decode())))[1]
+        assert cells[rows[0].index("订单号")] == "'" + bait, bait
     assert row["发现时间"] == "2026-11-03 10:00"  # China time
     en = list(csv.reader(io.StringIO(to_csv([issue], settings, "en")[3:].decode())))
     assert en[0][0] == "Issue id" and en[1][en[0].index("Kind")] == "Pickup overdue"
+
+
+def test_the_terminal_table_prints_no_control_characters(settings: config.Settings) -> None:
+    """``app.py queue`` prints text from outside: an escape sequence in it must not reach the terminal."""
+    issue = {"id": "abc", "shop": "shop-a", "platform": "taobao", "order_id": "TB1\x1b[2J\x1b]0;owned\x07\nX",
+             "carrier": "ZTO", "tracking_number": "7310001", "kind": "pickup_overdue", "severity": "high",
+             "status": "open", "opened_at": "2026-11-03T02:00:00Z"}
+    printed = table([issue], settings, "en")
+    assert "\x1b" not in printed and "\x07" not in printed and len(printed.splitlines()) == 2
+    assert "TB1[2J]0;ownedX" in printed
 
 
 def test_tokens_are_scoped_to_shops() -> None:
