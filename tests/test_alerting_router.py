@@ -129,6 +129,22 @@ async def until(check: Callable[[], bool], timeout: float = 3.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def deliver_one(handler: Callable[[web.Request], Awaitable[web.Response]], kind: str, tmp: Path,
+                      drain_seconds: float = 3) -> None:
+    """One issue through a route to one destination of ``kind``, served by ``handler`` on 127.0.0.1, until sent."""
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner, port = await serve(app)
+    cfg = parse({"destinations": {"d": {"type": kind, "url": f"http://127.0.0.1:{port}/"}},
+                 "routes": [{"name": "r", "destinations": ["d"], "retry": FAST_RETRY}]}, env={}, data_dir=tmp)
+    try:
+        async with AlertRouter(cfg, labels=LABELS) as router:
+            await router.submit(issue())
+            assert await router.drain(drain_seconds)
+    finally:
+        await runner.cleanup()
+
+
 def run(test: Callable[[Receiver], Awaitable[None]]) -> None:
     async def main() -> None:
         async with Receiver() as rx:
@@ -277,18 +293,7 @@ def test_a_refusal_inside_a_200_is_a_failure_too(tmp_path: Path) -> None:
             rx.requests.append(Request(request.path, {}, {}, await request.json(), time.monotonic()))
             return web.json_response(refusals.pop() if refusals else {"errcode": 0, "errmsg": "ok"})
 
-        app = web.Application()
-        app.router.add_post("/", ding)
-        runner, port = await serve(app)
-        url = f"http://127.0.0.1:{port}/"
-        cfg = parse({"destinations": {"ding": {"type": "dingtalk", "url": url}},
-                     "routes": [{"name": "r", "destinations": ["ding"], "retry": FAST_RETRY}]}, env={}, data_dir=tmp_path)
-        try:
-            async with AlertRouter(cfg, labels=LABELS) as router:
-                await router.submit(issue())
-                assert await router.drain(3)
-        finally:
-            await runner.cleanup()
+        await deliver_one(ding, "dingtalk", tmp_path)
         assert len(rx.requests) == 2
 
     run(test)
@@ -591,17 +596,7 @@ def test_a_platform_saying_again_at_once_is_still_given_a_second(tmp_path: Path)
             rx.requests.append(Request(request.path, {}, {}, await request.json(), time.monotonic()))
             return answers.pop(0) if answers else web.json_response({"received": True})
 
-        app = web.Application()
-        app.router.add_post("/", hook)
-        runner, port = await serve(app)
-        cfg = parse({"destinations": {"hook": {"type": "webhook", "url": f"http://127.0.0.1:{port}/"}},
-                     "routes": [{"name": "r", "destinations": ["hook"], "retry": FAST_RETRY}]}, env={}, data_dir=tmp_path)
-        try:
-            async with AlertRouter(cfg, labels=LABELS) as router:
-                await router.submit(issue())
-                assert await router.drain(5)
-        finally:
-            await runner.cleanup()
+        await deliver_one(hook, "webhook", tmp_path, drain_seconds=5)
         gaps = [b.at - a.at for a, b in zip(rx.requests, rx.requests[1:], strict=False)]
         assert len(rx.requests) == 3 and min(gaps) >= 0.9
 
