@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from .lanes import Baseline
 
 
-
 # What a deferred finding's texts are rendered from: a rule's text function and the values it read.
 Texts = tuple[str, str, str, dict[str, Any]]  # reason, evidence, suggested_action, evidence_data
 TextRenderer = Callable[[tuple[Any, ...]], Texts]
