@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +41,12 @@ from .read import LossyNumber
 
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d",
                 "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y%m%d%H%M%S")
-_NUMBER_SPLIT = re.compile(r"[,，;；/、\s]+")
+# Numbers in one cell are listed with these; a space inside one is a grouping ("7310 0012 3456 78", "SF 1234…").
+_NUMBER_SPLIT = re.compile(r"[,，;；/、\r\n]+")
+_NUMBER_SPACES = re.compile(r"[ \t\u3000]+")
+_EXCEL_NUMBER = re.compile(r"^[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+$")  # 1.93012E+18: a long number Excel rounded
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+MIN_TRACKING_NUMBER = 8
 _NAME_SPLIT = re.compile(r"[,，;；/、\n]+")
 _PIECES = re.compile(r"[;；\n|]+")
 _NUMBER_IN_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{4,}[A-Za-z0-9]")
@@ -104,6 +110,7 @@ class Converter:
         self.formats = (*TIME_FORMATS, *layout.time_formats)
         self.orders: dict[str, list[RowFacts]] = {}
         self.failed: dict[str, list[RowError]] = {}
+        self._last_order_id: str | None = None
         self.report = Report()
 
     # -- rows ---------------------------------------------------------------------------------------------------
@@ -129,8 +136,13 @@ class Converter:
         if order_id is None:
             if not errors:
                 errors.append(RowError(number, binding.value("order_id", cells)[1], "is empty: every row needs its order number"))
+            if self.layout.rows_are == "items" and self._last_order_id is not None and not binding.value("order_id", cells)[0]:
+                # An item row without its order number (a merged cell, most often) belongs to the order above:
+                # judged without it, the rest of that order could close it or leave its parcel out.
+                self.failed.setdefault(self._last_order_id, []).extend(errors)
             self.report.errors.extend(errors)
             return
+        self._last_order_id = order_id
         facts = RowFacts(number, order_id)
         facts.status = clean(str(binding.value("status", cells)[0]))
         facts.refund_status = clean(str(binding.value("refund_status", cells)[0]))
@@ -157,16 +169,21 @@ class Converter:
             self.report.errors.extend(errors)
 
     def order_id(self, cell: Any) -> str:
-        if isinstance(cell, LossyNumber):
+        # (Full-width digits and invisible characters would make the same order a second one.)
+        value = unicodedata.normalize("NFKC", str(cell)).translate(_INVISIBLE).strip()
+        if isinstance(cell, LossyNumber) or _EXCEL_NUMBER.match(value):
             raise Bad("stored by Excel as a number, whose last digits may be lost: export it as text")
-        value = str(cell).strip()
         if len(value) > MAX_ORDER_ID:
             raise Bad(f"longer than {MAX_ORDER_ID} characters")
+        if any(c.isspace() for c in value):
+            raise Bad("has spaces inside: not an order number")
+        if "\ufffd" in value:
+            raise Bad("is not text (the file cut off inside it?)")
         return value
 
     def time(self, cell: Any) -> float:
         value = str(cell).strip()
-        if value.isdigit() and len(value) in (10, 13):  # epoch seconds or milliseconds
+        if value.isascii() and value.isdigit() and len(value) in (10, 13):  # epoch seconds or milliseconds
             return int(value) / (1000 if len(value) == 13 else 1)
         for fmt in self.formats:
             try:
@@ -189,7 +206,8 @@ class Converter:
             try:
                 if isinstance(numbers_cell, LossyNumber):
                     raise Bad("stored by Excel as a number, whose last digits may be lost: export it as text")
-                numbers = [tracking_number(n) for n in _NUMBER_SPLIT.split(_strip_no(numbers_cell)) if n]
+                numbers = [tracking_number(_NUMBER_SPACES.sub("", n)) for n in _NUMBER_SPLIT.split(_strip_no(numbers_cell))
+                           if n.strip()]
             except Bad as exc:
                 errors.append(RowError(number, numbers_header, str(exc)))
                 return []
@@ -332,8 +350,9 @@ def province_of(cell: Any) -> str:
 
 def tracking_number(cell: str) -> str:
     value = cell.strip()
-    if not value.isascii() or not value.replace("-", "").isalnum() or len(value) > 40:
-        raise Bad("not a tracking number (letters, digits and dashes, up to 40)")
+    if (not value.isascii() or not value.replace("-", "").isalnum() or not MIN_TRACKING_NUMBER <= len(value) <= 40
+            or not any(c.isdigit() for c in value)):
+        raise Bad(f"not a tracking number (letters, digits and dashes, {MIN_TRACKING_NUMBER} to 40, with digits)")
     return value
 
 

@@ -18,6 +18,10 @@ from typing import Any
 from .layouts import clean
 
 HEADER_SEARCH_ROWS = 20  # exports may put a title or a note above the header row
+# A quoted cell may hold line breaks (an address), never this many: beyond it, a quote was left open and the
+# rest of the file would be read as one cell.
+MAX_LINES_PER_ROW = 20
+_UNCLOSED = "{}: line {}: a cell opens a quote that is not closed, so the rows after it would be read as one cell: fix that cell"
 
 
 class FileError(ValueError):
@@ -55,16 +59,20 @@ def open_export(path: Path, id_headers: tuple[str, ...]) -> Sheet:
 
 
 def decode(raw: bytes) -> str:
-    """UTF-8 (with or without BOM) when it is, else GB18030 (a superset of GBK, what 千牛 writes)."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8")
+    """UTF-8 (with or without BOM) when it is, else GB18030 (a superset of GBK, what 千牛 writes). A file cut
+    off inside its last character (a copy stopped short) keeps its other rows: the last one then fails alone."""
+    bom = raw.startswith(b"\xef\xbb\xbf")
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        try:
-            return raw.decode("gb18030")
-        except UnicodeDecodeError as exc:
-            raise FileError(f"neither UTF-8 nor GBK (byte {exc.start})") from None
+        return raw[3:].decode("utf-8") if bom else raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.end == len(raw) - (3 if bom else 0) and exc.reason == "unexpected end of data":
+            return raw[3 if bom else 0 : len(raw) - (exc.end - exc.start)].decode("utf-8") + "\ufffd"
+        if bom:
+            raise FileError(f"marked UTF-8 but is not (byte {exc.start + 3})") from None
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise FileError(f"neither UTF-8 nor GBK (byte {exc.start})") from None
 
 
 def _csv(path: Path) -> tuple[Iterator[tuple[int, list[Any]]], int | None]:
@@ -72,13 +80,22 @@ def _csv(path: Path) -> tuple[Iterator[tuple[int, list[Any]]], int | None]:
         text = decode(path.read_bytes())
     except FileError as exc:
         raise FileError(f"{path.name}: {exc}") from None
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    delimiter = "\t" if first.count("\t") > first.count(",") else ","
+    # Tabs or commas, by the lines the header is searched in (a title line above it may have neither).
+    head = [line for line in text.splitlines()[:HEADER_SEARCH_ROWS] if line.strip()]
+    delimiter = "\t" if sum(line.count("\t") for line in head) > sum(line.count(",") for line in head) else ","
     total = text.count("\n") + (0 if text.endswith("\n") else 1)
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
-        for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1):
-            yield number, [_text_cell(c) for c in cells]
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        line = 0
+        try:
+            for number, cells in enumerate(reader, start=1):
+                if reader.line_num - line > MAX_LINES_PER_ROW:
+                    raise FileError(_UNCLOSED.format(path.name, line + 1))
+                line = reader.line_num
+                yield number, [_text_cell(c) for c in cells]
+        except csv.Error:
+            raise FileError(_UNCLOSED.format(path.name, line + 1)) from None
 
     return rows(), total
 
@@ -106,9 +123,12 @@ def _xlsx(path: Path) -> tuple[Iterator[tuple[int, list[Any]]], int | None]:
         raise FileError(f"{path.name}: the workbook has no sheet")
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
+        number = 0
         try:
             for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
                 yield number, [_xlsx_cell(v) for v in values]
+        except Exception as exc:  # noqa: BLE001 - the sheet's XML or zip entry broken part-way: read lazily
+            raise FileError(f"{path.name}: row {number + 1}: not readable ({type(exc).__name__})") from None
         finally:
             book.close()
 

@@ -48,6 +48,8 @@ def read_events(args: argparse.Namespace, err: TextIO) -> list[OrderEvent]:
     exports = [f for f in args.files if not f.endswith((".jsonl", ".json"))]
     events: list[OrderEvent] = []
     for path in jsonl:
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")  # (an OSError here would read as Redis being away)
         for n, line in enumerate(path.read_bytes().splitlines(), start=1):
             if not line.strip():
                 continue

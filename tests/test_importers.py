@@ -5,6 +5,7 @@ an event, an error or the printed output."""
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 from pathlib import Path
@@ -15,7 +16,17 @@ import pytest
 from importers import cli
 from importers.layouts import LayoutError, load_mapping
 
-from .export_files import BUYER_NAMES, BUYER_PHONES, STREETS, douyin_rows, taobao_rows, write_douyin_xlsx, write_pinduoduo_csv, write_taobao_csv
+from .export_files import (
+    BUYER_NAMES,
+    BUYER_PHONES,
+    STREETS,
+    TAOBAO_HEADER,
+    douyin_rows,
+    taobao_rows,
+    write_douyin_xlsx,
+    write_pinduoduo_csv,
+    write_taobao_csv,
+)
 
 EXPORTED_AT = "2026-12-01T00:00:00+08:00"
 
@@ -210,3 +221,92 @@ def test_a_file_of_another_platform_is_refused_whole(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     code = cli.run(args(write_pinduoduo_csv(tmp_path / "pdd.csv"), platform="taobao"), out=out, err=err)
     assert code == 2 and "no header row naming the order number (订单编号)" in err.getvalue() and out.getvalue() == ""
+
+
+def test_numbers_excel_rewrote_or_spaced_are_refused_or_read_as_one(tmp_path: Path) -> None:
+    """An order number saved back by Excel as 1.93068E+15 would merge different orders under one id; a tracking
+    number written in groups ("7310 0012 3456 78") is one parcel, not four."""
+    rows = taobao_rows()
+    rows[1]["物流单号"] = "No:7310 0012 3456 78"
+    rows[2]["订单编号"] = "1.93068E+15"
+    rows[3]["订单编号"] = "1.93068E+15"
+    rows[5]["订单编号"] = '="１９３０６７９８５８１７０００６"'  # full-width digits: the same order as half-width ones
+    code, events, err = dry_run(write_taobao_csv(tmp_path / "resaved.csv", rows), platform="taobao")
+    assert code == 1
+    assert "row 4, column 订单编号: stored by Excel as a number" in err and "row 5, column 订单编号: stored by Excel" in err
+    assert [(e["carrier"], e["tracking_number"]) for e in by_kind(events, "1930679858170002")["shipped"]] == [
+        ("ZTO", "73100012345678")]
+    assert "1.93068E+15" not in {e["order_id"] for e in events} and by_kind(events, "1930679858170006")
+
+
+def test_a_quote_left_open_stops_the_import_naming_its_line(tmp_path: Path) -> None:
+    """A stray quote at the start of a cell made the csv reader take the rest of the file as one cell: rows were
+    lost without a word, or (a long file) a traceback."""
+    lines = [",".join(TAOBAO_HEADER)]
+    for n, row in enumerate(taobao_rows() * 10):
+        cells = [row.get(h, "").replace('="', "").replace('"', "").replace(",", "，") for h in TAOBAO_HEADER]
+        cells[0] = f"19306798581{n:05d}"
+        lines.append(",".join(cells))
+    lines[3] = lines[3].replace("广东省深圳市", '"广东省深圳市', 1)
+    path = tmp_path / "quote.csv"
+    path.write_bytes("\r\n".join(lines).encode("gbk"))
+    code, events, err = dry_run(path, platform="taobao")
+    assert code == 2 and events == [] and "quote.csv: line 4: a cell opens a quote that is not closed" in err
+    assert "Traceback" not in err
+    assert_no_buyer_data(err)
+
+
+def test_a_file_cut_off_inside_a_character_keeps_its_other_rows(tmp_path: Path) -> None:
+    path = write_taobao_csv(tmp_path / "cut.csv", encoding="utf-8")
+    path.write_bytes(path.read_bytes() + "19306798581700张".encode()[:-1])
+    code, events, err = dry_run(path, platform="taobao")
+    assert code == 1 and by_kind(events, "1930679858170002")["shipped"]
+    assert "row 8, column 订单编号: is not text" in err
+
+
+def test_a_tab_separated_export_under_a_title_line_is_read(tmp_path: Path) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\r\n")
+    writer.writerow(TAOBAO_HEADER)
+    writer.writerows([row.get(h, "") for h in TAOBAO_HEADER] for row in taobao_rows())
+    path = tmp_path / "tabs.csv"
+    path.write_text("淘宝订单报表 2026-12-01\r\n" + out.getvalue(), encoding="utf-8")
+    code, events, _ = dry_run(path, platform="taobao")
+    assert code == 0 and by_kind(events, "1930679858170002")["shipped"]
+
+
+def test_an_item_row_without_its_order_number_leaves_its_order_out(tmp_path: Path) -> None:
+    """A merged 主订单编号 cell leaves the second item's row empty: judged without that item, the order would be
+    refunded whole although its other item shipped."""
+    rows = douyin_rows()
+    rows[4][0] = ""  # the second item of order …002 (the one refunded whole in the export)
+    rows[3][22] = "退款成功"
+    code, events, err = dry_run(write_douyin_xlsx(tmp_path / "merged.xlsx", rows), platform="douyin")
+    assert code == 1 and "row 6, column 主订单编号: is empty" in err
+    assert by_kind(events, "6921000000000000002") == {} and by_kind(events, "6921000000000000001")
+
+
+def test_a_broken_sheet_inside_an_xlsx_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    import zipfile
+
+    good = write_douyin_xlsx(tmp_path / "good.xlsx")
+    broken = tmp_path / "broken.xlsx"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            dst.writestr(item, data[: len(data) // 2] if item.filename.endswith("sheet1.xml") else data)
+    code, events, err = dry_run(broken, platform="douyin")
+    assert code == 2 and events == [] and "broken.xlsx: row" in err and "not readable" in err
+
+
+def test_register_parcels_names_a_missing_file_not_redis(tmp_path: Path) -> None:
+    import asyncio
+
+    import config
+    from subscriptions.cli import namespace, register_parcels
+
+    out, err = io.StringIO(), io.StringIO()
+    missing = tmp_path / "nofile.jsonl"
+    code = asyncio.run(register_parcels(config.load(env={}), "redis://127.0.0.1:9/0", "a test",
+                                        namespace(files=[str(missing)], dry_run=True), out=out, err=err))
+    assert code == 2 and f"{missing}: no such file" in err.getvalue() and "Redis" not in err.getvalue()
