@@ -97,10 +97,18 @@ end
 # Index maintenance shared by both write scripts: every status change moves the id between the zsets
 # and keeps the exact counts in step. Needs `prefix` and `id` defined by the script before it.
 _LUA_INDEXES = _LUA_ROW + """
+-- The inverse of index (but for the row and the shops seen, which index overwrites): an update that moves an
+-- issue to another shop (the order's facts arrived after it opened under 'unknown') or gives it another order or
+-- tracking number leaves nothing under the old ones for the day queues and the search to find.
 local function unindex(d)
   redis.call('ZREM', prefix .. 'q:' .. d.shop .. ':' .. d.status, id)
   redis.call('ZREM', prefix .. 'qs:' .. d.shop .. ':' .. d.status .. ':' .. d.severity, id)
   redis.call('ZREM', prefix .. 'kind:' .. d.kind .. ':' .. d.status, id)
+  redis.call('ZREM', prefix .. 'opened:' .. d.shop, id)
+  redis.call('ZREM', prefix .. 'resolved:' .. d.shop, id)
+  for _, f in ipairs({'order_id', 'tracking_number'}) do
+    if type(d[f]) == 'string' and d[f] ~= '' then redis.call('SREM', prefix .. 'find:' .. d[f], id) end
+  end
   redis.call('HINCRBY', prefix .. 'counts', d.shop .. '|' .. d.kind .. '|' .. d.status, -1)
   if d.status == 'open' or d.status == 'acknowledged' then
     redis.call('HINCRBY', prefix .. 'open', d.kind .. '|' .. d.severity .. '|' .. text(d.carrier), -1)
@@ -160,6 +168,7 @@ end
 -- Starts an open period on doc (a new issue, or one reopened): the event's finding and times, a history
 -- line saying which (`what`), the indexes and the stored document.
 local function open_period(what)
+  copy_base(doc)  -- (a reopening names the shop and order the parcel has now: an issue opened under 'unknown')
   copy_finding(doc)
   doc.status = 'open'
   doc.opened_at = ev.opened_at
@@ -191,6 +200,7 @@ local function apply()
       -- A newer open period while still open (the resolve was lost upstream): carry on as an update, in
       -- the new period (its own updates and resolve name it).
       unindex(doc)
+      copy_base(doc)
       copy_finding(doc)
       doc.opened_at = ev.opened_at
       doc.opened_ts = opened_at

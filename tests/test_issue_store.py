@@ -445,6 +445,43 @@ def test_search_finds_an_order_id_or_a_tracking_number_through_the_index(redis_s
     assert foreign.total == 0 and none.total == 0  # another shop's issue is never found
 
 
+def test_an_issue_moved_to_its_shop_and_order_leaves_nothing_under_the_old_ones(redis_server: RedisServer) -> None:
+    """Issues open under 'unknown' until the order's facts reach the parcel, then an update names the shop and
+    order. The old shop's day history and the old order's search entry kept the issue: a resolved issue came
+    back in every later day's queue of a caller seeing both shops, and a search for the old order found it."""
+    t = START + 3600
+    evs = [event("open", t, shop="unknown", order_id=None),
+           event("update", t, t + 60, order_id="TB7"),
+           event("update", t, t + 90, order_id="TB8"),
+           event("resolve", t, t + 120, order_id="TB8")]
+
+    async def go(store: IssueStore) -> list[Any]:
+        await store.apply_events(evs)
+        later_day = await store.query(shops=["shop-a", "unknown"], statuses=None, day=(END + 86400, END + 2 * 86400))
+        old_order = await store.query(shops=["shop-a", "unknown"], statuses=None, search="TB7")
+        new_order = await store.query(shops=["shop-a"], statuses=None, search="TB8")
+        return [later_day.total, old_order.total, new_order.total,
+                await store.redis.zrange("pw:opened:unknown", 0, -1), await store.redis.zrange("pw:resolved:shop-a", 0, -1)]
+
+    later, old_order, new_order, opened_unknown, resolved_a = run(redis_server, go)
+    assert (later, old_order, new_order, opened_unknown, len(resolved_a)) == (0, 0, 1, [], 1)
+
+
+def test_a_reopening_names_the_shop_and_order_the_parcel_has_now(redis_server: RedisServer) -> None:
+    t = START + 3600
+    evs = [event("open", t, shop="unknown", order_id=None),
+           event("resolve", t, t + 60, shop="unknown", order_id=None),
+           event("open", t + 3600, order_id="TB9")]
+
+    async def go(store: IssueStore) -> tuple[Any, int]:
+        results = await store.apply_events(evs)
+        page = await store.query(shops=["shop-a"], statuses=None, search="TB9")
+        return results, page.total
+
+    results, found = run(redis_server, go)
+    assert results == ["opened", "auto_resolved", "reopened"] and found == 1
+
+
 def test_the_parcels_story_merges_whatever_order_its_events_come_in(redis_server: RedisServer) -> None:
     t = START + 3600
     scans1 = [[t - 7200, "picked_up", "【广州市】已揽收", "广州市", None]]
