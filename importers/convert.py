@@ -41,9 +41,7 @@ from .read import LossyNumber
 
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d",
                 "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y%m%d%H%M%S")
-# Numbers in one cell are listed with these; a space inside one is a grouping ("7310 0012 3456 78", "SF 1234…").
-_NUMBER_SPLIT = re.compile(r"[,，;；/、\r\n]+")
-_NUMBER_SPACES = re.compile(r"[ \t\u3000]+")
+_NUMBER_LISTS = re.compile(r"[,，;；/、\r\n]+")
 _EXCEL_NUMBER = re.compile(r"^[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+$")  # 1.93012E+18: a long number Excel rounded
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 MIN_TRACKING_NUMBER = 8
@@ -206,8 +204,7 @@ class Converter:
             try:
                 if isinstance(numbers_cell, LossyNumber):
                     raise Bad("stored by Excel as a number, whose last digits may be lost: export it as text")
-                numbers = [tracking_number(_NUMBER_SPACES.sub("", n)) for n in _NUMBER_SPLIT.split(_strip_no(numbers_cell))
-                           if n.strip()]
+                numbers = [tracking_number(n) for n in _tracking_numbers(str(numbers_cell))]
             except Bad as exc:
                 errors.append(RowError(number, numbers_header, str(exc)))
                 return []
@@ -348,6 +345,18 @@ def province_of(cell: Any) -> str:
     return province
 
 
+def _tracking_numbers(cell: str) -> list[str]:
+    """The numbers a cell lists (with , ; / 、 or line breaks, or spaces; 千牛 writes each as "No:7310…").
+    Pieces that are all too short to be a number are one number written in groups ("7310 0012 3456 78")."""
+    numbers: list[str] = []
+    for listed in _NUMBER_LISTS.split(cell):
+        pieces = [p for p in (_NO_PREFIX.sub("", p) for p in _NO_PREFIX.sub("", listed.strip()).split()) if p]
+        if len(pieces) > 1 and all(len(p) < MIN_TRACKING_NUMBER for p in pieces):
+            pieces = ["".join(pieces)]
+        numbers.extend(pieces)
+    return numbers
+
+
 def tracking_number(cell: str) -> str:
     value = cell.strip()
     if (not value.isascii() or not value.replace("-", "").isalnum() or not MIN_TRACKING_NUMBER <= len(value) <= 40
@@ -392,11 +401,6 @@ def express_parcels(cell: str, source: str, listed: dict[str, str] | None = None
         last = code
         out.extend((code, tracking_number(n)) for n in numbers)
     return out
-
-
-def _strip_no(cell: Any) -> str:
-    """千牛 writes "No:7310…" (several as "No:7310…,No:YT…")."""
-    return ",".join(_NO_PREFIX.sub("", p) for p in _NUMBER_SPLIT.split(str(cell)) if p)
 
 
 def _unique(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -237,6 +237,11 @@ def test_numbers_excel_rewrote_or_spaced_are_refused_or_read_as_one(tmp_path: Pa
     assert [(e["carrier"], e["tracking_number"]) for e in by_kind(events, "1930679858170002")["shipped"]] == [
         ("ZTO", "73100012345678")]
     assert "1.93068E+15" not in {e["order_id"] for e in events} and by_kind(events, "1930679858170006")
+    # Two whole numbers apart by a space stay two parcels.
+    rows = taobao_rows()
+    rows[1]["物流单号"] = "73100012345678 73100012345679"
+    _, events, _ = dry_run(write_taobao_csv(tmp_path / "two.csv", rows), platform="taobao")
+    assert [e["tracking_number"] for e in by_kind(events, "1930679858170002")["shipped"]] == ["73100012345678", "73100012345679"]
 
 
 def test_a_quote_left_open_stops_the_import_naming_its_line(tmp_path: Path) -> None:
