@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 from faust.types import StreamT
 
+from subscriptions.vendors import retry_after
+
 if TYPE_CHECKING:
     from . import StreamApp
 
@@ -45,16 +47,9 @@ class NotificationWebhook:
                                     log.error("notification webhook refused a message: HTTP %s", resp.status)
                                 break
                             log.warning("notification webhook answered HTTP %s; retrying", resp.status)
-                            wait = max(wait, _retry_after(resp.headers.get("Retry-After")))
+                            wait = max(wait, retry_after(resp.headers) or 0.0)
                     except (TimeoutError, aiohttp.ClientError) as exc:
                         log.warning("notification webhook unreachable (%s); retrying", type(exc).__name__)
                     await asyncio.sleep(min(wait, MAX_BACKOFF))
                     backoff = min(backoff * 2, MAX_BACKOFF)
 
-
-def _retry_after(value: str | None) -> float:
-    """Seconds a Retry-After header asks for (0: none, or an HTTP date, which the backoff stands in for)."""
-    try:
-        return float(value) if value is not None else 0.0
-    except ValueError:
-        return 0.0

@@ -35,6 +35,8 @@ EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
 MAX_TEXT = 2000
 MAX_ID = 64
+# Characters that show as nothing (zero-width spaces and joiners, a BOM): text pasted from elsewhere carries them.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 
 
 _TRACKING_STATUSES = frozenset(s.value for s in TrackingStatus)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from domain.events import InvalidEvent, OrderEvent, parse_order_event
+from domain.events import INVISIBLE, InvalidEvent, OrderEvent, parse_order_event
 from domain.vocabulary import CHINA_TZ, is_mapped_carrier, normalise_province
 from ingest.carriers import ALIASES, resolve
 
@@ -43,7 +43,7 @@ TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/
                 "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y%m%d%H%M%S")
 _NUMBER_LISTS = re.compile(r"[,，;；/、\r\n]+")
 _EXCEL_NUMBER = re.compile(r"^[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+$")  # 1.93012E+18: a long number Excel rounded
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE))
 MIN_TRACKING_NUMBER = 8
 _NAME_SPLIT = re.compile(r"[,，;；/、\n]+")
 _PIECES = re.compile(r"[;；\n|]+")

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from config import Settings
+from domain.events import INVISIBLE
 from domain.vocabulary import china_time
 
 from . import texts
@@ -106,7 +107,7 @@ def _excel_safe(value: Any) -> str:
     text = str(value)
     # Never let a cell become a formula (CSV injection), full-width signs (＝ ＋ －), which Excel in Chinese
     # may take as their ASCII forms, and signs behind spaces or invisible characters included.
-    first = unicodedata.normalize("NFKC", text).lstrip(" \u200b\u200c\u200d\u2060\ufeff")[:1]
+    first = unicodedata.normalize("NFKC", text).lstrip(" " + INVISIBLE)[:1]
     if first in ("=", "+", "-", "@") or text[:1] in ("\t", "\r", "\n"):
         return "'" + text
     if text.isdigit() and len(text) > 11:

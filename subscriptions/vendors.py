@@ -116,7 +116,8 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The seconds a ``Retry-After`` header asks for; None without one, or with an HTTP date."""
     raw = headers.get("Retry-After") or headers.get("retry-after")
     try:
         return max(0.0, float(raw)) if raw else None
@@ -127,9 +128,9 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 def _http_failure(status: int, headers: Mapping[str, str]) -> Result | None:
     """The answers every vendor shares: rate limited, server trouble, refused credentials."""
     if status == 429:
-        return Result(RETRY, "HTTP 429", "rate limited", _retry_after(headers))
+        return Result(RETRY, "HTTP 429", "rate limited", retry_after(headers))
     if status >= 500:
-        return Result(RETRY, f"HTTP {status}", "server error", _retry_after(headers))
+        return Result(RETRY, f"HTTP {status}", "server error", retry_after(headers))
     if status in (401, 403):
         return Result(ACCOUNT, f"HTTP {status}", "the vendor refused the key")
     return None
